@@ -1,0 +1,236 @@
+"""Every error a Kale user can see, and how it is shown.
+
+Each error says what is wrong, where (file, line, column and the source line with a caret) and how
+to fix it. ``str(error)`` is the whole message, so an error caught in a notebook or a test reads
+the same as one printed by the command line. Uncaught, a ``DefinitionError`` is printed without a
+Python traceback and the process exits with status 2 (``KALE_DEBUG=1`` shows the traceback too).
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A place in the user's source: 1-based line, 0-based column (as ``ast`` counts them)."""
+
+    file: str
+    line: int
+    column: int = 0
+    end_line: int | None = None
+    end_column: int | None = None
+
+    @classmethod
+    def of_node(cls, node: Any, file: str) -> SourceLocation:
+        """The location of an ``ast`` node that was parsed from ``file``."""
+        return cls(
+            file=file,
+            line=node.lineno,
+            column=node.col_offset,
+            end_line=getattr(node, "end_lineno", None),
+            end_column=getattr(node, "end_col_offset", None),
+        )
+
+    @classmethod
+    def of_frame(cls, frame: FrameType) -> SourceLocation:
+        """The location of the call being executed in ``frame`` (exact columns on 3.11+)."""
+        code = frame.f_code
+        positions = getattr(code, "co_positions", None)
+        if positions is not None and frame.f_lasti >= 0:
+            for index, position in enumerate(positions()):
+                if index == frame.f_lasti // 2:
+                    line, end_line, column, end_column = position
+                    if line is not None:
+                        return cls(code.co_filename, line, column or 0, end_line, end_column)
+                    break
+        return cls(code.co_filename, frame.f_lineno)
+
+    @property
+    def display_file(self) -> str:
+        """The file name as the user would type it: relative to the working directory if inside."""
+        try:
+            relative = os.path.relpath(self.file)
+        except ValueError:  # another drive on Windows
+            return self.file
+        return self.file if relative.startswith("..") else relative
+
+    @property
+    def source_line(self) -> str | None:
+        text = linecache.getline(self.file, self.line)
+        return text.rstrip("\r\n") if text else None
+
+    def __str__(self) -> str:
+        return f"{self.display_file}:{self.line}:{self.column + 1}"
+
+    def excerpt(self) -> str:
+        """The source line with a caret under the located span, or '' when the source is unknown."""
+        text = self.source_line
+        if text is None:
+            return ""
+        gutter = str(self.line)
+        pad = " " * len(gutter)
+        expanded = text.expandtabs(4)
+        start = min(self.column, len(expanded))
+        if self.end_line == self.line and self.end_column is not None:
+            width = max(1, self.end_column - self.column)
+        else:
+            width = max(1, len(expanded.rstrip()) - start)
+        return f"{pad} |\n{gutter} | {expanded}\n{pad} | {' ' * start}{'^' * width}"
+
+
+class KaleError(Exception):
+    """The base of every error Kale raises on purpose.
+
+    ``message`` says what is wrong, ``location`` where, ``fix`` what to do about it.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: SourceLocation | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.message = message
+        self.location = location
+        self.fix = fix
+        super().__init__(message)
+
+    def render(self) -> str:
+        lines = [f"error: {self.message}"]
+        if self.location is not None:
+            lines.append(f"  --> {self.location}")
+            excerpt = self.location.excerpt()
+            if excerpt:
+                lines.append(excerpt)
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), dict(self.__dict__))
+
+
+def _rebuild(cls: type[KaleError], state: dict[str, Any]) -> KaleError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class DefinitionError(KaleError):
+    """A mistake in how a pipeline, a step or an option is written; found before anything runs."""
+
+    exit_code = 2
+
+
+class PipelineDefinitionError(DefinitionError):
+    """The ``@pipeline`` function breaks a rule of the pipeline language."""
+
+
+class StepDefinitionError(DefinitionError):
+    """A ``@step`` function could not run in isolation as it is written."""
+
+
+class InvalidOptionError(DefinitionError):
+    """A decorator option has a value Kale (or Kubeflow) cannot use."""
+
+    def __init__(
+        self,
+        option: str,
+        value: Any,
+        allowed: str,
+        *,
+        location: SourceLocation | None = None,
+        fix: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.option = option
+        self.value = value
+        self.allowed = allowed
+        where = f" in {owner}" if owner else ""
+        super().__init__(
+            f"{option}={value!r}{where} is not valid: {allowed}", location=location, fix=fix
+        )
+
+
+class PipelineArgumentError(DefinitionError):
+    """A pipeline was called with arguments that do not match its parameters."""
+
+
+class DefinitionErrorGroup(DefinitionError):
+    """Several definition errors found together, reported at once so they can be fixed at once."""
+
+    def __init__(self, summary: str, errors: Sequence[KaleError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(summary)
+
+    def render(self) -> str:
+        parts = [f"error: {self.message}"]
+        parts.extend(error.render() for error in self.errors)
+        return "\n\n".join(parts)
+
+
+def raise_all(summary: str, errors: Iterable[KaleError]) -> None:
+    """Raise nothing, the single error, or a group of them."""
+    errors = list(errors)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise DefinitionErrorGroup(summary.format(count=len(errors)), errors)
+
+
+def _paint(text: str, stream: Any) -> str:
+    if os.environ.get("NO_COLOR") or not getattr(stream, "isatty", lambda: False)():
+        return text
+    return text.replace("error:", "\x1b[1;31merror:\x1b[0m").replace(
+        "  fix:", "  \x1b[1;32mfix:\x1b[0m"
+    )
+
+
+def _kale_excepthook(
+    kind: type[BaseException], error: BaseException, tb: TracebackType | None
+) -> None:
+    if not isinstance(error, KaleError):
+        _previous_excepthook(kind, error, tb)
+        return
+    if os.environ.get("KALE_DEBUG"):
+        traceback.print_exception(kind, error, tb)
+    else:
+        sys.stderr.write(_paint(error.render(), sys.stderr) + "\n")
+        sys.stderr.write("(set KALE_DEBUG=1 to see the Python traceback)\n")
+    # Python would exit with status 1 after any uncaught exception; definition errors exit with 2
+    # so scripts and CI can tell "your pipeline is written wrong" from "a step failed".
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe must not turn into a second traceback
+            pass
+    os._exit(error.exit_code)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def install_excepthook() -> None:
+    """Show uncaught Kale errors compactly; leave every other exception to the previous hook."""
+    global _previous_excepthook
+    if sys.excepthook is not _kale_excepthook:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _kale_excepthook

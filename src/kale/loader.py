@@ -1,0 +1,68 @@
+"""Loading a user's pipeline script as a module, without running its ``__main__`` block.
+
+``kale graph script.py`` (and later ``kale compile``) needs the script's ``@pipeline`` functions
+but must not start the run the script's main block would start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import types
+
+from kale.errors import KaleError, SourceLocation
+
+SCRIPT_MODULE = "__kale_script__"
+
+
+class ScriptError(KaleError):
+    """The user's script could not be loaded (missing file, or it raised while importing)."""
+
+
+def load_script(path: str) -> types.ModuleType:
+    """Execute ``path`` as module ``__kale_script__`` with its folder importable, as
+    ``python path`` would (but with ``__name__`` not ``"__main__"``)."""
+    if not os.path.isfile(path):
+        raise ScriptError(f"no such file: {path}", fix="give the path of a Python script that "
+                          "defines a @pipeline function")
+    path = os.path.abspath(path)
+    with open(path, "rb") as handle:
+        source = handle.read()
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as error:
+        raise ScriptError(
+            f"{path} is not valid Python: {error.msg}",
+            location=SourceLocation(path, error.lineno or 1, max((error.offset or 1) - 1, 0)),
+            fix="correct the syntax error",
+        ) from None
+    module = types.ModuleType(SCRIPT_MODULE)
+    module.__file__ = path
+    root = os.path.dirname(path)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    sys.modules[SCRIPT_MODULE] = module
+    try:
+        exec(code, module.__dict__)
+    except KaleError:
+        raise
+    except Exception as error:
+        raise ScriptError(
+            f"{os.path.relpath(path)} raised {type(error).__name__} while Kale imported it:\n"
+            + _user_traceback(error),
+            fix="fix the error above; Kale runs the script's top level (not its "
+            "`if __name__ == \"__main__\":` block) to find its pipelines",
+        ) from error
+    return module
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback without Kale's own frames: the user's code is what they need to see."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    summary = traceback.TracebackException.from_exception(error)
+    summary.stack = traceback.StackSummary.from_list(
+        [frame for frame in summary.stack if not os.path.abspath(frame.filename).startswith(
+            package + os.sep)]
+    )
+    return "".join(summary.format()).rstrip()

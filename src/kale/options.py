@@ -1,0 +1,358 @@
+"""Step and pipeline options: validation, durations, names, retry backoff and ``steps_defaults``.
+
+Options are checked when the decorator runs, so a typo fails at import with the option's name, the
+bad value and what is allowed, long before a step runs or Kubeflow sees the pipeline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from kale.errors import InvalidOptionError
+
+#: The options ``@step`` accepts. ``name`` cannot be given in ``steps_defaults``.
+STEP_OPTIONS = (
+    "name",
+    "timeout",
+    "retry_count",
+    "retry_interval",
+    "retry_factor",
+    "retry_max_interval",
+    "limits",
+    "labels",
+    "annotations",
+)
+DEFAULTABLE_STEP_OPTIONS = STEP_OPTIONS[1:]
+PIPELINE_OPTIONS = (
+    "name",
+    "timeout",
+    "experiment",
+    "description",
+    "autosnapshot",
+    "steps_defaults",
+)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_DURATION_TEXT = re.compile(r"(?:\s*(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|s|m|h|d)\s*)+", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_HELP = (
+    "use a number of seconds (90) or a string such as '45s', '2m', '1h' or '1h30m'"
+)
+
+STEP_NAME_MAX = 63
+PIPELINE_NAME_MAX = 128
+_NAME_JUNK = re.compile(r"[^a-z0-9]+")
+
+# Kubernetes: a qualified name is an optional DNS-subdomain prefix and a name of at most 63 chars.
+_K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E|[eE]\d+)?$")
+
+
+def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> float:
+    """Seconds from a number of seconds or a string like "30", "45s", "2m", "1h30m"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidOptionError(option, value, f"a duration is expected; {_DURATION_HELP}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = _parse_duration_text(text, option, value)
+    else:
+        seconds = float(value)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise InvalidOptionError(option, value, f"a finite duration is expected; {_DURATION_HELP}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise InvalidOptionError(option, value, f"the duration must be {bound} seconds")
+    return seconds
+
+
+def _parse_duration_text(text: str, option: str, original: Any) -> float:
+    if not _DURATION_TEXT.fullmatch(text):
+        raise InvalidOptionError(option, original, f"it is not a duration; {_DURATION_HELP}")
+    return sum(
+        float(amount) * _UNIT_SECONDS[unit.lower()]
+        for amount, unit in _DURATION_PART.findall(text)
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form of a duration: 90 -> '1m30s', 0.5 -> '0.5s'."""
+    if seconds < 60 or seconds != int(seconds):
+        return f"{seconds:g}s"
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts)
+
+
+def normalize_name(value: Any, option: str, *, max_length: int) -> str:
+    """A Kubeflow-safe name: lowercase letters, digits and '-' ("Train Model" -> "train-model")."""
+    if not isinstance(value, str):
+        raise InvalidOptionError(option, value, "a name must be a string")
+    normalized = _NAME_JUNK.sub("-", value.lower()).strip("-")
+    if not normalized:
+        raise InvalidOptionError(
+            option,
+            value,
+            "Kubeflow names are made of lowercase letters, digits and '-', and this has none of "
+            "the letters or digits",
+        )
+    if len(normalized) > max_length:
+        raise InvalidOptionError(
+            option,
+            value,
+            f"Kubeflow accepts names of at most {max_length} characters "
+            f"(this one has {len(normalized)})",
+            fix="choose a shorter name",
+        )
+    return normalized
+
+
+def _number(value: Any, option: str, *, minimum: float, integer: bool) -> Any:
+    kind = "a whole number" if integer else "a number"
+    expected = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise InvalidOptionError(option, value, f"{kind} is expected")
+    if not math.isfinite(value) or value < minimum:
+        raise InvalidOptionError(option, value, f"{kind} of at least {minimum:g} is expected")
+    return value
+
+
+def _mapping(value: Any, option: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidOptionError(option, value, "a dict is expected")
+    for key in value:
+        if not isinstance(key, str):
+            raise InvalidOptionError(option, value, f"keys must be strings, not {key!r}")
+    return value
+
+
+def _qualified_name_problem(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return f"the prefix {prefix!r} of {key!r} is not a DNS subdomain (like 'example.com')"
+    if not _K8S_NAME.match(name):
+        return (
+            f"{key!r} is not a Kubernetes name: at most 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def validate_limits(value: Any, option: str = "limits") -> Mapping[str, str]:
+    """Resource limits such as {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": 1}."""
+    limits = {}
+    for key, raw in _mapping(value, option).items():
+        problem = _qualified_name_problem(key)
+        if problem:
+            raise InvalidOptionError(option, value, f"{problem}; use a resource name such as "
+                                     "'cpu', 'memory' or 'nvidia.com/gpu'")
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise InvalidOptionError(option, value, f"the limit for {key!r} must be a quantity "
+                                     "such as '2', '500m' or '4Gi'")
+        quantity = str(raw).strip()
+        if not _QUANTITY.match(quantity):
+            raise InvalidOptionError(option, value, f"{raw!r} (for {key!r}) is not a Kubernetes "
+                                     "quantity; write it like '2', '500m', '1.5' or '4Gi'")
+        if "gpu" in key.lower() and not quantity.isdigit():
+            raise InvalidOptionError(option, value, f"accelerators are counted in whole units, so "
+                                     f"{key!r} needs a whole number such as '1'")
+        limits[key] = quantity
+    return MappingProxyType(limits)
+
+
+def validate_labels(value: Any, option: str = "labels") -> Mapping[str, str]:
+    """Pod labels: Kubernetes-qualified keys and values of at most 63 name characters."""
+    labels = {}
+    for key, raw in _mapping(value, option).items():
+        problem = _qualified_name_problem(key)
+        if problem:
+            raise InvalidOptionError(option, value, problem)
+        if not isinstance(raw, str):
+            raise InvalidOptionError(option, value, f"label values are strings; write "
+                                     f"{key!r}: {str(raw)!r}")
+        if raw and not _K8S_NAME.match(raw):
+            raise InvalidOptionError(option, value, f"the value {raw!r} of {key!r} is not a "
+                                     "Kubernetes label value: at most 63 letters, digits, '-', "
+                                     "'_' or '.', starting and ending with a letter or digit")
+        labels[key] = raw
+    return MappingProxyType(labels)
+
+
+def validate_annotations(value: Any, option: str = "annotations") -> Mapping[str, str]:
+    """Pod annotations: Kubernetes-qualified keys, any string values."""
+    annotations = {}
+    for key, raw in _mapping(value, option).items():
+        problem = _qualified_name_problem(key)
+        if problem:
+            raise InvalidOptionError(option, value, problem)
+        if not isinstance(raw, str):
+            raise InvalidOptionError(option, value, f"annotation values are strings; write "
+                                     f"{key!r}: {str(raw)!r}")
+        annotations[key] = raw
+    return MappingProxyType(annotations)
+
+
+_STEP_VALIDATORS = {
+    "name": lambda v, o: normalize_name(v, o, max_length=STEP_NAME_MAX),
+    "timeout": lambda v, o: parse_duration(v, o),
+    "retry_count": lambda v, o: _number(v, o, minimum=0, integer=True),
+    "retry_interval": lambda v, o: parse_duration(v, o, allow_zero=True),
+    "retry_factor": lambda v, o: _number(v, o, minimum=1, integer=False),
+    "retry_max_interval": lambda v, o: parse_duration(v, o),
+    "limits": validate_limits,
+    "labels": validate_labels,
+    "annotations": validate_annotations,
+}
+
+
+def validate_step_options(given: Mapping[str, Any], *, prefix: str = "") -> dict[str, Any]:
+    """Check the options given to ``@step`` (or in ``steps_defaults``); None means not given."""
+    checked = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        checked[option] = _STEP_VALIDATORS[option](value, prefix + option)
+    interval, cap = checked.get("retry_interval"), checked.get("retry_max_interval")
+    if interval is not None and cap is not None and cap < interval:
+        raise InvalidOptionError(
+            prefix + "retry_max_interval",
+            given["retry_max_interval"],
+            f"it caps the wait between retries, so it cannot be shorter than "
+            f"retry_interval={given['retry_interval']!r}",
+        )
+    return checked
+
+
+def validate_steps_defaults(value: Any) -> Mapping[str, Any]:
+    """``steps_defaults``: any step option but ``name``, each validated like on ``@step``."""
+    if value is None:
+        return MappingProxyType({})
+    defaults = _mapping(value, "steps_defaults")
+    for key in defaults:
+        if key == "name":
+            raise InvalidOptionError(
+                "steps_defaults", dict(defaults),
+                "'name' cannot be a default: every step needs a name of its own",
+                fix="give the name on the step: @step(name=...)",
+            )
+        if key not in DEFAULTABLE_STEP_OPTIONS:
+            close = difflib.get_close_matches(key, DEFAULTABLE_STEP_OPTIONS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidOptionError(
+                "steps_defaults", dict(defaults),
+                f"{key!r} is not a step option; {hint}"
+                f"the options are: {', '.join(DEFAULTABLE_STEP_OPTIONS)}",
+            )
+    return MappingProxyType(validate_step_options(defaults, prefix="steps_defaults."))
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """The options a step runs with: its own, then the pipeline's ``steps_defaults``, then these."""
+
+    timeout: float | None = None
+    retry_count: int = 0
+    retry_interval: float = 0.0
+    retry_factor: float = 1.0
+    retry_max_interval: float | None = None
+    limits: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def resolve(cls, own: Mapping[str, Any], defaults: Mapping[str, Any]) -> StepOptions:
+        """Merge a step's own options over ``steps_defaults``.
+
+        Scalars: the step's value wins. ``limits``, ``labels`` and ``annotations`` merge key by key
+        (the step's value wins per key), as Kubernetes merges labels.
+        """
+        merged = {**defaults, **own}
+        for option in ("limits", "labels", "annotations"):
+            if option in own and option in defaults:
+                merged[option] = MappingProxyType({**defaults[option], **own[option]})
+        merged.pop("name", None)
+        return replace(cls(), **merged)
+
+    def retry_delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        if retry < 1:
+            raise ValueError("retries are numbered from 1")
+        delay = self.retry_interval * self.retry_factor ** (retry - 1)
+        if self.retry_max_interval is not None:
+            delay = min(delay, self.retry_max_interval)
+        return delay
+
+    def describe(self) -> list[str]:
+        """Short human phrases for the options that differ from the defaults."""
+        phrases = []
+        if self.timeout is not None:
+            phrases.append(f"timeout {format_duration(self.timeout)}")
+        if self.retry_count:
+            retry = f"retries {self.retry_count}"
+            if self.retry_interval:
+                retry += f" every {format_duration(self.retry_interval)}"
+                if self.retry_factor != 1:
+                    retry += f" x{self.retry_factor:g}"
+                if self.retry_max_interval is not None:
+                    retry += f" (max {format_duration(self.retry_max_interval)})"
+            phrases.append(retry)
+        for option in ("limits", "labels", "annotations"):
+            values = getattr(self, option)
+            if values:
+                pairs = ", ".join(f"{k}={v}" for k, v in values.items())
+                phrases.append(f"{option} {pairs}")
+        return phrases
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The validated options of ``@pipeline``."""
+
+    name: str
+    display_name: str
+    timeout: float | None = None
+    experiment: str | None = None
+    description: str | None = None
+    autosnapshot: bool = False
+    steps_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def validate_pipeline_options(function_name: str, given: Mapping[str, Any]) -> PipelineOptions:
+    """Check the options given to ``@pipeline``; the name defaults to the function's name."""
+    display_name = given.get("name") or function_name
+    if given.get("name") is not None and not isinstance(given["name"], str):
+        raise InvalidOptionError("name", given["name"], "a name must be a string")
+    name = normalize_name(display_name, "name", max_length=PIPELINE_NAME_MAX)
+    timeout = given.get("timeout")
+    experiment = given.get("experiment")
+    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+        raise InvalidOptionError("experiment", experiment, "the experiment's name must be a "
+                                 "non-empty string")
+    description = given.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InvalidOptionError("description", description, "a description must be a string")
+    autosnapshot = given.get("autosnapshot")
+    if autosnapshot is not None and not isinstance(autosnapshot, bool):
+        raise InvalidOptionError("autosnapshot", autosnapshot, "True or False is expected")
+    return PipelineOptions(
+        name=name,
+        display_name=display_name,
+        timeout=None if timeout is None else parse_duration(timeout, "timeout"),
+        experiment=experiment.strip() if experiment else None,
+        description=description,
+        autosnapshot=bool(autosnapshot),
+        steps_defaults=validate_steps_defaults(given.get("steps_defaults")),
+    )

@@ -1,0 +1,307 @@
+"""The public API: ``@step`` marks the functions that become pipeline steps, ``@pipeline`` the one
+function whose body wires them together.
+
+The decorators only record: options are validated on the spot, nothing is parsed until the
+pipeline is used, and calling a step outside a pipeline runs the plain function (so steps can be
+unit-tested). Importing this module stays cheap: no kfp, numpy or pandas, and the parser is loaded
+only when a pipeline is first used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from kale.errors import (
+    InvalidOptionError,
+    KaleError,
+    PipelineArgumentError,
+    SourceLocation,
+    StepDefinitionError,
+    install_excepthook,
+)
+from kale.options import (
+    PIPELINE_OPTIONS,
+    STEP_OPTIONS,
+    PipelineOptions,
+    validate_pipeline_options,
+    validate_step_options,
+)
+
+if TYPE_CHECKING:
+    from kale.graph.model import Graph
+
+__all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "pipeline", "step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+install_excepthook()
+
+
+class KaleWarning(UserWarning):
+    """Something Kale accepts but that does not do what the user may think."""
+
+
+def _caller_location(depth: int = 2) -> SourceLocation:
+    return SourceLocation.of_frame(sys._getframe(depth))
+
+
+def _locate(error: KaleError, location: SourceLocation, keyword: str | None = None) -> KaleError:
+    """Point an option error at the decorator call, under the offending keyword when found."""
+    if error.location is None:
+        from kale.source import refine_location
+
+        if keyword is not None:
+            key = None
+            if isinstance(error, InvalidOptionError) and "." in error.option:
+                keyword, key = error.option.split(".", 1)
+            location = refine_location(location, keyword, key)
+        error.location = location
+    return error
+
+
+def _check_function(target: Any, decorator: str, location: SourceLocation) -> None:
+    if isinstance(target, (StepFunction, PipelineFunction)):
+        raise StepDefinitionError(
+            f"`{target.__name__}` is already decorated with {target.decorator}",
+            location=location,
+            fix=f"use either {target.decorator} or {decorator} on a function, once",
+        )
+    if not inspect.isfunction(target):
+        what = "a class" if inspect.isclass(target) else f"{type(target).__name__} {target!r}"
+        hint = (
+            f"options are keywords: {decorator}(name={target!r})"
+            if isinstance(target, str)
+            else f"put {decorator} on a function defined with `def`"
+        )
+        raise StepDefinitionError(
+            f"{decorator} decorates functions, not {what}", location=location, fix=hint
+        )
+    if target.__name__ == "<lambda>":
+        raise StepDefinitionError(
+            f"{decorator} cannot decorate a lambda: Kale reads the function's source by name",
+            location=location,
+            fix="define it with `def name(...):`",
+        )
+
+
+def _reject_unknown(unknown: Mapping[str, Any], known: tuple[str, ...], decorator: str,
+                    location: SourceLocation) -> None:
+    for option in unknown:
+        close = difflib.get_close_matches(option, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise _locate(
+            InvalidOptionError(
+                option, unknown[option],
+                f"{decorator} has no option {option!r}; {hint}its options are: {', '.join(known)}",
+            ),
+            location,
+            option,
+        )
+
+
+class StepFunction:
+    """A function decorated with ``@step``. Called directly, it is the plain function."""
+
+    decorator = "@step"
+
+    def __init__(self, func: Callable[..., Any], options: Mapping[str, Any],
+                 location: SourceLocation, display_name: str | None = None) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        #: The options given on the decorator, validated (``steps_defaults`` is applied later).
+        self.options = dict(options)
+        self.location = location
+        #: The name as the user wrote it; ``step_name`` is its Kubeflow-safe form.
+        self.display_name = display_name or func.__name__
+
+    @property
+    def step_name(self) -> str:
+        """The step's Kubeflow name before it is made unique within a pipeline."""
+        from kale.options import normalize_name
+
+        if "name" in self.options:
+            return self.options["name"]
+        return normalize_name(self.func.__name__, "name", max_length=63)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<step {self.func.__module__}.{self.func.__qualname__}>"
+
+
+@overload
+def step(func: F, /) -> F: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    timeout: int | float | str | None = None,
+    retry_count: int | None = None,
+    retry_interval: int | float | str | None = None,
+    retry_factor: int | float | None = None,
+    retry_max_interval: int | float | str | None = None,
+    limits: Mapping[str, str | int | float] | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> Callable[[F], F]: ...
+def step(func: Any = None, /, **options: Any) -> Any:
+    """Mark a function as a pipeline step.
+
+    Use it bare (``@step``) or with options (``@step(name="train", timeout="1h",
+    retry_count=2, retry_interval="30s", retry_factor=2, retry_max_interval="5m",
+    limits={"memory": "4Gi"}, labels={...}, annotations={...})``). Durations are seconds or
+    strings such as "45s", "2m", "1h30m".
+    """
+    location = _caller_location()
+    known = {key: options.pop(key) for key in STEP_OPTIONS if key in options}
+    _reject_unknown(options, STEP_OPTIONS, "@step", location)
+    try:
+        checked = validate_step_options(known)
+    except InvalidOptionError as error:
+        raise _locate(error, location, error.option) from None
+
+    def decorate(target: Any) -> StepFunction:
+        _check_function(target, "@step", location)
+        return StepFunction(target, checked, location, known.get("name"))
+
+    if func is None:
+        return decorate
+    if known:
+        raise StepDefinitionError("@step takes either a function or options, not both",
+                                  location=location, fix="write @step(name=...) above the def")
+    return decorate(func)
+
+
+class PipelineFunction:
+    """A function decorated with ``@pipeline``. Calling it runs the pipeline."""
+
+    decorator = "@pipeline"
+
+    def __init__(self, func: Callable[..., Any], options: PipelineOptions,
+                 location: SourceLocation) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.options = options
+        self.location = location
+        self._graph: Graph | None = None
+
+    @property
+    def graph(self) -> Graph:
+        """The pipeline's graph, parsed and checked on first use.
+
+        Raises a ``DefinitionError`` naming the file, line and fix when the pipeline or one of
+        its steps breaks a rule.
+        """
+        if self._graph is None:
+            from kale.graph import parse_pipeline
+
+            self._graph = parse_pipeline(self.func, self.options)
+        return self._graph
+
+    def bind_arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The value of every parameter for a call with these arguments, defaults filled in."""
+        graph = self.graph
+        names = [parameter.name for parameter in graph.parameters]
+        if len(args) > len(names):
+            raise PipelineArgumentError(
+                f"{self.__name__}() takes {len(names)} parameter(s) but {len(args)} values were "
+                "given",
+                fix=f"its parameters are: {', '.join(names) or '(none)'}",
+            )
+        given = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise PipelineArgumentError(
+                    f"pipeline `{self.__name__}` has no parameter {key!r}",
+                    fix=f"{hint}its parameters are: {', '.join(names) or '(none)'}",
+                )
+            if key in given:
+                raise PipelineArgumentError(
+                    f"parameter {key!r} of `{self.__name__}` was given twice",
+                    fix="pass it either by position or by keyword",
+                )
+            given[key] = value
+        values = {}
+        for parameter in graph.parameters:
+            if parameter.name not in given:
+                values[parameter.name] = parameter.default
+                continue
+            try:
+                values[parameter.name] = parameter.coerce(given[parameter.name])
+            except ValueError as reason:
+                raise PipelineArgumentError(
+                    f"parameter {parameter.name!r} of `{self.__name__}` is a {parameter.type} "
+                    f"(its default is {parameter.default!r}): {reason}",
+                    fix=f"pass a {parameter.type}, or change the parameter's default",
+                ) from None
+        return values
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Graph:
+        location = _caller_location()
+        try:
+            graph = self.graph
+            values = self.bind_arguments(*args, **kwargs)
+        except PipelineArgumentError as error:
+            raise _locate(error, location) from None
+        from kale.graph.render import render_text
+
+        # Until the local runner exists, a call validates the pipeline and shows what would run.
+        print(render_text(graph, values))
+        return graph
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.options.name} ({self.func.__module__}.{self.func.__qualname__})>"
+
+
+@overload
+def pipeline(func: F, /) -> F: ...
+@overload
+def pipeline(
+    *,
+    name: str | None = None,
+    timeout: int | float | str | None = None,
+    experiment: str | None = None,
+    description: str | None = None,
+    autosnapshot: bool | None = None,
+    steps_defaults: Mapping[str, Any] | None = None,
+) -> Callable[[F], F]: ...
+def pipeline(func: Any = None, /, **options: Any) -> Any:
+    """Mark the function whose body calls the steps; its arguments are the pipeline parameters.
+
+    Options: ``name``, ``timeout`` (for the whole run), ``experiment``, ``description``,
+    ``autosnapshot`` and ``steps_defaults`` (options applied to every step; a step's own win).
+    """
+    location = _caller_location()
+    known = {key: options.pop(key) for key in PIPELINE_OPTIONS if key in options}
+    _reject_unknown(options, PIPELINE_OPTIONS, "@pipeline", location)
+
+    def decorate(target: Any) -> PipelineFunction:
+        _check_function(target, "@pipeline", location)
+        try:
+            checked = validate_pipeline_options(target.__name__, known)
+        except InvalidOptionError as error:
+            keyword = error.option.split(".")[0]
+            raise _locate(error, location, keyword) from None
+        if checked.autosnapshot:
+            warnings.warn_explicit(
+                "autosnapshot=True has no effect: it asked Arrikto's Rok to snapshot volumes. "
+                "Kale keeps every step's outputs in the run record instead.",
+                KaleWarning, location.file, location.line,
+            )
+        return PipelineFunction(target, checked, location)
+
+    if func is None:
+        return decorate
+    if known:
+        raise StepDefinitionError("@pipeline takes either a function or options, not both",
+                                  location=location, fix="write @pipeline(name=...) above the def")
+    return decorate(func)
