@@ -1,4 +1,4 @@
-"""The ``kale`` command: ``kale graph script.py`` shows a pipeline's DAG without running anything."""
+"""The ``kale`` command: ``kale graph script.py`` shows a pipeline's DAG without running it."""
 
 from __future__ import annotations
 

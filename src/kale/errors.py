@@ -8,6 +8,7 @@ Python traceback and the process exits with status 2 (``KALE_DEBUG=1`` shows the
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 import sys
@@ -218,10 +219,8 @@ def _kale_excepthook(
 
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):  # a closed pipe must not add a second traceback
             stream.flush()
-        except Exception:  # a closed pipe must not turn into a second traceback
-            pass
     os._exit(error.exit_code)
 
 

@@ -55,6 +55,25 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E|[eE]\d+)?$")
 
 
+# Words users reach for that other tools use; each points at Kale's option.
+_SYNONYMS = {
+    "retries": "retry_count", "retry": "retry_count", "max_retries": "retry_count",
+    "num_retries": "retry_count", "backoff": "retry_factor", "backoff_factor": "retry_factor",
+    "resources": "limits", "cpu": "limits", "memory": "limits", "gpu": "limits", "gpus": "limits",
+    "display_name": "name", "default_steps": "steps_defaults", "defaults": "steps_defaults",
+    "experiment_name": "experiment", "deadline": "timeout",
+}
+
+
+def suggest(option: str, known: tuple[str, ...]) -> str:
+    """' did you mean ...?' for a mistyped option name, or '' when nothing is close."""
+    guess = _SYNONYMS.get(option.lower())
+    if guess not in known:
+        close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    return f"did you mean {guess!r}? " if guess else ""
+
+
 def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> float:
     """Seconds from a number of seconds or a string like "30", "45s", "2m", "1h30m"."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -87,7 +106,7 @@ def _parse_duration_text(text: str, option: str, original: Any) -> float:
 def format_duration(seconds: float) -> str:
     """The shortest readable form of a duration: 90 -> '1m30s', 0.5 -> '0.5s'."""
     if seconds < 60 or seconds != int(seconds):
-        return f"{seconds:g}s"
+        return format(seconds, "f").rstrip("0").rstrip(".") + "s"
     whole = int(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
@@ -249,8 +268,7 @@ def validate_steps_defaults(value: Any) -> Mapping[str, Any]:
                 fix="give the name on the step: @step(name=...)",
             )
         if key not in DEFAULTABLE_STEP_OPTIONS:
-            close = difflib.get_close_matches(key, DEFAULTABLE_STEP_OPTIONS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = suggest(key, DEFAULTABLE_STEP_OPTIONS)
             raise InvalidOptionError(
                 "steps_defaults", dict(defaults),
                 f"{key!r} is not a step option; {hint}"

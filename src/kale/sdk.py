@@ -29,6 +29,7 @@ from kale.options import (
     PIPELINE_OPTIONS,
     STEP_OPTIONS,
     PipelineOptions,
+    suggest,
     validate_pipeline_options,
     validate_step_options,
 )
@@ -93,8 +94,7 @@ def _check_function(target: Any, decorator: str, location: SourceLocation) -> No
 def _reject_unknown(unknown: Mapping[str, Any], known: tuple[str, ...], decorator: str,
                     location: SourceLocation) -> None:
     for option in unknown:
-        close = difflib.get_close_matches(option, known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = suggest(option, known)
         raise _locate(
             InvalidOptionError(
                 option, unknown[option],
@@ -215,7 +215,7 @@ class PipelineFunction:
                 "given",
                 fix=f"its parameters are: {', '.join(names) or '(none)'}",
             )
-        given = dict(zip(names, args))
+        given = dict(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)

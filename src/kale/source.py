@@ -74,7 +74,9 @@ def function_source(func: Any) -> tuple[SourceFile, FunctionNode] | None:
     return None if node is None else (source, node)
 
 
-def refine_location(location: SourceLocation, keyword: str, key: str | None = None) -> SourceLocation:
+def refine_location(
+    location: SourceLocation, keyword: str, key: str | None = None
+) -> SourceLocation:
     """Narrow the location of a call to one of its keyword arguments (and a key of its dict).
 
     Used to put the caret of an option error under ``retry_count=-1`` rather than under the whole

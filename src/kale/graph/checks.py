@@ -178,6 +178,8 @@ def check_steps(graph: Graph, functions: Iterable[StepFunction]) -> None:
     errors: list[KaleError] = []
     for function in functions:
         errors.extend(_check_step(function, graph))
+    errors.sort(key=lambda e: (e.location.file, e.location.line, e.location.column)
+                if e.location else ("", 0, 0))
     raise_all(
         f"{{count}} problems in the steps of pipeline `{graph.options.display_name}`: steps run "
         "on their own on Kubeflow, so each may use only its arguments, builtins and what it "

@@ -44,7 +44,7 @@ class ParameterRef:
 
 @dataclass(frozen=True)
 class OutputRef:
-    """A value that some step returns: the whole return value, or one element of it when unpacked."""
+    """A value a step returns: the whole return value, or one element of it when unpacked."""
 
     step: str
     variable: str

@@ -87,7 +87,7 @@ def _namespace_of(func: Callable[..., Any]) -> Mapping[str, Any]:
     namespace: dict[str, Any] = dict(vars(builtins))
     namespace.update(func.__globals__)
     closure = func.__closure__ or ()
-    for name, cell in zip(func.__code__.co_freevars, closure):
+    for name, cell in zip(func.__code__.co_freevars, closure, strict=False):
         try:
             namespace[name] = cell.cell_contents
         except ValueError:  # an enclosing variable not assigned yet
@@ -350,20 +350,20 @@ class _Parser:
             self.error(node, f"`{head}` is not defined", f"import or define the step `{head}` "
                        "at the top of the file")
             return None
-        value = self.namespace[head]
+        value = owner = self.namespace[head]
         for index, attribute in enumerate(rest):
             if not hasattr(value, attribute):
                 self.error(node, f"`{'.'.join(dotted[: index + 2])}` does not exist",
                            "check the spelling of the step's name")
                 return None
-            value = getattr(value, attribute)
+            owner, value = value, getattr(value, attribute)
         name = ".".join(dotted)
         if isinstance(value, StepFunction):
             return value
         if isinstance(value, PipelineFunction):
             self.error(node, f"`{name}` is a pipeline; pipelines cannot call other pipelines yet",
                        "call its steps from this pipeline directly")
-        elif rest and not inspect.ismodule(self.namespace[head]):
+        elif rest and not inspect.ismodule(owner):
             self.error(node, f"`{name}(...)` calls a method, not a step",
                        "call the method inside a step")
         elif value is getattr(builtins, name, None):
@@ -372,12 +372,26 @@ class _Parser:
         elif inspect.isclass(value):
             self.error(node, f"`{name}` is a class, not a step", f"create the `{name}` object "
                        "inside a step and return it")
-        elif callable(value):
+        elif callable(value) and self.in_project(value):
             self.error(node, f"`{name}` is not a step", f"decorate `{name}` with @step "
                        "(from kale.sdk import step), or call it inside a step")
+        elif callable(value):
+            self.error(node, f"`{name}` is not a step", _BODY_RULE + "; call it inside a step")
         else:
             self.error(node, f"`{name}` is a {type(value).__name__}, not a step", _BODY_RULE)
         return None
+
+    def in_project(self, value: Any) -> bool:
+        """Whether a function was written in the user's project (so it could become a step)."""
+        try:
+            filename = inspect.getsourcefile(value)
+        except TypeError:
+            return False
+        if filename is None:
+            return False
+        root = os.path.realpath(project_root_of(self.source.filename))
+        path = os.path.realpath(filename)
+        return os.path.commonpath([path, root]) == root and "site-packages" not in path
 
     def describe_binding(self, name: str) -> str:
         bound = self.bindings[name]
@@ -440,16 +454,16 @@ class _Parser:
     def reject_value(self, node: ast.expr) -> None:
         text = self.text(node)
         names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
-        outputs = [n for n in names if isinstance(self.bindings.get(n), OutputRef)]
+        outputs = [n for n in names if n in self.bindings]
         if isinstance(node, ast.Call):
             self.error(node, f"nested call `{text}`", "give each step call its own line: "
                        "`inner = first_step(...)`, then pass `inner` to the next step")
         elif isinstance(node, ast.Attribute) and outputs:
-            self.error(node, f"`{text}` reads an attribute of step output `{outputs[0]}`",
+            self.error(node, f"`{text}` reads an attribute of `{outputs[0]}`",
                        f"pass `{outputs[0]}` itself and read `.{node.attr}` inside the step "
                        "that receives it")
         elif isinstance(node, ast.Subscript) and outputs:
-            self.error(node, f"`{text}` indexes step output `{outputs[0]}`",
+            self.error(node, f"`{text}` takes an item of `{outputs[0]}`",
                        f"pass `{outputs[0]}` whole, or have its step return the parts "
                        "separately and unpack them: `a, b = step(...)`")
         elif isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)) and names:

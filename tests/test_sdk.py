@@ -1,0 +1,203 @@
+"""The decorators: bare and called forms, option errors at the decorator, plain calls of steps,
+and calling a pipeline."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from kale.errors import InvalidOptionError, PipelineArgumentError, StepDefinitionError
+from kale.sdk import KaleWarning, PipelineFunction, StepFunction, pipeline, step
+
+
+def test_bare_and_called_forms():
+    @step
+    def a(x):
+        return x + 1
+
+    @step(name="Bee Step", timeout="2m", retry_count=2, retry_interval=5, retry_factor=2,
+          retry_max_interval="1m", limits={"memory": "1Gi"}, labels={"team": "x"},
+          annotations={"note": "hi"})
+    def b(x):
+        return x * 2
+
+    assert isinstance(a, StepFunction) and isinstance(b, StepFunction)
+    assert a.step_name == "a" and a.options == {}
+    assert b.step_name == "bee-step" and b.display_name == "Bee Step"
+    assert b.options["timeout"] == 120 and b.options["retry_max_interval"] == 60
+    assert a.__name__ == "a" and a.__wrapped__(1) == 2
+
+
+def test_a_step_called_outside_a_pipeline_is_the_plain_function():
+    @step(retry_count=3)
+    def add(x, y=1):
+        return x + y
+
+    assert add(1) == 2
+    assert add(1, y=5) == 6
+    with pytest.raises(TypeError):
+        add()
+
+
+def test_pipeline_forms_and_options():
+    @pipeline
+    def bare():
+        pass
+
+    @pipeline(name="Model Training", experiment="exp", timeout="1h", description="d",
+              steps_defaults={"retry_count": 2})
+    def called():
+        pass
+
+    assert isinstance(bare, PipelineFunction) and bare.options.name == "bare"
+    assert called.options.name == "model-training"
+    assert called.options.display_name == "Model Training"
+    assert called.options.steps_defaults == {"retry_count": 2}
+
+
+def test_option_errors_point_at_the_keyword_in_the_decorator():
+    with pytest.raises(InvalidOptionError) as caught:
+        @step(name="ok",
+              retry_count=-1)
+        def f():
+            pass
+    error = caught.value
+    assert error.option == "retry_count" and error.value == -1
+    assert error.location.file == __file__
+    assert "retry_count=-1" in error.location.source_line
+    assert error.location.column == error.location.source_line.index("retry_count")
+    assert "retry_count=-1 is not valid: a whole number of at least 0 is expected" in str(error)
+
+
+def test_steps_defaults_errors_point_at_the_key():
+    with pytest.raises(InvalidOptionError) as caught:
+        @pipeline(steps_defaults={"timeout": 600,
+                                  "retry_factor": 0.5})
+        def f():
+            pass
+    error = caught.value
+    assert error.option == "steps_defaults.retry_factor"
+    assert '"retry_factor": 0.5' in error.location.source_line
+    assert error.location.column == error.location.source_line.index('"retry_factor"')
+
+
+@pytest.mark.parametrize(
+    ("decorator", "option", "suggestion"),
+    [(step, "retries", "retry_count"), (step, "time_out", "timeout"),
+     (pipeline, "experiement", "experiment"), (pipeline, "step_defaults", "steps_defaults")],
+)
+def test_unknown_options_suggest_the_right_one(decorator, option, suggestion):
+    with pytest.raises(InvalidOptionError) as caught:
+        decorator(**{option: 1})
+    assert f"did you mean {suggestion!r}" in str(caught.value)
+    assert caught.value.location.file == __file__
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [("train", "options are keywords: @step(name='train')"),
+     (int, "decorates functions, not a class"),
+     (lambda: 1, "cannot decorate a lambda")],
+)
+def test_step_decorates_functions_only(target, fragment):
+    with pytest.raises(StepDefinitionError) as caught:
+        step(target)
+    assert fragment in str(caught.value)
+
+
+def test_decorating_twice_is_an_error():
+    @step
+    def f():
+        pass
+
+    with pytest.raises(StepDefinitionError, match="already decorated with @step"):
+        pipeline(f)
+
+
+def test_function_and_options_together_is_an_error():
+    def f():
+        pass
+
+    with pytest.raises(StepDefinitionError, match="either a function or options"):
+        step(f, name="x")
+
+
+def test_autosnapshot_warns_that_it_has_no_effect():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        @pipeline(autosnapshot=True)
+        def f():
+            pass
+
+    assert any(issubclass(w.category, KaleWarning) and "Rok" in str(w.message) for w in caught)
+    assert f.options.autosnapshot is True
+
+
+def test_the_graph_is_parsed_lazily_so_steps_may_come_after_the_pipeline(project):
+    module = project.load('''
+        @pipeline
+        def late():
+            later_step()
+
+        @step
+        def later_step():
+            return 1
+    ''')
+    assert [s.name for s in module.late.graph.steps] == ["later-step"]
+
+
+def test_calling_a_pipeline_validates_and_binds_arguments(project, capsys):
+    module = project.load('''
+        @pipeline(name="run-me")
+        def p(source="db", iters=10, rate=0.5, flag=False, items=[1]):
+            data = load(source)
+            train(data, iters, rate)
+    ''')
+    pipe = module.p
+    assert pipe.bind_arguments() == {"source": "db", "iters": 10, "rate": 0.5, "flag": False,
+                                     "items": [1]}
+    bound = pipe.bind_arguments("s3", "20", rate=1, flag="true", items="[2, 3]")
+    assert bound == {"source": "s3", "iters": 20, "rate": 1, "flag": True, "items": [2, 3]}
+    graph = pipe("files", iters=3)
+    assert graph is pipe.graph
+    assert "this run: 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fragment"),
+    [
+        ((), {"iter": 1}, "has no parameter 'iter'"),
+        ((), {"iter": 1}, "did you mean 'iters'"),
+        (("a", 1, 2), {}, "takes 2 parameter(s) but 3 values were given"),
+        (("a",), {"source": "b"}, "was given twice"),
+        ((), {"iters": "ten"}, "'iters' of `p` is a int (its default is 10): 'ten' cannot be"),
+        ((), {"iters": True}, "a int is expected, not bool True"),
+        ((), {"iters": 1.5}, "a int is expected, not float"),
+        ((), {"source": 3}, "a str is expected, not int 3"),
+    ],
+)
+def test_bad_pipeline_arguments(project, args, kwargs, fragment):
+    module = project.load('''
+        @pipeline
+        def p(source="db", iters=10):
+            load(source)
+    ''')
+    with pytest.raises(PipelineArgumentError) as caught:
+        module.p(*args, **kwargs)
+    assert fragment in str(caught.value)
+    assert caught.value.location.file == __file__
+    assert "module.p(" in Path(__file__).read_text().splitlines()[caught.value.location.line - 1]
+
+
+def test_import_of_kale_sdk_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, kale.sdk; heavy = {'kfp', 'numpy', 'pandas', 'kale.graph', 'click'}"
+            " & set(sys.modules); print(sorted(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
