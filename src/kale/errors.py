@@ -9,6 +9,7 @@ Python traceback and the process exits with status 2 (``KALE_DEBUG=1`` shows the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import linecache
 import os
 import sys
@@ -46,12 +47,11 @@ class SourceLocation:
         code = frame.f_code
         positions = getattr(code, "co_positions", None)
         if positions is not None and frame.f_lasti >= 0:
-            for index, position in enumerate(positions()):
-                if index == frame.f_lasti // 2:
-                    line, end_line, column, end_column = position
-                    if line is not None:
-                        return cls(code.co_filename, line, column or 0, end_line, end_column)
-                    break
+            # One entry per 2-byte code unit; islice skips to ours in C, not in a Python loop.
+            position = next(itertools.islice(positions(), frame.f_lasti // 2, None), None)
+            if position is not None and position[0] is not None:
+                line, end_line, column, end_column = position
+                return cls(code.co_filename, line, column or 0, end_line, end_column)
         return cls(code.co_filename, frame.f_lineno)
 
     @property

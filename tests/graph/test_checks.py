@@ -238,3 +238,38 @@ def test_steps_outside_the_project_directory_are_rejected(project, tmp_path_fact
 def test_return_arity(body, arity):
     tree = ast.parse(f"def f(x):\n    {body}\n")
     assert return_arity(tree.body[0]) == arity
+
+
+def test_code_globals_reads_the_names_code_really_loads():
+    from kale.graph.checks import code_globals
+
+    namespace = {"Annotated": int, "DEFAULT": 1}
+    source = textwrap.dedent('''
+        def f(x: Annotated = DEFAULT):
+            local: OnlyAnnotation = 1
+            def inner():
+                return Helper(x)
+            class Local:
+                attribute = Shared
+            values = [json.dumps(v) for v in x]
+            global Counter
+            Counter = 1
+            del Other
+            return x.attribute_only, Local, inner, values
+    ''')
+    exec(compile(source, "<test>", "exec"), namespace)
+    loaded, looked_up = code_globals(namespace["f"].__code__)
+    assert loaded == {"Helper", "json", "Counter"}  # `del Other` makes Other a local
+    assert "Shared" in looked_up
+    assert not {"Annotated", "DEFAULT", "OnlyAnnotation", "attribute_only"} & loaded
+
+
+def test_code_globals_with_more_than_256_names():
+    from kale.graph.checks import code_globals
+
+    names = [f"name_{i}" for i in range(300)]
+    source = "def f():\n" + "".join(f"    x.{n}\n" for n in names) + "    return far_global\n"
+    namespace = {}
+    exec(source, namespace)
+    loaded, _ = code_globals(namespace["f"].__code__)
+    assert loaded == {"far_global", "x"}

@@ -2,8 +2,12 @@
 
 On Kubeflow a step runs from its own source in a fresh process, with nothing of the module it was
 written in. So a step may use only its arguments, builtins and what it imports or defines inside
-its body. Every other name it reaches for is found here (with ``symtable``, which knows Python's
-scoping rules exactly) and reported at once, with where the name is defined and how to fix it.
+its body. Every other name it reaches for is reported at once, with where the name is defined and
+how to fix it.
+
+Two passes keep this fast: the step's compiled code says exactly which global names it loads (a
+scan of its bytecode, microseconds); only a step that loads a suspicious name is analysed from its
+source with ``symtable`` (Python's own scoping rules) to explain each problem.
 
 The runtime contract these checks assume (``kale.runtime`` must keep it): a step's ``def`` is
 compiled with ``from __future__ import annotations`` (so annotations are never evaluated), it is
@@ -15,13 +19,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dis
+import inspect
 import os
 import symtable
+import sys
 from collections.abc import Iterable, Iterator
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from kale.errors import KaleError, SourceLocation, StepDefinitionError, raise_all
-from kale.source import FunctionNode, SourceFile, function_source
+from kale.source import FunctionNode, FunctionSpan, SourceFile, read_source
 
 if TYPE_CHECKING:
     from kale.graph.model import Graph
@@ -69,22 +77,23 @@ def return_arity(function: FunctionNode) -> int | None:
     return arities.pop() if len(arities) == 1 else None
 
 
-_tables: dict[str, tuple[str, symtable.SymbolTable]] = {}
+_tables: dict[str, tuple[str, dict[tuple[str, int], symtable.SymbolTable]]] = {}
 
 
 def _function_table(source: SourceFile, node: FunctionNode) -> symtable.SymbolTable | None:
+    """The symbol table of a function, from one ``symtable`` pass over its whole file."""
     cached = _tables.get(source.filename)
     if cached is None or cached[0] is not source.text:
-        cached = (source.text, symtable.symtable(source.text, source.filename, "exec"))
+        index = {}
+        stack = [symtable.symtable(source.text, source.filename, "exec")]
+        while stack:
+            table = stack.pop()
+            if table.get_type() == "function":
+                index[(table.get_name(), table.get_lineno())] = table
+            stack.extend(table.get_children())
+        cached = (source.text, index)
         _tables[source.filename] = cached
-    stack = [cached[1]]
-    while stack:
-        table = stack.pop()
-        if table.get_type() == "function" and table.get_name() == node.name \
-                and table.get_lineno() == node.lineno:
-            return table
-        stack.extend(table.get_children())
-    return None
+    return cached[1].get((node.name, node.lineno))
 
 
 def _external_names(table: symtable.SymbolTable) -> tuple[set[str], set[str]]:
@@ -173,11 +182,46 @@ def _import_text(statement: ast.Import | ast.ImportFrom, name: str) -> str:
     return "the import"
 
 
-def check_steps(graph: Graph, functions: Iterable[StepFunction]) -> None:
+_OPS = dis.opmap
+_LOAD_GLOBAL = _OPS["LOAD_GLOBAL"]
+# From 3.11 the low bit of LOAD_GLOBAL's argument is a flag, the name index is the rest.
+_LOAD_GLOBAL_SHIFT = 1 if sys.version_info >= (3, 11) else 0
+_GLOBAL_OPS = bytes(_OPS[name] for name in ("STORE_GLOBAL", "DELETE_GLOBAL"))
+# Class bodies look names up with LOAD_NAME (3.12+: LOAD_FROM_DICT_OR_GLOBALS), locals first.
+_NAME_OPS = bytes(_OPS[name] for name in ("LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS") if name in _OPS)
+
+
+def code_globals(code: CodeType) -> tuple[set[str], set[str]]:
+    """The global names a function's code (nested functions included) loads or stores, and the
+    names its class bodies look up (which may be globals)."""
+    found: set[str] = set()
+    maybe: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        raw = current.co_code
+        opcodes, arguments = raw[::2], raw[1::2]
+        names = current.co_names
+        for targets, opcode_set, shift in ((found, bytes([_LOAD_GLOBAL]), _LOAD_GLOBAL_SHIFT),
+                                           (found, _GLOBAL_OPS, 0), (maybe, _NAME_OPS, 0)):
+            for opcode in opcode_set:
+                index = opcodes.find(opcode)
+                while index != -1:
+                    argument, back = arguments[index], index - 1
+                    while back >= 0 and opcodes[back] == dis.EXTENDED_ARG:
+                        argument |= arguments[back] << (8 * (index - back))
+                        back -= 1
+                    targets.add(names[argument >> shift])
+                    index = opcodes.find(opcode, index + 1)
+        stack.extend(const for const in current.co_consts if isinstance(const, CodeType))
+    return found, maybe
+
+
+def check_steps(graph: Graph, steps: Iterable[tuple[StepFunction, FunctionSpan]]) -> None:
     """Raise every isolation problem of the pipeline's steps at once (or nothing)."""
     errors: list[KaleError] = []
-    for function in functions:
-        errors.extend(_check_step(function, graph))
+    for function, span in steps:
+        errors.extend(_check_step(function, span, graph))
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.location.column)
                 if e.location else ("", 0, 0))
     raise_all(
@@ -188,42 +232,83 @@ def check_steps(graph: Graph, functions: Iterable[StepFunction]) -> None:
     )
 
 
-def _check_step(function: StepFunction, graph: Graph) -> Iterator[KaleError]:
+def _suspicious_names(func: Any) -> set[str]:
+    """Names the step's code takes from outside it, per its bytecode: what needs explaining."""
+    code = func.__code__
+    loaded, looked_up = code_globals(code)
+    module = func.__globals__
+    suspicious = {
+        name for name in loaded
+        if name != func.__name__ and name not in RUNTIME_NAMES
+        and (name in module or not hasattr(builtins, name))
+    }
+    suspicious.update(name for name in looked_up if name in module and name != func.__name__)
+    suspicious.update(code.co_freevars)
+    return suspicious
+
+
+def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph
+                ) -> Iterator[KaleError]:
     func = function.func
-    found = function_source(func)
-    if found is None:
-        return
-    source, node = found
     label = f"step `{func.__name__}`"
+    def_location = SourceLocation(span.filename, span.def_line, span.indent)
 
-    def at(target: ast.AST) -> SourceLocation:
-        return SourceLocation.of_node(target, source.filename)
-
-    where = _placement_problem(source.filename, graph)
+    where = _placement_problem(span.filename, graph)
     if where:
-        yield StepDefinitionError(f"{label} is defined {where}", location=at(node),
+        yield StepDefinitionError(f"{label} is defined {where}", location=def_location,
                                   fix=f"on Kubeflow a step sees only the project directory "
                                   f"{graph.project_root} (the folder of the pipeline's file); "
                                   "move the module that defines it under that directory")
-    if isinstance(node, ast.AsyncFunctionDef):
-        yield StepDefinitionError(f"{label} is `async def`", location=at(node),
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        yield StepDefinitionError(f"{label} is `async def`", location=def_location,
                                   fix="define it with `def`; use asyncio.run(...) inside it if "
                                   "it needs to await")
-    if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(node)):
+    elif inspect.isgeneratorfunction(func):
         yield StepDefinitionError(f"{label} is a generator (it uses `yield`), and a generator "
-                                  "cannot be passed to another step", location=at(node),
+                                  "cannot be passed to another step", location=def_location,
                                   fix="return a list (or another value) instead of yielding")
-    for special, star in ((node.args.vararg, "*"), (node.args.kwarg, "**")):
-        if special is not None:
-            yield StepDefinitionError(f"{label} collects arguments with `{star}{special.arg}`",
-                                      location=at(special), fix="Kubeflow steps have named "
-                                      "inputs: list every parameter by name")
-    yield from _default_problems(function, source, node, at)
+    code = func.__code__
+    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        header = span.parse_header()
+        for special, star in ((header.args.vararg, "*"), (header.args.kwarg, "**")):
+            if special is not None:
+                yield StepDefinitionError(
+                    f"{label} collects arguments with `{star}{special.arg}`",
+                    location=SourceLocation.of_node(special, span.filename),
+                    fix="Kubeflow steps have named inputs: list every parameter by name")
+    if func.__defaults__ or func.__kwdefaults__:
+        # Default values are evaluated where the step is defined, so on Kubeflow too; any name
+        # in the header other than the parameters' own is worth a precise look.
+        names = span.header_names()
+        plain = {"def", "async", func.__name__, "None", "True", "False",
+                 *code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]}
+        if names is None or names - plain:
+            yield from _default_problems(func, span)
+    if _suspicious_names(func):
+        yield from _name_problems(function, graph, span)
+
+
+def _name_problems(function: StepFunction, graph: Graph, span: FunctionSpan
+                   ) -> Iterator[KaleError]:
+    """Explain each outside name a step uses, from its source and its file's symbol table."""
+    func = function.func
+    parsed = span.parse()
+    source = read_source(span.filename, func.__globals__)
+    if parsed is None or source is None:
+        return
+    node = parsed[1]
     table = _function_table(source, node)
     if table is None:
         return
     module_names, closure_names = _external_names(table)
+    closure_names |= set(func.__code__.co_freevars)
+    module_names -= closure_names
     uses = _name_uses(node)
+    label = f"step `{func.__name__}`"
+
+    def at(target: ast.AST) -> SourceLocation:
+        return SourceLocation.of_node(target, span.filename)
+
     for name in sorted(closure_names):
         use = uses.get(name, [node])[0]
         yield StepDefinitionError(
@@ -249,10 +334,11 @@ def _placement_problem(filename: str, graph: Graph) -> str | None:
     return None
 
 
-def _default_problems(function: StepFunction, source: SourceFile, node: FunctionNode,
-                      at: Any) -> Iterator[KaleError]:
-    func = function.func
-    defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+def _default_problems(func: Any, span: FunctionSpan) -> Iterator[KaleError]:
+    header = span.parse_header()
+    if header is None:
+        return
+    defaults = [*header.args.defaults, *(d for d in header.args.kw_defaults if d is not None)]
     for default in defaults:
         for name_node in ast.walk(default):
             if not isinstance(name_node, ast.Name):
@@ -262,7 +348,7 @@ def _default_problems(function: StepFunction, source: SourceFile, node: Function
                 yield StepDefinitionError(
                     f"a default value of step `{func.__name__}` uses `{name}`, which is defined "
                     "outside the step",
-                    location=at(name_node),
+                    location=SourceLocation.of_node(name_node, span.filename),
                     fix=f"write the value itself as the default, or pass `{name}` as an "
                     "argument from the pipeline",
                 )

@@ -13,7 +13,6 @@ import ast
 import builtins
 import inspect
 import os
-import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +31,7 @@ from kale.graph.model import (
     ValueSource,
 )
 from kale.options import PipelineOptions, StepOptions
-from kale.source import SourceFile, function_source
+from kale.source import FunctionSpan, function_source, function_span
 
 _UNSUPPORTED_BLOCKS = {
     ast.If: "`if`",
@@ -77,8 +76,8 @@ def parse_pipeline(func: Callable[..., Any], options: PipelineOptions) -> Graph:
             fix="define the pipeline in a .py file or a notebook cell, not in an interactive "
             "prompt or with exec()",
         )
-    source, node = found
-    parser = _Parser(func, source, node, options, _namespace_of(func))
+    text, node = found
+    parser = _Parser(func, func.__code__.co_filename, text, node, options, _namespace_of(func))
     return parser.parse()
 
 
@@ -96,10 +95,11 @@ def _namespace_of(func: Callable[..., Any]) -> Mapping[str, Any]:
 
 
 class _Parser:
-    def __init__(self, func: Callable[..., Any], source: SourceFile, node: ast.AST,
+    def __init__(self, func: Callable[..., Any], filename: str, text: str, node: ast.AST,
                  options: PipelineOptions, namespace: Mapping[str, Any]) -> None:
         self.func = func
-        self.source = source
+        self.filename = filename
+        self.source_text = text
         self.node = node
         self.options = options
         self.namespace = namespace
@@ -108,17 +108,18 @@ class _Parser:
         self.steps: list[Step] = []
         self.step_names: set[str] = set()
         self.step_functions: dict[int, Any] = {}
+        self.spans: dict[int, FunctionSpan | None] = {}
 
     # -- errors -------------------------------------------------------------------------------
 
     def where(self, node: ast.AST) -> SourceLocation:
-        return SourceLocation.of_node(node, self.source.filename)
+        return SourceLocation.of_node(node, self.filename)
 
     def error(self, node: ast.AST, message: str, fix: str) -> None:
         self.errors.append(PipelineDefinitionError(message, location=self.where(node), fix=fix))
 
     def text(self, node: ast.AST) -> str:
-        text = self.source.segment(node)
+        text = ast.get_source_segment(self.source_text, node) or ""
         return text if len(text) <= 60 and "\n" not in text else text.split("\n")[0][:57] + "..."
 
     # -- the whole function -------------------------------------------------------------------
@@ -144,12 +145,12 @@ class _Parser:
             options=self.options,
             parameters=tuple(parameters),
             steps=tuple(self.steps),
-            filename=self.source.filename,
+            filename=self.filename,
             line=node.lineno,
-            project_root=project_root_of(self.source.filename),
+            project_root=project_root_of(self.filename),
             docstring=docstring,
         )
-        check_steps(graph, self.step_functions.values())
+        check_steps(graph, [(func, self.spans[key]) for key, func in self.step_functions.items()])
         return graph
 
     def parameters(self, node: ast.FunctionDef) -> list[Parameter]:
@@ -389,7 +390,7 @@ class _Parser:
             return False
         if filename is None:
             return False
-        root = os.path.realpath(project_root_of(self.source.filename))
+        root = os.path.realpath(project_root_of(self.filename))
         path = os.path.realpath(filename)
         return os.path.commonpath([path, root]) == root and "site-packages" not in path
 
@@ -477,7 +478,9 @@ class _Parser:
     def new_step(self, func: Any, node: ast.Call, positional: list[ValueSource],
                  keywords: dict[str, ValueSource], targets: tuple[str, ...],
                  unpacks: bool) -> Step | None:
-        found = function_source(func.func)
+        if id(func) not in self.spans:
+            self.spans[id(func)] = function_span(func.func)
+        span = self.spans[id(func)]
         label = f"`{func.__name__}`"
         try:
             bound = inspect.signature(func.func).bind(*positional, **keywords)
@@ -485,13 +488,13 @@ class _Parser:
             self.error(node, f"step {label} cannot be called like this: {reason}",
                        f"its signature is {func.__name__}{inspect.signature(func.func)}")
             return None
-        if found is None:
+        if span is None:
             self.error(node, f"Kale cannot read the source of step {label}",
                        "define steps in .py files (or notebook cells), not with exec()")
             return None
-        source, definition = found
-        if unpacks:
-            arity = return_arity(definition)
+        parsed = span.parse() if unpacks else None
+        if parsed is not None:
+            arity = return_arity(parsed[1])
             if arity == 0:
                 self.error(node, f"step {label} returns nothing, so it cannot be unpacked into "
                            f"{len(targets)} names", f"return {len(targets)} values from "
@@ -517,9 +520,6 @@ class _Parser:
             suffix += 1
             unique = f"{base}-{suffix}"
         self.step_names.add(unique)
-        first_line = definition.decorator_list[-1].end_lineno + 1 if definition.decorator_list \
-            else definition.lineno
-        text = "".join(source.text.splitlines(keepends=True)[first_line - 1:definition.end_lineno])
         return Step(
             name=unique,
             display_name=func.display_name,
@@ -527,9 +527,9 @@ class _Parser:
                 function_name=func.func.__name__,
                 qualname=func.func.__qualname__,
                 module=func.func.__module__,
-                filename=source.filename,
-                line=definition.lineno,
-                text=textwrap.dedent(text),
+                filename=span.filename,
+                line=span.def_line,
+                text=span.text(),
             ),
             arguments=tuple(arguments),
             outputs=targets,
