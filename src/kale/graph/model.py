@@ -95,7 +95,9 @@ class Parameter:
         Raises ValueError with the reason when the value does not fit.
         """
         if self.accepts(value):
-            return list(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):
+                return list(value)
+            return float(value) if self.type == "float" else value
         if isinstance(value, str) and self.type != "str":
             text = value.strip()
             try:
