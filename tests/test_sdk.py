@@ -162,7 +162,7 @@ def test_calling_a_pipeline_validates_and_binds_arguments(project, capsys):
     bound = pipe.bind_arguments("s3", "20", rate=1, flag="true", items="[2, 3]")
     assert bound == {"source": "s3", "iters": 20, "rate": 1.0, "flag": True, "items": [2, 3]}
     assert isinstance(bound["rate"], float)
-    assert pipe.bind_arguments(items=(4,), flag="0") ["items"] == [4]
+    assert pipe.bind_arguments(items=(4,), flag="0")["items"] == [4]
     graph = pipe("files", iters=3)
     assert graph is pipe.graph
     assert "this run: 3" in capsys.readouterr().out

@@ -65,3 +65,38 @@ def test_example_helpers_work_as_plain_functions(monkeypatch):
     svm = diamond.train_and_predict_svm(data)
     assert forest["accuracy"] > svm["accuracy"]  # the data is not linearly separable
     assert diamond.compare(forest, svm) == forest
+
+
+def test_example_graphs_have_the_seed_structure(monkeypatch):
+    import importlib.util
+
+    def graph_of(folder: str):
+        path = EXAMPLES / folder / "pipeline.py"
+        monkeypatch.syspath_prepend(str(path.parent))
+        spec = importlib.util.spec_from_file_location(f"{folder}_structure", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        pipelines = [v for v in vars(module).values() if type(v).__name__ == "PipelineFunction"]
+        return pipelines[0].graph
+
+    ml = graph_of("ml_experiment")
+    assert [(p.name, p.type, p.default) for p in ml.parameters] == [
+        ("ts", "str", "19990312"), ("iters", "int", 10)]
+    assert [(e.source, e.target, e.variable, e.argument, e.index) for e in ml.edges] == [
+        ("process", "validate", "train_data", "train_data", 0),
+        ("process", "validate", "validate_data", "validate_data", 1),
+        ("validate", "train", "train_valid", "train_data", 0),
+        ("validate", "train", "validate_valid", "validate_data", 1),
+    ]
+    assert ml.step("process").options.retry_count == 2
+    assert ml.step("train").options.timeout == 600  # from steps_defaults
+    assert ml.options.experiment == "project-phoenix"
+
+    diamond = graph_of("diamond")
+    assert diamond.levels == (
+        ("get-data",),
+        ("train-and-predict-random-forest", "train-and-predict-svm"),
+        ("compare",),
+    )
+    assert diamond.upstream("compare") == {"train-and-predict-random-forest",
+                                           "train-and-predict-svm"}

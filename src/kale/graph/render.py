@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kale.errors import SourceLocation
 from kale.graph.model import Graph, OutputRef, ParameterRef, Step, ValueSource
 from kale.options import format_duration
 
@@ -43,7 +44,8 @@ def render_text(graph: Graph, values: Mapping[str, Any] | None = None) -> str:
         lines.append("  " + "   ".join(details))
     if options.description:
         lines.append(f"  {options.description}")
-    lines.append(f"  defined at {graph.filename}:{graph.line}")
+    lines.append(f"  defined at {SourceLocation(graph.filename, graph.line).display_file}:"
+                 f"{graph.line}")
     lines.append("")
     if graph.parameters:
         lines.append("parameters")
