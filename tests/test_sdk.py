@@ -149,7 +149,7 @@ def test_the_graph_is_parsed_lazily_so_steps_may_come_after_the_pipeline(project
     assert [s.name for s in module.late.graph.steps] == ["later-step"]
 
 
-def test_calling_a_pipeline_validates_and_binds_arguments(project, capsys):
+def test_calling_a_pipeline_validates_and_binds_arguments(project):
     module = project.load('''
         @pipeline(name="run-me")
         def p(source="db", iters=10, rate=0.5, flag=False, items=[1]):
@@ -163,9 +163,7 @@ def test_calling_a_pipeline_validates_and_binds_arguments(project, capsys):
     assert bound == {"source": "s3", "iters": 20, "rate": 1.0, "flag": True, "items": [2, 3]}
     assert isinstance(bound["rate"], float)
     assert pipe.bind_arguments(items=(4,), flag="0")["items"] == [4]
-    graph = pipe("files", iters=3)
-    assert graph is pipe.graph
-    assert "this run: 3" in capsys.readouterr().out
+    assert pipe.graph.step("train").arguments[1].source.name == "iters"
 
 
 @pytest.mark.parametrize(

@@ -212,7 +212,8 @@ def _kale_excepthook(
         traceback.print_exception(kind, error, tb)
     else:
         sys.stderr.write(_paint(error.render(), sys.stderr) + "\n")
-        sys.stderr.write("(set KALE_DEBUG=1 to see the Python traceback)\n")
+        if isinstance(error, DefinitionError):
+            sys.stderr.write("(set KALE_DEBUG=1 to see the Python traceback)\n")
     # Python would exit with status 1 after any uncaught exception; definition errors exit with 2
     # so scripts and CI can tell "your pipeline is written wrong" from "a step failed".
     import atexit

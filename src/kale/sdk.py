@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from kale import flags
 from kale.errors import (
     InvalidOptionError,
     KaleError,
@@ -36,12 +37,14 @@ from kale.options import (
 
 if TYPE_CHECKING:
     from kale.graph.model import Graph
+    from kale.local import Run
 
 __all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "pipeline", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 install_excepthook()
+flags.load_from_sys_argv()
 
 
 class KaleWarning(UserWarning):
@@ -245,18 +248,21 @@ class PipelineFunction:
                 ) from None
         return values
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Graph:
+    def __call__(self, *args: Any, **kwargs: Any) -> Run:
+        """Run the pipeline on this machine and return the run (see ``kale.local``).
+
+        Raises ``RunFailedError`` (uncaught: a summary and exit status 1) if a step fails.
+        """
         location = _caller_location()
         try:
             graph = self.graph
             values = self.bind_arguments(*args, **kwargs)
         except PipelineArgumentError as error:
             raise _locate(error, location) from None
-        from kale.graph.render import render_text
+        from kale import flags
+        from kale.local import run_graph
 
-        # Until the local runner exists, a call validates the pipeline and shows what would run.
-        print(render_text(graph, values))
-        return graph
+        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)
 
     def __repr__(self) -> str:
         return f"<pipeline {self.options.name} ({self.func.__module__}.{self.func.__qualname__})>"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,35 +13,38 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KALE_HOME": str(cwd / "kale-home"), "KALE_PROGRESS": "plain"}
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                          cwd=cwd)
+                          cwd=cwd, env=env)
 
 
-def test_ml_experiment_parses_to_the_seed_dag(tmp_path):
+def only_run(home: Path) -> dict:
+    records = list((home / "runs").glob("*/run.json"))
+    assert len(records) == 1
+    return json.loads(records[0].read_text())
+
+
+def test_ml_experiment_runs_with_its_local_package_and_settings(tmp_path):
     result = run(EXAMPLES / "ml_experiment" / "pipeline.py", "20240101", "50", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert out.startswith("pipeline model-training\n")
-    assert "experiment: project-phoenix" in out
-    assert "ts     str    default '19990312'  (this run: '20240101')" in out
-    assert "iters  int    default 10  (this run: 50)" in out
-    assert "   1  process   process(timestamp=ts) -> train_data, validate_data" in out
-    assert ("   2  validate  validate(train_data=process.train_data, "
-            "validate_data=process.validate_data) -> train_valid, validate_valid") in out
-    assert ("   3  train     train(train_data=validate.train_valid, "
-            "validate_data=validate.validate_valid, training_iterations=iters)") in out
-    assert "timeout 10m · retries 2 every 2s x2" in out
+    assert re.search(r"^  train +│ validation accuracy after 50 iterations: 0\.9", result.stdout,
+                     re.MULTILINE)
+    record = only_run(tmp_path / "kale-home")
+    assert record["status"] == "succeeded"
+    assert record["pipeline"] == "model-training"
+    assert record["parameters"] == {"ts": "20240101", "iters": 50}
+    assert list(record["steps"]) == ["process", "validate", "train"]
+    assert set(record["steps"]["process"]["outputs"]) == {"train_data", "validate_data"}
+    accuracy = record["steps"]["train"]["outputs"]["return"]
+    assert json.loads(Path(accuracy["path"]).read_text()) >= 0.9
 
 
-def test_diamond_runs_its_branches_on_one_level(tmp_path):
+def test_diamond_runs_both_branches(tmp_path):
     result = run(EXAMPLES / "diamond" / "pipeline.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    levels = [line.split()[0] for line in lines if line.startswith("   ")
-              and line.split()[0].isdigit()]
-    assert levels == ["1", "2", "2", "3"]
-    assert any("compare(res1=train-and-predict-random-forest.res1, "
-               "res2=train-and-predict-svm.res2)" in line for line in lines)
+    assert re.search(r"^  compare +│ best: random forest$", result.stdout, re.MULTILINE)
+    record = only_run(tmp_path / "kale-home")
+    assert all(step["status"] == "succeeded" for step in record["steps"].values())
 
 
 def test_example_helpers_work_as_plain_functions(monkeypatch):

@@ -1,0 +1,34 @@
+"""Local runs that rehearse Kubeflow: ``python script.py`` runs the pipeline on this machine.
+
+``run_graph`` is the entry point; ``kale.local.scheduler`` does the work, ``processes`` starts step
+processes, ``record`` keeps the run record and ``progress`` shows what happens.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kale.graph.model import Graph
+from kale.local.progress import PlainProgress, make_progress
+from kale.local.record import kale_home
+from kale.local.scheduler import Run, RunFailedError, Scheduler
+
+__all__ = ["Run", "RunFailedError", "default_parallelism", "run_graph"]
+
+
+def default_parallelism() -> int:
+    """As many steps at once as there are CPUs, and at least 2."""
+    return max(2, os.cpu_count() or 1)
+
+
+def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None = None,
+              progress: PlainProgress | None = None) -> Run:
+    """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails."""
+    scheduler = Scheduler(
+        graph, values,
+        parallelism=parallelism or default_parallelism(),
+        home=kale_home(graph.project_root),
+        progress=progress or make_progress(),
+    )
+    return scheduler.run()

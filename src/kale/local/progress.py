@@ -1,0 +1,146 @@
+"""What a local run shows while it runs: a line per step state, each step's output prefixed
+with its name, and a summary table at the end.
+
+On a terminal the step states are a live table that updates in place (``rich``); elsewhere (CI,
+pipes, files) they are plain lines, one per change.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, Any
+
+SYMBOLS = {
+    "waiting": "·", "running": "▸", "retrying": "↻", "succeeded": "✓", "failed": "✗",
+    "skipped": "–", "cancelled": "■",
+}
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
+
+
+def summary_rows(run: Any) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for step in run.steps.values():
+        rows.append((step.name, step.status, str(len(step.attempts)),
+                     _seconds(step.duration)))
+    return rows
+
+
+def summary_table(run: Any) -> str:
+    """The end-of-run table: step, status, attempts, duration."""
+    header = ("step", "status", "attempts", "duration")
+    rows = [header, *summary_rows(run)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i])
+                               for i, cell in enumerate(row)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+class PlainProgress:
+    """One line per event; safe for logs and pipes."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.width = 0
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def start(self, run: Any, parallelism: int) -> None:
+        self.width = max((len(name) for name in run.steps), default=0)
+        count = len(run.steps)
+        self._write(f"kale: running pipeline {run.pipeline} locally (run {run.id[:8]}, "
+                    f"{count} step{'s' if count != 1 else ''}, up to {parallelism} at once)")
+
+    def step_changed(self, step: str, status: str, detail: str = "") -> None:
+        text = f"{SYMBOLS.get(status, ' ')} {step:<{self.width}}  {status}"
+        self._write(f"{text}  {detail}".rstrip())
+
+    def output(self, step: str, line: str) -> None:
+        self._write(f"  {step:<{self.width}} │ {line}")
+
+    def tick(self) -> None:
+        """Nothing to refresh: plain output only writes on events."""
+
+    def finish(self, run: Any) -> None:
+        duration = _seconds(run.duration)
+        folder = os.path.relpath(run.folder)
+        folder = str(run.folder) if folder.startswith("..") else folder
+        self._write(f"\n{summary_table(run)}\n\nkale: run {run.id[:8]} {run.status} in "
+                    f"{duration}; record: {folder}")
+
+
+class LiveProgress(PlainProgress):
+    """A table of step states that updates in place, with step output printed above it."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console()
+        super().__init__(self.console.file)
+        self.states: dict[str, tuple[str, str, float | None]] = {}
+        self.live: Any = None
+
+    def _table(self) -> Any:
+        import time
+
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        now = time.monotonic()
+        for step, (status, detail, since) in self.states.items():
+            if status == "running" and since is not None:
+                detail = f"{now - since:.1f}s"
+            table.add_row(SYMBOLS.get(status, " "), step, status, detail)
+        return table
+
+    def start(self, run: Any, parallelism: int) -> None:
+        from rich.live import Live
+
+        super().start(run, parallelism)
+        self.states = {name: ("waiting", "", None) for name in run.steps}
+        self.live = Live(self._table(), console=self.console, refresh_per_second=8,
+                         transient=True)
+        self.live.start()
+
+    def step_changed(self, step: str, status: str, detail: str = "") -> None:
+        import time
+
+        self.states[step] = (status, detail, time.monotonic() if status == "running" else None)
+        if status in ("succeeded", "failed", "retrying", "skipped"):
+            self.console.print(f"{SYMBOLS.get(status, ' ')} {step:<{self.width}}  {status}  "
+                               f"{detail}".rstrip(), markup=False, highlight=False)
+        self.tick()
+
+    def output(self, step: str, line: str) -> None:
+        self.console.print(f"  {step:<{self.width}} │ {line}", markup=False, highlight=False)
+
+    def tick(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def finish(self, run: Any) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        super().finish(run)
+
+
+def make_progress() -> PlainProgress:
+    """Live on a terminal, plain lines otherwise (``KALE_PROGRESS=plain|live`` decides)."""
+    choice = os.environ.get("KALE_PROGRESS", "")
+    if choice == "plain":
+        return PlainProgress()
+    if choice == "live" or (sys.stdout.isatty() and not os.environ.get("CI")):
+        return LiveProgress()
+    return PlainProgress()

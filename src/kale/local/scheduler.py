@@ -1,0 +1,503 @@
+"""Running a Graph on this machine the way Kubeflow would: one process per step attempt, a step
+starting as soon as its inputs exist (up to ``parallelism`` at once), timeouts from just before
+the user's code, retries with backoff, a pipeline deadline, and a failure skipping only the
+steps that depend on it.
+
+The scheduler is a single loop in the calling process. It waits on the step processes and their
+report pipes (never polling faster than needed), tails each attempt's log to show its output
+live, and rewrites the run record at every change of state.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import IO, Any
+
+from kale import macros
+from kale.errors import KaleError
+from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
+from kale.local.processes import child_main, context, kill_tree
+from kale.local.progress import PlainProgress
+from kale.local.record import RunRecord
+from kale.options import format_duration
+from kale.runtime import StepTask
+
+_POLL = 0.1  # how often logs are tailed while steps run
+
+
+@dataclass
+class AttemptRecord:
+    number: int
+    status: str = "running"
+    started: float | None = None
+    ended: float | None = None
+    duration: float | None = None
+    error: dict[str, Any] | None = None
+    log: str = ""
+    #: the backoff wait before this attempt (0 for the first)
+    waited: float = 0.0
+
+
+@dataclass
+class StepRun:
+    """A step's state in a run, and its attempts."""
+
+    name: str
+    status: str = "waiting"
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        spans = [a.duration for a in self.attempts if a.duration is not None]
+        return sum(spans) if spans else None
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) local run. ``outputs`` reads the last steps' values back."""
+
+    id: str
+    pipeline: str
+    experiment: str | None
+    status: str
+    started: float
+    ended: float | None
+    parameters: dict[str, Any]
+    steps: dict[str, StepRun]
+    folder: Path
+    leaves: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
+    @property
+    def failed_steps(self) -> list[StepRun]:
+        return [step for step in self.steps.values() if step.status == "failed"]
+
+    def output(self, step: str, name: str | None = None) -> Any:
+        """The value a step returned (``name``: which of its outputs)."""
+        from kale import marshal
+
+        stored = self.steps[step].outputs
+        if name is None:
+            if len(stored) != 1:
+                raise KeyError(f"step {step!r} has outputs {sorted(stored)}; name one")
+            name = next(iter(stored))
+        return marshal.load(stored[name])
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The values returned by the pipeline's last steps, by step (and output) name."""
+        result: dict[str, Any] = {}
+        for leaf in self.leaves:
+            stored = self.steps[leaf].outputs
+            if len(stored) == 1:
+                result[leaf] = self.output(leaf)
+            elif stored:
+                result[leaf] = {name: self.output(leaf, name) for name in stored}
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "pipeline": self.pipeline, "experiment": self.experiment,
+            "status": self.status, "reason": self.reason,
+            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "ended": None if self.ended is None else
+            datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
+            "duration": self.duration, "parameters": self.parameters,
+            "leaves": list(self.leaves),
+            "steps": {
+                name: {
+                    "status": step.status, "reason": step.reason, "outputs": step.outputs,
+                    "attempts": [vars(attempt) for attempt in step.attempts],
+                }
+                for name, step in self.steps.items()
+            },
+        }
+
+
+class RunFailedError(KaleError):
+    """A local run failed: the summary names each failed step, its attempts and traceback."""
+
+    exit_code = 1
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        failed = run.failed_steps
+        if failed:
+            names = ", ".join(f"`{step.name}`" for step in failed)
+            message = f"pipeline `{run.pipeline}` failed: step{'s' if len(failed) > 1 else ''} " \
+                      f"{names} failed"
+        else:
+            message = f"pipeline `{run.pipeline}` failed: {run.reason}"
+        super().__init__(message)
+
+    def render(self) -> str:
+        lines = [f"error: {self.message}"]
+        for step in self.run.failed_steps:
+            last = step.attempts[-1] if step.attempts else None
+            count = len(step.attempts)
+            lines.append("")
+            if last is None or last.error is None:
+                lines.append(f"step `{step.name}`: {step.reason}")
+                continue
+            tries = f" (attempt {count} of {count})" if count > 1 else ""
+            lines.append(f"step `{step.name}` {last.error.get('message', 'failed')}{tries}")
+            trace = last.error.get("traceback")
+            if trace:
+                lines.extend("  " + line for line in trace.splitlines())
+            if last.error.get("fix"):
+                lines.append(f"  fix: {last.error['fix']}")
+            lines.append(f"  log: {_display(last.log)}")
+        skipped = [s.name for s in self.run.steps.values() if s.status == "skipped"]
+        if skipped:
+            lines.append(f"\nskipped (they needed a failed step): {', '.join(skipped)}")
+        if self.run.reason and self.run.failed_steps:
+            lines.append(f"\n{self.run.reason}")
+        lines.append(f"run record: {_display(self.run.folder)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Attempt:
+    """A step attempt in flight."""
+
+    step: Step
+    number: int
+    process: Any
+    channel: Any
+    log: IO[bytes]
+    record: AttemptRecord
+    user_started: float | None = None
+    deadline: float | None = None
+    result: tuple[str, dict[str, Any]] | None = None
+    stopped: str = ""
+    pending_text: bytes = b""
+
+
+def preload_modules(graph: Graph) -> list[str]:
+    """Libraries the steps import that are installed outside the project: loaded once in the
+    fork server, so each step's `import numpy` is instant."""
+    names: set[str] = set()
+    for step in graph.steps:
+        try:
+            tree = ast.parse(step.function.text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    root = os.path.realpath(graph.project_root) + os.sep
+    chosen = []
+    for name in sorted(names):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = getattr(spec, "origin", None) if spec else None
+        if origin and not os.path.realpath(origin).startswith(root):
+            chosen.append(name)
+    return chosen
+
+
+class Scheduler:
+    """Runs one Graph once. ``run()`` returns the Run or raises ``RunFailedError``."""
+
+    def __init__(self, graph: Graph, values: dict[str, Any], *, parallelism: int,
+                 home: Path, progress: PlainProgress | None = None) -> None:
+        self.graph = graph
+        self.parallelism = max(1, parallelism)
+        self.progress = progress or PlainProgress()
+        started = time.time()
+        run_id = str(uuid.uuid4())
+        started_at = datetime.fromtimestamp(started).astimezone()
+        self.values = {name: macros.expand(value, run_id, started_at)
+                       for name, value in values.items()}
+        self.record = RunRecord(home, run_id)
+        self.run_state = Run(
+            id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
+            status="running", started=started, ended=None, parameters=self.values,
+            steps={step.name: StepRun(step.name) for step in graph.steps},
+            folder=self.record.folder, leaves=graph.leaves,
+        )
+        self.ready: deque[Step] = deque()
+        self.delayed: dict[str, float] = {}
+        self.waits: dict[str, float] = {}
+        self.running: dict[str, _Attempt] = {}
+        self.context = context(preload_modules(graph))
+        self.deadline = (time.monotonic() + graph.options.timeout
+                         if graph.options.timeout else None)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.record.data = self.run_state.to_json()
+        self.record.save()
+
+    def set_status(self, name: str, status: str, detail: str = "") -> None:
+        self.run_state.steps[name].status = status
+        if status in ("skipped", "cancelled"):
+            self.run_state.steps[name].reason = detail
+        self.progress.step_changed(name, status, detail)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> Run:
+        self.progress.start(self.run_state, self.parallelism)
+        self.ready.extend(step for step in self.graph.steps if not step.upstream)
+        self.save()
+        try:
+            self.loop()
+        except BaseException:
+            self.stop_everything("cancelled", "the run was interrupted")
+            self.run_state.status = "interrupted"
+            self.run_state.reason = "interrupted (Ctrl-C)"
+            self.finish()
+            raise
+        self.finish()
+        if self.run_state.status != "succeeded":
+            raise RunFailedError(self.run_state)
+        return self.run_state
+
+    def finish(self) -> None:
+        run = self.run_state
+        run.ended = time.time()
+        if run.status == "running":
+            failed = any(step.status != "succeeded" for step in run.steps.values())
+            run.status = "failed" if failed else "succeeded"
+        self.save()
+        self.progress.finish(run)
+
+    def loop(self) -> None:
+        while self.ready or self.delayed or self.running:
+            now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline:
+                self.pipeline_timed_out()
+                return
+            for name, when in list(self.delayed.items()):
+                if now >= when:
+                    del self.delayed[name]
+                    self.ready.append(self.graph.step(name))
+            while self.ready and len(self.running) < self.parallelism:
+                self.launch(self.ready.popleft())
+            timeout = self.next_wakeup(now)
+            waitables = [a.process.sentinel for a in self.running.values()]
+            waitables += [a.channel for a in self.running.values()]
+            if waitables:
+                wait(waitables, timeout)
+            elif timeout:
+                time.sleep(timeout)
+            self.collect()
+            self.progress.tick()
+
+    def next_wakeup(self, now: float) -> float:
+        moments = list(self.delayed.values())
+        moments += [a.deadline for a in self.running.values() if a.deadline is not None]
+        if self.deadline is not None:
+            moments.append(self.deadline)
+        timeout = max(0.0, min(moments) - now) if moments else None
+        if self.running:
+            timeout = _POLL if timeout is None else min(timeout, _POLL)
+        return 0.0 if timeout is None else timeout
+
+    # -- attempts ------------------------------------------------------------------------------
+
+    def task_for(self, step: Step, number: int) -> StepTask:
+        inputs: dict[str, tuple[str, Any]] = {}
+        for argument in step.arguments:
+            source = argument.source
+            if isinstance(source, ParameterRef):
+                inputs[argument.name] = ("value", self.values[source.name])
+            elif isinstance(source, Constant):
+                inputs[argument.name] = ("value", source.value)
+            elif isinstance(source, OutputRef):
+                stored = self.run_state.steps[source.step].outputs[source.variable]
+                inputs[argument.name] = ("stored", stored)
+        function = step.function
+        return StepTask(
+            step=step.name, function_name=function.function_name, source=function.text,
+            filename=function.filename, line=function.line, module=function.module,
+            project_root=self.graph.project_root,
+            output_dir=str(self.record.outputs_folder(step.name)),
+            inputs=inputs, outputs=step.outputs, unpacks=step.unpacks, attempt=number,
+        )
+
+    def launch(self, step: Step) -> None:
+        state = self.run_state.steps[step.name]
+        number = len(state.attempts) + 1
+        log_path = self.record.log_path(step.name, number)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
+        record = AttemptRecord(number=number, started=time.time(), log=str(log_path),
+                               waited=self.waits.pop(step.name, 0.0))
+        state.attempts.append(record)
+        receiver, sender = self.context.Pipe(duplex=False)
+        process = self.context.Process(
+            target=child_main, args=(self.task_for(step, number), str(log_path), sender),
+            name=f"kale-step-{step.name}", daemon=False,
+        )
+        process.start()
+        sender.close()
+        log = open(log_path, "rb")  # noqa: SIM115 - kept open to tail; closed in tail(final)
+        self.running[step.name] = _Attempt(step, number, process, receiver, log, record)
+        detail = f"attempt {number} of {step.options.retry_count + 1}" if number > 1 else ""
+        self.set_status(step.name, "running", detail)
+        self.save()
+
+    def collect(self) -> None:
+        now = time.monotonic()
+        for name, attempt in list(self.running.items()):
+            self.read_messages(attempt)
+            self.tail(attempt)
+            if attempt.deadline is not None and now >= attempt.deadline and not attempt.stopped:
+                attempt.stopped = (f"timed out after "
+                                   f"{format_duration(attempt.step.options.timeout)}")
+                kill_tree(attempt.process)
+            if attempt.process.exitcode is not None or not attempt.process.is_alive():
+                attempt.process.join()
+                self.read_messages(attempt)
+                kill_tree(attempt.process)  # whatever the step left running dies with it
+                self.tail(attempt, final=True)
+                del self.running[name]
+                self.finished(attempt)
+
+    def read_messages(self, attempt: _Attempt) -> None:
+        try:
+            while attempt.channel.poll():
+                event, details = attempt.channel.recv()
+                if event == "started":
+                    attempt.user_started = time.monotonic()
+                    timeout = attempt.step.options.timeout
+                    if timeout is not None:
+                        attempt.deadline = attempt.user_started + timeout
+                else:
+                    attempt.result = (event, details)
+        except (EOFError, OSError):
+            return
+
+    def tail(self, attempt: _Attempt, final: bool = False) -> None:
+        data = attempt.pending_text + attempt.log.read()
+        *lines, rest = data.split(b"\n")
+        for line in lines:
+            self.progress.output(attempt.step.name, line.decode(errors="replace").rstrip("\r"))
+        attempt.pending_text = rest
+        if final:
+            if rest:
+                self.progress.output(attempt.step.name, rest.decode(errors="replace"))
+            attempt.log.close()
+            attempt.channel.close()
+
+    def finished(self, attempt: _Attempt) -> None:
+        step, record = attempt.step, attempt.record
+        record.ended = time.time()
+        record.duration = record.ended - record.started
+        outcome = attempt.result
+        if attempt.stopped:
+            record.status = "timed-out"
+            record.error = {"kind": "timeout",
+                            "message": f"{attempt.stopped} (its processes were killed)"}
+        elif outcome is not None and outcome[0] == "done":
+            record.status = "succeeded"
+            self.run_state.steps[step.name].outputs = outcome[1]["outputs"]
+            self.set_status(step.name, "succeeded", f"in {record.duration:.2f}s")
+            self.release_children(step)
+            self.save()
+            return
+        elif outcome is not None:
+            record.status = "failed"
+            record.error = outcome[1]
+        else:
+            record.status = "crashed"
+            record.error = {"kind": "crash",
+                            "message": _describe_exit(attempt.process.exitcode)}
+        self.attempt_failed(step, attempt.number, record)
+        self.save()
+
+    def attempt_failed(self, step: Step, number: int, record: AttemptRecord) -> None:
+        allowed = step.options.retry_count + 1
+        message = (record.error or {}).get("message", "failed")
+        if number < allowed:
+            delay = step.options.retry_delay(number)
+            self.delayed[step.name] = time.monotonic() + delay
+            self.waits[step.name] = delay
+            self.set_status(step.name, "retrying",
+                            f"attempt {number} of {allowed} failed: {_first_line(message)}; "
+                            f"next in {format_duration(delay) if delay else 'no time'}")
+            return
+        self.set_status(step.name, "failed", f"after {number} attempt{'s' if number > 1 else ''}"
+                        f": {_first_line(message)}")
+        for name in sorted(self.graph.descendants(step.name)):
+            if self.run_state.steps[name].status == "waiting":
+                self.set_status(name, "skipped", f"needs `{step.name}`, which failed")
+
+    def release_children(self, step: Step) -> None:
+        steps = self.run_state.steps
+        for name in self.graph.downstream(step.name):
+            child = self.graph.step(name)
+            if steps[name].status == "waiting" and all(
+                    steps[parent].status == "succeeded" for parent in child.upstream):
+                self.ready.append(child)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def stop_everything(self, status: str, reason: str) -> None:
+        for attempt in list(self.running.values()):
+            kill_tree(attempt.process)
+        for name, attempt in list(self.running.items()):
+            attempt.process.join(timeout=5)
+            self.tail(attempt, final=True)
+            attempt.record.status = "killed"
+            attempt.record.ended = time.time()
+            attempt.record.duration = attempt.record.ended - (attempt.record.started or 0)
+            attempt.record.error = {"kind": "stopped", "message": reason}
+            del self.running[name]
+            self.set_status(name, "failed" if status == "failed" else "cancelled", reason)
+        for name, step in self.run_state.steps.items():
+            if step.status in ("waiting", "retrying"):
+                self.set_status(name, "skipped" if status == "failed" else "cancelled", reason)
+        self.ready.clear()
+        self.delayed.clear()
+
+    def pipeline_timed_out(self) -> None:
+        limit = format_duration(self.graph.options.timeout or 0)
+        reason = f"the pipeline's timeout ({limit}) expired"
+        self.run_state.reason = reason
+        self.stop_everything("failed", reason)
+        self.run_state.status = "failed"
+
+
+def _display(path: Any) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _describe_exit(code: int | None) -> str:
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (its process crashed)"
+    return f"exited with status {code} before returning"

@@ -1,0 +1,196 @@
+"""Turning the values that cross step boundaries into files, and back.
+
+Each value is written by the first backend that accepts its type: exact JSON for plain values,
+``.npy`` for numpy arrays (read back memory-mapped, copy-on-write), cloudpickle for the rest. A
+small metadata file records the backend, type and size. Writes are atomic (write, then rename),
+so a crash never leaves a half-written value that a reader would trust.
+
+Unpickling runs code: a run store must be trusted like the code that wrote it. Kale only reads
+values from the run's own store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+class MarshalError(Exception):
+    """A value could not be written or read; ``advice`` says what to do instead."""
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        self.advice = advice
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """Where a value was written and how to read it back."""
+
+    path: str
+    backend: str
+    type: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write a file through ``write(handle)`` so that it appears whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, mode) as handle:
+            write(handle)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _is_plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether JSON gives back exactly this value (same types, str keys, finite floats)."""
+    if depth > 100:
+        return False
+    kind = type(value)
+    if value is None or kind in (bool, int, str):
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_is_plain_json(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _is_plain_json(item, depth + 1)
+                   for key, item in value.items())
+    return False
+
+
+def _is_numpy_array(value: Any) -> bool:
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ == "ndarray" and value.dtype != object
+
+
+class _Json:
+    name, suffix = "json", ".json"
+
+    @staticmethod
+    def accepts(value: Any) -> bool:
+        return _is_plain_json(value)
+
+    @staticmethod
+    def save(value: Any, path: Path) -> None:
+        atomic_write(path, lambda handle: json.dump(value, handle), mode="w")
+
+    @staticmethod
+    def load(path: Path) -> Any:
+        with open(path) as handle:
+            return json.load(handle)
+
+
+class _Numpy:
+    name, suffix = "npy", ".npy"
+
+    @staticmethod
+    def accepts(value: Any) -> bool:
+        return _is_numpy_array(value)
+
+    @staticmethod
+    def save(value: Any, path: Path) -> None:
+        import numpy
+
+        atomic_write(path, lambda handle: numpy.save(handle, value, allow_pickle=False))
+
+    @staticmethod
+    def load(path: Path) -> Any:
+        import numpy
+
+        # Copy-on-write memory map: nothing is read until used, and writes stay private.
+        return numpy.load(path, mmap_mode="c", allow_pickle=False)
+
+
+class _Pickle:
+    name, suffix = "pickle", ".pkl"
+
+    @staticmethod
+    def accepts(value: Any) -> bool:
+        return True
+
+    @staticmethod
+    def save(value: Any, path: Path) -> None:
+        import cloudpickle
+
+        try:
+            data = cloudpickle.dumps(value, protocol=5)
+        except Exception as error:
+            raise MarshalError(f"{_type_name(value)} cannot be serialized: {error}",
+                               _advice(value)) from None
+        atomic_write(path, lambda handle: handle.write(data))
+
+    @staticmethod
+    def load(path: Path) -> Any:
+        import pickle
+
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+
+
+BACKENDS: list[Any] = [_Json, _Numpy, _Pickle]
+
+
+def _advice(value: Any) -> str:
+    import inspect
+
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        return "return a list instead of a generator: `return list(...)`"
+    if hasattr(value, "read") and hasattr(value, "close"):
+        return "return the file's path (or its contents), not the open file"
+    name = type(value).__name__.lower()
+    if "lock" in name or "thread" in name or "socket" in name or "connection" in name:
+        return ("return the data you need; locks, threads, sockets and connections live only "
+                "inside the step that made them")
+    return "return plain data (numbers, strings, lists, dicts, arrays) that describes it"
+
+
+def save(value: Any, folder: Path, name: str) -> StoredValue:
+    """Write ``value`` as ``folder/name.<suffix>`` with the first backend that takes it."""
+    for backend in BACKENDS:
+        if backend.accepts(value):
+            path = folder / f"{name}{backend.suffix}"
+            backend.save(value, path)
+            stored = StoredValue(str(path), backend.name, _type_name(value),
+                                 path.stat().st_size)
+            atomic_write(folder / f"{name}.meta.json",
+                         lambda handle, s=stored: json.dump(s.to_json(), handle), mode="w")
+            return stored
+    raise MarshalError(f"no backend takes {_type_name(value)}")
+
+
+def load(stored: StoredValue | dict[str, Any]) -> Any:
+    """Read a value back, in the reader's own process."""
+    if isinstance(stored, dict):
+        stored = StoredValue(**stored)
+    for backend in BACKENDS:
+        if backend.name == stored.backend:
+            try:
+                return backend.load(Path(stored.path))
+            except ModuleNotFoundError as error:
+                raise MarshalError(
+                    f"reading a {stored.type} needs the `{error.name}` library",
+                    f"install {error.name} where this step runs",
+                ) from None
+    raise MarshalError(f"unknown storage backend {stored.backend!r} for {stored.path}")

@@ -1,0 +1,156 @@
+"""Executing one step, the same way wherever it runs (a local process or a Kubeflow container).
+
+The step runs from its own source in a clean namespace: only its arguments, builtins and what it
+imports. Its working directory is the project root, which is also importable, so local packages
+and files such as ``settings.json`` work. Inputs are read from the run store, outputs written to
+it (``kale.marshal``), so every value that crosses a step boundary is serialized and read back.
+
+The namespace contract the static checks rely on (``kale.graph.checks``): the ``def`` is compiled
+with ``from __future__ import annotations``, bound under its own name, and ``__file__``,
+``__name__`` and ``__package__`` are those of the step's module.
+"""
+
+from __future__ import annotations
+import __future__
+
+import builtins
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kale import marshal
+
+_KALE_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: What a step's report callback receives: an event name and its details.
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """Everything a process needs to run one step attempt. Small and picklable."""
+
+    step: str
+    function_name: str
+    source: str
+    filename: str
+    line: int
+    module: str
+    project_root: str
+    output_dir: str
+    #: argument name -> ("value", value) | ("stored", StoredValue as dict)
+    inputs: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    #: names the pipeline binds the result to; () keeps the return value as "return"
+    outputs: tuple[str, ...] = ()
+    unpacks: bool = False
+    attempt: int = 1
+
+
+class StepFailure(Exception):
+    """A step attempt failed; ``details`` is what the run record and the summary show."""
+
+    def __init__(self, details: dict[str, Any]) -> None:
+        self.details = details
+        super().__init__(details["message"])
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback of the user's own frames; Kale's frames are noise to the user."""
+    summary = traceback.TracebackException.from_exception(error)
+    frames = [frame for frame in summary.stack if not frame.filename.startswith(_KALE_PACKAGE)]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format()).rstrip()
+
+
+def _load_function(task: StepTask) -> Callable[..., Any]:
+    package = task.module.rpartition(".")[0] if task.module not in ("__main__",) else ""
+    namespace: dict[str, Any] = {
+        "__name__": task.module,
+        "__file__": task.filename,
+        "__package__": package or None,
+        "__builtins__": builtins,
+    }
+    # Blank lines first, so tracebacks name the step's real lines in its file.
+    text = "\n" * (task.line - 1) + task.source
+    code = compile(text, task.filename, "exec", flags=__future__.annotations.compiler_flag,
+                   dont_inherit=True)
+    exec(code, namespace)
+    return namespace[task.function_name]
+
+
+def _read_inputs(task: StepTask) -> dict[str, Any]:
+    values = {}
+    for name, (kind, payload) in task.inputs.items():
+        values[name] = marshal.load(payload) if kind == "stored" else payload
+    return values
+
+
+def _save_outputs(task: StepTask, result: Any) -> dict[str, dict[str, Any]]:
+    folder = Path(task.output_dir)
+    if task.unpacks:
+        expected = len(task.outputs)
+        if not isinstance(result, (tuple, list)) or len(result) != expected:
+            got = (f"a {type(result).__name__} of {len(result)} values"
+                   if isinstance(result, (tuple, list)) else f"a {type(result).__name__}")
+            raise StepFailure({
+                "kind": "output",
+                "message": f"returned {got}, but the pipeline unpacks {expected}: "
+                           f"`{', '.join(task.outputs)} = {task.function_name}(...)`",
+                "fix": f"return exactly {expected} values (a tuple), or change the unpacking",
+            })
+        named = dict(zip(task.outputs, result, strict=True))
+    elif task.outputs:
+        named = {task.outputs[0]: result}
+    else:
+        named = {} if result is None else {"return": result}
+    stored = {}
+    for name, value in named.items():
+        try:
+            stored[name] = marshal.save(value, folder, name).to_json()
+        except marshal.MarshalError as error:
+            raise StepFailure({
+                "kind": "output",
+                "message": f"returned `{name}` as a {marshal._type_name(value)}, which "
+                           f"cannot be passed to another step: {error}",
+                "fix": error.advice,
+            }) from None
+    return stored
+
+
+def run_step(task: StepTask, report: Report) -> dict[str, Any]:
+    """Run one attempt: read inputs, run the user's function, write outputs.
+
+    ``report("started", {...})`` is called just before the user's code runs (the step timeout
+    counts from there). Returns what was stored; raises ``StepFailure`` with the user's own
+    traceback when the step fails.
+    """
+    os.chdir(task.project_root)
+    if task.project_root not in sys.path:
+        sys.path.insert(0, task.project_root)
+    try:
+        function = _load_function(task)
+        arguments = _read_inputs(task)
+    except Exception as error:
+        raise StepFailure({
+            "kind": "setup",
+            "message": f"could not start: {type(error).__name__}: {error}",
+            "traceback": _user_traceback(error),
+        }) from None
+    report("started", {"time": time.time()})
+    started = time.perf_counter()
+    try:
+        result = function(**arguments)
+    except (Exception, SystemExit) as error:  # sys.exit() in a step ends only that step
+        raise StepFailure({
+            "kind": "error",
+            "message": f"raised {type(error).__name__}: {error}",
+            "traceback": _user_traceback(error),
+            "duration": time.perf_counter() - started,
+        }) from None
+    duration = time.perf_counter() - started
+    return {"outputs": _save_outputs(task, result), "duration": duration}
