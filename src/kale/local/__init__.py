@@ -1,18 +1,20 @@
 """Local runs that rehearse Kubeflow: ``python script.py`` runs the pipeline on this machine.
 
 ``run_graph`` is the entry point; ``kale.local.scheduler`` does the work, ``processes`` starts step
-processes, ``record`` keeps the run record and ``progress`` shows what happens.
+processes, ``record`` keeps the run record and ``progress`` shows what happens. Nothing heavy is
+imported with the package itself: the zygote process imports ``kale.local.processes`` and must
+start fast.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kale.graph.model import Graph
-from kale.local.progress import PlainProgress, make_progress
-from kale.local.record import kale_home
-from kale.local.scheduler import Run, RunFailedError, Scheduler
+if TYPE_CHECKING:
+    from kale.graph.model import Graph
+    from kale.local.progress import PlainProgress
+    from kale.local.scheduler import Run, RunFailedError
 
 __all__ = ["Run", "RunFailedError", "default_parallelism", "run_graph"]
 
@@ -25,6 +27,10 @@ def default_parallelism() -> int:
 def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None = None,
               progress: PlainProgress | None = None) -> Run:
     """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails."""
+    from kale.local.progress import make_progress
+    from kale.local.record import kale_home
+    from kale.local.scheduler import Scheduler
+
     scheduler = Scheduler(
         graph, values,
         parallelism=parallelism or default_parallelism(),
@@ -32,3 +38,11 @@ def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None =
         progress=progress or make_progress(),
     )
     return scheduler.run()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Run", "RunFailedError"):
+        from kale.local import scheduler
+
+        return getattr(scheduler, name)
+    raise AttributeError(name)

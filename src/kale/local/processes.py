@@ -1,38 +1,60 @@
-"""One OS process per step attempt, forked from a warm server process.
+"""One OS process per step attempt, forked from a warm "zygote" process.
 
-Starting a fresh interpreter per step costs hundreds of milliseconds (kfp.local pays ~500 ms).
-Kale starts one fork server per session (``multiprocessing``'s forkserver), with Kale's runtime and
-the libraries the steps import already loaded, and forks every attempt from it: a new process in
-milliseconds, still isolated (its own memory, its own working directory, nothing of the user's
-script). Each attempt leads its own process group, so a timeout or Ctrl-C kills the step and
-everything it started; and on Linux it dies with the fork server if Kale itself is killed.
+Starting a fresh interpreter per step costs hundreds of milliseconds (kfp.local pays ~500 ms), and
+``multiprocessing``'s fork server re-imports the user's script in every child. Kale starts one small
+server process per run instead, with Kale's runtime and the libraries the steps import already
+loaded, and forks every attempt from it: a new, isolated process (its own memory and working
+directory, nothing of the user's script) in about a millisecond.
+
+Each attempt leads its own process group, so a timeout or Ctrl-C kills the step and everything it
+started. On Linux a step dies with the zygote, and the zygote exits when Kale's process goes away,
+so a killed run leaves no orphans.
+
+Protocol: the scheduler writes requests to the zygote's stdin; the zygote and its children write
+events to its stdout. Every message is a length-prefixed pickle small enough (< PIPE_BUF) for one
+atomic write, so messages from concurrent children never interleave; a step's result, which can
+be large, goes to a file next to its log.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
+import pickle
+import select
 import signal
+import struct
+import subprocess
 import sys
-from multiprocessing.connection import Connection
+import time
+from pathlib import Path
 from typing import Any
 
-from kale.runtime import StepFailure, StepTask, run_step
-
-_context: Any = None
+_HEADER = struct.Struct(">I")
 
 
-def context(preload: list[str]) -> Any:
-    """The multiprocessing context steps start from (the fork server where the OS has one)."""
-    global _context
-    if _context is None:
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            _context = multiprocessing.get_context("forkserver")
-            _context.set_forkserver_preload(["kale.runtime", "kale.marshal", *preload])
-        else:  # Windows: no fork; each step is a fresh interpreter
-            _context = multiprocessing.get_context("spawn")
-    return _context
+def _frame(message: Any) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _unframe(buffer: bytearray) -> list[Any]:
+    messages = []
+    while len(buffer) >= _HEADER.size:
+        (size,) = _HEADER.unpack_from(buffer)
+        if len(buffer) < _HEADER.size + size:
+            break
+        messages.append(pickle.loads(bytes(buffer[_HEADER.size:_HEADER.size + size])))
+        del buffer[:_HEADER.size + size]
+    return messages
+
+
+def result_path(log_path: str) -> str:
+    return log_path[: -len(".log")] + ".result" if log_path.endswith(".log") else \
+        log_path + ".result"
+
+
+# -- the zygote (runs in its own process) -------------------------------------------------------
 
 
 def _die_with_parent() -> None:
@@ -41,55 +63,198 @@ def _die_with_parent() -> None:
     with contextlib.suppress(Exception):
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _redirect_output(log_path: str) -> None:
-    """Send fd 1 and 2 (print, logging, C libraries, subprocesses) to the attempt's log."""
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    for target in (1, 2):
-        os.dup2(descriptor, target)
-    os.close(descriptor)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.reconfigure(line_buffering=True)
+def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
+    """In the forked child: become a process group, send output to the log, run the step."""
+    from kale.runtime import StepFailure, run_step
 
-
-def child_main(task: StepTask, log_path: str, channel: Connection) -> None:
-    """The body of a step process: run the attempt, report to the scheduler, exit."""
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
+    os.setpgid(0, 0)
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _redirect_output(log_path)
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives until _exit
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+    def report(event: str, details: dict[str, Any]) -> None:
+        os.write(events, _frame((event, key, details)))
+
     try:
-        result = run_step(task, lambda event, details: channel.send((event, details)))
+        outcome: tuple[str, dict[str, Any]] = ("done", run_step(task, report))
     except StepFailure as failure:
-        message: tuple[str, dict[str, Any]] = ("failed", failure.details)
+        outcome = ("failed", failure.details)
     except BaseException as error:  # a bug in Kale itself must still reach the summary
         import traceback
 
-        message = ("failed", {"kind": "internal", "message": f"Kale failed to run step "
-                              f"`{task.step}`: {type(error).__name__}: {error}",
+        outcome = ("failed", {"kind": "internal", "message": f"hit a Kale error: "
+                              f"{type(error).__name__}: {error}",
                               "traceback": traceback.format_exc()})
-    else:
-        message = ("done", result)
+    from kale.marshal import atomic_write
+
+    data = pickle.dumps(outcome)
+    atomic_write(Path(result_path(log_path)), lambda handle: handle.write(data))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    channel.send(message)
-    channel.close()
 
 
-def kill_tree(process: Any) -> None:
-    """Kill a step process and everything it started (its process group)."""
-    pid = process.pid
-    if pid is None:
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
+def serve(preload: list[str]) -> None:
+    """The zygote's main loop: fork a child per request, report forks and exits."""
+    requests, events = os.dup(0), os.dup(1)
+    # Anything a preloaded library prints must not corrupt the event stream.
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    _die_with_parent()
+    import kale.marshal
+    import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
+
+    for name in preload:
         with contextlib.suppress(Exception):
-            process.kill()
+            __import__(name)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    os.set_blocking(wake_read, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_write)
+    children: dict[int, str] = {}
+    buffer = bytearray()
+    open_requests = True
+    while open_requests or children:
+        readable, _, _ = select.select([requests, wake_read] if open_requests else [wake_read],
+                                       [], [], 1.0)
+        if wake_read in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_read, 4096)
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            key = children.pop(pid, None)
+            if key is not None:
+                os.write(events, _frame(("exited", key, os.waitstatus_to_exitcode(status))))
+        if requests in readable:
+            chunk = os.read(requests, 65536)
+            if not chunk:
+                open_requests = False
+                for pid in children:
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGKILL)
+                continue
+            buffer += chunk
+            for kind, *payload in _unframe(buffer):
+                if kind != "run":
+                    continue
+                key, task, log_path = payload
+                pid = os.fork()
+                if pid == 0:
+                    code = 0
+                    try:
+                        signal.set_wakeup_fd(-1)
+                        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                        signal.signal(signal.SIGINT, signal.SIG_DFL)
+                        for descriptor in (requests, wake_read, wake_write, devnull):
+                            os.close(descriptor)
+                        _run_child(key, task, log_path, events)
+                    except BaseException:
+                        code = 70
+                    finally:
+                        os._exit(code)
+                children[pid] = key
+                os.write(events, _frame(("forked", key, pid)))
+
+
+# -- the scheduler's side -----------------------------------------------------------------------
+
+
+class Zygote:
+    """The scheduler's handle on the zygote: start attempts, read events, kill attempts.
+
+    One zygote serves every run of a session (a notebook runs pipelines again and again); a run
+    that needs libraries the zygote has not loaded gets a new one.
+    """
+
+    _shared: Zygote | None = None
+
+    @classmethod
+    def shared(cls, preload: list[str]) -> Zygote:
+        current = cls._shared
+        if current is None or current.process.poll() is not None or \
+                not set(preload) <= set(current.preload):
+            if current is not None:
+                current.close()
+            cls._shared = current = cls(preload)
+        return current
+
+    def __init__(self, preload: list[str]) -> None:
+        self.preload = list(preload)
+        if not hasattr(os, "fork"):
+            raise OSError("local runs need os.fork (Linux or macOS); on Windows use WSL")
+        code = "import sys; from kale.local.processes import serve; serve(sys.argv[1:])"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, *preload],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+        )
+        self.events = self.process.stdout
+        os.set_blocking(self.events.fileno(), False)
+        self.buffer = bytearray()
+        self.pids: dict[str, int] = {}
+
+    def fileno(self) -> int:
+        return self.events.fileno()
+
+    def start(self, key: str, task: Any, log_path: str) -> None:
+        self.process.stdin.write(_frame(("run", key, task, log_path)))
+        self.process.stdin.flush()
+
+    def read_events(self) -> list[tuple[str, str, Any]]:
+        """Every complete event that has arrived; never blocks."""
+        while True:
+            try:
+                chunk = os.read(self.events.fileno(), 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+        messages = _unframe(self.buffer)
+        for kind, key, value in messages:
+            if kind == "forked":
+                self.pids[key] = value
+        return messages
+
+    def kill(self, key: str) -> None:
+        """Kill an attempt and everything it started (its process group)."""
+        pid = self.pids.get(key)
+        if pid is None:
+            return
+        for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill()
+                return
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def wait_for_exits(self, keys: set[str], timeout: float) -> None:
+        """Wait (up to ``timeout``) until the zygote reports these attempts have exited."""
+        deadline = time.monotonic() + timeout
+        pending = set(keys)
+        while pending and time.monotonic() < deadline:
+            select.select([self.events], [], [], max(0.0, deadline - time.monotonic()))
+            for kind, key, _ in self.read_events():
+                if kind == "exited":
+                    pending.discard(key)

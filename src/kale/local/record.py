@@ -49,7 +49,7 @@ class RunRecord:
         return self.step_folder(step) / f"attempt-{attempt}.log"
 
     def save(self) -> None:
-        text = json.dumps(self.data, indent=2, default=str)
+        text = json.dumps(self.data, default=str)
         atomic_write(self.folder / RUN_FILE, lambda handle: handle.write(text), mode="w")
 
 

@@ -13,19 +13,20 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import pickle
+import select
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import IO, Any
 
 from kale import macros
 from kale.errors import KaleError
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
-from kale.local.processes import child_main, context, kill_tree
+from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
 from kale.local.record import RunRecord
 from kale.options import format_duration
@@ -177,13 +178,12 @@ class _Attempt:
 
     step: Step
     number: int
-    process: Any
-    channel: Any
+    key: str
     log: IO[bytes]
     record: AttemptRecord
     user_started: float | None = None
     deadline: float | None = None
-    result: tuple[str, dict[str, Any]] | None = None
+    exit_code: int | None = None
     stopped: str = ""
     pending_text: bytes = b""
 
@@ -239,7 +239,8 @@ class Scheduler:
         self.delayed: dict[str, float] = {}
         self.waits: dict[str, float] = {}
         self.running: dict[str, _Attempt] = {}
-        self.context = context(preload_modules(graph))
+        self.dirty = False
+        self.zygote = Zygote.shared(preload_modules(graph))
         self.deadline = (time.monotonic() + graph.options.timeout
                          if graph.options.timeout else None)
 
@@ -248,8 +249,10 @@ class Scheduler:
     def save(self) -> None:
         self.record.data = self.run_state.to_json()
         self.record.save()
+        self.dirty = False
 
     def set_status(self, name: str, status: str, detail: str = "") -> None:
+        self.dirty = True
         self.run_state.steps[name].status = status
         if status in ("skipped", "cancelled"):
             self.run_state.steps[name].reason = detail
@@ -263,10 +266,13 @@ class Scheduler:
         self.save()
         try:
             self.loop()
-        except BaseException:
-            self.stop_everything("cancelled", "the run was interrupted")
-            self.run_state.status = "interrupted"
-            self.run_state.reason = "interrupted (Ctrl-C)"
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            reason = "interrupted (Ctrl-C)" if interrupted else \
+                f"stopped by {type(error).__name__}: {error}"
+            self.stop_everything("cancelled", reason)
+            self.run_state.status = "interrupted" if interrupted else "error"
+            self.run_state.reason = reason
             self.finish()
             raise
         self.finish()
@@ -296,13 +302,13 @@ class Scheduler:
             while self.ready and len(self.running) < self.parallelism:
                 self.launch(self.ready.popleft())
             timeout = self.next_wakeup(now)
-            waitables = [a.process.sentinel for a in self.running.values()]
-            waitables += [a.channel for a in self.running.values()]
-            if waitables:
-                wait(waitables, timeout)
+            if self.running:
+                select.select([self.zygote], [], [], timeout)
             elif timeout:
                 time.sleep(timeout)
             self.collect()
+            if self.dirty:  # once per turn of the loop, however many steps changed
+                self.save()
             self.progress.tick()
 
     def next_wakeup(self, now: float) -> float:
@@ -346,49 +352,38 @@ class Scheduler:
         record = AttemptRecord(number=number, started=time.time(), log=str(log_path),
                                waited=self.waits.pop(step.name, 0.0))
         state.attempts.append(record)
-        receiver, sender = self.context.Pipe(duplex=False)
-        process = self.context.Process(
-            target=child_main, args=(self.task_for(step, number), str(log_path), sender),
-            name=f"kale-step-{step.name}", daemon=False,
-        )
-        process.start()
-        sender.close()
+        key = f"{step.name}/{number}"
+        self.zygote.start(key, self.task_for(step, number), str(log_path))
         log = open(log_path, "rb")  # noqa: SIM115 - kept open to tail; closed in tail(final)
-        self.running[step.name] = _Attempt(step, number, process, receiver, log, record)
+        self.running[step.name] = _Attempt(step, number, key, log, record)
         detail = f"attempt {number} of {step.options.retry_count + 1}" if number > 1 else ""
         self.set_status(step.name, "running", detail)
-        self.save()
 
     def collect(self) -> None:
+        by_key = {attempt.key: attempt for attempt in self.running.values()}
+        for event, key, value in self.zygote.read_events():
+            attempt = by_key.get(key)
+            if attempt is None:
+                continue
+            if event == "started":
+                attempt.user_started = time.monotonic()
+                timeout = attempt.step.options.timeout
+                if timeout is not None:
+                    attempt.deadline = attempt.user_started + timeout
+            elif event == "exited":
+                attempt.exit_code = value
         now = time.monotonic()
         for name, attempt in list(self.running.items()):
-            self.read_messages(attempt)
             self.tail(attempt)
             if attempt.deadline is not None and now >= attempt.deadline and not attempt.stopped:
                 attempt.stopped = (f"timed out after "
                                    f"{format_duration(attempt.step.options.timeout)}")
-                kill_tree(attempt.process)
-            if attempt.process.exitcode is not None or not attempt.process.is_alive():
-                attempt.process.join()
-                self.read_messages(attempt)
-                kill_tree(attempt.process)  # whatever the step left running dies with it
+                self.zygote.kill(attempt.key)
+            if attempt.exit_code is not None:
+                self.zygote.kill(attempt.key)  # whatever the step left running dies with it
                 self.tail(attempt, final=True)
                 del self.running[name]
                 self.finished(attempt)
-
-    def read_messages(self, attempt: _Attempt) -> None:
-        try:
-            while attempt.channel.poll():
-                event, details = attempt.channel.recv()
-                if event == "started":
-                    attempt.user_started = time.monotonic()
-                    timeout = attempt.step.options.timeout
-                    if timeout is not None:
-                        attempt.deadline = attempt.user_started + timeout
-                else:
-                    attempt.result = (event, details)
-        except (EOFError, OSError):
-            return
 
     def tail(self, attempt: _Attempt, final: bool = False) -> None:
         data = attempt.pending_text + attempt.log.read()
@@ -400,13 +395,12 @@ class Scheduler:
             if rest:
                 self.progress.output(attempt.step.name, rest.decode(errors="replace"))
             attempt.log.close()
-            attempt.channel.close()
 
     def finished(self, attempt: _Attempt) -> None:
         step, record = attempt.step, attempt.record
         record.ended = time.time()
         record.duration = record.ended - record.started
-        outcome = attempt.result
+        outcome = _read_result(record.log)
         if attempt.stopped:
             record.status = "timed-out"
             record.error = {"kind": "timeout",
@@ -416,17 +410,14 @@ class Scheduler:
             self.run_state.steps[step.name].outputs = outcome[1]["outputs"]
             self.set_status(step.name, "succeeded", f"in {record.duration:.2f}s")
             self.release_children(step)
-            self.save()
             return
         elif outcome is not None:
             record.status = "failed"
             record.error = outcome[1]
         else:
             record.status = "crashed"
-            record.error = {"kind": "crash",
-                            "message": _describe_exit(attempt.process.exitcode)}
+            record.error = {"kind": "crash", "message": _describe_exit(attempt.exit_code)}
         self.attempt_failed(step, attempt.number, record)
-        self.save()
 
     def attempt_failed(self, step: Step, number: int, record: AttemptRecord) -> None:
         allowed = step.options.retry_count + 1
@@ -456,10 +447,11 @@ class Scheduler:
     # -- stopping ------------------------------------------------------------------------------
 
     def stop_everything(self, status: str, reason: str) -> None:
-        for attempt in list(self.running.values()):
-            kill_tree(attempt.process)
+        self.zygote.read_events()  # learn the pids of attempts forked since the last look
+        for attempt in self.running.values():
+            self.zygote.kill(attempt.key)
+        self.zygote.wait_for_exits({a.key for a in self.running.values()}, timeout=5)
         for name, attempt in list(self.running.items()):
-            attempt.process.join(timeout=5)
             self.tail(attempt, final=True)
             attempt.record.status = "killed"
             attempt.record.ended = time.time()
@@ -479,6 +471,15 @@ class Scheduler:
         self.run_state.reason = reason
         self.stop_everything("failed", reason)
         self.run_state.status = "failed"
+
+
+def _read_result(log_path: str) -> tuple[str, dict[str, Any]] | None:
+    """What the attempt's process reported, or None if it died before reporting."""
+    try:
+        with open(result_path(log_path), "rb") as handle:
+            return pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
 
 
 def _display(path: Any) -> str:
