@@ -171,7 +171,7 @@ def test_calling_a_pipeline_validates_and_binds_arguments(project):
     [
         ((), {"iter": 1}, "has no parameter 'iter'"),
         ((), {"iter": 1}, "did you mean 'iters'"),
-        (("a", 1, 2), {}, "takes 2 parameter(s) but 3 values were given"),
+        (("a", 1, 2), {}, "takes 2 positional value(s) but 3 were given"),
         (("a",), {"source": "b"}, "was given twice"),
         ((), {"iters": "ten"}, "'iters' of `p` is a int (its default is 10): 'ten' cannot be"),
         ((), {"iters": True}, "a int is expected, not bool True"),

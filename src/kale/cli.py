@@ -40,7 +40,7 @@ def _pick_pipeline(module: Any, script: str, name: str | None) -> Any:
     from kale.sdk import PipelineFunction
 
     found = {
-        value.options.name: value
+        value.__name__: value
         for value in vars(module).values()
         if isinstance(value, PipelineFunction)
     }
@@ -48,16 +48,22 @@ def _pick_pipeline(module: Any, script: str, name: str | None) -> Any:
         raise ScriptError(f"{script} defines no @pipeline function",
                           fix="decorate the function that calls the steps with @pipeline "
                           "(from kale.sdk import pipeline)")
+    described = ", ".join(f"{function} ({value.options.name})" if function !=
+                          value.options.name else function for function, value in found.items())
     if name is None:
         if len(found) > 1:
-            raise ScriptError(f"{script} defines {len(found)} pipelines: {', '.join(found)}",
+            raise ScriptError(f"{script} defines {len(found)} pipelines: {described}",
                               fix="choose one with --pipeline NAME")
         return next(iter(found.values()))
-    by_function = {value.__name__: value for value in found.values()}
-    if name in found or name in by_function:
-        return found.get(name) or by_function[name]
+    matches = [value for function, value in found.items()
+               if name in (function, value.options.name, value.options.display_name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ScriptError(f"{len(matches)} pipelines of {script} are named {name!r}",
+                          fix="choose one by its function's name: " + described)
     raise ScriptError(f"{script} has no pipeline named {name!r}",
-                      fix=f"its pipelines are: {', '.join(found)}")
+                      fix=f"its pipelines are: {described}")
 
 
 @main.command()
@@ -79,6 +85,117 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
     module = load_script(script)
     chosen = _pick_pipeline(module, script, pipeline_name)
     click.echo(RENDERERS[output_format](chosen.graph))
+
+
+def _home(home: str | None) -> Any:
+    from pathlib import Path
+
+    from kale.local.record import kale_home
+
+    return Path(home).resolve() if home else kale_home()
+
+
+def _when(stamp: str | None) -> str:
+    from datetime import datetime
+
+    if not stamp:
+        return "-"
+    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+_HOME_OPTION = click.option("--home", metavar="DIR", help="Where run records are: "
+                            "default $KALE_HOME, else ./.kale")
+
+
+@main.command()
+@_HOME_OPTION
+@click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+def runs(home: str | None, limit: int) -> None:
+    """List local runs, newest first."""
+    from kale.local.record import list_runs
+
+    folder = _home(home)
+    found = list_runs(folder)
+    if not found:
+        click.echo(f"no runs in {folder}")
+        return
+    rows = [("run", "pipeline", "experiment", "status", "started", "duration")]
+    for run in found[:limit]:
+        rows.append((run["id"][:8], run["pipeline"], run.get("experiment") or "-",
+                     run["status"], _when(run.get("started")), _took(run.get("duration"))))
+    click.echo(_table(rows))
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@_HOME_OPTION
+@click.option("--logs", is_flag=True, help="Print every attempt's log too.")
+def show(run_id: str, home: str | None, logs: bool) -> None:
+    """Show one local run (RUN: its id or the start of it): steps, parameters, outputs, logs."""
+    from pathlib import Path
+
+    from kale.loader import ScriptError
+    from kale.local.record import find_run
+
+    folder = _home(home)
+    found = find_run(folder, run_id)
+    if isinstance(found, list):
+        if not found:
+            raise ScriptError(f"no run {run_id!r} in {folder}",
+                              fix="`kale runs` lists the runs (use --home for another folder)")
+        raise ScriptError(f"{run_id!r} matches {len(found)} runs: {', '.join(found)}",
+                          fix="give more of the run id")
+    run = found
+    click.echo(f"run {run['id']}\npipeline {run['pipeline']}"
+               + (f" (experiment {run['experiment']})" if run.get("experiment") else ""))
+    click.echo(f"status {run['status']}" + (f": {run['reason']}" if run.get("reason") else ""))
+    click.echo(f"started {_when(run.get('started'))}, took {_took(run.get('duration'))}")
+    click.echo(f"record {run['folder']}")
+    if run.get("parameters"):
+        click.echo("\nparameters")
+        for name, value in run["parameters"].items():
+            click.echo(f"  {name} = {value!r}")
+    rows = [("step", "status", "attempts", "duration")]
+    for name, step in run["steps"].items():
+        spans = [a["duration"] for a in step["attempts"] if a.get("duration") is not None]
+        rows.append((name, step["status"], str(len(step["attempts"])),
+                     _took(sum(spans) if spans else None)))
+    click.echo("\n" + _table(rows))
+    for name, step in run["steps"].items():
+        details = []
+        for output, stored in step.get("outputs", {}).items():
+            details.append(f"  output {output}: {stored['type']} ({stored['backend']}, "
+                           f"{stored['size']} bytes) {stored['path']}")
+        for attempt in step["attempts"]:
+            line = f"  attempt {attempt['number']}: {attempt['status']}"
+            if attempt.get("waited"):
+                line += f" after waiting {attempt['waited']:g}s"
+            if attempt.get("error"):
+                line += f": {attempt['error'].get('message', '')}"
+            details.append(line + f"\n    log {attempt['log']}")
+            if logs and Path(attempt["log"]).exists():
+                text = Path(attempt["log"]).read_text(errors="replace").rstrip()
+                details.extend("    | " + row for row in text.splitlines())
+            trace = (attempt.get("error") or {}).get("traceback")
+            if trace:
+                details.extend("    " + row for row in trace.splitlines())
+        if details:
+            click.echo(f"\n{name}")
+            click.echo("\n".join(details))
 
 
 if __name__ == "__main__":  # pragma: no cover

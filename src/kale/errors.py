@@ -69,7 +69,11 @@ class SourceLocation:
         return text.rstrip("\r\n") if text else None
 
     def __str__(self) -> str:
-        return f"{self.display_file}:{self.line}:{self.column + 1}"
+        text = self.source_line
+        # ast counts columns in UTF-8 bytes; people count characters.
+        column = len(text.encode()[: self.column].decode(errors="ignore")) if text else \
+            self.column
+        return f"{self.display_file}:{self.line}:{column + 1}"
 
     def excerpt(self) -> str:
         """The source line with a caret under the located span, or '' when the source is unknown."""
@@ -79,9 +83,15 @@ class SourceLocation:
         gutter = str(self.line)
         pad = " " * len(gutter)
         expanded = text.expandtabs(4)
-        start = min(self.column, len(expanded))
+
+        def screen_column(offset: int) -> int:
+            # ast counts UTF-8 bytes; the screen counts characters, with tabs expanded.
+            prefix = text.encode()[:offset].decode(errors="ignore")
+            return len(prefix.expandtabs(4))
+
+        start = min(screen_column(self.column), len(expanded))
         if self.end_line == self.line and self.end_column is not None:
-            width = max(1, self.end_column - self.column)
+            width = max(1, screen_column(self.end_column) - start)
         else:
             width = max(1, len(expanded.rstrip()) - start)
         return f"{pad} |\n{gutter} | {expanded}\n{pad} | {' ' * start}{'^' * width}"

@@ -43,10 +43,17 @@ def load_script(path: str) -> types.ModuleType:
     if root not in sys.path:
         sys.path.insert(0, root)
     sys.modules[SCRIPT_MODULE] = module
+    saved_argv = sys.argv
+    sys.argv = [path]  # as `python script.py` with no arguments would see it
     try:
         exec(code, module.__dict__)
     except KaleError:
         raise
+    except SystemExit as exit_:
+        raise ScriptError(
+            f"{os.path.relpath(path)} exited (status {exit_.code}) while Kale imported it",
+            fix="keep argument parsing and other work under `if __name__ == \"__main__\":`",
+        ) from None
     except Exception as error:
         raise ScriptError(
             f"{os.path.relpath(path)} raised {type(error).__name__} while Kale imported it:\n"
@@ -54,6 +61,8 @@ def load_script(path: str) -> types.ModuleType:
             fix="fix the error above; Kale runs the script's top level (not its "
             "`if __name__ == \"__main__\":` block) to find its pipelines",
         ) from error
+    finally:
+        sys.argv = saved_argv
     return module
 
 

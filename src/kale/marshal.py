@@ -12,6 +12,7 @@ values from the run's own store.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -168,6 +169,10 @@ def _advice(value: Any) -> str:
 
 def save(value: Any, folder: Path, name: str) -> StoredValue:
     """Write ``value`` as ``folder/name.<suffix>`` with the first backend that takes it."""
+    if isinstance(value, io.IOBase):
+        # cloudpickle would snapshot a readable file's contents: surprising, and the file
+        # itself does not exist where the next step runs.
+        raise MarshalError("an open file cannot be passed to another step", _advice(value))
     for backend in BACKENDS:
         if backend.accepts(value):
             path = folder / f"{name}{backend.suffix}"

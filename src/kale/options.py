@@ -78,14 +78,17 @@ def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> floa
     """Seconds from a number of seconds or a string like "30", "45s", "2m", "1h30m"."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidOptionError(option, value, f"a duration is expected; {_DURATION_HELP}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = _parse_duration_text(text, option, value)
-    else:
-        seconds = float(value)
+    try:
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                seconds = float(text)
+            except ValueError:
+                seconds = _parse_duration_text(text, option, value)
+        else:
+            seconds = float(value)
+    except OverflowError:
+        raise InvalidOptionError(option, value, "the duration is too large") from None
     if math.isnan(seconds) or math.isinf(seconds):
         raise InvalidOptionError(option, value, f"a finite duration is expected; {_DURATION_HELP}")
     if seconds < 0 or (seconds == 0 and not allow_zero):
@@ -144,7 +147,13 @@ def _number(value: Any, option: str, *, minimum: float, integer: bool) -> Any:
     expected = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, expected):
         raise InvalidOptionError(option, value, f"{kind} is expected")
-    if not math.isfinite(value) or value < minimum:
+    try:
+        finite = math.isfinite(value) and value < 10**9
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise InvalidOptionError(option, value, f"{kind} below one billion is expected")
+    if value < minimum:
         raise InvalidOptionError(option, value, f"{kind} of at least {minimum:g} is expected")
     return value
 

@@ -75,8 +75,12 @@ def _load_function(task: StepTask) -> Callable[..., Any]:
         "__package__": package or None,
         "__builtins__": builtins,
     }
-    # Blank lines first, so tracebacks name the step's real lines in its file.
-    text = "\n" * (task.line - 1) + task.source
+    # Blank lines first, so tracebacks name the step's real lines in its file; a step defined
+    # in an indented block (a class, an `if`) keeps its indentation inside an `if 1:`.
+    if task.source[:1].isspace():
+        text = "\n" * (task.line - 2) + "if 1:\n" + task.source
+    else:
+        text = "\n" * (task.line - 1) + task.source
     code = compile(text, task.filename, "exec", flags=__future__.annotations.compiler_flag,
                    dont_inherit=True)
     exec(code, namespace)

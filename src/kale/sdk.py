@@ -172,7 +172,17 @@ def step(func: Any = None, /, **options: Any) -> Any:
 
     def decorate(target: Any) -> StepFunction:
         _check_function(target, "@step", location)
-        return StepFunction(target, checked, location, known.get("name"))
+        wrapped = StepFunction(target, checked, location, known.get("name"))
+        try:
+            wrapped.step_name  # noqa: B018 - a function name Kubeflow cannot use fails here
+        except InvalidOptionError as error:
+            raise StepDefinitionError(
+                f"the step's name comes from its function, `{target.__name__}`, and "
+                f"{error.allowed[0].lower()}{error.allowed[1:]}",
+                location=location,
+                fix="give the step a name: @step(name=\"my-step\")",
+            ) from None
+        return wrapped
 
     if func is None:
         return decorate
@@ -212,13 +222,18 @@ class PipelineFunction:
         """The value of every parameter for a call with these arguments, defaults filled in."""
         graph = self.graph
         names = [parameter.name for parameter in graph.parameters]
-        if len(args) > len(names):
+        signature = inspect.signature(self.func).parameters
+        positional = [name for name in names
+                      if signature[name].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        if len(args) > len(positional):
             raise PipelineArgumentError(
-                f"{self.__name__}() takes {len(names)} parameter(s) but {len(args)} values were "
-                "given",
-                fix=f"its parameters are: {', '.join(names) or '(none)'}",
+                f"{self.__name__}() takes {len(positional)} positional value(s) but {len(args)} "
+                "were given",
+                fix=f"its parameters are: {', '.join(names) or '(none)'}"
+                + ("; pass the keyword-only ones by name" if len(positional) < len(names)
+                   else ""),
             )
-        given = dict(zip(names, args, strict=False))
+        given = dict(zip(positional, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
@@ -295,6 +310,13 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
         try:
             checked = validate_pipeline_options(target.__name__, known)
         except InvalidOptionError as error:
+            if error.option == "name" and "name" not in known:
+                raise StepDefinitionError(
+                    f"the pipeline's name comes from its function, `{target.__name__}`, and "
+                    f"{error.allowed[0].lower()}{error.allowed[1:]}",
+                    location=location,
+                    fix="give the pipeline a name: @pipeline(name=\"my-pipeline\")",
+                ) from None
             keyword = error.option.split(".")[0]
             raise _locate(error, location, keyword) from None
         if checked.autosnapshot:

@@ -94,10 +94,9 @@ class FunctionSpan:
         return len(line) - len(line.lstrip())
 
     def text(self) -> str:
-        """The ``def`` and its body, without decorators, dedented: what the runtime executes."""
-        body = self.lines[self.def_line - 1 : self.end_line]
-        width = self.indent
-        return "".join(line[width:] if line[:width].isspace() else line for line in body)
+        """The ``def`` and its body, without decorators, exactly as written (indentation too:
+        dedenting could change multi-line strings). ``kale.runtime`` compiles it."""
+        return "".join(self.lines[self.def_line - 1 : self.end_line])
 
     def _parse_lines(self, first: int, last: int, tail: str = "") -> tuple[str, ast.Module]:
         """Parse lines first..last of the file so that nodes carry the file's own positions:
@@ -125,15 +124,17 @@ class FunctionSpan:
             self._parsed = (text, node)
         return self._parsed
 
-    def header_names(self) -> set[str] | None:
-        """Identifiers in the ``def`` line(s), string literals left out; None when the end of
-        the header is unclear. A cheap look before ``parse_header``."""
-        text = ""
+    def header_names(self) -> list[str] | None:
+        """Identifiers in the ``def`` line(s), in order and with repeats, string literals left
+        out; None when the end of the header is unclear. A cheap look before
+        ``parse_header``."""
+        code, depth = "", 0
         for number in range(self.def_line, min(self.def_line + 20, self.end_line) + 1):
-            text += self.lines[number - 1]
-            code = _STRINGS.sub('""', text).split("#", 1)[0].rstrip()
-            if code.endswith(":"):
-                return set(_IDENTIFIER.findall(code))
+            line = _STRINGS.sub('""', self.lines[number - 1]).split("#", 1)[0].rstrip()
+            code += line + "\n"
+            depth += sum(line.count(c) for c in "([{") - sum(line.count(c) for c in ")]}")
+            if depth == 0 and line.endswith(":"):
+                return _IDENTIFIER.findall(code)
         return None
 
     def parse_header(self) -> FunctionNode | None:

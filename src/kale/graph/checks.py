@@ -77,6 +77,16 @@ def return_arity(function: FunctionNode) -> int | None:
     return arities.pop() if len(arities) == 1 else None
 
 
+def _declared_globals(table: symtable.SymbolTable) -> set[str]:
+    declared = set()
+    stack = [table]
+    while stack:
+        current = stack.pop()
+        declared.update(s.get_name() for s in current.get_symbols() if s.is_declared_global())
+        stack.extend(current.get_children())
+    return declared
+
+
 _tables: dict[str, tuple[str, dict[tuple[str, int], symtable.SymbolTable]]] = {}
 
 
@@ -123,9 +133,13 @@ def _name_uses(function: FunctionNode) -> dict[str, list[ast.AST]]:
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             for name in node.names:
                 uses.setdefault(name, []).append(node)
+        # Annotations are never evaluated: the runtime compiles steps with
+        # `from __future__ import annotations`.
         if isinstance(node, ast.AnnAssign):
             stack.extend(child for child in (node.target, node.value) if child is not None)
-        else:
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            stack.extend(child for child in ast.iter_child_nodes(node) if child is not node.returns)
+        elif not isinstance(node, ast.arg):
             stack.extend(ast.iter_child_nodes(node))
     for found in uses.values():
         found.sort(key=lambda n: (n.lineno, n.col_offset))
@@ -146,8 +160,11 @@ def _module_binding(source: SourceFile, name: str) -> ast.stmt | None:
             for bound in _bound_names(statement):
                 bindings.setdefault(bound, statement)
             if not isinstance(statement, _NESTED_SCOPES):
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    stack.extend(reversed(getattr(statement, field, [])))
+                # In source order: `try` before `except`, `if` before `else`.
+                children = [child for name in ("body", "handlers", "cases", "orelse",
+                                               "finalbody")
+                            for child in getattr(statement, name, [])]
+                stack.extend(reversed(children))
         cached = (source.text, bindings)
         _module_bindings[source.filename] = cached
     return cached[1].get(name)
@@ -239,10 +256,10 @@ def _suspicious_names(func: Any) -> set[str]:
     module = func.__globals__
     suspicious = {
         name for name in loaded
-        if name != func.__name__ and name not in RUNTIME_NAMES
+        if name != code.co_name and name not in RUNTIME_NAMES
         and (name in module or not hasattr(builtins, name))
     }
-    suspicious.update(name for name in looked_up if name in module and name != func.__name__)
+    suspicious.update(name for name in looked_up if name in module and name != code.co_name)
     suspicious.update(code.co_freevars)
     return suspicious
 
@@ -268,6 +285,11 @@ def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph
                                   "cannot be passed to another step", location=def_location,
                                   fix="return a list (or another value) instead of yielding")
     code = func.__code__
+    if code.co_posonlyargcount:
+        yield StepDefinitionError(f"{label} has positional-only parameters (before `/`)",
+                                  location=def_location,
+                                  fix="remove the `/`: Kale passes a step's inputs by name, as "
+                                  "Kubeflow does")
     if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
         header = span.parse_header()
         for special, star in ((header.args.vararg, "*"), (header.args.kwarg, "**")):
@@ -280,9 +302,10 @@ def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph
         # Default values are evaluated where the step is defined, so on Kubeflow too; any name
         # in the header other than the parameters' own is worth a precise look.
         names = span.header_names()
-        plain = {"def", "async", func.__name__, "None", "True", "False",
-                 *code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]}
-        if names is None or names - plain:
+        parameters = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        plain = {"def", "async", code.co_name, "None", "True", "False", *parameters}
+        # A parameter named twice is used in a default too (`lr=lr`): look closer.
+        if names is None or set(names) - plain or any(names.count(p) > 1 for p in parameters):
             yield from _default_problems(func, span)
     if _suspicious_names(func):
         yield from _name_problems(function, graph, span)
@@ -303,6 +326,7 @@ def _name_problems(function: StepFunction, graph: Graph, span: FunctionSpan
     module_names, closure_names = _external_names(table)
     closure_names |= set(func.__code__.co_freevars)
     module_names -= closure_names
+    declared = _declared_globals(table)
     uses = _name_uses(node)
     label = f"step `{func.__name__}`"
 
@@ -317,7 +341,15 @@ def _name_problems(function: StepFunction, graph: Graph, span: FunctionSpan
             fix=f"pass `{name}` to the step as an argument, or define it inside `{func.__name__}`",
         )
     for name in sorted(module_names):
-        if name == func.__name__ or name in RUNTIME_NAMES or name not in uses:
+        if name == func.__code__.co_name or name in RUNTIME_NAMES or name not in uses:
+            continue
+        if name in declared and name not in func.__globals__:
+            yield StepDefinitionError(
+                f"{label} declares `global {name}` to create module state; steps share no "
+                "module state on Kubeflow (each runs in its own container)",
+                location=at(uses[name][0]),
+                fix="return the value instead and pass it to the steps that need it",
+            )
             continue
         error = _module_name_problem(function, graph, source, name, at(uses[name][0]))
         if error is not None:
@@ -340,11 +372,10 @@ def _default_problems(func: Any, span: FunctionSpan) -> Iterator[KaleError]:
         return
     defaults = [*header.args.defaults, *(d for d in header.args.kw_defaults if d is not None)]
     for default in defaults:
-        for name_node in ast.walk(default):
-            if not isinstance(name_node, ast.Name):
-                continue
-            name = name_node.id
+        for name in sorted(_free_names(default)):
             if name in func.__globals__ or not hasattr(builtins, name):
+                name_node = next(n for n in ast.walk(default)
+                                 if isinstance(n, ast.Name) and n.id == name)
                 yield StepDefinitionError(
                     f"a default value of step `{func.__name__}` uses `{name}`, which is defined "
                     "outside the step",
@@ -352,6 +383,19 @@ def _default_problems(func: Any, span: FunctionSpan) -> Iterator[KaleError]:
                     fix=f"write the value itself as the default, or pass `{name}` as an "
                     "argument from the pipeline",
                 )
+
+
+def _free_names(expression: ast.expr) -> set[str]:
+    """Names an expression reads from its surroundings (not those its own lambdas or
+    comprehensions bind)."""
+    table = symtable.symtable(ast.unparse(expression), "<default>", "eval")
+    names = {symbol.get_name() for symbol in table.get_symbols() if symbol.is_referenced()}
+    stack = list(table.get_children())
+    while stack:
+        child = stack.pop()
+        names.update(s.get_name() for s in child.get_symbols() if s.is_global())
+        stack.extend(child.get_children())
+    return names
 
 
 def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFile, name: str,
@@ -377,6 +421,17 @@ def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFil
             location=location, fix=f"move `{statement}` into {step}",
         )
     value = func.__globals__[name]
+    if binding is None:
+        star = next((s for s in source.tree.body if isinstance(s, ast.ImportFrom)
+                     and any(alias.name == "*" for alias in s.names)), None)
+        if star is not None:
+            module = "." * star.level + (star.module or "")
+            return StepDefinitionError(
+                f"{label} uses `{name}`, which comes from `from {module} import *` (line "
+                f"{star.lineno} of {file})",
+                location=location,
+                fix=f"import it inside {step}: `from {module} import {name}`",
+            )
     if isinstance(value, StepFunction):
         return StepDefinitionError(
             f"{label} calls step `{name}` ({line}); on Kubeflow each step runs alone",
@@ -384,10 +439,9 @@ def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFil
             fix=f"call `{name}` from the pipeline and pass its output to {step}, or move the "
             "shared code into a plain function in a module of the project",
         )
-    if isinstance(binding, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or callable(
-        value
-    ):
-        kind = "class" if isinstance(binding, ast.ClassDef) else "function"
+    if isinstance(binding, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or \
+            inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value):
+        kind = "class" if inspect.isclass(value) else "function"
         module = func.__module__
         if module != "__main__" and os.path.realpath(source.filename) != os.path.realpath(
             graph.filename
@@ -400,8 +454,11 @@ def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFil
             f"{label} uses the {kind} `{name}` defined at module level ({line})",
             location=location, fix=fix,
         )
+    what = "variable" if isinstance(value, (int, float, str, bytes, bool, list, dict, tuple,
+                                             set, type(None))) else \
+        f"{type(value).__name__} object"
     return StepDefinitionError(
-        f"{label} uses `{name}`, a module-level variable ({line})",
+        f"{label} uses `{name}`, a module-level {what} ({line})",
         location=location,
         fix=f"pass it to {step} as an argument (a pipeline parameter can carry it), or define "
         f"it inside {step}",

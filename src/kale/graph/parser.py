@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -202,7 +203,7 @@ class _Parser:
                        "make the annotation and the default agree")
             return None
         if annotated == "float":
-            kind = "float"
+            kind, default = "float", float(default)
         if isinstance(default, tuple):
             default = list(default)
         return Parameter(name, kind, default, self.where(arg))
@@ -295,12 +296,14 @@ class _Parser:
                     self.error(element, f"`{self.text(element)}` cannot receive a step output",
                                "unpack outputs into plain names: `a, b = step(...)`")
                     return None, True
-                if element.id in names:
+                if element.id in names and element.id != "_":
                     self.error(element, f"`{element.id}` appears twice in `{self.text(target)}`",
-                               "give each output its own name (use `_` for one you do not need)"
-                               if element.id != "_" else "use different names")
+                               "give each output its own name (use `_` for one you do not need)")
                     return None, True
                 names.append(element.id)
+            # Outputs are stored by name: every `_` but the last (the one `_` keeps) is renamed.
+            last = len(names) - 1 - names[::-1].index("_") if "_" in names else -1
+            names = [f"_{i}" if n == "_" and i != last else n for i, n in enumerate(names)]
             return tuple(names), True
         what = {ast.Attribute: "an attribute", ast.Subscript: "an item", ast.Starred: "a starred "
                 "name"}.get(type(target), "this target")
@@ -382,6 +385,17 @@ class _Parser:
             self.error(node, f"`{name}` is a {type(value).__name__}, not a step", _BODY_RULE)
         return None
 
+    def is_step(self, node: ast.expr) -> bool:
+        from kale.sdk import StepFunction
+
+        dotted = _dotted_name(node)
+        if not dotted or dotted[0] in self.bindings or dotted[0] not in self.namespace:
+            return False
+        value = self.namespace[dotted[0]]
+        for attribute in dotted[1:]:
+            value = getattr(value, attribute, None)
+        return isinstance(value, StepFunction)
+
     def in_project(self, value: Any) -> bool:
         """Whether a function was written in the user's project (so it could become a step)."""
         try:
@@ -446,17 +460,24 @@ class _Parser:
                            "pipeline parameter")
             return None
         try:
-            return Constant(ast.literal_eval(node))
+            value = ast.literal_eval(node)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            pass
-        self.reject_value(node)
-        return None
+            self.reject_value(node)
+            return None
+        problem = _json_problem(value)
+        if problem:
+            self.error(node, f"`{self.text(node)}` {problem}; values written in a pipeline body "
+                       "must be JSON values (numbers, strings, booleans, None, lists, and dicts "
+                       "with string keys), as Kubeflow passes them",
+                       "write a JSON value, or build this value inside the step")
+            return None
+        return Constant(value)
 
     def reject_value(self, node: ast.expr) -> None:
         text = self.text(node)
         names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
         outputs = [n for n in names if n in self.bindings]
-        if isinstance(node, ast.Call):
+        if isinstance(node, ast.Call) and self.is_step(node.func):
             self.error(node, f"nested call `{text}`", "give each step call its own line: "
                        "`inner = first_step(...)`, then pass `inner` to the next step")
         elif isinstance(node, ast.Attribute) and outputs:
@@ -518,13 +539,14 @@ class _Parser:
         unique, suffix = base, 1
         while unique in self.step_names:
             suffix += 1
-            unique = f"{base}-{suffix}"
+            # Keep within Kubeflow's 63 characters: shorten the base, not the suffix.
+            unique = f"{base[: 63 - len(str(suffix)) - 1].rstrip('-')}-{suffix}"
         self.step_names.add(unique)
         return Step(
             name=unique,
             display_name=func.display_name,
             function=StepSource(
-                function_name=func.func.__name__,
+                function_name=func.func.__code__.co_name,
                 qualname=func.func.__qualname__,
                 module=func.func.__module__,
                 filename=span.filename,
@@ -537,6 +559,22 @@ class _Parser:
             options=StepOptions.resolve(func.options, self.options.steps_defaults),
             location=self.where(node),
         )
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why a literal is not a JSON value (None when it is)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        return None if value == value and value not in (float("inf"), float("-inf")) else \
+            "is not a finite number"
+    if isinstance(value, (list, tuple)):
+        return next(filter(None, map(_json_problem, value)), None)
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return "has keys that are not strings"
+        return next(filter(None, map(_json_problem, value.values())), None)
+    return f"is a {type(value).__name__}"
 
 
 def _dotted_name(node: ast.expr) -> list[str] | None:
@@ -553,6 +591,8 @@ def _dotted_name(node: ast.expr) -> list[str] | None:
 def _parameter_type(value: Any) -> str | None:
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN and infinities are not JSON
     for name in ("str", "int", "float"):
         if type(value) is PARAMETER_TYPES[name][0]:
             return name
@@ -560,7 +600,7 @@ def _parameter_type(value: Any) -> str | None:
         import json
 
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             return None
         return "dict" if isinstance(value, dict) else "list"

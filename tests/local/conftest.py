@@ -1,0 +1,67 @@
+"""Helpers for local-run tests: write a pipeline script, run it as a user would, read the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+class ScriptRunner:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "kale-home"
+
+    def write(self, text: str, name: str = "pipeline.py") -> Path:
+        path = self.root / name
+        path.write_text("from kale.sdk import pipeline, step\n" + textwrap.dedent(text))
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "KALE_HOME": str(self.home), "KALE_PROGRESS": "plain", **extra}
+
+    def run(self, text: str, *args: str, timeout: float = 60, **env: str
+            ) -> subprocess.CompletedProcess:
+        path = self.write(text)
+        return subprocess.run([sys.executable, str(path), *args], capture_output=True,
+                              text=True, cwd=self.root, env=self.env(**env), timeout=timeout)
+
+    def start(self, text: str, *args: str) -> subprocess.Popen:
+        path = self.write(text)
+        return subprocess.Popen([sys.executable, str(path), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=self.root,
+                                env=self.env())
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(path.read_text()) for path in (self.home / "runs").glob("*/run.json")]
+
+    def record(self) -> dict[str, Any]:
+        found = self.records()
+        assert len(found) == 1, found
+        return found[0]
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> ScriptRunner:
+    return ScriptRunner(tmp_path)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie still answers kill(0); it is dead for our purpose
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

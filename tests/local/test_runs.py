@@ -1,0 +1,492 @@
+"""Local runs end to end: real scripts in subprocesses, checked through what the user sees and
+the run record (times are compared from the record, never against wall-clock thresholds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.local.conftest import pid_alive
+
+
+def started_ended(record, step):
+    attempt = record["steps"][step]["attempts"][-1]
+    return attempt["started"], attempt["ended"]
+
+
+def test_a_diamond_runs_its_branches_at_the_same_time(script):
+    result = script.run('''
+        @step
+        def get():
+            return 1
+
+        @step
+        def left(x):
+            import time
+            time.sleep(0.5)
+            return x
+
+        @step
+        def right(x):
+            import time
+            time.sleep(0.5)
+            return x
+
+        @step
+        def join(a, b):
+            return a + b
+
+        @pipeline
+        def diamond():
+            x = get()
+            a = left(x)
+            b = right(x)
+            join(a, b)
+
+        if __name__ == "__main__":
+            run = diamond()
+            print("RESULT", run.outputs)
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "RESULT {'join': 2}" in result.stdout
+    record = script.record()
+    left, right = started_ended(record, "left"), started_ended(record, "right")
+    assert left[0] < right[1] and right[0] < left[1]  # the two intervals overlap
+    assert started_ended(record, "join")[0] >= max(left[1], right[1]) - 0.05
+
+
+def test_parallelism_flag_limits_concurrency_and_leaves_the_script_argv(script):
+    result = script.run('''
+        import sys
+
+        @step
+        def a():
+            import time
+            time.sleep(0.3)
+
+        @step
+        def b():
+            import time
+            time.sleep(0.3)
+
+        @pipeline
+        def two():
+            a()
+            b()
+
+        if __name__ == "__main__":
+            print("ARGV", sys.argv[1:])
+            two()
+    ''', "--parallelism", "1", "mine")
+    assert result.returncode == 0, result.stderr
+    assert "ARGV ['mine']" in result.stdout
+    record = script.record()
+    first, second = sorted([started_ended(record, "a"), started_ended(record, "b")])
+    assert second[0] >= first[1] - 0.01
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    (["--parallelism", "0"], "--parallelism '0' is not valid"),
+    (["--parallelism=x"], "--parallelism 'x' is not valid"),
+    (["--parallelism"], "--parallelism needs a value"),
+])
+def test_bad_kale_flags(script, flag, message):
+    result = script.run('''
+        @step
+        def a():
+            pass
+
+        @pipeline
+        def p():
+            a()
+
+        if __name__ == "__main__":
+            p()
+    ''', *flag)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_retries_wait_with_exponential_backoff(script):
+    result = script.run('''
+        @step(retry_count=3, retry_interval=0.2, retry_factor=2, retry_max_interval=0.5)
+        def flaky():
+            import os
+            os.makedirs("tries", exist_ok=True)
+            count = len(os.listdir("tries")) + 1
+            open(f"tries/{count}", "w").close()
+            if count < 4:
+                raise RuntimeError(f"not yet ({count})")
+            return count
+
+        @pipeline
+        def p():
+            flaky()
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 0, result.stderr
+    attempts = script.record()["steps"]["flaky"]["attempts"]
+    assert [a["status"] for a in attempts] == ["failed", "failed", "failed", "succeeded"]
+    assert [a["waited"] for a in attempts] == [0, 0.2, 0.4, 0.5]
+    for before, after in zip(attempts, attempts[1:], strict=False):
+        assert after["started"] - before["ended"] >= after["waited"] - 0.01
+    assert "↻ flaky  retrying  attempt 1 of 4 failed: raised RuntimeError: not yet (1); next in " \
+           "0.2s" in result.stdout
+
+
+def test_a_hanging_step_is_killed_with_its_children_by_its_timeout(script):
+    result = script.run('''
+        @step(timeout=1)
+        def hang():
+            import subprocess, time
+            child = subprocess.Popen(["sleep", "60"])
+            open("child.pid", "w").write(str(child.pid))
+            print("waiting forever")
+            time.sleep(60)
+
+        @step
+        def sibling():
+            return "done"
+
+        @pipeline
+        def p():
+            hang()
+            sibling()
+
+        if __name__ == "__main__":
+            p()
+    ''', timeout=30)
+    assert result.returncode == 1
+    assert "step `hang` timed out after 1s (its processes were killed)" in result.stderr
+    record = script.record()
+    assert record["steps"]["hang"]["attempts"][0]["status"] == "timed-out"
+    assert record["steps"]["sibling"]["status"] == "succeeded"
+    child = int((script.root / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child)
+    assert "waiting forever" in Path(record["steps"]["hang"]["attempts"][0]["log"]).read_text()
+
+
+def test_the_pipeline_timeout_stops_everything(script):
+    result = script.run('''
+        @step
+        def slow():
+            import time
+            time.sleep(30)
+
+        @step
+        def later(x):
+            return x
+
+        @pipeline(timeout=1)
+        def p():
+            x = slow()
+            later(x)
+
+        if __name__ == "__main__":
+            p()
+    ''', timeout=30)
+    assert result.returncode == 1
+    record = script.record()
+    assert record["status"] == "failed"
+    assert record["reason"] == "the pipeline's timeout (1s) expired"
+    assert record["steps"]["slow"]["status"] == "failed"
+    assert record["steps"]["later"]["status"] == "skipped"
+    assert "the pipeline's timeout (1s) expired" in result.stderr
+
+
+def test_crashing_steps_are_reported_and_other_branches_finish(script):
+    result = script.run('''
+        @step
+        def exits():
+            import os
+            os._exit(3)
+
+        @step
+        def segfaults():
+            import ctypes
+            ctypes.string_at(0)
+
+        @step
+        def fine():
+            import time
+            time.sleep(0.3)
+            return 1
+
+        @step
+        def after(x):
+            return x
+
+        @pipeline
+        def p():
+            x = exits()
+            segfaults()
+            fine()
+            after(x)
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 1
+    assert "step `exits` exited with status 3 before returning" in result.stderr
+    assert "step `segfaults` was killed by SIGSEGV (its process crashed)" in result.stderr
+    assert "skipped (they needed a failed step): after" in result.stderr
+    assert "Traceback" not in result.stderr.split("step `exits`")[0]
+    record = script.record()
+    assert record["steps"]["fine"]["status"] == "succeeded"
+    assert record["steps"]["after"]["status"] == "skipped"
+
+
+def test_a_failing_step_shows_its_own_traceback_only(script):
+    result = script.run('''
+        def helper_line():
+            pass
+
+        @step
+        def broken(x=1):
+            import json
+            return json.loads("{not json")
+
+        @pipeline
+        def p():
+            broken()
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 1
+    err = result.stderr
+    assert "error: pipeline `p` failed: step `broken` failed" in err
+    assert "step `broken` raised JSONDecodeError: Expecting property name" in err
+    assert 'pipeline.py", line 9, in broken' in err
+    assert "kale/runtime.py" not in err and "kale/local" not in err
+    assert "json/decoder.py" in err  # library frames the user called stay
+
+
+@pytest.mark.parametrize(("body", "fragment", "fix"), [
+    ("return (i for i in range(3))", "returned `x` as a generator, which cannot be passed",
+     "return a list instead of a generator"),
+    ("import threading\n    return threading.Lock()", "returned `x` as a _thread.lock",
+     "locks, threads, sockets and connections"),
+    ("return open(__file__)", "returned `x` as a _io.TextIOWrapper",
+     "return the file's path"),
+])
+def test_values_that_cannot_cross_a_step_boundary(script, body, fragment, fix):
+    result = script.run(f'''
+@step
+def make():
+    {body}
+
+@step
+def use(x):
+    return x
+
+@pipeline
+def p():
+    x = make()
+    use(x)
+
+if __name__ == "__main__":
+    p()
+''')
+    assert result.returncode == 1
+    assert f"step `make` {fragment}" in result.stderr
+    assert fix in result.stderr
+
+
+def test_unpacking_a_different_number_of_values_fails_clearly(script):
+    result = script.run('''
+        @step
+        def three():
+            values = (1, 2, 3)
+            return values
+
+        @step
+        def use(a):
+            return a
+
+        @pipeline
+        def p():
+            a, b = three()
+            use(a)
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 1
+    assert ("step `three` returned a tuple of 3 values, but the pipeline unpacks 2: "
+            "`a, b = three(...)`") in result.stderr
+
+
+def test_parameter_overrides_and_macros(script):
+    result = script.run('''
+        @step
+        def echo(run_id, when, stamp, n, rate):
+            return [run_id, when, stamp, n, rate]
+
+        @pipeline
+        def p(run_id="x", when="y", stamp="z", n=1, rate=0.5):
+            echo(run_id, when, stamp, n, rate)
+
+        if __name__ == "__main__":
+            run = p(run_id="[[RunUUID]]", when="at-[[CurrentTime]]",
+                    stamp="[[CurrentTime.2006-01-02]]", n="7")
+            print("VALUES", run.outputs["echo"])
+            print("ID", run.id)
+    ''')
+    assert result.returncode == 0, result.stderr
+    values = eval(result.stdout.split("VALUES ")[1].splitlines()[0])
+    run_id = result.stdout.split("ID ")[1].split()[0]
+    assert values[0] == run_id
+    assert re.fullmatch(r"at-\d{14}", values[1])
+    assert values[2] == datetime.now().strftime("%Y-%m-%d")
+    assert values[3:] == [7, 0.5]
+    assert script.record()["parameters"]["run_id"] == run_id
+
+
+def test_outputs_print_and_record(script):
+    result = script.run('''
+        @step
+        def talk():
+            import logging, sys
+            print("hello from the step")
+            print("to stderr", file=sys.stderr)
+            logging.warning("a warning")
+            return {"a": 1}
+
+        @pipeline
+        def p():
+            talk()
+
+        if __name__ == "__main__":
+            run = p()
+            print("STATUS", run.status, len(run.steps["talk"].attempts))
+            print("FOLDER", run.folder.is_dir())
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "  talk │ hello from the step" in result.stdout
+    assert "  talk │ to stderr" in result.stdout
+    assert "  talk │ WARNING:root:a warning" in result.stdout
+    assert "STATUS succeeded 1" in result.stdout and "FOLDER True" in result.stdout
+    assert re.search(r"^talk +succeeded +1 +\d+ms$", result.stdout, re.MULTILINE)
+    record = script.record()
+    log = Path(record["steps"]["talk"]["attempts"][0]["log"]).read_text()
+    assert "hello from the step" in log and "a warning" in log
+    output = record["steps"]["talk"]["outputs"]["return"]
+    assert json.loads(Path(output["path"]).read_text()) == {"a": 1}
+
+
+def test_steps_run_in_the_project_root_with_local_packages(script, tmp_path):
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "__init__.py").write_text("VALUE = 42\n")
+    (tmp_path / "settings.json").write_text('{"k": "v"}')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    path = script.write('''
+        @step
+        def where():
+            import json, os, sys
+            from helpers import VALUE
+            return [os.getcwd(), sys.path[0], VALUE, json.load(open("settings.json"))]
+
+        @pipeline
+        def p():
+            where()
+
+        if __name__ == "__main__":
+            print("OUT", p().outputs["where"])
+    ''')
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                            cwd=elsewhere, env=script.env())
+    assert result.returncode == 0, result.stderr
+    values = eval(result.stdout.split("OUT ")[1].splitlines()[0])
+    assert values == [str(tmp_path), str(tmp_path), 42, {"k": "v"}]
+
+
+def test_numpy_arrays_are_read_back_memory_mapped(script):
+    pytest.importorskip("numpy")
+    result = script.run('''
+        @step
+        def make():
+            import numpy as np
+            return np.arange(1000, dtype="float64")
+
+        @step
+        def use(values):
+            import numpy as np
+            assert isinstance(values, np.memmap), type(values)
+            values[0] = 100.0   # copy-on-write: allowed, and private to this step
+            return float(values.sum())
+
+        @step
+        def again(values):
+            return float(values[0])
+
+        @pipeline
+        def p():
+            values = make()
+            use(values)
+            again(values)
+
+        if __name__ == "__main__":
+            print("OUT", p().outputs)
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "OUT {'use': 499600.0, 'again': 0.0}" in result.stdout
+
+
+def test_ctrl_c_stops_every_step_and_records_what_finished(script):
+    process = script.start('''
+        @step
+        def quick():
+            return 1
+
+        @step
+        def slow(x):
+            import os, subprocess, time
+            child = subprocess.Popen(["sleep", "60"])
+            open("pids", "w").write(f"{os.getpid()} {child.pid}")
+            time.sleep(60)
+
+        @pipeline
+        def p():
+            x = quick()
+            slow(x)
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    pids_file = script.root / "pids"
+    deadline = time.monotonic() + 30
+    while not pids_file.exists() or not pids_file.read_text():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    step_pid, child_pid = map(int, pids_file.read_text().split())
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert "KeyboardInterrupt" in err
+    for pid in (step_pid, child_pid):
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid)
+    record = script.record()
+    assert record["status"] == "interrupted"
+    assert record["steps"]["quick"]["status"] == "succeeded"
+    assert record["steps"]["slow"]["status"] == "cancelled"
+    assert os.path.exists(record["steps"]["quick"]["outputs"]["x"]["path"])
