@@ -137,3 +137,38 @@ def test_bad_flags_are_explained(script):
 def test_version_and_help():
     assert kale("--version").stdout.startswith("kale, version ")
     assert "graph" in kale("--help").stdout
+
+
+def test_pipelines_with_names_that_normalise_alike_are_both_listed(script):
+    script.write_text(script.read_text() + textwrap.dedent('''
+        @pipeline(name="Flow")
+        def flow_big(n=2):
+            get()
+    '''))
+    result = kale("graph", str(script))
+    assert "defines 2 pipelines: flow, flow_big (flow)" in result.stderr
+    assert kale("graph", str(script), "-p", "flow_big").returncode == 0
+    ambiguous = kale("graph", str(script), "-p", "flow")
+    assert "2 pipelines of" in ambiguous.stderr
+
+
+def test_scripts_that_parse_arguments_at_import_see_no_kale_arguments(tmp_path):
+    path = tmp_path / "args.py"
+    path.write_text(textwrap.dedent('''
+        import argparse
+        from kale.sdk import pipeline, step
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--iters", type=int, default=3)
+        args = parser.parse_args()
+
+        @step
+        def s():
+            return 1
+
+        @pipeline
+        def p():
+            s()
+    '''))
+    result = kale("graph", str(path))
+    assert result.returncode == 0, result.stderr

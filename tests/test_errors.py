@@ -126,3 +126,13 @@ def test_atexit_handlers_and_buffered_output_survive_the_exit(tmp_path):
     result = run(script)
     assert result.returncode == 2
     assert result.stdout == "bufferedcleanup ran\n"
+
+
+def test_carets_count_characters_not_bytes_and_expand_tabs(tmp_path):
+    source = tmp_path / "p.py"
+    source.write_text("\tgröße = x * 2\n")
+    text = "\tgröße = x * 2"
+    column = len(text[: text.index("x")].encode())
+    location = SourceLocation(str(source), 1, column, 1, column + 5)
+    assert str(location).endswith(":1:10")  # the tab and 8 characters come before x
+    assert location.excerpt().splitlines()[-1] == "  |             ^^^^^"

@@ -254,3 +254,9 @@ def test_describe_lists_what_differs_from_the_defaults():
     options = StepOptions(timeout=600, retry_count=2, retry_interval=120, retry_factor=2,
                           retry_max_interval=600)
     assert options.describe() == ["timeout 10m", "retries 2 every 2m x2 (max 10m)"]
+
+
+@pytest.mark.parametrize("option", ["retry_count", "timeout", "retry_factor"])
+def test_huge_numbers_are_explained_not_crashed_on(option):
+    with pytest.raises(InvalidOptionError):
+        validate_step_options({option: 10**400})

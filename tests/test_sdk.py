@@ -201,3 +201,29 @@ def test_import_of_kale_sdk_stays_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_function_name_kubeflow_cannot_use_is_explained_at_the_decorator():
+    with pytest.raises(StepDefinitionError) as caught:
+        @step
+        def 訓練():
+            pass
+    assert "the step's name comes from its function, `訓練`" in caught.value.message
+    assert caught.value.fix == 'give the step a name: @step(name="my-step")'
+
+    @step(name="train")
+    def 訓練2():
+        pass
+
+    assert 訓練2.step_name == "train"
+
+
+def test_keyword_only_parameters_are_not_filled_by_position(project):
+    module = project.load('''
+        @pipeline
+        def p(a=1, *, b="x"):
+            load(b)
+    ''')
+    with pytest.raises(PipelineArgumentError, match="takes 1 positional value"):
+        module.p.bind_arguments(2, "y")
+    assert module.p.bind_arguments(2, b="y") == {"a": 2, "b": "y"}

@@ -273,3 +273,66 @@ def test_code_globals_with_more_than_256_names():
     exec(source, namespace)
     loaded, _ = code_globals(namespace["f"].__code__)
     assert loaded == {"far_global", "x"}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # a default naming a module variable with the parameter's own name
+        ("lr = 0.01\n@step\ndef use(lr=lr):\n    return lr\n", ["uses `lr`"]),
+        # a multi-line dict default whose value comes after a `:` inside the braces
+        ('LOW = 0.1\n@step\ndef use(levels={\n        "low":\n            LOW}):\n'
+         '    return levels\n', ["uses `LOW`"]),
+        # a lambda or comprehension default binds its own names
+        ("@step\ndef use(key=lambda row: row[0], cols=[c for c in 'ab']):\n    return key\n",
+         []),
+        # nested annotations are never evaluated (steps compile with future annotations)
+        ("@step\ndef use(x=1):\n    def helper(v: nums.Number) -> nums.Number:\n"
+         "        return v\n    return helper(x)\n", []),
+        ("@step\ndef use(a, /, b=2):\n    return a\n", ["positional-only parameters"]),
+        ("@step\ndef use(x=1):\n    global RESULT\n    RESULT = x\n",
+         ["declares `global RESULT` to create module state"]),
+    ],
+)
+def test_step_check_corner_cases(project, source, expected):
+    found = problems(project, source, pipeline_body="use(1)" if "a, /" in source else "use()")
+    messages = [e.message for e in found]
+    assert len(messages) == len(expected), messages
+    for message, fragment in zip(messages, expected, strict=True):
+        assert fragment in message
+
+
+def test_fallback_imports_are_reported_as_imports(project):
+    found = problems(project, textwrap.dedent('''
+        try:
+            import tomllib
+        except ImportError:
+            tomllib = None
+
+        @step
+        def use():
+            return tomllib.loads("")
+    '''))
+    assert len(found) == 1
+    assert "imported at module level" in found[0].message
+    assert found[0].fix == "move `import tomllib` into `use`"
+
+
+def test_star_imports_and_objects_are_named_for_what_they_are(project):
+    found = problems(project, textwrap.dedent('''
+        from os.path import *
+
+        class Scaler:
+            def __call__(self, x):
+                return x
+
+        scaler = Scaler()
+
+        @step
+        def use(x=1):
+            return join("a"), scaler(x)
+    '''))
+    by_name = {e.message.split("`")[3]: e for e in found}
+    assert "comes from `from os.path import *`" in by_name["join"].message
+    assert by_name["join"].fix == "import it inside `use`: `from os.path import join`"
+    assert "a module-level Scaler object" in by_name["scaler"].message

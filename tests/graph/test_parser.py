@@ -404,3 +404,70 @@ def test_error_messages_show_file_line_caret_and_fix(project):
     assert f"{line} |     y = x * 2" in text
     assert "|         ^^^^^" in text
     assert "fix: " in text
+
+
+@pytest.mark.parametrize("literal", ["1j", "{1, 2}", "b'x'", "...", "{1: 'a'}", "[1, {2}]"])
+def test_constants_must_be_json_values(project, literal):
+    error = project.error(f'''
+        @pipeline
+        def p():
+            clean({literal})
+    ''', PipelineDefinitionError)
+    assert "must be JSON values" in error.message
+
+
+def test_underscore_may_be_repeated_in_unpacking(project):
+    graph = project.graph('''
+        @step
+        def three():
+            return 1, 2, 3
+
+        @pipeline
+        def p():
+            _, b, _ = three()
+            report(_, b)
+    ''')
+    step = graph.step("three")
+    assert step.outputs == ("_0", "b", "_")
+    assert graph.step("report").arguments[0].source == OutputRef("three", "_", 2)
+
+
+def test_a_call_of_a_non_step_inside_arguments_is_an_expression(project):
+    error = project.error('''
+        @pipeline
+        def p():
+            clean(float("nan"))
+    ''', PipelineDefinitionError)
+    assert error.message == '`float("nan")` is an expression'
+
+
+def test_suffixed_names_stay_within_kubeflow_limits(project):
+    name = "a" * 63
+    graph = project.graph(f'''
+        @step
+        def {name}():
+            return 1
+
+        @pipeline
+        def p():
+            {name}()
+            {name}()
+    ''')
+    assert [len(s.name) for s in graph.steps] == [63, 63]
+    assert graph.steps[1].name.endswith("-2")
+
+
+def test_non_finite_and_float_defaults(project):
+    error = project.error('''
+        @pipeline
+        def p(x=float("inf")):
+            load()
+    ''', PipelineDefinitionError)
+    assert "Kubeflow parameters are" in error.message
+    graph = project.graph('''
+        @pipeline
+        def p(rate: float = 2):
+            load()
+    ''')
+    assert graph.parameter("rate").default == 2.0
+    assert isinstance(graph.parameter("rate").default, float)

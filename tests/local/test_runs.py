@@ -3,6 +3,7 @@ the run record (times are compared from the record, never against wall-clock thr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -138,7 +139,7 @@ def test_retries_wait_with_exponential_backoff(script):
     attempts = script.record()["steps"]["flaky"]["attempts"]
     assert [a["status"] for a in attempts] == ["failed", "failed", "failed", "succeeded"]
     assert [a["waited"] for a in attempts] == [0, 0.2, 0.4, 0.5]
-    for before, after in zip(attempts, attempts[1:], strict=False):
+    for before, after in itertools.pairwise(attempts):
         assert after["started"] - before["ended"] >= after["waited"] - 0.01
     assert "↻ flaky  retrying  attempt 1 of 4 failed: raised RuntimeError: not yet (1); next in " \
            "0.2s" in result.stdout
@@ -477,7 +478,7 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
         time.sleep(0.05)
     step_pid, child_pid = map(int, pids_file.read_text().split())
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode != 0
     assert "KeyboardInterrupt" in err
     for pid in (step_pid, child_pid):
@@ -490,3 +491,31 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
     assert record["steps"]["quick"]["status"] == "succeeded"
     assert record["steps"]["slow"]["status"] == "cancelled"
     assert os.path.exists(record["steps"]["quick"]["outputs"]["x"]["path"])
+
+
+def test_steps_in_indented_blocks_and_renamed_functions_run(script):
+    result = script.run('''
+        if True:
+            @step
+            def report(x):
+                text = """Header
+
+        body"""
+                return text
+
+        def _impl(x):
+            return x * 2
+
+        _impl.__name__ = "double"
+        double = step(_impl)
+
+        @pipeline
+        def p(x=1):
+            report(x)
+            double(x)
+
+        if __name__ == "__main__":
+            print("OUT", p().outputs)
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "OUT {'report': 'Header\\n\\nbody', 'double': 2}" in result.stdout
