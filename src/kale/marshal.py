@@ -16,11 +16,12 @@ import io
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+
+# Step processes import this module on their start-up path: keep it to cheap imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 class MarshalError(Exception):
@@ -31,17 +32,17 @@ class MarshalError(Exception):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
 class StoredValue:
     """Where a value was written and how to read it back."""
 
-    path: str
-    backend: str
-    type: str
-    size: int
+    __slots__ = ("backend", "path", "size", "type")
+
+    def __init__(self, path: str, backend: str, type: str, size: int) -> None:
+        self.path, self.backend, self.type, self.size = path, backend, type, size
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"path": self.path, "backend": self.backend, "type": self.type,
+                "size": self.size}
 
 
 def _type_name(value: Any) -> str:
@@ -50,10 +51,14 @@ def _type_name(value: Any) -> str:
         f"{kind.__module__}.{kind.__qualname__}"
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None],
+                 mode: str = "wb") -> None:
     """Write a file through ``write(handle)`` so that it appears whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(descriptor, mode) as handle:
             write(handle)
@@ -94,11 +99,11 @@ class _Json:
         return _is_plain_json(value)
 
     @staticmethod
-    def save(value: Any, path: Path) -> None:
+    def save(value: Any, path: str) -> None:
         atomic_write(path, lambda handle: json.dump(value, handle), mode="w")
 
     @staticmethod
-    def load(path: Path) -> Any:
+    def load(path: str) -> Any:
         with open(path) as handle:
             return json.load(handle)
 
@@ -111,13 +116,13 @@ class _Numpy:
         return _is_numpy_array(value)
 
     @staticmethod
-    def save(value: Any, path: Path) -> None:
+    def save(value: Any, path: str) -> None:
         import numpy
 
         atomic_write(path, lambda handle: numpy.save(handle, value, allow_pickle=False))
 
     @staticmethod
-    def load(path: Path) -> Any:
+    def load(path: str) -> Any:
         import numpy
 
         # Copy-on-write memory map: nothing is read until used, and writes stay private.
@@ -132,7 +137,7 @@ class _Pickle:
         return True
 
     @staticmethod
-    def save(value: Any, path: Path) -> None:
+    def save(value: Any, path: str) -> None:
         import cloudpickle
 
         try:
@@ -143,7 +148,7 @@ class _Pickle:
         atomic_write(path, lambda handle: handle.write(data))
 
     @staticmethod
-    def load(path: Path) -> Any:
+    def load(path: str) -> Any:
         import pickle
 
         with open(path, "rb") as handle:
@@ -167,7 +172,7 @@ def _advice(value: Any) -> str:
     return "return plain data (numbers, strings, lists, dicts, arrays) that describes it"
 
 
-def save(value: Any, folder: Path, name: str) -> StoredValue:
+def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
     """Write ``value`` as ``folder/name.<suffix>`` with the first backend that takes it."""
     if isinstance(value, io.IOBase):
         # cloudpickle would snapshot a readable file's contents: surprising, and the file
@@ -175,11 +180,10 @@ def save(value: Any, folder: Path, name: str) -> StoredValue:
         raise MarshalError("an open file cannot be passed to another step", _advice(value))
     for backend in BACKENDS:
         if backend.accepts(value):
-            path = folder / f"{name}{backend.suffix}"
+            path = os.path.join(folder, f"{name}{backend.suffix}")
             backend.save(value, path)
-            stored = StoredValue(str(path), backend.name, _type_name(value),
-                                 path.stat().st_size)
-            atomic_write(folder / f"{name}.meta.json",
+            stored = StoredValue(path, backend.name, _type_name(value), os.path.getsize(path))
+            atomic_write(os.path.join(folder, f"{name}.meta.json"),
                          lambda handle, s=stored: json.dump(s.to_json(), handle), mode="w")
             return stored
     raise MarshalError(f"no backend takes {_type_name(value)}")
@@ -192,7 +196,7 @@ def load(stored: StoredValue | dict[str, Any]) -> Any:
     for backend in BACKENDS:
         if backend.name == stored.backend:
             try:
-                return backend.load(Path(stored.path))
+                return backend.load(stored.path)
             except ModuleNotFoundError as error:
                 raise MarshalError(
                     f"reading a {stored.type} needs the `{error.name}` library",

@@ -17,38 +17,41 @@ import builtins
 import os
 import sys
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from kale import marshal
 
+# Step processes import this module on their start-up path: keep it to cheap imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    #: What a step's report callback receives: an event name and its details.
+    Report = Callable[[str, dict[str, Any]], None]
+
 _KALE_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
-#: What a step's report callback receives: an event name and its details.
-Report = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
 class StepTask:
-    """Everything a process needs to run one step attempt. Small and picklable."""
+    """Everything a process needs to run one step attempt. Small and picklable.
 
-    step: str
-    function_name: str
-    source: str
-    filename: str
-    line: int
-    module: str
-    project_root: str
-    output_dir: str
-    #: argument name -> ("value", value) | ("stored", StoredValue as dict)
-    inputs: dict[str, tuple[str, Any]] = field(default_factory=dict)
-    #: names the pipeline binds the result to; () keeps the return value as "return"
-    outputs: tuple[str, ...] = ()
-    unpacks: bool = False
-    attempt: int = 1
+    ``inputs`` maps argument names to ``("value", value)`` or ``("stored", StoredValue as a
+    dict)``; ``outputs`` are the names the pipeline binds the result to (``()`` keeps the return
+    value as ``"return"``); ``unpacks`` says the result is a tuple to split among them.
+    """
+
+    __slots__ = ("attempt", "filename", "function_name", "inputs", "line", "module",
+                 "output_dir", "outputs", "project_root", "source", "step", "unpacks")
+
+    def __init__(self, step: str, function_name: str, source: str, filename: str, line: int,
+                 module: str, project_root: str, output_dir: str,
+                 inputs: dict[str, tuple[str, Any]] | None = None,
+                 outputs: tuple[str, ...] = (), unpacks: bool = False,
+                 attempt: int = 1) -> None:
+        self.step, self.function_name, self.source = step, function_name, source
+        self.filename, self.line, self.module = filename, line, module
+        self.project_root, self.output_dir = project_root, output_dir
+        self.inputs = inputs or {}
+        self.outputs, self.unpacks, self.attempt = outputs, unpacks, attempt
 
 
 class StepFailure(Exception):
@@ -61,6 +64,8 @@ class StepFailure(Exception):
 
 def _user_traceback(error: BaseException) -> str:
     """The traceback of the user's own frames; Kale's frames are noise to the user."""
+    import traceback
+
     summary = traceback.TracebackException.from_exception(error)
     frames = [frame for frame in summary.stack if not frame.filename.startswith(_KALE_PACKAGE)]
     summary.stack = traceback.StackSummary.from_list(frames)
@@ -95,7 +100,7 @@ def _read_inputs(task: StepTask) -> dict[str, Any]:
 
 
 def _save_outputs(task: StepTask, result: Any) -> dict[str, dict[str, Any]]:
-    folder = Path(task.output_dir)
+    folder = task.output_dir
     if task.unpacks:
         expected = len(task.outputs)
         if not isinstance(result, (tuple, list)) or len(result) != expected:

@@ -47,6 +47,18 @@ install_excepthook()
 flags.load_from_sys_argv()
 
 
+def _prestart_step_processes() -> None:
+    """A script's pipeline is about to run: start the zygote now, so it warms up while the
+    script finishes importing and the graph is built."""
+    import os
+
+    if os.environ.get("KALE_PRESTART", "1") == "0" or not hasattr(os, "fork"):
+        return
+    from kale.local.processes import Zygote
+
+    Zygote.shared([])
+
+
 class KaleWarning(UserWarning):
     """Something Kale accepts but that does not do what the user may think."""
 
@@ -319,6 +331,8 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
                 ) from None
             keyword = error.option.split(".")[0]
             raise _locate(error, location, keyword) from None
+        if target.__module__ == "__main__":
+            _prestart_step_processes()
         if checked.autosnapshot:
             warnings.warn_explicit(
                 "autosnapshot=True has no effect: it asked Arrikto's Rok to snapshot volumes. "

@@ -519,3 +519,28 @@ def test_steps_in_indented_blocks_and_renamed_functions_run(script):
     ''')
     assert result.returncode == 0, result.stderr
     assert "OUT {'report': 'Header\\n\\nbody', 'double': 2}" in result.stdout
+
+
+def test_a_lost_step_process_server_fails_the_attempt_and_retries_start_afresh(script):
+    result = script.run('''
+        @step(retry_count=1)
+        def victim():
+            import os, signal, time
+            if not os.path.exists("killed-once"):
+                open("killed-once", "w").close()
+                os.kill(os.getppid(), signal.SIGKILL)  # the zygote that forked this step
+                time.sleep(30)
+            return "survived"
+
+        @pipeline
+        def p():
+            victim()
+
+        if __name__ == "__main__":
+            print("OUT", p().outputs)
+    ''', timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "OUT {'victim': 'survived'}" in result.stdout
+    attempts = script.record()["steps"]["victim"]["attempts"]
+    assert attempts[0]["status"] == "crashed"
+    assert "was lost: Kale's step-process server stopped" in attempts[0]["error"]["message"]

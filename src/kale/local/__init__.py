@@ -9,9 +9,11 @@ start fast.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported: the zygote imports this package, and starts fast
 if TYPE_CHECKING:
+    from typing import Any
+
     from kale.graph.model import Graph
     from kale.local.progress import PlainProgress
     from kale.local.scheduler import Run, RunFailedError

@@ -24,11 +24,12 @@ import pickle
 import select
 import signal
 import struct
-import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: the zygote must start fast
+if TYPE_CHECKING:
+    from typing import Any
 
 _HEADER = struct.Struct(">I")
 
@@ -92,6 +93,8 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
         outcome = ("failed", {"kind": "internal", "message": f"hit a Kale error: "
                               f"{type(error).__name__}: {error}",
                               "traceback": traceback.format_exc()})
+    from pathlib import Path
+
     from kale.marshal import atomic_write
 
     data = pickle.dumps(outcome)
@@ -99,6 +102,12 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+
+
+def _preload(modules: list[str]) -> None:
+    for name in modules:
+        with contextlib.suppress(Exception):
+            __import__(name)
 
 
 def serve(preload: list[str]) -> None:
@@ -113,9 +122,7 @@ def serve(preload: list[str]) -> None:
     import kale.marshal
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
-    for name in preload:
-        with contextlib.suppress(Exception):
-            __import__(name)
+    _preload(preload)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     os.set_blocking(wake_read, False)
@@ -150,6 +157,8 @@ def serve(preload: list[str]) -> None:
                 continue
             buffer += chunk
             for kind, *payload in _unframe(buffer):
+                if kind == "preload":
+                    _preload(payload[0])
                 if kind != "run":
                     continue
                 key, task, log_path = payload
@@ -185,15 +194,20 @@ class Zygote:
 
     @classmethod
     def shared(cls, preload: list[str]) -> Zygote:
+        """The session's zygote (started now if there is none), with ``preload`` loaded."""
         current = cls._shared
-        if current is None or current.process.poll() is not None or \
-                not set(preload) <= set(current.preload):
-            if current is not None:
-                current.close()
+        if current is None or current.process.poll() is not None:
             cls._shared = current = cls(preload)
+        missing = [name for name in preload if name not in current.preload]
+        if missing:
+            current.process.stdin.write(_frame(("preload", missing)))
+            current.process.stdin.flush()
+            current.preload.extend(missing)
         return current
 
     def __init__(self, preload: list[str]) -> None:
+        import subprocess
+
         self.preload = list(preload)
         if not hasattr(os, "fork"):
             raise OSError("local runs need os.fork (Linux or macOS); on Windows use WSL")
@@ -241,6 +255,8 @@ class Zygote:
                 return
 
     def close(self) -> None:
+        import subprocess
+
         with contextlib.suppress(Exception):
             self.process.stdin.close()
         try:

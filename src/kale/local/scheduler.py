@@ -240,7 +240,8 @@ class Scheduler:
         self.waits: dict[str, float] = {}
         self.running: dict[str, _Attempt] = {}
         self.dirty = False
-        self.zygote = Zygote.shared(preload_modules(graph))
+        self.preload = preload_modules(graph)
+        self.zygote = Zygote.shared(self.preload)
         self.deadline = (time.monotonic() + graph.options.timeout
                          if graph.options.timeout else None)
 
@@ -372,6 +373,14 @@ class Scheduler:
                     attempt.deadline = attempt.user_started + timeout
             elif event == "exited":
                 attempt.exit_code = value
+        lost = self.zygote.process.poll() is not None
+        if lost:  # the zygote died (killed by hand, out of memory): its attempts are gone too
+            for attempt in self.running.values():
+                if attempt.exit_code is None:
+                    attempt.exit_code = -9
+                    attempt.stopped = (f"was lost: Kale's step-process server stopped (exit "
+                                       f"status {self.zygote.process.returncode})")
+            self.zygote = Zygote.shared(self.preload)
         now = time.monotonic()
         for name, attempt in list(self.running.items()):
             self.tail(attempt)
@@ -401,7 +410,10 @@ class Scheduler:
         record.ended = time.time()
         record.duration = record.ended - record.started
         outcome = _read_result(record.log)
-        if attempt.stopped:
+        if attempt.stopped.startswith("was lost"):
+            record.status = "crashed"
+            record.error = {"kind": "crash", "message": attempt.stopped}
+        elif attempt.stopped:
             record.status = "timed-out"
             record.error = {"kind": "timeout",
                             "message": f"{attempt.stopped} (its processes were killed)"}
