@@ -460,7 +460,7 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
         def slow(x):
             import os, subprocess, time
             child = subprocess.Popen(["sleep", "60"])
-            open("pids", "w").write(f"{os.getpid()} {child.pid}")
+            open("pids", "w").write(f"{os.getpid()} {child.pid} {os.getppid()}")
             time.sleep(60)
 
         @pipeline
@@ -476,12 +476,12 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
     while not pids_file.exists() or not pids_file.read_text():
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.05)
-    step_pid, child_pid = map(int, pids_file.read_text().split())
+    step_pid, child_pid, zygote_pid = map(int, pids_file.read_text().split())
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode != 0
     assert "KeyboardInterrupt" in err
-    for pid in (step_pid, child_pid):
+    for pid in (step_pid, child_pid, zygote_pid):
         deadline = time.monotonic() + 5
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
