@@ -78,13 +78,8 @@ def return_arity(function: FunctionNode) -> int | None:
 
 
 def _declared_globals(table: symtable.SymbolTable) -> set[str]:
-    declared = set()
-    stack = [table]
-    while stack:
-        current = stack.pop()
-        declared.update(s.get_name() for s in current.get_symbols() if s.is_declared_global())
-        stack.extend(current.get_children())
-    return declared
+    return {s.get_name() for scope in (table, *_nested_tables(table))
+            for s in scope.get_symbols() if s.is_declared_global()}
 
 
 _tables: dict[str, tuple[str, dict[tuple[str, int], symtable.SymbolTable]]] = {}
@@ -106,19 +101,26 @@ def _function_table(source: SourceFile, node: FunctionNode) -> symtable.SymbolTa
     return cached[1].get((node.name, node.lineno))
 
 
-def _external_names(table: symtable.SymbolTable) -> tuple[set[str], set[str]]:
-    """Names a function (and everything nested in it) takes from its module, and from closures."""
-    module_names = set()
-    for symbol in table.get_symbols():
-        if symbol.is_global() or symbol.is_declared_global():
-            module_names.add(symbol.get_name())
-    closure_names = {symbol.get_name() for symbol in table.get_symbols() if symbol.is_free()}
+def _nested_tables(table: symtable.SymbolTable) -> Iterator[symtable.SymbolTable]:
+    """Every scope inside ``table`` (functions, lambdas, comprehensions, classes), any depth."""
     stack = list(table.get_children())
     while stack:
         child = stack.pop()
-        module_names.update(s.get_name() for s in child.get_symbols() if s.is_global())
+        yield child
         stack.extend(child.get_children())
-    return module_names, closure_names
+
+
+def _nested_globals(table: symtable.SymbolTable) -> set[str]:
+    return {s.get_name() for child in _nested_tables(table) for s in child.get_symbols()
+            if s.is_global()}
+
+
+def _external_names(table: symtable.SymbolTable) -> tuple[set[str], set[str]]:
+    """Names a function (and everything nested in it) takes from its module, and from closures."""
+    module_names = {symbol.get_name() for symbol in table.get_symbols()
+                    if symbol.is_global() or symbol.is_declared_global()}
+    closure_names = {symbol.get_name() for symbol in table.get_symbols() if symbol.is_free()}
+    return module_names | _nested_globals(table), closure_names
 
 
 def _name_uses(function: FunctionNode) -> dict[str, list[ast.AST]]:
@@ -390,12 +392,7 @@ def _free_names(expression: ast.expr) -> set[str]:
     comprehensions bind)."""
     table = symtable.symtable(ast.unparse(expression), "<default>", "eval")
     names = {symbol.get_name() for symbol in table.get_symbols() if symbol.is_referenced()}
-    stack = list(table.get_children())
-    while stack:
-        child = stack.pop()
-        names.update(s.get_name() for s in child.get_symbols() if s.is_global())
-        stack.extend(child.get_children())
-    return names
+    return names | _nested_globals(table)
 
 
 def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFile, name: str,

@@ -119,11 +119,13 @@ class LiveProgress(PlainProgress):
         self.states[step] = (status, detail, time.monotonic() if status == "running" else None)
         if status in ("succeeded", "failed", "retrying", "skipped"):
             self.console.print(f"{SYMBOLS.get(status, ' ')} {step:<{self.width}}  {status}  "
-                               f"{detail}".rstrip(), markup=False, highlight=False)
+                               f"{detail}".rstrip(), markup=False, highlight=False,
+                           soft_wrap=True)
         self.tick()
 
     def output(self, step: str, line: str) -> None:
-        self.console.print(f"  {step:<{self.width}} │ {line}", markup=False, highlight=False)
+        self.console.print(f"  {step:<{self.width}} │ {line}", markup=False, highlight=False,
+                           soft_wrap=True)
 
     def tick(self) -> None:
         if self.live is not None:
