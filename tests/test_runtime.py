@@ -74,3 +74,17 @@ def test_sys_exit_in_a_step_is_a_failure(task_for):
     task = task_for("def s():\n    import sys\n    sys.exit(4)\n")
     with pytest.raises(StepFailure, match="raised SystemExit: 4"):
         run_step(task, lambda *_: None)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("raise KeyboardInterrupt('pressed')", "raised KeyboardInterrupt: pressed"),
+    ("class Stop(BaseException):\n        pass\n    raise Stop('custom')", "raised Stop: custom"),
+    ("class Weird(Exception):\n        def __str__(self):\n            raise RuntimeError()\n"
+     "    raise Weird()", "raised Weird: <its str() failed>"),
+])
+def test_any_exception_from_user_code_is_the_step_failing(task_for, body, message):
+    task = task_for(f"def s():\n    {body}\n")
+    with pytest.raises(StepFailure) as caught:
+        run_step(task, lambda *_: None)
+    assert caught.value.details["message"] == message
+    assert "kale/" not in caught.value.details["traceback"]

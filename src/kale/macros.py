@@ -9,32 +9,69 @@ the Go time layout after a dot: ``[[CurrentTime.2006-01-02]]``. A one-off run ha
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 _MACRO = re.compile(r"\[\[(RunUUID|CurrentTime|ScheduledTime|Index)(?:\.([^\]]+))?\]\]")
 _DEFAULT_LAYOUT = "20060102150405"
-# Go's reference-time tokens, longest first so "2006" wins over "06" and "01" over "1".
-_GO_TOKENS = [
-    ("January", "%B"), ("Monday", "%A"), ("2006", "%Y"), ("Jan", "%b"), ("Mon", "%a"),
-    ("MST", "%Z"), ("-0700", "%z"), ("Z0700", "%z"), ("Z07:00", "%z"), ("-07:00", "%z"),
-    (".000000", ".%f"), ("15", "%H"), ("06", "%y"), ("01", "%m"), ("02", "%d"), ("03", "%I"),
-    ("04", "%M"), ("05", "%S"), ("PM", "%p"), ("pm", "%p"),
+
+
+def _zone(moment: datetime, colon: bool, zulu: bool) -> str:
+    offset = moment.utcoffset()
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    if zulu and seconds == 0:
+        return "Z"
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
+
+
+# Go's reference time is Mon Jan 2 15:04:05 MST 2006; a layout spells the parts it wants with
+# those very values. Longest tokens first, so "2006" wins over "2" and "01" over "1".
+_GO_TOKENS: list[tuple[str, Callable[[datetime], str]]] = [
+    ("January", lambda m: m.strftime("%B")),
+    ("Monday", lambda m: m.strftime("%A")),
+    ("Z07:00", lambda m: _zone(m, colon=True, zulu=True)),
+    ("-07:00", lambda m: _zone(m, colon=True, zulu=False)),
+    ("Z0700", lambda m: _zone(m, colon=False, zulu=True)),
+    ("-0700", lambda m: _zone(m, colon=False, zulu=False)),
+    ("2006", lambda m: f"{m.year:04d}"),
+    (".000000", lambda m: f".{m.microsecond:06d}"),
+    (".000", lambda m: f".{m.microsecond // 1000:03d}"),
+    ("Jan", lambda m: m.strftime("%b")),
+    ("Mon", lambda m: m.strftime("%a")),
+    ("MST", lambda m: m.tzname() or "UTC"),
+    ("-07", lambda m: _zone(m, colon=False, zulu=False)[:3]),
+    ("_2", lambda m: f"{m.day:>2d}"),
+    ("15", lambda m: f"{m.hour:02d}"),
+    ("06", lambda m: f"{m.year % 100:02d}"),
+    ("01", lambda m: f"{m.month:02d}"),
+    ("02", lambda m: f"{m.day:02d}"),
+    ("03", lambda m: f"{(m.hour % 12) or 12:02d}"),
+    ("04", lambda m: f"{m.minute:02d}"),
+    ("05", lambda m: f"{m.second:02d}"),
+    ("PM", lambda m: "PM" if m.hour >= 12 else "AM"),
+    ("pm", lambda m: "pm" if m.hour >= 12 else "am"),
+    ("1", lambda m: str(m.month)),
+    ("2", lambda m: str(m.day)),
+    ("3", lambda m: str((m.hour % 12) or 12)),
+    ("4", lambda m: str(m.minute)),
+    ("5", lambda m: str(m.second)),
 ]
 
 
-def go_layout_to_strftime(layout: str) -> str:
-    """Translate a Go time layout (what Kubeflow's macros take) into a strftime format."""
+def format_go_layout(moment: datetime, layout: str) -> str:
+    """Format ``moment`` with a Go time layout, as Kubeflow's macros do."""
     result, position = [], 0
     while position < len(layout):
-        for token, directive in _GO_TOKENS:
+        for token, render in _GO_TOKENS:
             if layout.startswith(token, position):
-                result.append(directive)
+                result.append(render(moment))
                 position += len(token)
                 break
         else:
-            character = layout[position]
-            result.append("%%" if character == "%" else character)
+            result.append(layout[position])
             position += 1
     return "".join(result)
 
@@ -50,6 +87,6 @@ def expand(value: Any, run_id: str, started: datetime) -> Any:
             return run_id
         if name == "Index":
             return "1"
-        return started.strftime(go_layout_to_strftime(layout or _DEFAULT_LAYOUT))
+        return format_go_layout(started, layout or _DEFAULT_LAYOUT)
 
     return _MACRO.sub(replace, value)

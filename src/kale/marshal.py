@@ -87,8 +87,11 @@ def _is_plain_json(value: Any, depth: int = 0) -> bool:
 
 
 def _is_numpy_array(value: Any) -> bool:
-    kind = type(value)
-    return kind.__module__ == "numpy" and kind.__name__ == "ndarray" and value.dtype != object
+    import sys
+
+    numpy = sys.modules.get("numpy")  # a numpy value means numpy is already imported
+    return numpy is not None and isinstance(value, numpy.ndarray) and \
+        not value.dtype.hasobject
 
 
 class _Json:
@@ -119,7 +122,9 @@ class _Numpy:
     def save(value: Any, path: str) -> None:
         import numpy
 
-        atomic_write(path, lambda handle: numpy.save(handle, value, allow_pickle=False))
+        # Subclasses (a memory-mapped input passed on, a masked array) are stored as their data.
+        array = numpy.asarray(value)
+        atomic_write(path, lambda handle: numpy.save(handle, array, allow_pickle=False))
 
     @staticmethod
     def load(path: str) -> Any:
@@ -181,7 +186,12 @@ def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
     for backend in BACKENDS:
         if backend.accepts(value):
             path = os.path.join(folder, f"{name}{backend.suffix}")
-            backend.save(value, path)
+            try:
+                backend.save(value, path)
+            except (ValueError, OverflowError, RecursionError):
+                if backend is BACKENDS[-1]:
+                    raise
+                continue  # e.g. an int too long for JSON: the next backend takes it
             stored = StoredValue(path, backend.name, _type_name(value), os.path.getsize(path))
             atomic_write(os.path.join(folder, f"{name}.meta.json"),
                          lambda handle, s=stored: json.dump(s.to_json(), handle), mode="w")

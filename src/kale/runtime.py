@@ -62,11 +62,23 @@ class StepFailure(Exception):
         super().__init__(details["message"])
 
 
+def _describe(error: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``str()`` fails."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "<its str() failed>"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def _user_traceback(error: BaseException) -> str:
     """The traceback of the user's own frames; Kale's frames are noise to the user."""
     import traceback
 
-    summary = traceback.TracebackException.from_exception(error)
+    try:
+        summary = traceback.TracebackException.from_exception(error)
+    except Exception:
+        return f"{type(error).__name__} (its traceback could not be formatted)"
     frames = [frame for frame in summary.stack if not frame.filename.startswith(_KALE_PACKAGE)]
     summary.stack = traceback.StackSummary.from_list(frames)
     return "".join(summary.format()).rstrip()
@@ -147,17 +159,17 @@ def run_step(task: StepTask, report: Report) -> dict[str, Any]:
     except Exception as error:
         raise StepFailure({
             "kind": "setup",
-            "message": f"could not start: {type(error).__name__}: {error}",
+            "message": f"could not start: {_describe(error)}",
             "traceback": _user_traceback(error),
         }) from None
     report("started", {"time": time.time()})
     started = time.perf_counter()
     try:
         result = function(**arguments)
-    except (Exception, SystemExit) as error:  # sys.exit() in a step ends only that step
+    except BaseException as error:  # sys.exit(), even KeyboardInterrupt, end only this step
         raise StepFailure({
             "kind": "error",
-            "message": f"raised {type(error).__name__}: {error}",
+            "message": f"raised {_describe(error)}",
             "traceback": _user_traceback(error),
             "duration": time.perf_counter() - started,
         }) from None

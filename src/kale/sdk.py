@@ -56,7 +56,7 @@ def _prestart_step_processes() -> None:
         return
     from kale.local.processes import Zygote
 
-    Zygote.shared([])
+    Zygote.prestart()
 
 
 class KaleWarning(UserWarning):

@@ -243,7 +243,7 @@ def test_crashing_steps_are_reported_and_other_branches_finish(script):
     assert result.returncode == 1
     assert "step `exits` exited with status 3 before returning" in result.stderr
     assert "step `segfaults` was killed by SIGSEGV (its process crashed)" in result.stderr
-    assert "skipped (they needed a failed step): after" in result.stderr
+    assert "skipped `after`: needs `exits`, which failed" in result.stderr
     assert "Traceback" not in result.stderr.split("step `exits`")[0]
     record = script.record()
     assert record["steps"]["fine"]["status"] == "succeeded"
@@ -544,3 +544,158 @@ def test_a_lost_step_process_server_fails_the_attempt_and_retries_start_afresh(s
     attempts = script.record()["steps"]["victim"]["attempts"]
     assert attempts[0]["status"] == "crashed"
     assert "was lost: Kale's step-process server stopped" in attempts[0]["error"]["message"]
+
+
+def test_runs_in_threads_of_one_process_stay_apart(script):
+    result = script.run('''
+        import threading
+
+        @step
+        def a(x):
+            import time
+            time.sleep(0.2 + x * 0.05)
+            return x
+
+        @step
+        def b(y):
+            return y * 10
+
+        @pipeline
+        def p(x=1):
+            y = a(x)
+            b(y)
+
+        if __name__ == "__main__":
+            results = {}
+            def go(i):
+                results[i] = p(x=i).outputs["b"]
+            threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            print("OUT", sorted(results.items()))
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "OUT [(0, 0), (1, 10), (2, 20)]" in result.stdout
+
+
+def test_a_library_that_starts_threads_at_import_is_not_forked_with(script, tmp_path):
+    library = tmp_path / "site"
+    library.mkdir()
+    (library / "busy_telemetry.py").write_text(
+        "import threading, time\n"
+        "lock = threading.Lock()\n"
+        "def hold():\n"
+        "    while True:\n"
+        "        with lock:\n"
+        "            time.sleep(0.05)\n"
+        "        time.sleep(0.001)\n"
+        "threading.Thread(target=hold, daemon=True).start()\n"
+        "def record():\n"
+        "    with lock:\n"
+        "        return 'recorded'\n")
+    result = script.run('''
+        @step(timeout=20)
+        def use():
+            import busy_telemetry
+            return busy_telemetry.record()
+
+        @pipeline
+        def p():
+            use()
+
+        if __name__ == "__main__":
+            print("OUT", p().outputs)
+    ''', PYTHONPATH=str(library), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "OUT {'use': 'recorded'}" in result.stdout
+
+
+def test_sigterm_stops_the_run_and_writes_the_record(script):
+    process = script.start('''
+        @step
+        def slow():
+            import time
+            open("started", "w").close()
+            time.sleep(60)
+
+        @pipeline
+        def p():
+            slow()
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    deadline = time.monotonic() + 30
+    while not (script.root / "started").exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGTERM
+    record = script.record()
+    assert record["status"] == "interrupted"
+    assert record["reason"] == "terminated (SIGTERM)"
+    assert record["steps"]["slow"]["status"] == "cancelled"
+
+
+def test_a_pipeline_timeout_during_a_retry_wait(script):
+    result = script.run('''
+        @step(retry_count=5, retry_interval=2)
+        def flaky():
+            raise RuntimeError("nope")
+
+        @pipeline(timeout=1)
+        def p():
+            flaky()
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 1
+    assert "step `flaky` raised RuntimeError: nope" in result.stderr
+    assert "then the pipeline's timeout (1s) expired before its next attempt" in result.stderr
+    assert script.record()["steps"]["flaky"]["status"] == "failed"
+
+
+def test_an_unusable_kale_home_is_explained(script, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = script.run('''
+        @step
+        def s():
+            return 1
+
+        @pipeline
+        def p():
+            s()
+
+        if __name__ == "__main__":
+            p()
+    ''', KALE_HOME=str(blocker))
+    assert result.returncode == 1
+    assert "Kale cannot write the run record to" in result.stderr
+    assert "set KALE_HOME to a folder you can write to" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_progress_bars_and_text_without_newlines_are_shown(script):
+    result = script.run('''
+        @step
+        def bar():
+            import sys, time
+            for i in (0, 50, 100):
+                sys.stderr.write(f"\\rprogress {i}%")
+                sys.stderr.flush()
+            sys.stderr.write("\\n")
+            sys.stdout.write("no newline at the end")
+
+        @pipeline
+        def p():
+            bar()
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 0, result.stderr
+    for text in ("progress 0%", "progress 50%", "progress 100%", "no newline at the end"):
+        assert f"  bar │ {text}\n" in result.stdout

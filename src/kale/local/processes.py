@@ -29,7 +29,7 @@ import time
 
 TYPE_CHECKING = False  # typing is not imported: the zygote must start fast
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, ClassVar
 
 _HEADER = struct.Struct(">I")
 
@@ -104,10 +104,22 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
             stream.flush()
 
 
-def _preload(modules: list[str]) -> None:
+def _preload(modules: list[str]) -> bool:
+    """Import libraries once for every fork; False if that left threads running, which makes
+    forking unsafe (a lock held by a thread stays locked forever in the child)."""
     for name in modules:
         with contextlib.suppress(Exception):
             __import__(name)
+    return _thread_count() == 1
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
 
 
 def serve(preload: list[str]) -> None:
@@ -122,7 +134,7 @@ def serve(preload: list[str]) -> None:
     import kale.marshal
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
-    _preload(preload)
+    safe = _preload(preload)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     os.set_blocking(wake_read, False)
@@ -158,10 +170,13 @@ def serve(preload: list[str]) -> None:
             buffer += chunk
             for kind, *payload in _unframe(buffer):
                 if kind == "preload":
-                    _preload(payload[0])
+                    safe = _preload(payload[0]) and safe
                 if kind != "run":
                     continue
                 key, task, log_path = payload
+                if not safe:
+                    os.write(events, _frame(("refused", key, _thread_count())))
+                    continue
                 pid = os.fork()
                 if pid == 0:
                     code = 0
@@ -190,20 +205,46 @@ class Zygote:
     that needs libraries the zygote has not loaded gets a new one.
     """
 
-    _shared: Zygote | None = None
+    _idle: ClassVar[list[Zygote]] = []  # started, alive, and not serving a run
+    _preload_unsafe = False  # a preloaded library started threads: preload nothing from now on
 
     @classmethod
-    def shared(cls, preload: list[str]) -> Zygote:
-        """The session's zygote (started now if there is none), with ``preload`` loaded."""
-        current = cls._shared
-        if current is None or current.process.poll() is not None:
-            cls._shared = current = cls(preload)
-        missing = [name for name in preload if name not in current.preload]
+    def prestart(cls) -> None:
+        """Start a zygote for the run that is probably coming, if none is idle."""
+        if not cls._idle:
+            cls._idle.append(cls([]))
+
+    @classmethod
+    def acquire(cls, preload: list[str], safe: bool = False) -> Zygote:
+        """A zygote for one run, with ``preload`` loaded: an idle one, or a new one. Runs in
+        parallel (threads of one process) each get their own."""
+        if safe:
+            cls._preload_unsafe = True
+        if cls._preload_unsafe:
+            preload = []
+        zygote = None
+        while cls._idle and zygote is None:
+            candidate = cls._idle.pop()
+            if candidate.process.poll() is None:
+                zygote = candidate
+            else:
+                candidate.close()
+        if zygote is None:
+            return cls(preload)
+        missing = [name for name in preload if name not in zygote.preload]
         if missing:
-            current.process.stdin.write(_frame(("preload", missing)))
-            current.process.stdin.flush()
-            current.preload.extend(missing)
-        return current
+            zygote.process.stdin.write(_frame(("preload", missing)))
+            zygote.process.stdin.flush()
+            zygote.preload.extend(missing)
+        return zygote
+
+    @classmethod
+    def release(cls, zygote: Zygote) -> None:
+        """A run is done with its zygote: keep one idle for the next run, close the rest."""
+        if zygote.process.poll() is None and not zygote.refused and not cls._idle:
+            cls._idle.append(zygote)
+        else:
+            zygote.close()
 
     def __init__(self, preload: list[str]) -> None:
         import subprocess
@@ -220,6 +261,7 @@ class Zygote:
         os.set_blocking(self.events.fileno(), False)
         self.buffer = bytearray()
         self.pids: dict[str, int] = {}
+        self.refused = False
 
     def fileno(self) -> int:
         return self.events.fileno()
@@ -242,6 +284,8 @@ class Zygote:
         for kind, key, value in messages:
             if kind == "forked":
                 self.pids[key] = value
+            elif kind == "refused":
+                self.refused = True
         return messages
 
     def kill(self, key: str) -> None:

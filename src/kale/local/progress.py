@@ -90,6 +90,7 @@ class LiveProgress(PlainProgress):
         super().__init__(self.console.file)
         self.states: dict[str, tuple[str, str, float | None]] = {}
         self.live: Any = None
+        self.pending: list[str] = []  # output lines, printed together once per refresh
 
     def _table(self) -> Any:
         import time
@@ -117,6 +118,7 @@ class LiveProgress(PlainProgress):
         import time
 
         self.states[step] = (status, detail, time.monotonic() if status == "running" else None)
+        self.flush()
         if status in ("succeeded", "failed", "retrying", "skipped"):
             self.console.print(f"{SYMBOLS.get(status, ' ')} {step:<{self.width}}  {status}  "
                                f"{detail}".rstrip(), markup=False, highlight=False,
@@ -124,14 +126,23 @@ class LiveProgress(PlainProgress):
         self.tick()
 
     def output(self, step: str, line: str) -> None:
-        self.console.print(f"  {step:<{self.width}} │ {line}", markup=False, highlight=False,
-                           soft_wrap=True)
+        # Printing above a live display is slow per call; a chatty step must not hold up the
+        # scheduler (its timeouts, the other steps), so lines wait for the next refresh.
+        self.pending.append(f"  {step:<{self.width}} │ {line}")
+
+    def flush(self) -> None:
+        if self.pending:
+            self.console.print("\n".join(self.pending), markup=False, highlight=False,
+                               soft_wrap=True)
+            self.pending.clear()
 
     def tick(self) -> None:
+        self.flush()
         if self.live is not None:
             self.live.update(self._table())
 
     def finish(self, run: Any) -> None:
+        self.flush()
         if self.live is not None:
             self.live.stop()
             self.live = None

@@ -11,13 +11,17 @@ live, and rewrites the run record at every change of state.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import os
 import pickle
 import select
+import signal
+import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +37,7 @@ from kale.options import format_duration
 from kale.runtime import StepTask
 
 _POLL = 0.1  # how often logs are tailed while steps run
+_TAIL_BYTES = 1 << 20
 
 
 @dataclass
@@ -157,15 +162,18 @@ class RunFailedError(KaleError):
                 continue
             tries = f" (attempt {count} of {count})" if count > 1 else ""
             lines.append(f"step `{step.name}` {last.error.get('message', 'failed')}{tries}")
+            if step.reason:
+                lines.append(f"  then {step.reason}")
             trace = last.error.get("traceback")
             if trace:
                 lines.extend("  " + line for line in trace.splitlines())
             if last.error.get("fix"):
                 lines.append(f"  fix: {last.error['fix']}")
             lines.append(f"  log: {_display(last.log)}")
-        skipped = [s.name for s in self.run.steps.values() if s.status == "skipped"]
+        skipped = [s for s in self.run.steps.values() if s.status == "skipped"]
         if skipped:
-            lines.append(f"\nskipped (they needed a failed step): {', '.join(skipped)}")
+            lines.append("")
+            lines.extend(f"skipped `{s.name}`: {s.reason}" for s in skipped)
         if self.run.reason and self.run.failed_steps:
             lines.append(f"\n{self.run.reason}")
         lines.append(f"run record: {_display(self.run.folder)}")
@@ -229,6 +237,15 @@ class Scheduler:
         self.values = {name: macros.expand(value, run_id, started_at)
                        for name, value in values.items()}
         self.record = RunRecord(home, run_id)
+        try:
+            self.record.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise KaleError(
+                f"Kale cannot write the run record to {self.record.folder}: "
+                f"{error.strerror or error}",
+                fix="set KALE_HOME to a folder you can write to (by default runs go to .kale/ "
+                "in the project's folder)",
+            ) from None
         self.run_state = Run(
             id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
             status="running", started=started, ended=None, parameters=self.values,
@@ -241,7 +258,7 @@ class Scheduler:
         self.running: dict[str, _Attempt] = {}
         self.dirty = False
         self.preload = preload_modules(graph)
-        self.zygote = Zygote.shared(self.preload)
+        self.zygote = Zygote.acquire(self.preload)
         self.deadline = (time.monotonic() + graph.options.timeout
                          if graph.options.timeout else None)
 
@@ -265,17 +282,25 @@ class Scheduler:
         self.progress.start(self.run_state, self.parallelism)
         self.ready.extend(step for step in self.graph.steps if not step.upstream)
         self.save()
+        terminated = _Terminated.install()
         try:
             self.loop()
         except BaseException as error:
-            interrupted = isinstance(error, KeyboardInterrupt)
-            reason = "interrupted (Ctrl-C)" if interrupted else \
-                f"stopped by {type(error).__name__}: {error}"
-            self.stop_everything("cancelled", reason)
-            self.run_state.status = "interrupted" if interrupted else "error"
-            self.run_state.reason = reason
-            self.finish()
+            interrupted = isinstance(error, (KeyboardInterrupt, _Terminated))
+            reason = ("terminated (SIGTERM)" if isinstance(error, _Terminated) else
+                      "interrupted (Ctrl-C)" if interrupted else
+                      f"stopped by {type(error).__name__}: {error}")
+            with _Terminated.shielded():
+                self.stop_everything("cancelled", reason)
+                self.run_state.status = "interrupted" if interrupted else "error"
+                self.run_state.reason = reason
+                self.finish()
+            if isinstance(error, _Terminated):
+                _Terminated.die()
             raise
+        finally:
+            Zygote.release(self.zygote)
+            _Terminated.uninstall(terminated)
         self.finish()
         if self.run_state.status != "succeeded":
             raise RunFailedError(self.run_state)
@@ -353,14 +378,15 @@ class Scheduler:
         record = AttemptRecord(number=number, started=time.time(), log=str(log_path),
                                waited=self.waits.pop(step.name, 0.0))
         state.attempts.append(record)
-        key = f"{step.name}/{number}"
+        key = f"{self.run_state.id}/{step.name}/{number}"
         self.zygote.start(key, self.task_for(step, number), str(log_path))
         log = open(log_path, "rb")  # noqa: SIM115 - kept open to tail; closed in tail(final)
         self.running[step.name] = _Attempt(step, number, key, log, record)
         detail = f"attempt {number} of {step.options.retry_count + 1}" if number > 1 else ""
         self.set_status(step.name, "running", detail)
 
-    def collect(self) -> None:
+    def apply_events(self) -> None:
+        """What the zygote and the step processes reported since the last look."""
         by_key = {attempt.key: attempt for attempt in self.running.values()}
         for event, key, value in self.zygote.read_events():
             attempt = by_key.get(key)
@@ -373,6 +399,14 @@ class Scheduler:
                     attempt.deadline = attempt.user_started + timeout
             elif event == "exited":
                 attempt.exit_code = value
+            elif event == "refused":  # the zygote is not safe to fork: use a plain one
+                Zygote.release(self.zygote)
+                self.zygote = Zygote.acquire([], safe=True)
+                self.zygote.start(key, self.task_for(attempt.step, attempt.number),
+                                  attempt.record.log)
+
+    def collect(self) -> None:
+        self.apply_events()
         lost = self.zygote.process.poll() is not None
         if lost:  # the zygote died (killed by hand, out of memory): its attempts are gone too
             for attempt in self.running.values():
@@ -380,14 +414,16 @@ class Scheduler:
                     attempt.exit_code = -9
                     attempt.stopped = (f"was lost: Kale's step-process server stopped (exit "
                                        f"status {self.zygote.process.returncode})")
-            self.zygote = Zygote.shared(self.preload)
+            Zygote.release(self.zygote)
+            self.zygote = Zygote.acquire(self.preload)
         now = time.monotonic()
-        for name, attempt in list(self.running.items()):
-            self.tail(attempt)
+        for attempt in self.running.values():
             if attempt.deadline is not None and now >= attempt.deadline and not attempt.stopped:
                 attempt.stopped = (f"timed out after "
                                    f"{format_duration(attempt.step.options.timeout)}")
                 self.zygote.kill(attempt.key)
+        for name, attempt in list(self.running.items()):
+            self.tail(attempt)
             if attempt.exit_code is not None:
                 self.zygote.kill(attempt.key)  # whatever the step left running dies with it
                 self.tail(attempt, final=True)
@@ -395,14 +431,21 @@ class Scheduler:
                 self.finished(attempt)
 
     def tail(self, attempt: _Attempt, final: bool = False) -> None:
-        data = attempt.pending_text + attempt.log.read()
-        *lines, rest = data.split(b"\n")
+        """Show what the attempt printed since the last look, a line at a time. A bounded
+        amount per turn (all of it at the end), so a chatty step cannot stall the loop."""
+        data = attempt.pending_text + attempt.log.read(-1 if final else _TAIL_BYTES)
+        # "\r" ends a line too: progress bars redraw with it.
+        *lines, rest = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        if len(rest) > _TAIL_BYTES:  # no newline for a long while: show it anyway
+            lines.append(rest)
+            rest = b""
         for line in lines:
-            self.progress.output(attempt.step.name, line.decode(errors="replace").rstrip("\r"))
+            self.progress.output(attempt.step.name, line.decode(errors="replace"))
         attempt.pending_text = rest
         if final:
             if rest:
                 self.progress.output(attempt.step.name, rest.decode(errors="replace"))
+            attempt.pending_text = b""
             attempt.log.close()
 
     def finished(self, attempt: _Attempt) -> None:
@@ -418,9 +461,7 @@ class Scheduler:
             record.error = {"kind": "timeout",
                             "message": f"{attempt.stopped} (its processes were killed)"}
         elif outcome is not None and outcome[0] == "done":
-            record.status = "succeeded"
-            self.run_state.steps[step.name].outputs = outcome[1]["outputs"]
-            self.set_status(step.name, "succeeded", f"in {record.duration:.2f}s")
+            self.succeeded(step, record, outcome[1])
             self.release_children(step)
             return
         elif outcome is not None:
@@ -430,6 +471,11 @@ class Scheduler:
             record.status = "crashed"
             record.error = {"kind": "crash", "message": _describe_exit(attempt.exit_code)}
         self.attempt_failed(step, attempt.number, record)
+
+    def succeeded(self, step: Step, record: AttemptRecord, result: dict[str, Any]) -> None:
+        record.status = "succeeded"
+        self.run_state.steps[step.name].outputs = result["outputs"]
+        self.set_status(step.name, "succeeded", f"in {record.duration:.2f}s")
 
     def attempt_failed(self, step: Step, number: int, record: AttemptRecord) -> None:
         allowed = step.options.retry_count + 1
@@ -459,23 +505,39 @@ class Scheduler:
     # -- stopping ------------------------------------------------------------------------------
 
     def stop_everything(self, status: str, reason: str) -> None:
-        self.zygote.read_events()  # learn the pids of attempts forked since the last look
+        """Kill every running attempt (keeping any that had finished), stop the rest."""
+        self.apply_events()
         for attempt in self.running.values():
-            self.zygote.kill(attempt.key)
-        self.zygote.wait_for_exits({a.key for a in self.running.values()}, timeout=5)
+            if attempt.exit_code is None:
+                self.zygote.kill(attempt.key)
+        deadline = time.monotonic() + 5
+        while any(a.exit_code is None for a in self.running.values()) and \
+                time.monotonic() < deadline and self.zygote.process.poll() is None:
+            select.select([self.zygote], [], [], 0.1)
+            self.apply_events()
+        stopped = "failed" if status == "failed" else "cancelled"
         for name, attempt in list(self.running.items()):
             self.tail(attempt, final=True)
-            attempt.record.status = "killed"
-            attempt.record.ended = time.time()
-            attempt.record.duration = attempt.record.ended - (attempt.record.started or 0)
-            attempt.record.error = {"kind": "stopped", "message": reason}
             del self.running[name]
-            self.set_status(name, "failed" if status == "failed" else "cancelled", reason)
+            record = attempt.record
+            record.ended = time.time()
+            record.duration = record.ended - (record.started or record.ended)
+            outcome = _read_result(record.log)
+            if outcome is not None and outcome[0] == "done":  # it finished just in time
+                self.succeeded(attempt.step, record, outcome[1])
+                continue
+            record.status = "killed"
+            record.error = {"kind": "stopped", "message": f"was stopped: {reason}"}
+            self.set_status(name, stopped, reason)
         for name, step in self.run_state.steps.items():
-            if step.status in ("waiting", "retrying"):
+            if step.status == "retrying" and status == "failed":
+                step.reason = f"{reason} before its next attempt"
+                self.set_status(name, "failed", step.reason)
+            elif step.status in ("waiting", "retrying"):
                 self.set_status(name, "skipped" if status == "failed" else "cancelled", reason)
         self.ready.clear()
         self.delayed.clear()
+        self.save()
 
     def pipeline_timed_out(self) -> None:
         limit = format_duration(self.graph.options.timeout or 0)
@@ -483,6 +545,49 @@ class Scheduler:
         self.run_state.reason = reason
         self.stop_everything("failed", reason)
         self.run_state.status = "failed"
+
+
+class _Terminated(BaseException):
+    """SIGTERM during a run: stop the steps and write the record, then die of the signal."""
+
+    @classmethod
+    def install(cls) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is not signal.SIG_DFL:
+            return None  # the user's own handler decides
+
+        def handler(*_: Any) -> None:
+            raise cls()
+
+        signal.signal(signal.SIGTERM, handler)
+        return previous
+
+    @staticmethod
+    def uninstall(previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def shielded() -> Iterator[None]:
+        """No second Ctrl-C or SIGTERM while the record is being written."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                     signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+    @staticmethod
+    def die() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _read_result(log_path: str) -> tuple[str, dict[str, Any]] | None:
