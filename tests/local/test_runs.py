@@ -699,3 +699,27 @@ def test_progress_bars_and_text_without_newlines_are_shown(script):
     assert result.returncode == 0, result.stderr
     for text in ("progress 0%", "progress 50%", "progress 100%", "no newline at the end"):
         assert f"  bar │ {text}\n" in result.stdout
+
+
+def test_processes_that_leave_the_step_s_session_die_with_the_step(script):
+    result = script.run('''
+        @step
+        def detach():
+            import subprocess
+            child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+            open("detached.pid", "w").write(str(child.pid))
+            return "ok"
+
+        @pipeline
+        def p():
+            detach()
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 0, result.stderr
+    pid = int((script.root / "detached.pid").read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid)

@@ -67,11 +67,55 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+_MARKER = "KALE_STEP_ATTEMPT"
+
+
+def _become_subreaper() -> None:
+    """Orphans of steps (a daemon that left its step's process group) come back to the zygote,
+    which can then find and kill them when their step ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def _kill_strays(key: str, known: set[int]) -> None:
+    """Kill the zygote's adopted orphans that a step attempt started (marked by environment)."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as handle:
+            adopted = [int(pid) for pid in handle.read().split()]
+    except (OSError, ValueError):
+        return
+    marker = f"{_MARKER}={key}".encode()
+    for pid in adopted:
+        if pid in known:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environment = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in environment:
+            _kill_group_or_process(pid)
+
+
+def _kill_group_or_process(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     """In the forked child: become a process group, send output to the log, run the step."""
     from kale.runtime import StepFailure, run_step
 
     os.setpgid(0, 0)
+    os.environ[_MARKER] = key  # inherited by whatever the step starts
     _die_with_parent()
     descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(descriptor, 1)
@@ -131,6 +175,7 @@ def serve(preload: list[str]) -> None:
     os.dup2(devnull, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     _die_with_parent()
+    _become_subreaper()
     import kale.marshal
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
@@ -159,6 +204,7 @@ def serve(preload: list[str]) -> None:
             key = children.pop(pid, None)
             if key is not None:
                 os.write(events, _frame(("exited", key, os.waitstatus_to_exitcode(status))))
+                _kill_strays(key, set(children))
         if requests in readable:
             chunk = os.read(requests, 65536)
             if not chunk:
@@ -291,12 +337,8 @@ class Zygote:
     def kill(self, key: str) -> None:
         """Kill an attempt and everything it started (its process group)."""
         pid = self.pids.get(key)
-        if pid is None:
-            return
-        for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill()
-                return
+        if pid is not None:
+            _kill_group_or_process(pid)
 
     def close(self) -> None:
         import subprocess
