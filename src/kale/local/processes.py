@@ -137,12 +137,10 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
         outcome = ("failed", {"kind": "internal", "message": f"hit a Kale error: "
                               f"{type(error).__name__}: {error}",
                               "traceback": traceback.format_exc()})
-    from pathlib import Path
-
     from kale.marshal import atomic_write
 
     data = pickle.dumps(outcome)
-    atomic_write(Path(result_path(log_path)), lambda handle: handle.write(data))
+    atomic_write(result_path(log_path), lambda handle: handle.write(data))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
