@@ -147,8 +147,9 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
 
 
 def _preload(modules: list[str]) -> bool:
-    """Import libraries once for every fork; False if that left threads running, which makes
-    forking unsafe (a lock held by a thread stays locked forever in the child)."""
+    """Import libraries once for every fork; False if that started Python threads, which makes
+    forking unsafe (a lock a thread holds stays locked forever in the child). Native thread
+    pools such as OpenBLAS's prepare for fork themselves, and are not counted."""
     for name in modules:
         with contextlib.suppress(Exception):
             __import__(name)
@@ -156,12 +157,9 @@ def _preload(modules: list[str]) -> bool:
 
 
 def _thread_count() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        import threading
+    import threading
 
-        return threading.active_count()
+    return threading.active_count()
 
 
 def serve(preload: list[str]) -> None:
