@@ -293,11 +293,21 @@ class Zygote:
 
         self.preload = list(preload)
         if not hasattr(os, "fork"):
-            raise OSError("local runs need os.fork (Linux or macOS); on Windows use WSL")
+            from kale.errors import KaleError
+
+            raise KaleError("local runs need os.fork, which this system does not have",
+                            fix="run on Linux or macOS (on Windows, in WSL)")
         code = "import sys; from kale.local.processes import serve; serve(sys.argv[1:])"
+        # Kale must be importable in the zygote even when the script found it through a
+        # sys.path change of its own.
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+            __file__))))
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [environment.get("PYTHONPATH"), package_root]))
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, *preload],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=environment,
         )
         self.events = self.process.stdout
         os.set_blocking(self.events.fileno(), False)
