@@ -20,6 +20,16 @@ from types import FrameType, TracebackType
 from typing import Any
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    path = os.fspath(path)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative
+
+
 @dataclass(frozen=True)
 class SourceLocation:
     """A place in the user's source: 1-based line, 0-based column (as ``ast`` counts them)."""
@@ -56,12 +66,7 @@ class SourceLocation:
 
     @property
     def display_file(self) -> str:
-        """The file name as the user would type it: relative to the working directory if inside."""
-        try:
-            relative = os.path.relpath(self.file)
-        except ValueError:  # another drive on Windows
-            return self.file
-        return self.file if relative.startswith("..") else relative
+        return display_path(self.file)
 
     @property
     def source_line(self) -> str | None:

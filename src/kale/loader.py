@@ -11,7 +11,7 @@ import sys
 import traceback
 import types
 
-from kale.errors import KaleError, SourceLocation
+from kale.errors import KaleError, SourceLocation, display_path
 
 SCRIPT_MODULE = "__kale_script__"
 
@@ -51,12 +51,12 @@ def load_script(path: str) -> types.ModuleType:
         raise
     except SystemExit as exit_:
         raise ScriptError(
-            f"{os.path.relpath(path)} exited (status {exit_.code}) while Kale imported it",
+            f"{display_path(path)} exited (status {exit_.code}) while Kale imported it",
             fix="keep argument parsing and other work under `if __name__ == \"__main__\":`",
         ) from None
     except Exception as error:
         raise ScriptError(
-            f"{os.path.relpath(path)} raised {type(error).__name__} while Kale imported it:\n"
+            f"{display_path(path)} raised {type(error).__name__} while Kale imported it:\n"
             + _user_traceback(error),
             fix="fix the error above; Kale runs the script's top level (not its "
             "`if __name__ == \"__main__\":` block) to find its pipelines",

@@ -11,6 +11,8 @@ import os
 import sys
 from typing import IO, Any
 
+from kale.errors import display_path
+
 SYMBOLS = {
     "waiting": "·", "running": "▸", "retrying": "↻", "succeeded": "✓", "failed": "✗",
     "skipped": "–", "cancelled": "■",
@@ -74,8 +76,7 @@ class PlainProgress:
 
     def finish(self, run: Any) -> None:
         duration = _seconds(run.duration)
-        folder = os.path.relpath(run.folder)
-        folder = str(run.folder) if folder.startswith("..") else folder
+        folder = display_path(run.folder)
         self._write(f"\n{summary_table(run)}\n\nkale: run {run.id[:8]} {run.status} in "
                     f"{duration}; record: {folder}")
 

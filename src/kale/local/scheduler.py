@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kale import macros
-from kale.errors import KaleError
+from kale.errors import KaleError, display_path
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
@@ -169,14 +169,14 @@ class RunFailedError(KaleError):
                 lines.extend("  " + line for line in trace.splitlines())
             if last.error.get("fix"):
                 lines.append(f"  fix: {last.error['fix']}")
-            lines.append(f"  log: {_display(last.log)}")
+            lines.append(f"  log: {display_path(last.log)}")
         skipped = [s for s in self.run.steps.values() if s.status == "skipped"]
         if skipped:
             lines.append("")
             lines.extend(f"skipped `{s.name}`: {s.reason}" for s in skipped)
         if self.run.reason and self.run.failed_steps:
             lines.append(f"\n{self.run.reason}")
-        lines.append(f"run record: {_display(self.run.folder)}")
+        lines.append(f"run record: {display_path(self.run.folder)}")
         return "\n".join(lines)
 
 
@@ -597,12 +597,6 @@ def _read_result(log_path: str) -> tuple[str, dict[str, Any]] | None:
             return pickle.load(handle)
     except (OSError, EOFError, pickle.UnpicklingError):
         return None
-
-
-def _display(path: Any) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    relative = os.path.relpath(path)
-    return str(path) if relative.startswith("..") else relative
 
 
 def _first_line(text: str) -> str:
