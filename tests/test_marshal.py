@@ -1,44 +1,202 @@
-"""Values to files and back: backends by type, fallbacks, errors, atomic writes."""
+"""Values to files and back, by type: exact round trips, fallbacks, metadata, errors."""
 
 from __future__ import annotations
 
+import json
+import math
 import threading
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kale import marshal
 
 
-@pytest.mark.parametrize(("value", "backend"), [
-    ({"a": [1, 2.5, None, True, "x"]}, "json"),
-    ((1, 2), "pickle"),          # JSON would turn the tuple into a list
-    ({1: "a"}, "pickle"),        # ... and the int key into a string
-    (float("nan"), "pickle"),
-    (10 ** 5000, "pickle"),      # too long for JSON's int conversion
-    ({1, 2}, "pickle"),
-], ids=["plain", "tuple", "int-keys", "nan", "huge-int", "set"])
-def test_plain_values_round_trip_exactly(tmp_path, value, backend):
-    stored = marshal.save(value, tmp_path, "v")
-    assert stored.backend == backend
-    loaded = marshal.load(stored.to_json())
-    if value != value:  # NaN
-        assert loaded != loaded
-    else:
-        assert loaded == value and type(loaded) is type(value)
+def round_trip(value, folder, name="v"):
+    stored = marshal.save(value, folder, name)
+    return stored, marshal.load(stored.to_json())
 
 
-def test_numpy_arrays_and_their_subclasses(tmp_path):
+def same(a, b) -> bool:
+    """Equal, with the same types all the way down (NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+# -- plain values ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    None, True, 0, -(10 ** 5000), 2.5, float("nan"), float("-inf"), "text", b"\x00bytes",
+    [1, [2, (3, 4)]], (1,), {"a": 1}, {1: "int key", (1, 2): "tuple key", None: 0},
+    {"__kale__": "a user key that looks like the tag"}, {1, 2, 3}, frozenset({"a"}),
+], ids=lambda v: type(v).__name__)
+def test_plain_values_round_trip_exactly_as_json(tmp_path, value):
+    stored, loaded = round_trip(value, tmp_path)
+    assert stored.backend == "json"
+    assert same(loaded, value)
+
+
+plain = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda children: st.lists(children) | st.tuples(children, children)
+    | st.dictionaries(st.text() | st.integers() | st.booleans(), children)
+    | st.frozensets(st.integers() | st.text()),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(plain)
+def test_any_nested_plain_value_round_trips_exactly(tmp_path, value):
+    _, loaded = round_trip(value, tmp_path)
+    assert same(loaded, value)
+
+
+# -- numpy -------------------------------------------------------------------------------------
+
+def test_numpy_arrays_scalars_and_subclasses(tmp_path):
     np = pytest.importorskip("numpy")
-    array = np.arange(10.0)
-    stored = marshal.save(array, tmp_path, "a")
-    assert stored.backend == "npy"
-    mapped = marshal.load(stored.to_json())
-    assert isinstance(mapped, np.memmap) and (mapped == array).all()
-    again = marshal.save(mapped[:3], tmp_path, "b")  # a memmap passed on stays .npy
-    assert again.backend == "npy"
-    structured = np.array([(1, "a")], dtype=[("x", int), ("y", object)])
-    assert marshal.save(structured, tmp_path, "c").backend == "pickle"
-    assert marshal.save(np.array([object()]), tmp_path, "d").backend == "pickle"
+    stored, mapped = round_trip(np.arange(10.0).reshape(2, 5), tmp_path, "a")
+    assert stored.backend == "npy" and stored.extra["shape"] == [2, 5]
+    assert isinstance(mapped, np.memmap) and mapped.sum() == 45
+    assert marshal.save(mapped[:1], tmp_path, "b").backend == "npy"  # passed on: still .npy
+    stored, scalar = round_trip(np.float32(1.5), tmp_path, "c")
+    assert type(scalar) is np.float32 and scalar == 1.5
+    for name, value in (("d", np.array([object()])),
+                        ("e", np.array([(1, "a")], dtype=[("x", int), ("y", object)]))):
+        assert marshal.save(value, tmp_path, name).backend == "pickle"
+    fortran = np.asfortranarray(np.arange(6).reshape(2, 3))
+    _, loaded = round_trip(fortran, tmp_path, "f")
+    assert (loaded == fortran).all()
+
+
+# -- pandas and Arrow ----------------------------------------------------------------------------
+
+def test_frames_keep_index_dtypes_and_names(tmp_path, monkeypatch):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import kale.marshal.backends as backends
+
+    monkeypatch.setattr(backends, "_BATCH_BYTES", 64)  # force many batches
+    frame = pd.DataFrame({
+        "category": pd.Categorical(["a", "b", "a", "c"] * 5),
+        "when": pd.date_range("2026-01-01", periods=20, freq="h", tz="Europe/Athens"),
+        "maybe": pd.array([1, None, 3, 4] * 5, dtype="Int64"),
+        "text": ["x", "y", None, "z"] * 5,
+        3: range(20),
+    }, index=pd.Index([f"row{i}" for i in range(20)], name="key"))
+    stored, loaded = round_trip(frame, tmp_path)
+    assert stored.backend == "arrow"
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+def test_series_and_arrow_tables(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    series = pd.Series([1.5, 2.5], index=[10, 20], name="price")
+    _, loaded = round_trip(series, tmp_path, "s")
+    pd.testing.assert_series_equal(loaded, series)
+    table = pa.table({"x": [1, 2, 3]})
+    _, loaded = round_trip(table, tmp_path, "t")
+    assert loaded.equals(table)
+
+
+def test_frames_arrow_cannot_hold_fall_back_to_pickle_and_say_so(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"objects": [object(), object()]})
+    stored = marshal.save(frame, tmp_path, "f")
+    assert stored.backend == "pickle"
+    assert "arrow could not store it" in stored.extra["fallback"]
+    meta = json.loads((tmp_path / "f.meta.json").read_text())
+    assert "arrow could not store it" in meta["fallback"]
+
+
+# -- scikit-learn and PyTorch ----------------------------------------------------------------------
+
+def test_scikit_learn_models_use_joblib(tmp_path):
+    np = pytest.importorskip("numpy")
+    linear = pytest.importorskip("sklearn.linear_model")
+    model = linear.LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]),
+                                            np.array([0, 0, 1, 1]))
+    stored, loaded = round_trip(model, tmp_path)
+    assert stored.backend == "joblib" and stored.extra["sklearn_version"]
+    assert (loaded.predict([[0.0], [3.0]]) == [0, 1]).all()
+
+
+def test_torch_tensors_and_modules(tmp_path):
+    torch = pytest.importorskip("torch")
+    tensor = torch.arange(6.0, requires_grad=True)
+    stored, loaded = round_trip(tensor, tmp_path, "t")
+    assert stored.backend == "torch" and stored.extra["device"] == "cpu"
+    assert torch.equal(loaded, tensor.detach()) and loaded.requires_grad
+    module = torch.nn.Linear(3, 2)
+    stored, loaded = round_trip(module, tmp_path, "m")
+    assert stored.backend == "torch"
+    assert torch.equal(loaded.weight, module.weight)
+
+
+# -- files and folders -----------------------------------------------------------------------------
+
+def test_paths_to_files_and_folders_are_copied_into_the_store(tmp_path):
+    made = tmp_path / "made"
+    (made / "checkpoints").mkdir(parents=True)
+    (made / "checkpoints" / "epoch-1.bin").write_bytes(b"weights")
+    (made / "model.txt").write_text("model")
+    store = tmp_path / "store"
+    stored, folder = round_trip(made / "checkpoints", store, "ckpt")
+    assert stored.backend == "path" and stored.extra["kind"] == "folder"
+    assert folder.is_dir() and (folder / "epoch-1.bin").read_bytes() == b"weights"
+    assert store in folder.parents
+    _, file = round_trip(made / "model.txt", store, "model")
+    assert file.read_text() == "model" and file.name == "model.txt"
+    (made / "model.txt").unlink()
+    assert file.read_text() == "model"  # the copy outlives the original
+    _, missing = round_trip(made / "nothing-here", store, "missing")
+    assert missing == made / "nothing-here"  # not a file the step made: just a path value
+
+
+# -- metadata, registry, errors --------------------------------------------------------------------
+
+def test_metadata_records_backend_type_size_version_and_hash(tmp_path):
+    np = pytest.importorskip("numpy")
+    stored = marshal.save(np.zeros(4), tmp_path, "z")
+    meta = json.loads((tmp_path / "z.meta.json").read_text())
+    assert meta["backend"] == "npy" and meta["type"] == "numpy.ndarray"
+    assert meta["size"] == (tmp_path / "z.npy").stat().st_size
+    assert meta["library"] == "numpy" and meta["library_version"] == np.__version__
+    assert meta["hash"].startswith("xxh3:")
+    assert marshal.save(np.zeros(4), tmp_path, "z2").extra["hash"] == stored.extra["hash"]
+    assert marshal.save(np.ones(4), tmp_path, "z3").extra["hash"] != stored.extra["hash"]
+
+
+class Celsius:
+    def __init__(self, degrees: float) -> None:
+        self.degrees = degrees
+
+
+def test_registered_backends_come_first(tmp_path):
+    marshal.register("celsius", Celsius,
+                     save=lambda value, path: Path(path).write_text(str(value.degrees)),
+                     load=lambda path: Celsius(float(Path(path).read_text())), suffix=".txt")
+    try:
+        stored, loaded = round_trip(Celsius(21.5), tmp_path)
+        assert stored.backend == "celsius" and (tmp_path / "v.txt").read_text() == "21.5"
+        assert isinstance(loaded, Celsius) and loaded.degrees == 21.5
+    finally:
+        marshal._registered.clear()
+    with pytest.raises(ValueError, match="a backend name is"):
+        marshal.register("no spaces", Celsius, save=print, load=print)
 
 
 @pytest.mark.parametrize(("value", "advice"), [
@@ -49,7 +207,7 @@ def test_values_that_cannot_be_stored(tmp_path, value, advice):
     with pytest.raises(marshal.MarshalError) as caught:
         marshal.save(value, tmp_path, "v")
     assert advice in caught.value.advice
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_open_files_are_refused(tmp_path):
@@ -58,19 +216,36 @@ def test_open_files_are_refused(tmp_path):
     assert "return the file's path" in caught.value.advice
 
 
-def test_a_missing_library_is_named(tmp_path):
-    stored = {"path": str(tmp_path / "x.npy"), "backend": "npy", "type": "numpy.ndarray",
-              "size": 1}
-    (tmp_path / "x.npy").write_bytes(b"")
+def test_a_missing_library_is_named(tmp_path, monkeypatch):
+    pytest.importorskip("numpy")
     import sys
 
-    saved = sys.modules.get("numpy")
-    sys.modules["numpy"] = None  # makes `import numpy` fail as if it were not installed
-    try:
-        with pytest.raises(marshal.MarshalError, match="needs the `numpy` library"):
-            marshal.load(stored)
-    finally:
-        if saved is None:
-            del sys.modules["numpy"]
-        else:
-            sys.modules["numpy"] = saved
+    stored = marshal.save(__import__("numpy").zeros(2), tmp_path, "x")
+    monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` now fails
+    with pytest.raises(marshal.MarshalError) as caught:
+        marshal.load(stored.to_json())
+    assert "needs the `numpy` library" in str(caught.value)
+    assert "the writer had version" in caught.value.advice
+
+
+def test_an_unknown_backend_is_explained(tmp_path):
+    with pytest.raises(marshal.MarshalError, match="no backend 'mystery'"):
+        marshal.load({"path": str(tmp_path / "x"), "backend": "mystery", "type": "T",
+                      "size": 0})
+
+
+@pytest.mark.parametrize("columns", ["range", "ints", "tuples", "duplicates"])
+def test_frame_column_names_of_every_kind_survive(tmp_path, columns):
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame(np.arange(6.0).reshape(2, 3))
+    if columns == "ints":
+        frame.columns = [10, 20, 30]
+    elif columns == "tuples":
+        frame.columns = pd.MultiIndex.from_tuples([("a", 1), ("a", 2), ("b", 1)])
+    elif columns == "duplicates":
+        frame.columns = ["x", "x", "y"]
+    stored, loaded = round_trip(frame, tmp_path)
+    assert stored.backend == "arrow"
+    pd.testing.assert_frame_equal(loaded, frame)

@@ -136,7 +136,7 @@ def _save_outputs(task: StepTask, result: Any) -> dict[str, dict[str, Any]]:
         except marshal.MarshalError as error:
             raise StepFailure({
                 "kind": "output",
-                "message": f"returned `{name}` as a {marshal._type_name(value)}, which "
+                "message": f"returned `{name}` as a {marshal.type_name(value)}, which "
                            f"cannot be passed to another step: {error}",
                 "fix": error.advice,
             }) from None

@@ -1,0 +1,256 @@
+"""Turning the values that cross step boundaries into files, and back, by type.
+
+``save(value, folder, name)`` writes a value with the first backend that takes it and returns a
+``StoredValue``; ``load(stored)`` reads it back in the reader's own process. The built-in
+backends, tried in this order after any registered with ``register``:
+
+=========  =======================================================  ==========================
+backend    values                                                   file
+=========  =======================================================  ==========================
+``json``   None, bool, int, float, str, bytes and lists, tuples,    ``.json`` (tagged, exact)
+           dicts, sets of them
+``npy``    numpy arrays and scalars (not object arrays)             ``.npy``, read memory-mapped
+``arrow``  pandas DataFrame and Series, pyarrow Table               ``.arrow`` (Feather v2)
+``joblib`` scikit-learn estimators                                  ``.joblib``
+``torch``  PyTorch tensors and modules (saved from the CPU)         ``.pt``
+``path``   a ``pathlib.Path`` to a file or folder that exists       a copy in the run store
+``pickle`` everything else                                          ``.pkl`` (cloudpickle)
+=========  =======================================================  ==========================
+
+A backend's library is imported only when a value of its type is seen. Every value gets a
+``<name>.meta.json`` with its backend, type, size, library version and a content hash. Writes are
+atomic (write, then rename): a crash never leaves a half-written value a reader would trust.
+
+Reading runs code for ``pickle``, ``joblib`` and ``torch``: a run store must be trusted like the
+code that wrote it. Kale only reads values from the run's own store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+
+# Step processes import this package on their start-up path: only cheap imports up here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = ["Backend", "MarshalError", "StoredValue", "atomic_write", "load", "register", "save",
+           "type_name"]
+
+
+class MarshalError(Exception):
+    """A value could not be written or read; ``advice`` says what to do instead."""
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        self.advice = advice
+        super().__init__(message)
+
+
+class StoredValue:
+    """Where a value was written and how to read it back (its metadata, as a dict too)."""
+
+    __slots__ = ("backend", "extra", "path", "size", "type")
+
+    def __init__(self, path: str, backend: str, type: str, size: int,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.path, self.backend, self.type, self.size = path, backend, type, size
+        self.extra = extra or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "backend": self.backend, "type": self.type,
+                "size": self.size, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoredValue:
+        known = ("path", "backend", "type", "size")
+        extra = {key: value for key, value in data.items() if key not in known}
+        return cls(data["path"], data["backend"], data["type"], data["size"], extra)
+
+
+def type_name(value: Any) -> str:
+    """``int``, ``numpy.ndarray``: the type as a user would write it."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None],
+                 mode: str = "wb") -> None:
+    """Write a file through ``write(handle)`` so that it appears whole or not at all."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(descriptor, mode) as handle:
+            write(handle)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+class Backend:
+    """How one kind of value is written and read.
+
+    ``accepts(value)`` decides (without importing heavy libraries for other values);
+    ``save(value, path)`` writes the value at ``path`` (atomically: use ``atomic_write``) and may
+    return extra metadata; ``load(path, meta)`` reads it back. ``library`` names the library a
+    reader needs, for the metadata and for the error when it is missing.
+    """
+
+    name = ""
+    suffix = ""
+    library: str | None = None
+
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def save(self, value: Any, path: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class _Registered(Backend):
+    def __init__(self, name: str, accepts: Callable[[Any], bool],
+                 save: Callable[[Any, str], None], load: Callable[[str], Any], suffix: str,
+                 library: str | None) -> None:
+        self.name, self.suffix, self.library = name, suffix, library
+        self._accepts, self._save, self._load = accepts, save, load
+
+    def accepts(self, value: Any) -> bool:
+        return bool(self._accepts(value))
+
+    def save(self, value: Any, path: str) -> None:
+        # The user's function writes where it likes; the value appears at `path` whole or not.
+        temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.partial"
+        try:
+            self._save(value, temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        return self._load(path)
+
+
+_registered: list[Backend] = []
+
+
+def register(name: str, accepts: type | tuple[type, ...] | Callable[[Any], bool],
+             save: Callable[[Any, str], None], load: Callable[[str], Any], *,
+             suffix: str = "", library: str | None = None) -> None:
+    """Teach Kale to pass your own type between steps.
+
+    ``accepts`` is a type (or tuple of types) or a predicate; ``save(value, path)`` writes the
+    file at ``path``; ``load(path)`` returns the value. Registered backends are tried before the
+    built-in ones, the most recent first. Register in a module of the project that the steps
+    import, so it is registered wherever the steps run::
+
+        from kale.marshal import register
+        register("geojson", Shape, save=lambda s, p: s.to_file(p),
+                 load=Shape.from_file, suffix=".geojson")
+    """
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"a backend name is letters, digits, '-' and '_', not {name!r}")
+    predicate = accepts if not isinstance(accepts, (type, tuple)) else \
+        (lambda value, kinds=accepts: isinstance(value, kinds))
+    _registered[:] = [b for b in _registered if b.name != name]
+    _registered.insert(0, _Registered(name, predicate, save, load, suffix, library))
+
+
+def _builtin() -> list[Backend]:
+    from kale.marshal import backends
+
+    return backends.BUILTIN
+
+
+def _backends() -> list[Backend]:
+    return [*_registered, *_builtin()]
+
+
+def _library_version(library: str | None) -> str | None:
+    module = sys.modules.get(library or "")
+    return getattr(module, "__version__", None) if module else None
+
+
+def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
+    """Write ``value`` as ``folder/name.<suffix>`` with the first backend that takes it."""
+    from kale.marshal.backends import advice, content_hash
+
+    if isinstance(value, io.IOBase):
+        # cloudpickle would snapshot a readable file's contents: surprising, and the file
+        # itself does not exist where the next step runs.
+        raise MarshalError("an open file cannot be passed to another step", advice(value))
+    folder = os.fspath(folder)
+    notes: list[str] = []
+    for backend in _backends():
+        if not backend.accepts(value):
+            continue
+        path = os.path.join(folder, f"{name}{backend.suffix}")
+        try:
+            extra = backend.save(value, path) or {}
+        except MarshalError:
+            raise
+        except Exception as error:
+            if backend.name == "json":
+                continue  # a container holding other kinds of values: not worth a note
+            if backend.name == "pickle":
+                raise MarshalError(f"{type_name(value)} cannot be serialized: {error}",
+                                   advice(value)) from None
+            # e.g. a frame column Arrow cannot hold: the next backend takes the value
+            notes.append(f"{backend.name} could not store it ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0][:200] if str(error) else ''})")
+            continue
+        if notes:
+            extra["fallback"] = "; ".join(notes)
+        size = _size(path)
+        stored = StoredValue(path, backend.name, type_name(value), size, {
+            "library": backend.library,
+            "library_version": _library_version(backend.library),
+            "hash": extra.pop("hash", None) or content_hash(path),
+            **extra,
+        })
+        meta = json.dumps(stored.to_json(), default=str)
+        atomic_write(os.path.join(folder, f"{name}.meta.json"),
+                     lambda handle, text=meta: handle.write(text), mode="w")
+        return stored
+    raise MarshalError(f"no backend takes {type_name(value)}")
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, file))
+                   for root, _, files in os.walk(path) for file in files)
+    return os.path.getsize(path)
+
+
+def load(stored: StoredValue | dict[str, Any]) -> Any:
+    """Read a value back, in the reader's own process."""
+    meta = stored.to_json() if isinstance(stored, StoredValue) else dict(stored)
+    for backend in _backends():
+        if backend.name != meta["backend"]:
+            continue
+        try:
+            return backend.load(meta["path"], meta)
+        except ModuleNotFoundError as error:
+            library = error.name or meta.get("library") or "a library"
+            raise MarshalError(
+                f"reading a {meta.get('type', 'value')} needs the `{library}` library, which "
+                "is not installed where this step runs",
+                f"install {library} here (the writer had version "
+                f"{meta.get('library_version') or 'unknown'})",
+            ) from None
+    raise MarshalError(f"no backend {meta['backend']!r} for {meta['path']}",
+                       "register it (kale.marshal.register) in a module the steps import")

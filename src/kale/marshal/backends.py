@@ -1,0 +1,372 @@
+"""Kale's built-in storage backends, one class per kind of value (see ``kale.marshal``).
+
+Each backend's library is imported inside its methods: deciding that a value is not a
+DataFrame must not import pandas.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import shutil
+import sys
+
+from kale.marshal import Backend, atomic_write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _loaded(module: str) -> Any:
+    """The module if the process has imported it (a value of its type implies it has)."""
+    return sys.modules.get(module)
+
+
+# -- plain values: JSON, tagged where JSON alone would change the value ---------------------------
+
+_TAG = "__kale__"
+
+
+class _NotPlain(ValueError):
+    """A value inside a container is not a plain value."""
+
+
+def _encode(value: Any) -> Any:
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        # JSON holds any int, but Python refuses to print one of more than 4300 digits.
+        return value if value.bit_length() < 10000 else {_TAG: "int", "v": hex(value)}
+    if kind is float:
+        return value if math.isfinite(value) else {_TAG: "float", "v": repr(value)}
+    if kind is list:
+        return [_encode(item) for item in value]
+    if kind is tuple:
+        return {_TAG: "tuple", "v": [_encode(item) for item in value]}
+    if kind is set or kind is frozenset:
+        return {_TAG: kind.__name__, "v": [_encode(item) for item in value]}
+    if kind is bytes:
+        return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
+    if kind is dict:
+        if _TAG not in value and all(type(key) is str for key in value):
+            return {key: _encode(item) for key, item in value.items()}
+        return {_TAG: "dict", "v": [[_encode(key), _encode(item)] for key, item in value.items()]}
+    raise _NotPlain(kind.__name__)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {key: _decode(item) for key, item in value.items()}
+    inner = value["v"]
+    if tag == "tuple":
+        return tuple(_decode(item) for item in inner)
+    if tag == "set":
+        return {_decode(item) for item in inner}
+    if tag == "frozenset":
+        return frozenset(_decode(item) for item in inner)
+    if tag == "bytes":
+        return base64.b64decode(inner)
+    if tag == "int":
+        return int(inner, 16)
+    if tag == "float":
+        return float(inner)
+    if tag == "dict":
+        return {_decode(key): _decode(item) for key, item in inner}
+    raise ValueError(f"unknown tag {tag!r} in a stored value")
+
+
+_PLAIN_TYPES = (type(None), bool, int, float, str, bytes, list, tuple, dict, set, frozenset)
+
+
+class JsonBackend(Backend):
+    name, suffix = "json", ".json"
+
+    def accepts(self, value: Any) -> bool:
+        return type(value) in _PLAIN_TYPES
+
+    def save(self, value: Any, path: str) -> None:
+        text = json.dumps(_encode(value), allow_nan=False)
+        atomic_write(path, lambda handle: handle.write(text), mode="w")
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        with open(path) as handle:
+            return _decode(json.load(handle))
+
+
+# -- numpy ---------------------------------------------------------------------------------------
+
+class NumpyBackend(Backend):
+    name, suffix, library = "npy", ".npy", "numpy"
+
+    def accepts(self, value: Any) -> bool:
+        numpy = _loaded("numpy")
+        return numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)) and \
+            not value.dtype.hasobject
+
+    def save(self, value: Any, path: str) -> dict[str, Any]:
+        import numpy
+
+        # Subclasses (a memory-mapped input passed on, a masked array) are stored as their data.
+        array = numpy.asarray(value)
+        atomic_write(path, lambda handle: numpy.save(handle, array, allow_pickle=False))
+        extra: dict[str, Any] = {"dtype": str(array.dtype), "shape": list(array.shape)}
+        if isinstance(value, numpy.generic):
+            extra["scalar"] = True
+        if array.flags.c_contiguous:  # hashing memory is much faster than reading the file
+            extra["hash"] = _hash_bytes(memoryview(array).cast("B"))
+        return extra
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        import numpy
+
+        if meta.get("scalar"):
+            return numpy.load(path, allow_pickle=False)[()]
+        # Copy-on-write memory map: nothing is read until used, and writes stay private.
+        return numpy.load(path, mmap_mode="c", allow_pickle=False)
+
+
+# -- pandas and Arrow ------------------------------------------------------------------------------
+
+_BATCH_BYTES = 64 << 20  # frames are converted a slice at a time: memory stays near the frame's
+
+
+class ArrowBackend(Backend):
+    """DataFrames, Series and Arrow tables as Arrow IPC (Feather v2), uncompressed so that the
+    reader maps the file instead of reading it. Index, dtypes (categoricals, time zones,
+    nullable integers) and column names survive through Arrow's pandas metadata."""
+
+    name, suffix, library = "arrow", ".arrow", "pyarrow"
+
+    def accepts(self, value: Any) -> bool:
+        pandas, pyarrow = _loaded("pandas"), _loaded("pyarrow")
+        return (pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series))) or \
+            (pyarrow is not None and isinstance(value, pyarrow.Table))
+
+    def save(self, value: Any, path: str) -> dict[str, Any]:
+        import pyarrow
+
+        pandas = _loaded("pandas")
+        extra: dict[str, Any] = {}
+        if pandas is not None and isinstance(value, pandas.Series):
+            extra = {"pandas": "series", "series_name": value.name}
+            value = value.to_frame(name="series")
+        elif isinstance(value, pyarrow.Table):
+            extra = {"arrow": "table"}
+        if not isinstance(value, pyarrow.Table):
+            columns = list(value.columns)
+            if any(type(c) is not str for c in columns) or len(set(columns)) < len(columns):
+                # Arrow wants unique string names: store positions, keep the names aside.
+                extra["columns"] = _encode(columns)
+                extra["columns_name"] = _encode(value.columns.name)
+                if isinstance(value.columns, _loaded("pandas").RangeIndex):
+                    extra["columns_range"] = [value.columns.start, value.columns.stop,
+                                              value.columns.step]
+                value = value.set_axis([f"column {i}" for i in range(len(columns))], axis=1)
+        atomic_write(path, lambda handle: _write_ipc(value, handle))
+        return extra
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        import pyarrow
+
+        table = pyarrow.ipc.open_file(pyarrow.memory_map(path)).read_all()
+        if meta.get("arrow") == "table":
+            return table  # zero-copy: the buffers are the mapped file
+        frame = table.to_pandas()
+        if "columns" in meta:
+            import pandas
+
+            names = _decode(meta["columns"])
+            if "columns_range" in meta:
+                index = pandas.RangeIndex(*meta["columns_range"])
+            elif names and all(type(n) is tuple for n in names):
+                index = pandas.MultiIndex.from_tuples(names)
+            else:
+                index = pandas.Index(names)
+            index.name = _decode(meta.get("columns_name"))
+            frame.columns = index
+        if meta.get("pandas") == "series":
+            series = frame["series"]
+            series.name = meta.get("series_name")
+            return series
+        return frame
+
+
+def _write_ipc(value: Any, handle: Any) -> None:
+    import pyarrow
+
+    if isinstance(value, pyarrow.Table):
+        with pyarrow.ipc.new_file(handle, value.schema) as writer:
+            writer.write_table(value)
+        return
+    rows = len(value)
+    per_row = max(1, int(value.memory_usage(index=True, deep=False).sum()) // max(rows, 1))
+    step = max(1, _BATCH_BYTES // per_row)
+    first = pyarrow.RecordBatch.from_pandas(value.iloc[:step], preserve_index=True)
+    with pyarrow.ipc.new_file(handle, first.schema) as writer:
+        writer.write_batch(first)
+        for start in range(step, rows, step):
+            writer.write_batch(pyarrow.RecordBatch.from_pandas(
+                value.iloc[start:start + step], schema=first.schema, preserve_index=True))
+
+
+# -- scikit-learn --------------------------------------------------------------------------------
+
+class JoblibBackend(Backend):
+    name, suffix, library = "joblib", ".joblib", "joblib"
+
+    def accepts(self, value: Any) -> bool:
+        if type(value).__module__.split(".")[0] == "sklearn":
+            return True
+        base = _loaded("sklearn.base")
+        return base is not None and isinstance(value, base.BaseEstimator)
+
+    def save(self, value: Any, path: str) -> dict[str, Any]:
+        import joblib
+
+        atomic_write(path, lambda handle: joblib.dump(value, handle))
+        sklearn = _loaded("sklearn")
+        return {"sklearn_version": getattr(sklearn, "__version__", None)}
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        import joblib
+
+        return joblib.load(path)
+
+
+# -- PyTorch -------------------------------------------------------------------------------------
+
+class TorchBackend(Backend):
+    name, suffix, library = "torch", ".pt", "torch"
+
+    def accepts(self, value: Any) -> bool:
+        torch = _loaded("torch")
+        return torch is not None and isinstance(value, (torch.Tensor, torch.nn.Module))
+
+    def save(self, value: Any, path: str) -> dict[str, Any]:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            extra = {"device": str(value.device), "requires_grad": value.requires_grad}
+            value = value.detach().cpu()
+        else:
+            parameter = next(value.parameters(), None)
+            extra = {"device": str(parameter.device) if parameter is not None else "cpu"}
+            value = value.cpu()  # the producing step is over: moving its module is harmless
+        atomic_write(path, lambda handle: torch.save(value, handle))
+        return extra
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        import torch
+
+        value = torch.load(path, map_location="cpu", weights_only=False)
+        if meta.get("requires_grad"):
+            value.requires_grad_(True)
+        return value
+
+
+# -- files and folders -----------------------------------------------------------------------------
+
+class PathBackend(Backend):
+    """A ``pathlib.Path`` to a file or folder the step made: copied into the run store, and the
+    consumer gets a Path to its copy (model files, checkpoint folders)."""
+
+    name, suffix = "path", ".files"
+
+    def accepts(self, value: Any) -> bool:
+        pathlib = _loaded("pathlib")
+        return pathlib is not None and isinstance(value, pathlib.PurePath) and \
+            os.path.exists(value)
+
+    def save(self, value: Any, path: str) -> dict[str, Any]:
+        source = os.fspath(value)
+        basename = os.path.basename(os.path.normpath(source)) or "root"
+        temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.partial"
+        os.makedirs(temporary)
+        try:
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(temporary, basename), symlinks=True)
+            else:
+                shutil.copy2(source, os.path.join(temporary, basename))
+            os.replace(temporary, path)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        return {"basename": basename, "original": os.path.abspath(source),
+                "kind": "folder" if os.path.isdir(source) else "file"}
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        from pathlib import Path
+
+        return Path(path) / meta["basename"]
+
+
+# -- everything else -------------------------------------------------------------------------------
+
+class PickleBackend(Backend):
+    name, suffix, library = "pickle", ".pkl", "cloudpickle"
+
+    def accepts(self, value: Any) -> bool:
+        return True
+
+    def save(self, value: Any, path: str) -> None:
+        import cloudpickle
+
+        data = cloudpickle.dumps(value, protocol=5)
+        atomic_write(path, lambda handle: handle.write(data))
+
+    def load(self, path: str, meta: dict[str, Any]) -> Any:
+        import pickle
+
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+
+
+BUILTIN: list[Backend] = [JsonBackend(), NumpyBackend(), ArrowBackend(), JoblibBackend(),
+                          TorchBackend(), PathBackend(), PickleBackend()]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _hash_bytes(data: Any) -> str:
+    import xxhash
+
+    return "xxh3:" + xxhash.xxh3_64_hexdigest(data)
+
+
+def content_hash(path: str) -> str:
+    """A fast hash of a stored file (or of every file of a stored folder)."""
+    import xxhash
+
+    digest = xxhash.xxh3_64()
+    paths = [path] if not os.path.isdir(path) else sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+    for file in paths:
+        digest.update(os.path.relpath(file, path).encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return "xxh3:" + digest.hexdigest()
+
+
+def advice(value: Any) -> str:
+    """What to return instead of a value that cannot cross a step boundary."""
+    import inspect
+
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        return "return a list instead of a generator: `return list(...)`"
+    if hasattr(value, "read") and hasattr(value, "close"):
+        return "return the file's path (or its contents), not the open file"
+    name = type(value).__name__.lower()
+    if "lock" in name or "thread" in name or "socket" in name or "connection" in name:
+        return ("return the data you need; locks, threads, sockets and connections live only "
+                "inside the step that made them")
+    return "return plain data (numbers, strings, lists, dicts, arrays) that describes it"
