@@ -723,3 +723,60 @@ def test_processes_that_leave_the_step_s_session_die_with_the_step(script):
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(pid)
+
+
+def test_the_ml_stack_crosses_step_boundaries_by_type(script):
+    pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("torch")
+    result = script.run('''
+        @step
+        def load():
+            import pandas as pd
+            return pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0, 0, 1, 1],
+                                 "kind": pd.Categorical(["a", "b", "a", "b"])})
+
+        @step
+        def fit(frame):
+            from sklearn.linear_model import LogisticRegression
+            return LogisticRegression().fit(frame[["x"]], frame["y"])
+
+        @step
+        def embed(frame):
+            import torch
+            return torch.tensor(frame["x"].to_numpy())
+
+        @step
+        def save_model(model):
+            import pathlib, pickle
+            folder = pathlib.Path("artifacts")
+            folder.mkdir(exist_ok=True)
+            (folder / "model.pkl").write_bytes(pickle.dumps(model))
+            return folder
+
+        @step
+        def check(frame, model, tensor, folder):
+            import pandas as pd, torch
+            assert str(frame["kind"].dtype) == "category"
+            assert "kale-home" in str(folder)  # a copy in the run store, not the original
+            return [int(model.predict(frame[["x"]])[-1]), float(tensor.sum()),
+                    sorted(p.name for p in folder.iterdir())]
+
+        @pipeline
+        def p():
+            frame = load()
+            model = fit(frame)
+            tensor = embed(frame)
+            folder = save_model(model)
+            check(frame, model, tensor, folder)
+
+        if __name__ == "__main__":
+            print("OUT", p().outputs)
+    ''', timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "OUT {'check': [1, 6.0, ['model.pkl']]}" in result.stdout
+    steps = script.record()["steps"]
+    backends = {name: next(iter(step["outputs"].values()))["backend"]
+                for name, step in steps.items() if step["outputs"]}
+    assert backends == {"load": "arrow", "fit": "joblib", "embed": "torch",
+                        "save-model": "path", "check": "json"}

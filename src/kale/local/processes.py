@@ -172,7 +172,7 @@ def serve(preload: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     _die_with_parent()
     _become_subreaper()
-    import kale.marshal
+    import kale.marshal.backends
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
     safe = _preload(preload)
