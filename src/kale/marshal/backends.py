@@ -117,7 +117,7 @@ class NumpyBackend(Backend):
 
         # Subclasses (a memory-mapped input passed on, a masked array) are stored as their data.
         array = numpy.asarray(value)
-        atomic_write(path, lambda handle: numpy.save(handle, array, allow_pickle=False))
+        atomic_write(path, lambda handle: _write_npy(array, handle))
         extra: dict[str, Any] = {"dtype": str(array.dtype), "shape": list(array.shape)}
         if isinstance(value, numpy.generic):
             extra["scalar"] = True
@@ -134,9 +134,27 @@ class NumpyBackend(Backend):
         return numpy.load(path, mmap_mode="c", allow_pickle=False)
 
 
+def _write_npy(array: Any, handle: Any) -> None:
+    """The .npy header, then the data in one write of its memory (no intermediate buffers)."""
+    import numpy
+
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        numpy.save(handle, array, allow_pickle=False)
+        return
+    header = numpy.lib.format.header_data_from_array_1_0(array)
+    numpy.lib.format.write_array_header_2_0(handle, header) if _needs_v2(header) else \
+        numpy.lib.format.write_array_header_1_0(handle, header)
+    handle.write(memoryview(array.T if header["fortran_order"] and not
+                            array.flags.c_contiguous else array).cast("B"))
+
+
+def _needs_v2(header: dict[str, Any]) -> bool:
+    return len(repr(header)) > 65000  # version 1.0 headers hold at most 64 KiB
+
+
 # -- pandas and Arrow ------------------------------------------------------------------------------
 
-_BATCH_BYTES = 64 << 20  # frames are converted a slice at a time: memory stays near the frame's
+_BATCH_BYTES = 16 << 20  # frames are converted a slice at a time: memory stays near the frame's
 
 
 class ArrowBackend(Backend):
@@ -171,7 +189,9 @@ class ArrowBackend(Backend):
                     extra["columns_range"] = [value.columns.start, value.columns.stop,
                                               value.columns.step]
                 value = value.set_axis([f"column {i}" for i in range(len(columns))], axis=1)
-        atomic_write(path, lambda handle: _write_ipc(value, handle))
+        digest = _HashingWriter.new()
+        atomic_write(path, lambda handle: _write_ipc(value, digest.wrap(handle)))
+        extra["hash"] = digest.hexdigest()
         return extra
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
@@ -335,6 +355,33 @@ BUILTIN: list[Backend] = [JsonBackend(), NumpyBackend(), ArrowBackend(), JoblibB
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+class _HashingWriter:
+    """A file wrapper that hashes what passes through it, so the file is not read back."""
+
+    @classmethod
+    def new(cls) -> _HashingWriter:
+        import xxhash
+
+        return cls(xxhash.xxh3_64())
+
+    def __init__(self, digest: Any) -> None:
+        self.digest = digest
+        self.handle: Any = None
+
+    def wrap(self, handle: Any) -> _HashingWriter:
+        self.handle = handle
+        return self
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def hexdigest(self) -> str:
+        return "xxh3:" + self.digest.hexdigest()
 
 def _hash_bytes(data: Any) -> str:
     import xxhash
