@@ -88,3 +88,17 @@ def test_any_exception_from_user_code_is_the_step_failing(task_for, body, messag
         run_step(task, lambda *_: None)
     assert caught.value.details["message"] == message
     assert "kale/" not in caught.value.details["traceback"]
+
+
+def test_an_input_whose_library_is_missing_names_it(task_for, tmp_path, monkeypatch):
+    np = pytest.importorskip("numpy")
+    stored = marshal.save(np.zeros(3), tmp_path / "in", "x").to_json()
+    task = task_for("def s(x):\n    return 1\n", inputs={"x": ("stored", stored)})
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    with pytest.raises(StepFailure) as caught:
+        run_step(task, lambda *_: None)
+    assert "could not read its inputs: reading a numpy.ndarray needs the `numpy` library" in \
+        caught.value.details["message"]
+    assert "install numpy here" in caught.value.details["fix"]

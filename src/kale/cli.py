@@ -180,6 +180,9 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
         for output, stored in step.get("outputs", {}).items():
             details.append(f"  output {output}: {stored['type']} ({stored['backend']}, "
                            f"{stored['size']} bytes) {stored['path']}")
+            if stored.get("fallback"):
+                details.append(f"    stored with {stored['backend']} because "
+                               f"{stored['fallback']}")
         for attempt in step["attempts"]:
             line = f"  attempt {attempt['number']}: {attempt['status']}"
             if attempt.get("waited"):

@@ -156,6 +156,9 @@ def run_step(task: StepTask, report: Report) -> dict[str, Any]:
     try:
         function = _load_function(task)
         arguments = _read_inputs(task)
+    except marshal.MarshalError as error:
+        raise StepFailure({"kind": "setup", "message": f"could not read its inputs: {error}",
+                           "fix": error.advice}) from None
     except Exception as error:
         raise StepFailure({
             "kind": "setup",
