@@ -249,3 +249,20 @@ def test_frame_column_names_of_every_kind_survive(tmp_path, columns):
     stored, loaded = round_trip(frame, tmp_path)
     assert stored.backend == "arrow"
     pd.testing.assert_frame_equal(loaded, frame)
+
+
+def test_hashes_taken_while_writing_match_the_files(tmp_path):
+    from kale.marshal.backends import content_hash
+
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    torch = pytest.importorskip("torch")
+    linear = pytest.importorskip("sklearn.linear_model")
+    values = {
+        "plain": {"a": (1, 2)}, "array": np.arange(5.0), "strided": np.arange(10.0)[::2],
+        "frame": pd.DataFrame({"x": [1, 2]}), "tensor": torch.ones(3),
+        "model": linear.LinearRegression(), "other": complex(1, 2),
+    }
+    for name, value in values.items():
+        stored = marshal.save(value, tmp_path, name)
+        assert stored.extra["hash"] == content_hash(stored.path), name

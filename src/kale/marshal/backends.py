@@ -93,9 +93,10 @@ class JsonBackend(Backend):
     def accepts(self, value: Any) -> bool:
         return type(value) in _PLAIN_TYPES
 
-    def save(self, value: Any, path: str) -> None:
-        text = json.dumps(_encode(value), allow_nan=False)
-        atomic_write(path, lambda handle: handle.write(text), mode="w")
+    def save(self, value: Any, path: str) -> dict[str, Any]:
+        data = json.dumps(_encode(value), allow_nan=False).encode()
+        atomic_write(path, lambda handle: handle.write(data))
+        return {"hash": _hash_bytes(data)}
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
         with open(path) as handle:
@@ -117,12 +118,12 @@ class NumpyBackend(Backend):
 
         # Subclasses (a memory-mapped input passed on, a masked array) are stored as their data.
         array = numpy.asarray(value)
-        atomic_write(path, lambda handle: _write_npy(array, handle))
-        extra: dict[str, Any] = {"dtype": str(array.dtype), "shape": list(array.shape)}
+        digest = _HashingWriter.new()  # hashed on the way out: the file is never read back
+        atomic_write(path, lambda handle: _write_npy(array, digest.wrap(handle)))
+        extra: dict[str, Any] = {"dtype": str(array.dtype), "shape": list(array.shape),
+                                 "hash": digest.hexdigest()}
         if isinstance(value, numpy.generic):
             extra["scalar"] = True
-        if array.flags.c_contiguous:  # hashing memory is much faster than reading the file
-            extra["hash"] = _hash_bytes(memoryview(array).cast("B"))
         return extra
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
@@ -252,9 +253,11 @@ class JoblibBackend(Backend):
     def save(self, value: Any, path: str) -> dict[str, Any]:
         import joblib
 
-        atomic_write(path, lambda handle: joblib.dump(value, handle))
+        digest = _HashingWriter.new()
+        atomic_write(path, lambda handle: joblib.dump(value, digest.wrap(handle)))
         sklearn = _loaded("sklearn")
-        return {"sklearn_version": getattr(sklearn, "__version__", None)}
+        return {"sklearn_version": getattr(sklearn, "__version__", None),
+                "hash": digest.hexdigest()}
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
         import joblib
@@ -281,7 +284,9 @@ class TorchBackend(Backend):
             parameter = next(value.parameters(), None)
             extra = {"device": str(parameter.device) if parameter is not None else "cpu"}
             value = value.cpu()  # the producing step is over: moving its module is harmless
-        atomic_write(path, lambda handle: torch.save(value, handle))
+        digest = _HashingWriter.new()
+        atomic_write(path, lambda handle: torch.save(value, digest.wrap(handle)))
+        extra["hash"] = digest.hexdigest()
         return extra
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
@@ -337,11 +342,12 @@ class PickleBackend(Backend):
     def accepts(self, value: Any) -> bool:
         return True
 
-    def save(self, value: Any, path: str) -> None:
+    def save(self, value: Any, path: str) -> dict[str, Any]:
         import cloudpickle
 
         data = cloudpickle.dumps(value, protocol=5)
         atomic_write(path, lambda handle: handle.write(data))
+        return {"hash": _hash_bytes(data)}
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
         import pickle
@@ -397,7 +403,8 @@ def content_hash(path: str) -> str:
     paths = [path] if not os.path.isdir(path) else sorted(
         os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
     for file in paths:
-        digest.update(os.path.relpath(file, path).encode())
+        if file != path:  # in a folder, names are content too
+            digest.update(os.path.relpath(file, path).encode())
         with open(file, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
