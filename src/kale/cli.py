@@ -87,6 +87,25 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
     click.echo(RENDERERS[output_format](chosen.graph))
 
 
+@main.command(name="compile")
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", metavar="FILE", help="Where to write the package "
+              "(default: <pipeline name>.yaml here).")
+@click.option("-p", "--pipeline", "pipeline_name", metavar="NAME",
+              help="The pipeline to compile, when the script defines several.")
+def compile_command(script: str, output: str | None, pipeline_name: str | None) -> None:
+    """Compile the pipeline in SCRIPT to a Kubeflow Pipelines (v2) package; contacts nothing."""
+    from kale.kfp.compiler import compile_graph, describe
+    from kale.kfp.submit import package_path
+    from kale.loader import load_script
+
+    module = load_script(script)
+    chosen = _pick_pipeline(module, script, pipeline_name)
+    path = package_path(chosen.graph, output)
+    bundle = compile_graph(chosen.graph, path)
+    click.echo(describe(chosen.graph, bundle, path))
+
+
 def _home(home: str | None) -> Any:
     from pathlib import Path
 

@@ -1,7 +1,8 @@
 """The command-line flags Kale reads from a pipeline script's own command line.
 
-``python script.py --parallelism 4`` is for Kale, not for the script: the flags are taken out of
-``sys.argv`` when ``kale.sdk`` is imported, before the script parses its own arguments.
+``python script.py --parallelism 4`` (local runs) and ``--kfp [--dry-run] [--output FILE]`` (also
+``-K``, ``-D``, ``-o``, as in open-source Kale) are for Kale, not for the script: they are taken out
+of ``sys.argv`` when ``kale.sdk`` is imported, before the script parses its own arguments.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ class FlagError(KaleError):
 @dataclass
 class Flags:
     parallelism: int | None = None
+    kfp: bool = False
+    dry_run: bool = False
+    output: str | None = None
 
 
 FLAGS = Flags()
-_NAMES = ("--parallelism",)
+# Open-source Kale's SDK spelled these -K/--kfp and -D/--dry-run; scripts keep working.
+_SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run"}
+_VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output"}
+_NAMES = (*_SWITCHES, *_VALUED)
 
 
 def _whole_number(flag: str, text: str) -> int:
@@ -47,7 +54,11 @@ def take_flags(argv: list[str]) -> Flags:
         name, _, inline = argument.partition("=")
         if argument == "--":
             break
-        if name not in _NAMES:
+        if argument in _SWITCHES:
+            setattr(flags, _SWITCHES[argument], True)
+            del argv[index]
+            continue
+        if name not in _VALUED:
             index += 1
             continue
         if inline or "=" in argument:
@@ -57,9 +68,18 @@ def take_flags(argv: list[str]) -> Flags:
             value = argv[index + 1]
             del argv[index : index + 2]
         else:
-            raise FlagError(f"{name} needs a value", fix=f"for example: {name} 4")
+            example = "4" if name == "--parallelism" else "pipeline.yaml"
+            raise FlagError(f"{name} needs a value", fix=f"for example: {name} {example}")
         if name == "--parallelism":
             flags.parallelism = _whole_number(name, value)
+        elif _VALUED[name] == "output":
+            if not value:
+                raise FlagError(f"{name} needs a file name", fix=f"for example: {name} "
+                                "pipeline.yaml")
+            flags.output = value
+    if (flags.dry_run or flags.output) and not flags.kfp:
+        raise FlagError("--dry-run and --output are for compiling to Kubeflow",
+                        fix="add --kfp: python script.py --kfp --dry-run --output pipeline.yaml")
     return flags
 
 

@@ -287,6 +287,11 @@ class PipelineFunction:
         except PipelineArgumentError as error:
             raise _locate(error, location) from None
         from kale import flags
+
+        if flags.FLAGS.kfp:
+            from kale.kfp.submit import compile_for_kubeflow
+
+            return compile_for_kubeflow(graph, values, flags.FLAGS)
         from kale.local import run_graph
 
         return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["Backend", "MarshalError", "StoredValue", "atomic_write", "load", "register", "save",
-           "type_name"]
+__all__ = ["Backend", "MarshalError", "StoredValue", "atomic_write", "load", "load_folder",
+           "register", "save", "type_name"]
 
 
 class MarshalError(Exception):
@@ -227,6 +227,19 @@ def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
                      lambda handle, text=meta: handle.write(text), mode="w")
         return stored
     raise MarshalError(f"no backend takes {type_name(value)}")
+
+
+def load_folder(folder: str | os.PathLike[str]) -> Any:
+    """Read back the one value stored in ``folder`` (wherever the folder has moved to: a
+    Kubeflow artifact, a copied run store)."""
+    folder = os.fspath(folder)
+    metas = [name for name in os.listdir(folder) if name.endswith(".meta.json")]
+    if len(metas) != 1:
+        raise MarshalError(f"{folder} holds {len(metas)} stored values, not one")
+    with open(os.path.join(folder, metas[0])) as handle:
+        meta = json.load(handle)
+    meta["path"] = os.path.join(folder, os.path.basename(meta["path"]))
+    return load(meta)
 
 
 def _size(path: str) -> int:

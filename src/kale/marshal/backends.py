@@ -367,12 +367,10 @@ class _HashingWriter:
 
     @classmethod
     def new(cls) -> _HashingWriter:
-        import xxhash
+        return cls(*_new_digest())
 
-        return cls(xxhash.xxh3_64())
-
-    def __init__(self, digest: Any) -> None:
-        self.digest = digest
+    def __init__(self, name: str, digest: Any) -> None:
+        self.name, self.digest = name, digest
         self.handle: Any = None
 
     def wrap(self, handle: Any) -> _HashingWriter:
@@ -387,19 +385,29 @@ class _HashingWriter:
         return getattr(self.handle, name)
 
     def hexdigest(self) -> str:
-        return "xxh3:" + self.digest.hexdigest()
+        return f"{self.name}:{self.digest.hexdigest()}"
+
+def _new_digest() -> tuple[str, Any]:
+    """xxh3 (fast) where xxhash is installed; blake2b from the standard library elsewhere (a
+    Kubeflow image that has only Python and the user's libraries)."""
+    try:
+        import xxhash
+    except ImportError:
+        import hashlib
+
+        return "blake2b", hashlib.blake2b(digest_size=8)
+    return "xxh3", xxhash.xxh3_64()
+
 
 def _hash_bytes(data: Any) -> str:
-    import xxhash
-
-    return "xxh3:" + xxhash.xxh3_64_hexdigest(data)
+    name, digest = _new_digest()
+    digest.update(data)
+    return f"{name}:{digest.hexdigest()}"
 
 
 def content_hash(path: str) -> str:
     """A fast hash of a stored file (or of every file of a stored folder)."""
-    import xxhash
-
-    digest = xxhash.xxh3_64()
+    name, digest = _new_digest()
     paths = [path] if not os.path.isdir(path) else sorted(
         os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
     for file in paths:
@@ -408,7 +416,7 @@ def content_hash(path: str) -> str:
         with open(file, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-    return "xxh3:" + digest.hexdigest()
+    return f"{name}:{digest.hexdigest()}"
 
 
 def advice(value: Any) -> str:

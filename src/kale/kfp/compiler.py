@@ -1,0 +1,215 @@
+"""Compiling a Graph into a Kubeflow Pipelines (v2) package with the ``kfp`` SDK.
+
+Each step becomes a Lightweight Python Component whose body only unpacks the project bundle and
+hands over to ``kale.kfp.entry``, which runs the step with the same runtime as local runs. A first
+task, ``kale-bundle``, turns the bundle (carried once, in the package) into an artifact that every
+step takes. Values between steps are KFP artifacts written by ``kale.marshal``; pipeline
+parameters are KFP parameters with their types and defaults, so the KFP UI shows and overrides
+them; literal constants are component inputs.
+
+kfp reads a component's source with ``inspect.getsource``, so the generated functions are
+registered in ``linecache`` under a name of their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import linecache
+import os
+import re
+import sys
+import warnings
+from typing import Any
+
+from kale.errors import KaleError
+from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
+from kale.kfp.bundle import Bundle, build_bundle
+from kale.options import format_duration
+
+DEFAULT_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}"
+_PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
+                    "list": "list", "dict": "dict"}
+
+
+class CompileWarning(UserWarning):
+    """Something in the pipeline that Kubeflow cannot apply as written."""
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _constant_type(value: Any) -> str:
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
+                       (dict, "dict")):
+        if isinstance(value, kind):
+            return name
+    return "list"
+
+
+def _component_source(step: Step, graph: Graph, function_name: str) -> str:
+    """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
+    parameters = ["kale_bundle: Input[Artifact]", "kale_run_id: str", "kale_created: str"]
+    inputs = []
+    for argument in step.arguments:
+        source = argument.source
+        local = f"in_{argument.name}"
+        if isinstance(source, OutputRef):
+            parameters.append(f"{local}: Input[Artifact]")
+            inputs.append(f"{argument.name!r}: ('artifact', {local}.path)")
+        else:
+            kind = graph.parameter(source.name).type if isinstance(source, ParameterRef) else \
+                _constant_type(source.value)
+            parameters.append(f"{local}: {_PARAMETER_TYPES[kind]}")
+            inputs.append(f"{argument.name!r}: ('value', {local})")
+    outputs = [f"{name!r}: out_{_identifier(name)}.path" for name in step.outputs]
+    parameters.extend(f"out_{_identifier(name)}: Output[Artifact]" for name in step.outputs)
+    function = step.function
+    spec = {
+        "step": step.name, "function": function.function_name, "source": function.text,
+        "file": os.path.relpath(function.filename, graph.project_root), "line": function.line,
+        "module": function.module, "outputs": list(step.outputs), "unpacks": step.unpacks,
+        "timeout": step.options.timeout,
+    }
+    return (
+        f"def {function_name}({', '.join(parameters)}):\n"
+        "    import os, sys, tarfile, tempfile\n"
+        "    root = tempfile.mkdtemp(prefix='kale-')\n"
+        "    with tarfile.open(kale_bundle.path) as archive:\n"
+        "        archive.extractall(root)\n"
+        "    sys.path.insert(0, os.path.join(root, '_kale'))\n"
+        "    from kale.kfp.entry import run_component\n"
+        f"    run_component({spec!r}, root,\n"
+        f"                  {{{', '.join(inputs)}}},\n"
+        f"                  {{{', '.join(outputs)}}}, kale_run_id, kale_created)\n"
+    )
+
+
+# The first task: unpacks the bundle into an artifact, and says when the run started (what
+# [[CurrentTime]] means; the same for every step).
+_BUNDLE_SOURCE = (
+    "def kale_bundle(data: str, bundle: Output[Artifact]) -> str:\n"
+    "    import base64, datetime\n"
+    "    with open(bundle.path, 'wb') as handle:\n"
+    "        handle.write(base64.b64decode(data))\n"
+    "    return datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
+)
+
+
+def _define(source: str, filename: str, namespace: dict[str, Any]) -> Any:
+    """Define a function from generated source that ``inspect.getsource`` can read back."""
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    exec(compile(source, filename, "exec", dont_inherit=True), namespace)
+    return namespace[source.split("(", 1)[0].removeprefix("def ")]
+
+
+def _retry(task: Any, step: Step) -> None:
+    options = step.options
+    if not options.retry_count:
+        return
+    # KFP's backoff_max_duration is the cap of one wait (Kale's retry_max_interval), but Argo
+    # also reads it as the window for all retries; make it long enough for every attempt.
+    waits = sum(options.retry_delay(n) for n in range(1, options.retry_count + 1))
+    cap = options.retry_max_interval or max(options.retry_delay(options.retry_count), 1)
+    window = waits + (options.retry_count + 1) * (options.timeout or 24 * 3600)
+    task.set_retry(
+        num_retries=options.retry_count,
+        backoff_duration=f"{int(options.retry_interval)}s",
+        backoff_factor=float(options.retry_factor),
+        backoff_max_duration=f"{int(max(cap, window))}s",
+    )
+
+
+def _resources(task: Any, step: Step) -> None:
+    for key, value in step.options.limits.items():
+        if key == "cpu":
+            task.set_cpu_limit(value)
+        elif key == "memory":
+            task.set_memory_limit(value)
+        elif "gpu" in key:
+            task.set_accelerator_type(key)
+            task.set_accelerator_limit(int(value))
+        else:
+            warnings.warn(f"step `{step.name}`: Kubeflow cannot limit {key!r}; ignored",
+                          CompileWarning, stacklevel=3)
+
+
+def compile_graph(graph: Graph, package_path: str, *, image: str = DEFAULT_IMAGE,
+                  bundle: Bundle | None = None) -> Bundle:
+    """Write the pipeline package (YAML) for ``graph`` to ``package_path``; returns the bundle."""
+    try:
+        from kfp import compiler, dsl
+        from kfp.dsl import Artifact, Input, Output
+    except ImportError as error:
+        raise KaleError(f"compiling for Kubeflow needs the kfp SDK ({error})",
+                        fix="pip install 'kfp>=2.17,<2.18'") from None
+    bundle = bundle or build_bundle(graph.project_root)
+    namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact}
+    prefix = f"<kale {graph.name}"
+    bundle_component = dsl.component(_define(_BUNDLE_SOURCE, f"{prefix} bundle>", namespace),
+                                     base_image=image)
+    components = {}
+    for index, step in enumerate(graph.steps):
+        name = f"kale_step_{index}_{_identifier(step.name)}"
+        function = _define(_component_source(step, graph, name), f"{prefix} {step.name}>",
+                           namespace)
+        components[step.name] = dsl.component(function, base_image=image)
+    encoded = base64.b64encode(bundle.data).decode()
+
+    def body(**values: Any) -> None:
+        source = bundle_component(data=encoded)
+        source.set_display_name("kale-bundle")
+        source.set_caching_options(False)
+        tasks: dict[str, Any] = {}
+        for step in graph.steps:
+            arguments: dict[str, Any] = {
+                "kale_bundle": source.outputs["bundle"],
+                "kale_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                "kale_created": source.outputs["Output"],
+            }
+            for argument in step.arguments:
+                value = argument.source
+                if isinstance(value, ParameterRef):
+                    arguments[f"in_{argument.name}"] = values[value.name]
+                elif isinstance(value, Constant):
+                    constant = value.value
+                    arguments[f"in_{argument.name}"] = list(constant) if isinstance(
+                        constant, tuple) else constant
+                else:
+                    producer = tasks[value.step]
+                    arguments[f"in_{argument.name}"] = \
+                        producer.outputs[f"out_{_identifier(value.variable)}"]
+            task = components[step.name](**arguments)
+            task.set_display_name(step.display_name)
+            task.set_caching_options(False)  # a step runs every time, as in a local run
+            _retry(task, step)
+            _resources(task, step)
+            tasks[step.name] = task
+
+    pipeline_function = _pipeline_function(graph, body)
+    config = dsl.PipelineConfig(active_deadline_seconds=int(graph.options.timeout)) \
+        if graph.options.timeout else None
+    decorated = dsl.pipeline(name=graph.name, display_name=graph.options.display_name,
+                             description=graph.options.description or graph.docstring,
+                             pipeline_config=config)(pipeline_function)
+    compiler.Compiler().compile(decorated, package_path)
+    return bundle
+
+
+def _pipeline_function(graph: Graph, body: Any) -> Any:
+    """A function with the pipeline's parameters, typed and with defaults, as kfp wants."""
+    parameters = ", ".join(f"{p.name}: {_PARAMETER_TYPES[p.type]} = {p.default!r}"
+                           for p in graph.parameters)
+    names = ", ".join(f"{p.name!r}: {p.name}" for p in graph.parameters)
+    source = f"def pipeline({parameters}):\n    body(**{{{names}}})\n"
+    return _define(source, f"<kale {graph.name} pipeline>", {"body": body})
+
+
+def describe(graph: Graph, bundle: Bundle, package_path: str) -> str:
+    """What was compiled, for the user: steps, bundle size, options that apply."""
+    timeout = f", timeout {format_duration(graph.options.timeout)}" if graph.options.timeout \
+        else ""
+    return (f"kale: compiled pipeline {graph.name} ({len(graph.steps)} steps{timeout}) to "
+            f"{package_path}; project bundle {bundle.size / 1024:.0f} KB "
+            f"({len(bundle.files)} files)")

@@ -1,0 +1,111 @@
+"""Compiling to a KFP v2 package, checked with kfp itself, and run end to end under kfp.local."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("kfp")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def compile_example(folder: str, output: Path, *flags: str) -> subprocess.CompletedProcess:
+    script = EXAMPLES / folder / "pipeline.py"
+    return subprocess.run([sys.executable, str(script), "--kfp", "--dry-run", "-o", str(output),
+                           *flags], capture_output=True, text=True, cwd=output.parent,
+                          env={**os.environ, "KALE_HOME": str(output.parent / "home")})
+
+
+@pytest.fixture(scope="module")
+def ml_package(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("compiled") / "ml.yaml"
+    result = compile_example("ml_experiment", output)
+    assert result.returncode == 0, result.stderr
+    assert "kale: compiled pipeline model-training (3 steps)" in result.stderr
+    return output
+
+
+def test_the_package_loads_with_kfp_and_carries_the_options(ml_package):
+    from kfp import components
+
+    component = components.load_component_from_file(str(ml_package))
+    assert component.name == "model-training"
+    spec = yaml.safe_load(ml_package.read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["ts"] == {"defaultValue": "19990312", "isOptional": True,
+                                "parameterType": "STRING"}
+    assert parameters["iters"]["parameterType"] == "NUMBER_INTEGER"
+    assert parameters["iters"]["defaultValue"] == 10
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"kale-bundle", "kale-step-0-process", "kale-step-1-validate",
+                          "kale-step-2-train"}
+    retry = tasks["kale-step-0-process"]["retryPolicy"]
+    assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "2s"
+    assert retry["backoffFactor"] == 2.0
+    # Kale's cap is per wait; Argo reads KFP's as a window: it covers every attempt.
+    assert int(retry["backoffMaxDuration"].rstrip("s")) >= 3 * 600
+    assert tasks["kale-step-2-train"]["taskInfo"]["name"] == "train"
+    assert tasks["kale-step-1-validate"]["dependentTasks"] == ["kale-bundle",
+                                                                "kale-step-0-process"]
+    executors = spec["deploymentSpec"]["executors"]
+    train = next(e for name, e in executors.items() if "train" in name)
+    assert train["container"]["resources"]["resourceMemoryLimit"] == "1Gi"
+
+
+def test_the_pipeline_timeout_becomes_the_run_deadline(tmp_path):
+    (tmp_path / "flow.py").write_text(
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef s():\n    return 1\n\n"
+        "@pipeline(name='deadline', timeout='1h')\ndef p():\n    s()\n")
+    result = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
+                             "out.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out.yaml").read_text()
+    assert "activeDeadlineSeconds: 3600" in text
+
+
+def test_the_package_runs_under_kfp_local_from_elsewhere_like_the_local_run(ml_package,
+                                                                           tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = (
+        "from kfp import local, components\n"
+        f"local.init(runner=local.SubprocessRunner(use_venv=False), "
+        f"pipeline_root={str(tmp_path / 'root')!r})\n"
+        f"pipeline = components.load_component_from_file({str(ml_package)!r})\n"
+        "pipeline(ts='20240101', iters=50)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=elsewhere, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "validation accuracy after 50 iterations: 0.960" in output
+    local = subprocess.run([sys.executable, str(EXAMPLES / "ml_experiment" / "pipeline.py"),
+                            "20240101", "50"], capture_output=True, text=True, cwd=elsewhere,
+                           env={**os.environ, "KALE_HOME": str(tmp_path / "home"),
+                                "KALE_PROGRESS": "plain"})
+    assert "validation accuracy after 50 iterations: 0.960" in local.stdout
+
+
+def test_submitting_without_dry_run_says_what_is_available(tmp_path):
+    script = EXAMPLES / "diamond" / "pipeline.py"
+    result = subprocess.run([sys.executable, str(script), "-K"], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "submitting to Kubeflow Pipelines is not available in this version" in result.stderr
+    assert "--dry-run" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_dry_run_needs_kfp(tmp_path):
+    script = EXAMPLES / "diamond" / "pipeline.py"
+    result = subprocess.run([sys.executable, str(script), "--dry-run"], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--dry-run and --output are for compiling to Kubeflow" in result.stderr
