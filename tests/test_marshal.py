@@ -266,3 +266,144 @@ def test_hashes_taken_while_writing_match_the_files(tmp_path):
     for name, value in values.items():
         stored = marshal.save(value, tmp_path, name)
         assert stored.extra["hash"] == content_hash(stored.path), name
+
+
+# -- corner cases found by adversarial testing: exact, or pickle with the reason recorded -------
+
+@pytest.mark.parametrize("case", [
+    "dict-column", "list-column", "bytes-and-str", "mixed-tz", "decimal", "int-and-none",
+    "categorical-columns", "timestamp-labels", "attrs", "int-index-name",
+])
+def test_frames_arrow_would_change_are_pickled_with_a_reason(tmp_path, case):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from decimal import Decimal
+
+    frames = {
+        "dict-column": lambda: pd.DataFrame({"d": [{"a": 1}, {"b": 2}]}),
+        "list-column": lambda: pd.DataFrame({"l": [[1], [1.5]]}),
+        "bytes-and-str": lambda: pd.DataFrame({"o": [b"x", "y"]}),
+        "mixed-tz": lambda: pd.DataFrame({"t": [pd.Timestamp("2026-01-01", tz="UTC"),
+                                                pd.Timestamp("2026-01-01", tz="Asia/Tokyo")]}),
+        "decimal": lambda: pd.DataFrame({"x": [Decimal("1.10")]}),
+        "int-and-none": lambda: pd.DataFrame({"x": pd.Series([1, None], dtype=object)}),
+        "categorical-columns": lambda: pd.DataFrame([[1, 2]],
+                                                    columns=pd.CategoricalIndex(["a", "b"])),
+        "timestamp-labels": lambda: pd.DataFrame([[1]], columns=[pd.Timestamp("2026-01-01")]),
+        "attrs": lambda: pd.DataFrame({"x": [1]}).pipe(
+            lambda f: f.attrs.update({"source": (1, 2)}) or f),
+        "int-index-name": lambda: pd.DataFrame({"x": [1]}, index=pd.Index([0], name=5)),
+    }
+    frame = frames[case]()
+    stored, loaded = round_trip(frame, tmp_path)
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert stored.backend == "pickle" and "arrow could not store it" in stored.extra["fallback"]
+
+
+def test_frame_structure_survives_arrow(tmp_path, monkeypatch):
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("pyarrow")
+    import kale.marshal.backends as backends
+
+    monkeypatch.setattr(backends, "_BATCH_BYTES", 1024)
+    columns = pd.MultiIndex.from_tuples([("v", "a"), ("w", "b")], names=["lvl0", "lvl1"])
+    frame = pd.DataFrame(np.arange(6000.0).reshape(3000, 2), columns=columns)
+    frame.index = pd.RangeIndex(10, 6010, 2, name="row")
+    stored, loaded = round_trip(frame, tmp_path)
+    assert stored.backend == "arrow" and stored.extra["index_range"] == [10, 6010, 2]
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert isinstance(loaded.index, pd.RangeIndex)
+    series = pd.Series([1, 2], name=("a", 1))
+    marshal.save(series, tmp_path / "s", "s")
+    pd.testing.assert_series_equal(marshal.load_folder(tmp_path / "s"), series)
+
+
+def test_numpy_corner_cases(tmp_path):
+    np = pytest.importorskip("numpy")
+    masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    stored, loaded = round_trip(masked, tmp_path / "m")
+    assert stored.backend == "pickle" and loaded.mask.tolist() == [False, True, False]
+    for name, value in (("dates", np.array(["2026-01-01", "2026-02-01"], dtype="M8[ns]")),
+                        ("deltas", np.array([1, 2], dtype="m8[s]")),
+                        ("empty", np.empty((0, 3)))):
+        stored, loaded = round_trip(value, tmp_path / name)
+        assert stored.backend == "npy", name
+        assert loaded.dtype == value.dtype and loaded.shape == value.shape
+        assert (np.asarray(loaded) == value).all()
+
+
+def test_torch_corner_cases(tmp_path):
+    torch = pytest.importorskip("torch")
+    big = torch.zeros(1_000_000)
+    stored, loaded = round_trip(big[:10], tmp_path / "view")
+    assert stored.size < 10_000 and loaded.numel() == 10
+    parameter = torch.nn.Parameter(torch.ones(2))
+    _, loaded = round_trip(parameter, tmp_path / "param")
+    assert isinstance(loaded, torch.nn.Parameter)
+    import warnings
+
+    warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)  # still what users have
+    scripted = torch.jit.script(torch.nn.Linear(2, 1))
+    stored, loaded = round_trip(scripted, tmp_path / "script")
+    assert stored.backend == "torch" and stored.extra["torch"] == "script"
+    assert torch.equal(loaded(torch.ones(1, 2)), scripted(torch.ones(1, 2)))
+
+
+def test_path_corner_cases(tmp_path, monkeypatch):
+    import os
+
+    source = tmp_path / "made"
+    source.mkdir()
+    (tmp_path / "weights.bin").write_bytes(b"w")
+    os.symlink(tmp_path / "weights.bin", source / "latest.bin")
+    os.symlink("/nonexistent/target", source / "dangling")
+    stored, copy = round_trip(source, tmp_path / "store")
+    (tmp_path / "weights.bin").unlink()
+    assert (copy / "latest.bin").read_bytes() == b"w"  # the data was copied, not the link
+    assert not (copy / "dangling").exists()
+    monkeypatch.chdir(source)
+    stored, here = round_trip(Path("."), tmp_path / "store2")
+    assert stored.backend == "path" and here.name == "made"
+    with pytest.raises(marshal.MarshalError, match="holds the run store itself"):
+        marshal.save(tmp_path, tmp_path / "inside", "v")
+
+
+def test_registry_mistakes_are_explained(tmp_path):
+    try:
+        marshal.register("strict", lambda value: value.degrees is not None,
+                         save=lambda v, p: None, load=lambda p: None)
+        with pytest.raises(marshal.MarshalError, match="registered backend 'strict' raised"):
+            marshal.save(42, tmp_path, "v")
+        marshal._registered.clear()
+        marshal.register("union", Celsius | complex,
+                         save=lambda v, p: Path(p).write_text("x"), load=lambda p: "x")
+        assert marshal.save(1 + 2j, tmp_path, "u").backend == "union"
+        assert marshal.save(42, tmp_path, "i").backend == "json"
+        marshal.register("forgetful", Celsius, save=lambda v, p: None, load=lambda p: None)
+        with pytest.raises(marshal.MarshalError, match="wrote nothing at the path"):
+            marshal.save(Celsius(1), tmp_path, "c")
+        assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    finally:
+        marshal._registered.clear()
+    with pytest.raises(ValueError, match="built-in backend"):
+        marshal.register("pickle", Celsius, save=print, load=print)
+    with pytest.raises(ValueError, match="Kale's own"):
+        marshal.register("x", Celsius, save=print, load=print, suffix=".meta.json")
+
+
+def test_a_missing_project_module_is_not_called_a_library(tmp_path, monkeypatch):
+    stored = {"path": str(tmp_path / "x.pkl"), "backend": "pickle", "type": "helpers.Thing",
+              "size": 1, "library": "cloudpickle", "library_version": "3"}
+    import pickle
+
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps(1).replace(b"builtins", b"builtins"))
+
+    def failing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'helpers'", name="helpers")
+
+    monkeypatch.setattr(pickle, "load", failing)
+    with pytest.raises(marshal.MarshalError) as caught:
+        marshal.load(stored)
+    assert "needs the module `helpers`, which cannot be imported" in str(caught.value)
+    assert "a module of the project" in caught.value.advice

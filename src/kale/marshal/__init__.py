@@ -128,17 +128,34 @@ class _Registered(Backend):
         self._accepts, self._save, self._load = accepts, save, load
 
     def accepts(self, value: Any) -> bool:
-        return bool(self._accepts(value))
+        try:
+            return bool(self._accepts(value))
+        except Exception as error:
+            raise MarshalError(
+                f"the `accepts` of registered backend {self.name!r} raised "
+                f"{type(error).__name__}: {error}",
+                "make it return False for values it does not handle",
+            ) from None
 
     def save(self, value: Any, path: str) -> None:
-        # The user's function writes where it likes; the value appears at `path` whole or not.
+        # The user's function writes where it is told; the value appears at `path` whole or not.
         temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.partial"
         try:
             self._save(value, temporary)
+            if not os.path.exists(temporary):
+                raise MarshalError(
+                    f"the `save` of registered backend {self.name!r} wrote nothing at the path "
+                    "it was given",
+                    "write exactly at the given path (some libraries add a suffix of their "
+                    "own: pass an open file instead)",
+                )
             os.replace(temporary, path)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+            folder, name = os.path.split(temporary)
+            for stray in os.listdir(folder or "."):
+                if stray.startswith(name):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, stray))
             raise
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
@@ -162,9 +179,15 @@ def register(name: str, accepts: type | tuple[type, ...] | Callable[[Any], bool]
         register("geojson", Shape, save=lambda s, p: s.to_file(p),
                  load=Shape.from_file, suffix=".geojson")
     """
+    import types
+
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"a backend name is letters, digits, '-' and '_', not {name!r}")
-    predicate = accepts if not isinstance(accepts, (type, tuple)) else \
+    if name in {backend.name for backend in _builtin()}:
+        raise ValueError(f"{name!r} is a built-in backend; choose another name")
+    if suffix.endswith(".meta.json"):
+        raise ValueError("the suffix .meta.json is Kale's own")
+    predicate = accepts if not isinstance(accepts, (type, tuple, types.UnionType)) else \
         (lambda value, kinds=accepts: isinstance(value, kinds))
     _registered[:] = [b for b in _registered if b.name != name]
     _registered.insert(0, _Registered(name, predicate, save, load, suffix, library))
@@ -209,9 +232,9 @@ def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
             if backend.name == "pickle":
                 raise MarshalError(f"{type_name(value)} cannot be serialized: {error}",
                                    advice(value)) from None
-            # e.g. a frame column Arrow cannot hold: the next backend takes the value
-            notes.append(f"{backend.name} could not store it ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0][:200] if str(error) else ''})")
+            # e.g. a frame Arrow would not give back exactly: the next backend takes it
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            notes.append(f"{backend.name} could not store it: {reason}")
             continue
         if notes:
             extra["fallback"] = "; ".join(notes)
@@ -258,12 +281,20 @@ def load(stored: StoredValue | dict[str, Any]) -> Any:
         try:
             return backend.load(meta["path"], meta)
         except ModuleNotFoundError as error:
-            library = error.name or meta.get("library") or "a library"
+            module = error.name or meta.get("library") or "a library"
+            top = module.split(".")[0]
+            if top == (meta.get("library") or "").split(".")[0]:
+                raise MarshalError(
+                    f"reading a {meta.get('type', 'value')} needs the `{module}` library, "
+                    "which is not installed where this step runs",
+                    f"install {top} here (the writer had version "
+                    f"{meta.get('library_version') or 'unknown'})",
+                ) from None
             raise MarshalError(
-                f"reading a {meta.get('type', 'value')} needs the `{library}` library, which "
-                "is not installed where this step runs",
-                f"install {library} here (the writer had version "
-                f"{meta.get('library_version') or 'unknown'})",
+                f"reading a {meta.get('type', 'value')} needs the module `{module}`, which "
+                "cannot be imported where this step runs",
+                f"make `{module}` importable here: a module of the project, or a library to "
+                "install",
             ) from None
     raise MarshalError(f"no backend {meta['backend']!r} for {meta['path']}",
                        "register it (kale.marshal.register) in a module the steps import")

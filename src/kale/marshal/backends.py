@@ -91,7 +91,8 @@ class JsonBackend(Backend):
     name, suffix = "json", ".json"
 
     def accepts(self, value: Any) -> bool:
-        return type(value) in _PLAIN_TYPES
+        # Large binary data would grow by a third in base64: pickle stores it as it is.
+        return type(value) in _PLAIN_TYPES and not (type(value) is bytes and len(value) > 65536)
 
     def save(self, value: Any, path: str) -> dict[str, Any]:
         data = json.dumps(_encode(value), allow_nan=False).encode()
@@ -110,8 +111,10 @@ class NumpyBackend(Backend):
 
     def accepts(self, value: Any) -> bool:
         numpy = _loaded("numpy")
-        return numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)) and \
-            not value.dtype.hasobject
+        # Masked arrays, matrices and record arrays carry more than their data: pickle them.
+        return (numpy is not None and type(value) in (numpy.ndarray, numpy.memmap) and \
+            not value.dtype.hasobject) or (numpy is not None and \
+            isinstance(value, numpy.generic) and not value.dtype.hasobject)
 
     def save(self, value: Any, path: str) -> dict[str, Any]:
         import numpy
@@ -145,8 +148,9 @@ def _write_npy(array: Any, handle: Any) -> None:
     header = numpy.lib.format.header_data_from_array_1_0(array)
     numpy.lib.format.write_array_header_2_0(handle, header) if _needs_v2(header) else \
         numpy.lib.format.write_array_header_1_0(handle, header)
-    handle.write(memoryview(array.T if header["fortran_order"] and not
-                            array.flags.c_contiguous else array).cast("B"))
+    data = array.T if header["fortran_order"] and not array.flags.c_contiguous else array
+    if data.size:  # viewed as bytes: any dtype (datetimes too) goes out in one write
+        handle.write(memoryview(data.reshape(-1).view(numpy.uint8)))
 
 
 def _needs_v2(header: dict[str, Any]) -> bool:
@@ -161,7 +165,12 @@ _BATCH_BYTES = 16 << 20  # frames are converted a slice at a time: memory stays 
 class ArrowBackend(Backend):
     """DataFrames, Series and Arrow tables as Arrow IPC (Feather v2), uncompressed so that the
     reader maps the file instead of reading it. Index, dtypes (categoricals, time zones,
-    nullable integers) and column names survive through Arrow's pandas metadata."""
+    nullable integers) and column names survive through Arrow's pandas metadata.
+
+    Only frames Arrow gives back exactly are stored this way: a frame with columns of Python
+    objects (dicts, lists, mixed types), labels that are not strings, or ``attrs`` goes to pickle,
+    and the record says why.
+    """
 
     name, suffix, library = "arrow", ".arrow", "pyarrow"
 
@@ -173,25 +182,38 @@ class ArrowBackend(Backend):
     def save(self, value: Any, path: str) -> dict[str, Any]:
         import pyarrow
 
-        pandas = _loaded("pandas")
         extra: dict[str, Any] = {}
-        if pandas is not None and isinstance(value, pandas.Series):
-            extra = {"pandas": "series", "series_name": value.name}
-            value = value.to_frame(name="series")
-        elif isinstance(value, pyarrow.Table):
+        if isinstance(value, pyarrow.Table):
             extra = {"arrow": "table"}
-        if not isinstance(value, pyarrow.Table):
-            columns = list(value.columns)
-            if any(type(c) is not str for c in columns) or len(set(columns)) < len(columns):
-                # Arrow wants unique string names: store positions, keep the names aside.
-                extra["columns"] = _encode(columns)
-                extra["columns_name"] = _encode(value.columns.name)
-                if isinstance(value.columns, _loaded("pandas").RangeIndex):
-                    extra["columns_range"] = [value.columns.start, value.columns.stop,
-                                              value.columns.step]
+        else:
+            pandas = _loaded("pandas")
+            if isinstance(value, pandas.Series):
+                extra = {"pandas": "series",
+                         "series_name": _encode(_plain_label(value.name, "name"))}
+                value = value.to_frame(name="series")
+            _check_frame(value, pandas)
+            columns = value.columns
+            if not (type(columns) is pandas.Index and columns.dtype == object
+                    and columns.is_unique and columns.name is None
+                    and all(type(label) is str for label in columns)):
+                # Arrow wants unique string names: store positions, keep the labels aside.
+                extra["columns"] = _encode([_plain_label(c, "column label") for c in columns])
+                extra["columns_names"] = _encode([_plain_label(n, "column level name")
+                                                  for n in columns.names])
+                if isinstance(columns, pandas.RangeIndex):
+                    extra["columns_range"] = [columns.start, columns.stop, columns.step]
+                elif isinstance(columns, pandas.MultiIndex):
+                    extra["columns_kind"] = "multi"
                 value = value.set_axis([f"column {i}" for i in range(len(columns))], axis=1)
+            if isinstance(value.index, pandas.RangeIndex):
+                # A range is three numbers: not a column of them (and slices would get it wrong).
+                index = value.index
+                extra["index_range"] = [index.start, index.stop, index.step]
+                extra["index_name"] = _encode(_plain_label(index.name, "index name"))
+                value = value.reset_index(drop=True)
         digest = _HashingWriter.new()
-        atomic_write(path, lambda handle: _write_ipc(value, digest.wrap(handle)))
+        atomic_write(path, lambda handle: _write_ipc(value, digest.wrap(handle),
+                                                     "index_range" not in extra))
         extra["hash"] = digest.hexdigest()
         return extra
 
@@ -202,41 +224,80 @@ class ArrowBackend(Backend):
         if meta.get("arrow") == "table":
             return table  # zero-copy: the buffers are the mapped file
         frame = table.to_pandas()
-        if "columns" in meta:
-            import pandas
+        import pandas
 
+        if "index_range" in meta:
+            frame.index = pandas.RangeIndex(*meta["index_range"],
+                                            name=_decode(meta.get("index_name")))
+        if "columns" in meta:
             names = _decode(meta["columns"])
+            level_names = _decode(meta.get("columns_names")) or [None]
             if "columns_range" in meta:
-                index = pandas.RangeIndex(*meta["columns_range"])
-            elif names and all(type(n) is tuple for n in names):
-                index = pandas.MultiIndex.from_tuples(names)
+                index = pandas.RangeIndex(*meta["columns_range"], name=level_names[0])
+            elif meta.get("columns_kind") == "multi":
+                index = pandas.MultiIndex.from_tuples(names, names=level_names)
             else:
-                index = pandas.Index(names)
-            index.name = _decode(meta.get("columns_name"))
+                index = pandas.Index(names, tupleize_cols=False, name=level_names[0])
             frame.columns = index
         if meta.get("pandas") == "series":
             series = frame["series"]
-            series.name = meta.get("series_name")
+            series.name = _decode(meta.get("series_name"))
             return series
         return frame
 
 
-def _write_ipc(value: Any, handle: Any) -> None:
+class _NotExact(ValueError):
+    """Arrow would not give this frame back exactly."""
+
+
+def _plain_label(label: Any, what: str) -> Any:
+    try:
+        _encode(label)
+    except _NotPlain:
+        raise _NotExact(f"a {what} is a {type(label).__name__}, not a plain value") from None
+    return label
+
+
+def _check_frame(frame: Any, pandas: Any) -> None:
+    """Raise ``_NotExact`` for what Arrow would silently change."""
+    if frame.attrs:
+        raise _NotExact("it has attrs, which Arrow does not keep")
+    if not isinstance(frame.columns, (pandas.RangeIndex, pandas.MultiIndex)) and \
+            type(frame.columns) is not pandas.Index:
+        raise _NotExact(f"its columns are a {type(frame.columns).__name__}")
+    for name in frame.index.names:
+        if name is not None and type(name) is not str:
+            raise _NotExact("an index level name is not a string")
+    infer = pandas.api.types.infer_dtype
+    for position in range(frame.shape[1]):
+        column = frame.iloc[:, position]
+        if column.dtype == object and infer(column, skipna=True) not in ("string", "empty"):
+            raise _NotExact(f"column {frame.columns[position]!r} holds Python objects "
+                            f"({infer(column, skipna=True)}) that Arrow would convert")
+    for level in range(frame.index.nlevels):
+        values = frame.index.get_level_values(level)
+        if values.dtype == object and infer(values, skipna=True) not in ("string", "empty"):
+            raise _NotExact("the index holds Python objects that Arrow would convert")
+
+
+def _write_ipc(value: Any, handle: Any, preserve_index: bool = True) -> None:
     import pyarrow
 
     if isinstance(value, pyarrow.Table):
         with pyarrow.ipc.new_file(handle, value.schema) as writer:
             writer.write_table(value)
         return
-    rows = len(value)
+    rows, width = value.shape
     per_row = max(1, int(value.memory_usage(index=True, deep=False).sum()) // max(rows, 1))
-    step = max(1, _BATCH_BYTES // per_row)
-    first = pyarrow.RecordBatch.from_pandas(value.iloc[:step], preserve_index=True)
+    # Slices keep memory flat; a wide frame is converted whole (slicing it costs far more).
+    step = rows if width > 2000 else max(1024, _BATCH_BYTES // per_row)
+    first = pyarrow.RecordBatch.from_pandas(value.iloc[:step], preserve_index=preserve_index)
     with pyarrow.ipc.new_file(handle, first.schema) as writer:
         writer.write_batch(first)
         for start in range(step, rows, step):
             writer.write_batch(pyarrow.RecordBatch.from_pandas(
-                value.iloc[start:start + step], schema=first.schema, preserve_index=True))
+                value.iloc[start:start + step], schema=first.schema,
+                preserve_index=preserve_index))
 
 
 # -- scikit-learn --------------------------------------------------------------------------------
@@ -277,9 +338,18 @@ class TorchBackend(Backend):
     def save(self, value: Any, path: str) -> dict[str, Any]:
         import torch
 
+        if isinstance(value, torch.jit.ScriptModule):
+            digest = _HashingWriter.new()
+            atomic_write(path, lambda handle: torch.jit.save(value, digest.wrap(handle)))
+            return {"torch": "script", "hash": digest.hexdigest()}
         if isinstance(value, torch.Tensor):
             extra = {"device": str(value.device), "requires_grad": value.requires_grad}
-            value = value.detach().cpu()
+            if not isinstance(value, torch.nn.Parameter):
+                value = value.detach()
+            value = value.cpu()
+            if value.layout == torch.strided and value.untyped_storage().nbytes() > \
+                    value.numel() * value.element_size():
+                value = value.clone()  # a view: store its elements, not all of its base
         else:
             parameter = next(value.parameters(), None)
             extra = {"device": str(parameter.device) if parameter is not None else "cpu"}
@@ -292,8 +362,10 @@ class TorchBackend(Backend):
     def load(self, path: str, meta: dict[str, Any]) -> Any:
         import torch
 
+        if meta.get("torch") == "script":
+            return torch.jit.load(path, map_location="cpu")
         value = torch.load(path, map_location="cpu", weights_only=False)
-        if meta.get("requires_grad"):
+        if meta.get("requires_grad") and not value.requires_grad:
             value.requires_grad_(True)
         return value
 
@@ -312,13 +384,22 @@ class PathBackend(Backend):
             os.path.exists(value)
 
     def save(self, value: Any, path: str) -> dict[str, Any]:
-        source = os.fspath(value)
-        basename = os.path.basename(os.path.normpath(source)) or "root"
+        from kale.marshal import MarshalError
+
+        source = os.path.abspath(os.fspath(value))
+        basename = os.path.basename(source) or "root"
+        store = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(source) and os.path.commonpath([source, store]) == source:
+            raise MarshalError(f"the path {source} holds the run store itself",
+                               "return the path of a file or folder the step made")
         temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.partial"
         os.makedirs(temporary)
         try:
             if os.path.isdir(source):
-                shutil.copytree(source, os.path.join(temporary, basename), symlinks=True)
+                # Links are followed, so the copy holds data, not pointers that may not resolve
+                # where the next step runs; dangling links are left out.
+                shutil.copytree(source, os.path.join(temporary, basename), symlinks=False,
+                                ignore_dangling_symlinks=True)
             else:
                 shutil.copy2(source, os.path.join(temporary, basename))
             os.replace(temporary, path)
