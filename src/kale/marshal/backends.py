@@ -210,7 +210,6 @@ class ArrowBackend(Backend):
                 index = value.index
                 extra["index_range"] = [index.start, index.stop, index.step]
                 extra["index_name"] = _encode(_plain_label(index.name, "index name"))
-                value = value.reset_index(drop=True)
         digest = _HashingWriter.new()
         atomic_write(path, lambda handle: _write_ipc(value, digest.wrap(handle),
                                                      "index_range" not in extra))
