@@ -25,12 +25,17 @@ class Flags:
     kfp: bool = False
     dry_run: bool = False
     output: str | None = None
+    wait: bool = False
+    kfp_host: str | None = None
+    namespace: str | None = None
 
 
 FLAGS = Flags()
 # Open-source Kale's SDK spelled these -K/--kfp and -D/--dry-run; scripts keep working.
-_SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run"}
-_VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output"}
+_SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run",
+             "--wait": "wait"}
+_VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
+           "--kfp-host": "kfp_host", "--namespace": "namespace"}
 _NAMES = (*_SWITCHES, *_VALUED)
 
 
@@ -72,13 +77,17 @@ def take_flags(argv: list[str]) -> Flags:
             raise FlagError(f"{name} needs a value", fix=f"for example: {name} {example}")
         if name == "--parallelism":
             flags.parallelism = _whole_number(name, value)
-        elif _VALUED[name] == "output":
+        else:
             if not value:
-                raise FlagError(f"{name} needs a file name", fix=f"for example: {name} "
-                                "pipeline.yaml")
-            flags.output = value
-    if (flags.dry_run or flags.output) and not flags.kfp:
-        raise FlagError("--dry-run and --output are for compiling to Kubeflow",
+                raise FlagError(f"{name} needs a value", fix=f"for example: {name} "
+                                + ("pipeline.yaml" if _VALUED[name] == "output" else "..."))
+            setattr(flags, _VALUED[name], value)
+    kfp_only = [flag for flag, used in (("--dry-run", flags.dry_run), ("--output", flags.output),
+                                        ("--wait", flags.wait), ("--kfp-host", flags.kfp_host),
+                                        ("--namespace", flags.namespace)) if used]
+    if kfp_only and not flags.kfp:
+        raise FlagError(f"{', '.join(kfp_only)} {'is' if len(kfp_only) == 1 else 'are'} for "
+                        "running on Kubeflow",
                         fix="add --kfp: python script.py --kfp --dry-run --output pipeline.yaml")
     return flags
 

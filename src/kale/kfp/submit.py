@@ -1,13 +1,20 @@
-"""``python script.py --kfp``: compile the pipeline and, in time, submit it to Kubeflow.
+"""``python script.py --kfp``: compile the pipeline, upload it, and start a run on Kubeflow.
 
-This version compiles (``--dry-run``): the package is written and nothing is contacted. Uploading
-and starting runs on a Kubeflow Pipelines endpoint are not built yet, and asking for them says so.
+With ``--dry-run`` only the package is written and nothing is contacted. Otherwise the pipeline
+is uploaded (a new version when a pipeline of that name exists), the experiment is created if it
+does not exist, and a run starts with the parameter values of the script's call; ``--wait``
+follows it to its end. The endpoint is ``--kfp-host``, else ``KF_PIPELINES_ENDPOINT``, else the
+in-cluster default, as ``kfp.Client`` resolves it; the namespace is ``--namespace`` or the
+client's own (the pod's service-account namespace in a cluster).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from kale.errors import KaleError
@@ -18,18 +25,110 @@ def package_path(graph: Graph, output: str | None) -> str:
     return os.path.abspath(output or f"{graph.name}.yaml")
 
 
-def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> str:
-    """Write the pipeline package; returns its path."""
-    if not flags.dry_run:
-        raise KaleError(
-            "submitting to Kubeflow Pipelines is not available in this version of Kale; it "
-            "can compile the pipeline package",
-            fix="add --dry-run to write the package (and --output FILE to choose where), then "
-            "upload it in the Kubeflow Pipelines UI",
-        )
+@dataclass
+class SubmittedRun:
+    """A run started on Kubeflow Pipelines."""
+
+    run_id: str
+    url: str
+    pipeline_id: str
+    version_id: str
+    experiment_id: str
+    state: str | None = None
+
+
+class KubeflowError(KaleError):
+    """Kubeflow Pipelines could not be reached, or refused what Kale asked."""
+
+
+def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> Any:
+    """``--kfp``: write the package (``--dry-run``) or submit it; returns the path or the run."""
     from kale.kfp.compiler import compile_graph, describe
 
-    path = package_path(graph, flags.output)
-    bundle = compile_graph(graph, path)
-    print(describe(graph, bundle, path), file=sys.stderr)
-    return path
+    if flags.dry_run:
+        path = package_path(graph, flags.output)
+        bundle = compile_graph(graph, path)
+        print(describe(graph, bundle, path), file=sys.stderr)
+        return path
+    with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
+        path = package_path(graph, flags.output or os.path.join(folder, f"{graph.name}.yaml"))
+        bundle = compile_graph(graph, path)
+        print(describe(graph, bundle, path), file=sys.stderr)
+        return submit(graph, values, path, host=flags.kfp_host, namespace=flags.namespace,
+                      wait=flags.wait)
+
+
+def _explain(error: BaseException, host: str, namespace: str | None) -> KubeflowError:
+    where = f"Kubeflow Pipelines at {host}" + (f" (namespace {namespace})" if namespace else "")
+    status = getattr(error, "status", None)
+    if status in (401, 403):
+        return KubeflowError(
+            f"{where} refused the request ({status} {getattr(error, 'reason', '')})",
+            fix="check the credentials: the service-account token (KF_PIPELINES_SA_TOKEN_PATH), "
+            "or a token or cookie for this endpoint, and that it may use this namespace",
+        )
+    if status is not None:
+        body = str(getattr(error, "body", "") or "")[:300]
+        return KubeflowError(f"{where} answered {status} {getattr(error, 'reason', '')}: {body}",
+                             fix="check the host is the Kubeflow Pipelines API and the "
+                             "namespace exists")
+    return KubeflowError(
+        f"{where} could not be reached ({type(error).__name__}: {str(error)[:200]})",
+        fix="check --kfp-host (or KF_PIPELINES_ENDPOINT) and that the endpoint is reachable "
+        "from here; use --kfp --dry-run to write the package without contacting anything",
+    )
+
+
+def _client(host: str | None, namespace: str | None) -> Any:
+    import warnings
+
+    from kfp import Client
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the client's notice about KFP versions
+        return Client(host=host, namespace=namespace or "kubeflow")
+
+
+def submit(graph: Graph, values: dict[str, Any], path: str, *, host: str | None = None,
+           namespace: str | None = None, wait: bool = False) -> SubmittedRun:
+    """Upload the package at ``path`` and start a run with ``values``."""
+    host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or "http://ml-pipeline.kubeflow:8888"
+    try:
+        client = _client(host, namespace)
+        pipeline_id = client.get_pipeline_id(graph.name)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        if pipeline_id is None:
+            pipeline = client.upload_pipeline(path, pipeline_name=graph.name,
+                                              description=graph.options.description)
+            pipeline_id = pipeline.pipeline_id
+            versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
+            version_id = versions[0].pipeline_version_id if versions else None
+        else:
+            version = client.upload_pipeline_version(
+                path, pipeline_version_name=f"{graph.name} {stamp}", pipeline_id=pipeline_id)
+            version_id = version.pipeline_version_id
+        experiment = client.create_experiment(name=graph.options.experiment or "Default",
+                                              namespace=namespace)
+        run = client.run_pipeline(experiment_id=experiment.experiment_id,
+                                  job_name=f"{graph.name} {stamp}", pipeline_id=pipeline_id,
+                                  version_id=version_id, params=values)
+    except KaleError:
+        raise
+    except Exception as error:
+        raise _explain(error, host, namespace) from None
+    url = f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
+    submitted = SubmittedRun(run.run_id, url, pipeline_id, version_id or "",
+                             experiment.experiment_id)
+    print(f"kale: started run {run.run_id} of pipeline {graph.name} in experiment "
+          f"{graph.options.experiment or 'Default'}\n  {url}", file=sys.stderr)
+    if wait:
+        try:
+            finished = client.wait_for_run_completion(run.run_id, timeout=7 * 24 * 3600)
+        except Exception as error:
+            raise _explain(error, host, namespace) from None
+        submitted.state = str(getattr(finished, "state", ""))
+        print(f"kale: run {run.run_id} ended: {submitted.state}", file=sys.stderr)
+        if submitted.state != "SUCCEEDED":
+            raise KubeflowError(f"run {run.run_id} of pipeline {graph.name} ended "
+                                f"{submitted.state}", fix=f"see its steps and logs at {url}")
+    return submitted
