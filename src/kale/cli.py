@@ -93,7 +93,12 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
               "(default: <pipeline name>.yaml here).")
 @click.option("-p", "--pipeline", "pipeline_name", metavar="NAME",
               help="The pipeline to compile, when the script defines several.")
-def compile_command(script: str, output: str | None, pipeline_name: str | None) -> None:
+@click.option("--image", metavar="IMAGE", help="The steps' base image (default: KALE_IMAGE, "
+              "[tool.kale] image, else python:<local version>).")
+@click.option("--requirements", metavar="FILE", type=click.Path(dir_okay=False),
+              help="A requirements file for the steps (default: see the README).")
+def compile_command(script: str, output: str | None, pipeline_name: str | None,
+                    image: str | None, requirements: str | None) -> None:
     """Compile the pipeline in SCRIPT to a Kubeflow Pipelines (v2) package; contacts nothing."""
     from kale.kfp.compiler import compile_graph, describe
     from kale.kfp.submit import package_path
@@ -102,8 +107,8 @@ def compile_command(script: str, output: str | None, pipeline_name: str | None) 
     module = load_script(script)
     chosen = _pick_pipeline(module, script, pipeline_name)
     path = package_path(chosen.graph, output)
-    bundle = compile_graph(chosen.graph, path)
-    click.echo(describe(chosen.graph, bundle, path))
+    compiled = compile_graph(chosen.graph, path, image=image, requirements=requirements)
+    click.echo(describe(chosen.graph, compiled, path))
 
 
 def _home(home: str | None) -> Any:

@@ -28,6 +28,8 @@ class Flags:
     wait: bool = False
     kfp_host: str | None = None
     namespace: str | None = None
+    image: str | None = None
+    requirements: str | None = None
 
 
 FLAGS = Flags()
@@ -35,7 +37,8 @@ FLAGS = Flags()
 _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run",
              "--wait": "wait"}
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
-           "--kfp-host": "kfp_host", "--namespace": "namespace"}
+           "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
+           "--requirements": "requirements"}
 _NAMES = (*_SWITCHES, *_VALUED)
 
 
@@ -84,7 +87,9 @@ def take_flags(argv: list[str]) -> Flags:
             setattr(flags, _VALUED[name], value)
     kfp_only = [flag for flag, used in (("--dry-run", flags.dry_run), ("--output", flags.output),
                                         ("--wait", flags.wait), ("--kfp-host", flags.kfp_host),
-                                        ("--namespace", flags.namespace)) if used]
+                                        ("--namespace", flags.namespace),
+                                        ("--image", flags.image),
+                                        ("--requirements", flags.requirements)) if used]
     if kfp_only and not flags.kfp:
         raise FlagError(f"{', '.join(kfp_only)} {'is' if len(kfp_only) == 1 else 'are'} for "
                         "running on Kubeflow",

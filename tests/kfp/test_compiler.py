@@ -28,6 +28,9 @@ def ml_package(tmp_path_factory) -> Path:
     result = compile_example("ml_experiment", output)
     assert result.returncode == 0, result.stderr
     assert "kale: compiled pipeline model-training (3 steps)" in result.stderr
+    # The example imports only the standard library and its own local_package.
+    assert f"image python:{sys.version_info.major}.{sys.version_info.minor}; packages (inferred" \
+        in result.stderr and "): none" in result.stderr
     return output
 
 

@@ -17,16 +17,16 @@ import base64
 import linecache
 import os
 import re
-import sys
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from kale.errors import KaleError
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.kfp.bundle import Bundle, build_bundle
+from kale.kfp.requirements import Environment, resolve
 from kale.options import format_duration
 
-DEFAULT_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}"
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
                     "list": "list", "dict": "dict"}
 
@@ -135,9 +135,20 @@ def _resources(task: Any, step: Step) -> None:
                           CompileWarning, stacklevel=3)
 
 
-def compile_graph(graph: Graph, package_path: str, *, image: str = DEFAULT_IMAGE,
-                  bundle: Bundle | None = None) -> Bundle:
-    """Write the pipeline package (YAML) for ``graph`` to ``package_path``; returns the bundle."""
+@dataclass(frozen=True)
+class Compiled:
+    """What went into a package: the project bundle, and the image and packages of its steps."""
+
+    bundle: Bundle
+    environment: Environment
+
+
+def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
+                  requirements: str | None = None, bundle: Bundle | None = None) -> Compiled:
+    """Write the pipeline package (YAML) for ``graph`` to ``package_path``.
+
+    The image and packages come from ``kale.kfp.requirements`` (flags, environment,
+    ``[tool.kale]``, the project's declarations, or inferred)."""
     try:
         from kfp import compiler, dsl
         from kfp.dsl import Artifact, Input, Output
@@ -145,6 +156,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str = DEFAULT_IMAGE
         raise KaleError(f"compiling for Kubeflow needs the kfp SDK ({error})",
                         fix="pip install 'kfp>=2.17,<2.18'") from None
     bundle = bundle or build_bundle(graph.project_root)
+    environment = resolve(graph, image, requirements)
+    image, packages = environment.image, list(environment.packages)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact}
     prefix = f"<kale {graph.name}"
     bundle_component = dsl.component(_define(_BUNDLE_SOURCE, f"{prefix} bundle>", namespace),
@@ -154,7 +167,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str = DEFAULT_IMAGE
         name = f"kale_step_{index}_{_identifier(step.name)}"
         function = _define(_component_source(step, graph, name), f"{prefix} {step.name}>",
                            namespace)
-        components[step.name] = dsl.component(function, base_image=image)
+        components[step.name] = dsl.component(function, base_image=image,
+                                              packages_to_install=packages or None)
     encoded = base64.b64encode(bundle.data).decode()
 
     def body(**values: Any) -> None:
@@ -194,7 +208,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str = DEFAULT_IMAGE
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
     compiler.Compiler().compile(decorated, package_path)
-    return bundle
+    return Compiled(bundle, environment)
 
 
 def _pipeline_function(graph: Graph, body: Any) -> Any:
@@ -206,10 +220,13 @@ def _pipeline_function(graph: Graph, body: Any) -> Any:
     return _define(source, f"<kale {graph.name} pipeline>", {"body": body})
 
 
-def describe(graph: Graph, bundle: Bundle, package_path: str) -> str:
+def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
     """What was compiled, for the user: steps, bundle size, options that apply."""
     timeout = f", timeout {format_duration(graph.options.timeout)}" if graph.options.timeout \
         else ""
+    bundle, environment = compiled.bundle, compiled.environment
+    packages = ", ".join(environment.packages) or "none"
     return (f"kale: compiled pipeline {graph.name} ({len(graph.steps)} steps{timeout}) to "
             f"{package_path}; project bundle {bundle.size / 1024:.0f} KB "
-            f"({len(bundle.files)} files)")
+            f"({len(bundle.files)} files)\n"
+            f"  image {environment.image}; packages ({environment.source}): {packages}")

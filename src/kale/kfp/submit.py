@@ -47,13 +47,15 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> An
 
     if flags.dry_run:
         path = package_path(graph, flags.output)
-        bundle = compile_graph(graph, path)
-        print(describe(graph, bundle, path), file=sys.stderr)
+        compiled = compile_graph(graph, path, image=flags.image,
+                                 requirements=flags.requirements)
+        print(describe(graph, compiled, path), file=sys.stderr)
         return path
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
         path = package_path(graph, flags.output or os.path.join(folder, f"{graph.name}.yaml"))
-        bundle = compile_graph(graph, path)
-        print(describe(graph, bundle, path), file=sys.stderr)
+        compiled = compile_graph(graph, path, image=flags.image,
+                                 requirements=flags.requirements)
+        print(describe(graph, compiled, path), file=sys.stderr)
         return submit(graph, values, path, host=flags.kfp_host, namespace=flags.namespace,
                       wait=flags.wait)
 
