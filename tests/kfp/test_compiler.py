@@ -39,7 +39,8 @@ def test_the_package_loads_with_kfp_and_carries_the_options(ml_package):
 
     component = components.load_component_from_file(str(ml_package))
     assert component.name == "model-training"
-    spec = yaml.safe_load(ml_package.read_text())
+    documents = list(yaml.safe_load_all(ml_package.read_text()))
+    spec = documents[0]
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert parameters["ts"] == {"defaultValue": "19990312", "isOptional": True,
                                 "parameterType": "STRING"}
@@ -56,6 +57,11 @@ def test_the_package_loads_with_kfp_and_carries_the_options(ml_package):
     assert tasks["kale-step-2-train"]["taskInfo"]["name"] == "train"
     assert tasks["kale-step-1-validate"]["dependentTasks"] == ["kale-bundle",
                                                                 "kale-step-0-process"]
+    kubernetes = [d for d in documents if d and "platforms" in d][0]["platforms"]["kubernetes"]
+    train_config = next(config for name, config in
+                        kubernetes["deploymentSpec"]["executors"].items() if "train" in name)
+    assert train_config["podMetadata"]["labels"] == {"team": "phoenix"}
+    assert int(train_config["activeDeadlineSeconds"]) == 600 + 900  # timeout + setup allowance
     executors = spec["deploymentSpec"]["executors"]
     train = next(e for name, e in executors.items() if "train" in name)
     assert train["container"]["resources"]["resourceMemoryLimit"] == "1Gi"

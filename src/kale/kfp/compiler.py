@@ -121,6 +121,23 @@ def _retry(task: Any, step: Step) -> None:
     )
 
 
+# Seconds a step's container may take beyond the step's own timeout: unpacking the bundle and
+# installing packages happen before the user's code, where the runtime's timeout starts.
+SETUP_ALLOWANCE = 900
+
+
+def _kubernetes(task: Any, step: Step) -> None:
+    from kfp import kubernetes
+
+    for key, value in step.options.labels.items():
+        kubernetes.add_pod_label(task, key, value)
+    for key, value in step.options.annotations.items():
+        kubernetes.add_pod_annotation(task, key, value)
+    if step.options.timeout:
+        # The runtime stops the user's code on time; this is the backstop for the whole pod.
+        kubernetes.set_timeout(task, int(step.options.timeout) + SETUP_ALLOWANCE)
+
+
 def _resources(task: Any, step: Step) -> None:
     for key, value in step.options.limits.items():
         if key == "cpu":
@@ -199,6 +216,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             task.set_caching_options(False)  # a step runs every time, as in a local run
             _retry(task, step)
             _resources(task, step)
+            _kubernetes(task, step)
             tasks[step.name] = task
 
     pipeline_function = _pipeline_function(graph, body)
