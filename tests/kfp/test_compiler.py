@@ -57,7 +57,8 @@ def test_the_package_loads_with_kfp_and_carries_the_options(ml_package):
     assert tasks["kale-step-2-train"]["taskInfo"]["name"] == "train"
     assert tasks["kale-step-1-validate"]["dependentTasks"] == ["kale-bundle",
                                                                 "kale-step-0-process"]
-    kubernetes = [d for d in documents if d and "platforms" in d][0]["platforms"]["kubernetes"]
+    platform = next(d for d in documents if d and "platforms" in d)
+    kubernetes = platform["platforms"]["kubernetes"]
     train_config = next(config for name, config in
                         kubernetes["deploymentSpec"]["executors"].items() if "train" in name)
     assert train_config["podMetadata"]["labels"] == {"team": "phoenix"}
