@@ -109,3 +109,27 @@ def test_dry_run_needs_kfp(tmp_path):
                             text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert "--dry-run is for running on Kubeflow" in result.stderr
+
+
+def test_macros_are_resolved_inside_the_steps(tmp_path):
+    (tmp_path / "flow.py").write_text(
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef show(tag):\n    print('TAG', tag)\n\n"
+        "@pipeline(name='macros')\ndef p(tag='run-[[RunUUID]]-[[CurrentTime.2006]]'):\n"
+        "    show(tag)\n")
+    compiled = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
+                               "m.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    assert compiled.returncode == 0, compiled.stderr
+    code = ("from kfp import local, components\n"
+            f"local.init(runner=local.SubprocessRunner(use_venv=False), "
+            f"pipeline_root={str(tmp_path / 'root')!r})\n"
+            "components.load_component_from_file('m.yaml')()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-2000:]
+    import datetime
+    import re
+
+    year = datetime.datetime.now(datetime.timezone.utc).year
+    assert re.search(rf"TAG run-[0-9a-f-]+-{year}\b", output), output[-2000:]

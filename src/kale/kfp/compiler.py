@@ -49,7 +49,7 @@ def _constant_type(value: Any) -> str:
 
 def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
-    parameters = ["kale_bundle: Input[Artifact]", "kale_run_id: str", "kale_created: str"]
+    parameters = ["kale_bundle: Input[Artifact]", "kale_run_id: str"]
     inputs = []
     for argument in step.arguments:
         source = argument.source
@@ -65,8 +65,10 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     outputs = [f"{name!r}: out_{_identifier(name)}.path" for name in step.outputs]
     parameters.extend(f"out_{_identifier(name)}: Output[Artifact]" for name in step.outputs)
     function = step.function
+    # The step's code travels in the bundle; the component only says where it is.
     spec = {
-        "step": step.name, "function": function.function_name, "source": function.text,
+        "step": step.name, "function": function.function_name,
+        "lines": len(function.text.splitlines()),
         "file": os.path.relpath(function.filename, graph.project_root), "line": function.line,
         "module": function.module, "outputs": list(step.outputs), "unpacks": step.unpacks,
         "timeout": step.options.timeout,
@@ -81,18 +83,20 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
         "    from kale.kfp.entry import run_component\n"
         f"    run_component({spec!r}, root,\n"
         f"                  {{{', '.join(inputs)}}},\n"
-        f"                  {{{', '.join(outputs)}}}, kale_run_id, kale_created)\n"
+        f"                  {{{', '.join(outputs)}}}, kale_run_id,\n"
+        "                  kale_bundle.metadata.get('created', ''))\n"
     )
 
 
-# The first task: unpacks the bundle into an artifact, and says when the run started (what
-# [[CurrentTime]] means; the same for every step).
+# The first task: unpacks the bundle into an artifact, whose metadata says when the run started
+# (what [[CurrentTime]] means, the same for every step).
 _BUNDLE_SOURCE = (
-    "def kale_bundle(data: str, bundle: Output[Artifact]) -> str:\n"
+    "def kale_bundle(data: str, bundle: Output[Artifact]):\n"
     "    import base64, datetime\n"
     "    with open(bundle.path, 'wb') as handle:\n"
     "        handle.write(base64.b64decode(data))\n"
-    "    return datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
+    "    bundle.metadata['created'] = "
+    "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
 )
 
 
@@ -197,7 +201,6 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             arguments: dict[str, Any] = {
                 "kale_bundle": source.outputs["bundle"],
                 "kale_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                "kale_created": source.outputs["Output"],
             }
             for argument in step.arguments:
                 value = argument.source

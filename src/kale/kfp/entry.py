@@ -45,9 +45,13 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         else:
             values[name] = ("value", _expand_macros(payload, run_id, created))
     scratch = tempfile.mkdtemp(prefix="kale-outputs-")
+    filename = os.path.join(project, spec["file"])
+    with open(filename) as handle:
+        lines = handle.readlines()
+    source = "".join(lines[spec["line"] - 1 : spec["line"] - 1 + spec["lines"]])
     task = StepTask(
-        step=spec["step"], function_name=spec["function"], source=spec["source"],
-        filename=os.path.join(project, spec["file"]), line=spec["line"], module=spec["module"],
+        step=spec["step"], function_name=spec["function"], source=source,
+        filename=filename, line=spec["line"], module=spec["module"],
         project_root=project, output_dir=scratch, inputs=values,
         outputs=tuple(spec["outputs"]), unpacks=spec["unpacks"],
     )
