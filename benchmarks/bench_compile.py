@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_definition import generate_pipeline  # noqa: E402
+from bench_definition import generate_pipeline
 
 KALE_PROBE = '''
 import importlib.util, json, sys, time
