@@ -133,3 +133,23 @@ def test_macros_are_resolved_inside_the_steps(tmp_path):
 
     year = datetime.datetime.now(datetime.timezone.utc).year
     assert re.search(rf"TAG run-[0-9a-f-]+-{year}\b", output), output[-2000:]
+
+
+def test_a_failing_step_fails_its_kubeflow_task_with_the_user_traceback(tmp_path):
+    (tmp_path / "flow.py").write_text(
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef boom(n):\n    raise ValueError(f'bad {n}')\n\n"
+        "@pipeline(name='failing')\ndef p(n=3):\n    boom(n)\n")
+    compiled = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
+                               "f.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    assert compiled.returncode == 0, compiled.stderr
+    code = ("from kfp import local, components\n"
+            f"local.init(runner=local.SubprocessRunner(use_venv=False), "
+            f"pipeline_root={str(tmp_path / 'root')!r}, raise_on_error=False)\n"
+            "components.load_component_from_file('f.yaml')()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    output = result.stdout + result.stderr
+    assert "Kale: step `boom` raised ValueError: bad 3" in output, output[-2000:]
+    assert 'flow.py", line 5, in boom' in output
+    assert "FAILURE" in output
