@@ -15,6 +15,28 @@ pytest.importorskip("kfp")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+def run_under_kfp_local(package: Path, folder: Path, raise_on_error: bool = True) -> str:
+    """Run a compiled package with KFP's own local runner, from ``folder``; its output."""
+    code = ("from kfp import local, components\n"
+            f"local.init(runner=local.SubprocessRunner(use_venv=False), "
+            f"pipeline_root={str(folder / 'root')!r}, raise_on_error={raise_on_error})\n"
+            f"components.load_component_from_file({str(package)!r})()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=folder, timeout=600)
+    output = result.stdout + result.stderr
+    if raise_on_error:
+        assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def compile_script(folder: Path, text: str, package: str) -> Path:
+    (folder / "flow.py").write_text(text)
+    compiled = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
+                               package], capture_output=True, text=True, cwd=folder)
+    assert compiled.returncode == 0, compiled.stderr
+    return folder / package
+
+
 def compile_example(folder: str, output: Path, *flags: str) -> subprocess.CompletedProcess:
     script = EXAMPLES / folder / "pipeline.py"
     return subprocess.run([sys.executable, str(script), "--kfp", "--dry-run", "-o", str(output),
@@ -112,22 +134,12 @@ def test_dry_run_needs_kfp(tmp_path):
 
 
 def test_macros_are_resolved_inside_the_steps(tmp_path):
-    (tmp_path / "flow.py").write_text(
+    package = compile_script(tmp_path, (
         "from kale.sdk import pipeline, step\n\n"
         "@step\ndef show(tag):\n    print('TAG', tag)\n\n"
         "@pipeline(name='macros')\ndef p(tag='run-[[RunUUID]]-[[CurrentTime.2006]]'):\n"
-        "    show(tag)\n")
-    compiled = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
-                               "m.yaml"], capture_output=True, text=True, cwd=tmp_path)
-    assert compiled.returncode == 0, compiled.stderr
-    code = ("from kfp import local, components\n"
-            f"local.init(runner=local.SubprocessRunner(use_venv=False), "
-            f"pipeline_root={str(tmp_path / 'root')!r})\n"
-            "components.load_component_from_file('m.yaml')()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-2000:]
+        "    show(tag)\n"), "m.yaml")
+    output = run_under_kfp_local(package, tmp_path)
     import datetime
     import re
 
@@ -136,20 +148,11 @@ def test_macros_are_resolved_inside_the_steps(tmp_path):
 
 
 def test_a_failing_step_fails_its_kubeflow_task_with_the_user_traceback(tmp_path):
-    (tmp_path / "flow.py").write_text(
+    package = compile_script(tmp_path, (
         "from kale.sdk import pipeline, step\n\n"
         "@step\ndef boom(n):\n    raise ValueError(f'bad {n}')\n\n"
-        "@pipeline(name='failing')\ndef p(n=3):\n    boom(n)\n")
-    compiled = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
-                               "f.yaml"], capture_output=True, text=True, cwd=tmp_path)
-    assert compiled.returncode == 0, compiled.stderr
-    code = ("from kfp import local, components\n"
-            f"local.init(runner=local.SubprocessRunner(use_venv=False), "
-            f"pipeline_root={str(tmp_path / 'root')!r}, raise_on_error=False)\n"
-            "components.load_component_from_file('f.yaml')()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)
-    output = result.stdout + result.stderr
+        "@pipeline(name='failing')\ndef p(n=3):\n    boom(n)\n"), "f.yaml")
+    output = run_under_kfp_local(package, tmp_path, raise_on_error=False)
     assert "Kale: step `boom` raised ValueError: bad 3" in output, output[-2000:]
     assert 'flow.py", line 5, in boom' in output
     assert "FAILURE" in output

@@ -57,3 +57,20 @@ def test_precedence(graph, project, monkeypatch, tmp_path):
     assert (chosen.image, chosen.packages, chosen.source) == ("img:flag", ("e==5",), str(flag))
     with pytest.raises(KaleError, match="does not exist"):
         resolve(graph, requirements=str(tmp_path / "missing.txt"))
+
+
+def test_steps_in_indented_blocks_are_read_too(project):
+    numpy = pytest.importorskip("numpy")
+    graph = project.graph(textwrap.dedent('''
+        if True:
+            @step
+            def nested(x=1):
+                import numpy
+                return int(numpy.int64(x))
+
+        @pipeline
+        def p():
+            nested()
+    '''))
+    assert graph.external_imports == ("numpy",)
+    assert infer_packages(graph) == (f"numpy=={numpy.__version__}",)

@@ -261,6 +261,39 @@ class Graph:
             grouped[depth[step.name]].append(step.name)
         return tuple(tuple(level) for level in grouped)
 
+    @cached_property
+    def external_imports(self) -> tuple[str, ...]:
+        """The modules the steps import (top-level names) that come from outside the project:
+        the standard library and installed libraries, which a step's environment must have."""
+        import ast
+        import importlib.util
+        import os
+        import textwrap
+
+        names: set[str] = set()
+        for step in self.steps:
+            try:
+                tree = ast.parse(textwrap.dedent(step.function.text))
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+        root = os.path.realpath(self.project_root) + os.sep
+        external = []
+        for name in sorted(names):
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                continue
+            origin = getattr(spec, "origin", None) or next(
+                iter(getattr(spec, "submodule_search_locations", None) or []), None)
+            if origin and not os.path.realpath(origin).startswith(root):
+                external.append(name)
+        return tuple(external)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the graph (``kale graph --format json``)."""
         options = self.options

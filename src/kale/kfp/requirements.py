@@ -18,8 +18,6 @@ The image defaults to the official Python image of the local Python version.
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -62,40 +60,15 @@ def _requirements_file(path: Path) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def imported_modules(graph: Graph) -> set[str]:
-    """Top-level names of the modules the steps import."""
-    names: set[str] = set()
-    for step in graph.steps:
-        try:
-            tree = ast.parse(step.function.text.lstrip())
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names
-
-
 def infer_packages(graph: Graph) -> tuple[str, ...]:
     """The installed distributions the steps' imports come from, pinned to local versions."""
     from importlib.metadata import packages_distributions, version
 
-    root = os.path.realpath(graph.project_root) + os.sep
     distributions = packages_distributions()
     pinned = set()
-    for module in sorted(imported_modules(graph)):
+    for module in graph.external_imports:  # modules of the project are never among them
         if module in sys.stdlib_module_names or module in _PROVIDED:
             continue
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            spec = None
-        origin = getattr(spec, "origin", None) or next(
-            iter(getattr(spec, "submodule_search_locations", None) or []), None)
-        if origin and os.path.realpath(origin).startswith(root):
-            continue  # a module of the project: it travels in the bundle
         for distribution in distributions.get(module, []):
             if distribution.lower() not in _PROVIDED:
                 pinned.add(f"{distribution}=={version(distribution)}")

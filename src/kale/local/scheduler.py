@@ -10,9 +10,7 @@ live, and rewrites the run record at every change of state.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import importlib.util
 import os
 import pickle
 import select
@@ -198,29 +196,8 @@ class _Attempt:
 
 def preload_modules(graph: Graph) -> list[str]:
     """Libraries the steps import that are installed outside the project: loaded once in the
-    fork server, so each step's `import numpy` is instant."""
-    names: set[str] = set()
-    for step in graph.steps:
-        try:
-            tree = ast.parse(step.function.text)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    root = os.path.realpath(graph.project_root) + os.sep
-    chosen = []
-    for name in sorted(names):
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            continue
-        origin = getattr(spec, "origin", None) if spec else None
-        if origin and not os.path.realpath(origin).startswith(root):
-            chosen.append(name)
-    return chosen
+    zygote, so each step's `import numpy` is instant."""
+    return list(graph.external_imports)
 
 
 class Scheduler:
