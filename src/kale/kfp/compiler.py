@@ -49,7 +49,7 @@ def _constant_type(value: Any) -> str:
 
 def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
-    parameters = ["kale_bundle: Input[Artifact]", "kale_run_id: str"]
+    parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
     for argument in step.arguments:
         source = argument.source
@@ -83,18 +83,19 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
         "    from kale.kfp.entry import run_component\n"
         f"    run_component({spec!r}, root,\n"
         f"                  {{{', '.join(inputs)}}},\n"
-        f"                  {{{', '.join(outputs)}}}, kale_run_id,\n"
+        f"                  {{{', '.join(outputs)}}}, kale_bundle.metadata.get('run_id', ''),\n"
         "                  kale_bundle.metadata.get('created', ''))\n"
     )
 
 
-# The first task: unpacks the bundle into an artifact, whose metadata says when the run started
-# (what [[CurrentTime]] means, the same for every step).
+# The first task: unpacks the bundle into an artifact, whose metadata carries the run's id and
+# start time (what [[RunUUID]] and [[CurrentTime]] mean, the same for every step).
 _BUNDLE_SOURCE = (
-    "def kale_bundle(data: str, bundle: Output[Artifact]):\n"
+    "def kale_bundle(data: str, run_id: str, bundle: Output[Artifact]):\n"
     "    import base64, datetime\n"
     "    with open(bundle.path, 'wb') as handle:\n"
     "        handle.write(base64.b64decode(data))\n"
+    "    bundle.metadata['run_id'] = run_id\n"
     "    bundle.metadata['created'] = "
     "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
 )
@@ -193,14 +194,13 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     encoded = base64.b64encode(bundle.data).decode()
 
     def body(**values: Any) -> None:
-        source = bundle_component(data=encoded)
+        source = bundle_component(data=encoded, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         source.set_display_name("kale-bundle")
         source.set_caching_options(False)
         tasks: dict[str, Any] = {}
         for step in graph.steps:
             arguments: dict[str, Any] = {
                 "kale_bundle": source.outputs["bundle"],
-                "kale_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             }
             for argument in step.arguments:
                 value = argument.source
