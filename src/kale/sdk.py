@@ -275,10 +275,13 @@ class PipelineFunction:
                 ) from None
         return values
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Run:
-        """Run the pipeline on this machine and return the run (see ``kale.local``).
+    def __call__(self, *args: Any, **kwargs: Any) -> Run | Any:
+        """Run the pipeline on this machine and return the ``Run`` (see ``kale.local``).
 
-        Raises ``RunFailedError`` (uncaught: a summary and exit status 1) if a step fails.
+        Raises ``RunFailedError`` (uncaught: a summary and exit status 1) if a step fails. With
+        ``--kfp`` on the script's command line, compile it instead and submit it to Kubeflow
+        Pipelines (returns the started run), or with ``--dry-run`` only write the package
+        (returns its path).
         """
         location = _caller_location()
         try:
