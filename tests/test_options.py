@@ -260,3 +260,15 @@ def test_describe_lists_what_differs_from_the_defaults():
 def test_huge_numbers_are_explained_not_crashed_on(option):
     with pytest.raises(InvalidOptionError):
         validate_step_options({option: 10**400})
+
+
+@pytest.mark.parametrize(("limits", "fragment"), [
+    ({"memory": "1.5Gi"}, "Kubeflow takes memory limits as a whole number"),
+    ({"memory": "1e9"}, "Kubeflow takes memory limits"),
+    ({"cpu": "100u"}, "Kubeflow takes CPU limits like"),
+    ({"gpu": 1}, "is not a Kubernetes resource"),
+    ({"nvidia.com/gpu": 1, "amd.com/gpu": 2}, "one kind of accelerator"),
+])
+def test_limits_kubeflow_would_refuse(limits, fragment):
+    with pytest.raises(InvalidOptionError, match=fragment):
+        validate_limits(limits)

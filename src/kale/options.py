@@ -52,6 +52,8 @@ _NAME_JUNK = re.compile(r"[^a-z0-9]+")
 # Kubernetes: a qualified name is an optional DNS-subdomain prefix and a name of at most 63 chars.
 _K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_KFP_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
+_KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 _QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E|[eE]\d+)?$")
 
 
@@ -197,7 +199,23 @@ def validate_limits(value: Any, option: str = "limits") -> Mapping[str, str]:
         if "gpu" in key.lower() and not quantity.isdigit():
             raise InvalidOptionError(option, value, f"accelerators are counted in whole units, so "
                                      f"{key!r} needs a whole number such as '1'")
+        if key.lower() in ("gpu", "gpus"):
+            raise InvalidOptionError(option, value, f"{key!r} is not a Kubernetes resource; name "
+                                     "the accelerator's vendor", fix='use "nvidia.com/gpu" (or '
+                                     '"amd.com/gpu")')
+        # Kubeflow accepts a subset of Kubernetes' quantities for these two.
+        if key == "cpu" and not _KFP_CPU.match(quantity):
+            raise InvalidOptionError(option, value, f"Kubeflow takes CPU limits like '2', '0.5' or "
+                                     f"'500m', not {quantity!r}")
+        if key == "memory" and not _KFP_MEMORY.match(quantity):
+            raise InvalidOptionError(option, value, "Kubeflow takes memory limits as a whole "
+                                     f"number with an optional unit ('4Gi', '512M'), not "
+                                     f"{quantity!r}")
         limits[key] = quantity
+    accelerators = [key for key in limits if key not in ("cpu", "memory", "ephemeral-storage")]
+    if len(accelerators) > 1:
+        raise InvalidOptionError(option, value, "Kubeflow gives a step one kind of accelerator; "
+                                 f"this asks for {', '.join(accelerators)}")
     return MappingProxyType(limits)
 
 

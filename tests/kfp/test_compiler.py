@@ -156,3 +156,57 @@ def test_a_failing_step_fails_its_kubeflow_task_with_the_user_traceback(tmp_path
     assert "Kale: step `boom` raised ValueError: bad 3" in output, output[-2000:]
     assert 'flow.py", line 5, in boom' in output
     assert "FAILURE" in output
+
+
+VALUES_SCRIPT = (
+    "from kale.sdk import pipeline, step\n\n"
+    "@step\ndef show(label, value):\n    print('VALUE', label, repr(value))\n\n"
+    "@pipeline(name='values')\n"
+    "def p(body='x', sizes=[64, 32], config={'a': {'b': [1, 'n']}}, rates=[0.5, 1]):\n"
+    "    show('none', None)\n"
+    "    show('nested', [None, (1, (2, 3)), {'k': (4,)}])\n"
+    "    show('body', body)\n"
+    "    show('sizes', sizes)\n"
+    "    show('config', config)\n"
+    "    show('rates', rates)\n"
+)
+
+
+def test_constants_and_parameters_arrive_as_in_a_local_run(tmp_path):
+    package = compile_script(tmp_path, VALUES_SCRIPT, "v.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    for expected in ("VALUE none None", "VALUE nested [None, (1, (2, 3)), {'k': (4,)}]",
+                     "VALUE body 'x'", "VALUE sizes [64, 32]",
+                     "VALUE config {'a': {'b': [1, 'n']}}", "VALUE rates [0.5, 1.0]"):
+        assert expected in output, (expected, output[-3000:])
+
+
+def test_a_default_kubeflow_cannot_carry_is_explained(tmp_path):
+    (tmp_path / "flow.py").write_text(
+        "from kale.sdk import pipeline, step\n\n@step\ndef s(x):\n    return x\n\n"
+        "@pipeline(name='n')\ndef p(x={'a': None}):\n    s(x)\n")
+    result = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "the default of pipeline parameter `x` holds None" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_earlier_packages_and_excluded_step_files(tmp_path):
+    from kale.kfp.bundle import project_files
+
+    package = compile_script(tmp_path, VALUES_SCRIPT, "v.yaml")
+    assert "v.yaml" not in project_files(tmp_path)
+    assert package.exists()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "s.py").write_text(
+        "from kale.sdk import step\n\n@step\ndef s():\n    return 1\n")
+    (tmp_path / ".gitignore").write_text("lib/\n")
+    (tmp_path / "flow.py").write_text(
+        "from kale.sdk import pipeline\nfrom lib.s import s\n\n"
+        "@pipeline(name='x')\ndef p():\n    s()\n")
+    result = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "step `s` is defined in lib/s.py, which the project bundle leaves out" in \
+        result.stderr

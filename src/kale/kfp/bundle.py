@@ -49,6 +49,18 @@ def _is_virtualenv(folder: Path) -> bool:
     return (folder / "pyvenv.cfg").exists() or (folder / "conda-meta").is_dir()
 
 
+def _is_pipeline_package(path: Path) -> bool:
+    """A package compiled earlier (kfp writes this header): never part of the next bundle."""
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return False
+    return head.startswith(b"# PIPELINE DEFINITION") or b'"pipelineSpec"' in head
+
+
 def project_files(root: Path) -> list[str]:
     """The project's files that go to Kubeflow, relative to ``root``, sorted."""
     patterns = list(ALWAYS_EXCLUDED)
@@ -68,7 +80,8 @@ def project_files(root: Path) -> list[str]:
         )
         for name in sorted(files):
             path = (relative / name).as_posix()
-            if not spec.match_file(path) and not (here / name).is_symlink():
+            if not spec.match_file(path) and not (here / name).is_symlink() and \
+                    not _is_pipeline_package(here / name):
                 chosen.append(path)
     return sorted(chosen)
 

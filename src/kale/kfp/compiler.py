@@ -39,12 +39,48 @@ def _identifier(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def _constant_type(value: Any) -> str:
-    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
-                       (dict, "dict")):
-        if isinstance(value, kind):
-            return name
-    return "list"
+def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
+    """Every step's file must be in the bundle, or the step cannot run on Kubeflow."""
+    carried = set(bundle.files)
+    for step in graph.steps:
+        relative = os.path.relpath(step.function.filename, graph.project_root).replace(os.sep,
+                                                                                       "/")
+        if relative not in carried:
+            raise KaleError(
+                f"step `{step.name}` is defined in {relative}, which the project bundle leaves "
+                "out (.gitignore, .kaleignore or Kale's own exclusions)",
+                fix=f"let {relative} travel: remove the pattern that excludes it from "
+                ".gitignore or .kaleignore",
+            )
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_float(item) for item in value)
+    return False
+
+
+def _kfp_default(parameter: Any) -> Any:
+    """A parameter's default as KFP can carry it (tuples as lists; no None inside)."""
+    def convert(value: Any) -> Any:
+        if value is None:
+            raise KaleError(
+                f"the default of pipeline parameter `{parameter.name}` holds None, which "
+                "Kubeflow parameters cannot carry",
+                location=parameter.location,
+                fix="leave the key out, or use a value such as '' or 0",
+            )
+        if isinstance(value, (list, tuple)):
+            return [convert(item) for item in value]
+        if isinstance(value, dict):
+            return {key: convert(item) for key, item in value.items()}
+        return value
+
+    return convert(parameter.default)
 
 
 def _component_source(step: Step, graph: Graph, function_name: str) -> str:
@@ -57,11 +93,19 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
         if isinstance(source, OutputRef):
             parameters.append(f"{local}: Input[Artifact]")
             inputs.append(f"{argument.name!r}: ('artifact', {local}.path)")
-        else:
-            kind = graph.parameter(source.name).type if isinstance(source, ParameterRef) else \
-                _constant_type(source.value)
-            parameters.append(f"{local}: {_PARAMETER_TYPES[kind]}")
+        elif isinstance(source, ParameterRef):
+            parameter = graph.parameter(source.name)
+            parameters.append(f"{local}: {_PARAMETER_TYPES[parameter.type]}")
+            # KFP carries lists and dicts as protobuf values, where every number is a float.
+            kind = "ints" if parameter.type in ("list", "dict") and not _has_float(
+                parameter.default) else "value"
+            inputs.append(f"{argument.name!r}: ({kind!r}, {local})")
+        elif type(source.value) in (str, int, float, bool):
+            parameters.append(f"{local}: {type(source.value).__name__}")
             inputs.append(f"{argument.name!r}: ('value', {local})")
+        else:  # None, lists, dicts, tuples: exact, as Kale's tagged JSON in a string
+            parameters.append(f"{local}: str")
+            inputs.append(f"{argument.name!r}: ('json', {local})")
     outputs = [f"{name!r}: out_{_identifier(name)}.path" for name in step.outputs]
     parameters.extend(f"out_{_identifier(name)}: Output[Artifact]" for name in step.outputs)
     function = step.function
@@ -178,6 +222,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
         raise KaleError(f"compiling for Kubeflow needs the kfp SDK ({error})",
                         fix="pip install 'kfp>=2.17,<2.18'") from None
     bundle = bundle or build_bundle(graph.project_root)
+    _check_steps_travel(graph, bundle)
     environment = resolve(graph, image, requirements)
     image, packages = environment.image, list(environment.packages)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact}
@@ -208,8 +253,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                     arguments[f"in_{argument.name}"] = values[value.name]
                 elif isinstance(value, Constant):
                     constant = value.value
-                    arguments[f"in_{argument.name}"] = list(constant) if isinstance(
-                        constant, tuple) else constant
+                    arguments[f"in_{argument.name}"] = constant if type(constant) in (
+                        str, int, float, bool) else _plain_json(constant)
                 else:
                     producer = tasks[value.step]
                     arguments[f"in_{argument.name}"] = \
@@ -232,13 +277,22 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     return Compiled(bundle, environment)
 
 
+def _plain_json(value: Any) -> str:
+    import json
+
+    from kale.marshal.backends import _encode
+
+    return json.dumps(_encode(value))
+
+
 def _pipeline_function(graph: Graph, body: Any) -> Any:
     """A function with the pipeline's parameters, typed and with defaults, as kfp wants."""
-    parameters = ", ".join(f"{p.name}: {_PARAMETER_TYPES[p.type]} = {p.default!r}"
+    parameters = ", ".join(f"{p.name}: {_PARAMETER_TYPES[p.type]} = {_kfp_default(p)!r}"
                            for p in graph.parameters)
     names = ", ".join(f"{p.name!r}: {p.name}" for p in graph.parameters)
-    source = f"def pipeline({parameters}):\n    body(**{{{names}}})\n"
-    return _define(source, f"<kale {graph.name} pipeline>", {"body": body})
+    # Dunder names cannot be pipeline parameters (they are Kubeflow-safe names): no clash.
+    source = f"def pipeline({parameters}):\n    __kale_body__(**{{{names}}})\n"
+    return _define(source, f"<kale {graph.name} pipeline>", {"__kale_body__": body})
 
 
 def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:

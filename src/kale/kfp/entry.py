@@ -33,6 +33,26 @@ def _expand_macros(value: Any, run_id: str, created: str) -> Any:
     return macros.expand(value, run_id, moment)
 
 
+def _decode_json(text: str) -> Any:
+    import json
+
+    from kale.marshal.backends import _decode
+
+    return _decode(json.loads(text))
+
+
+def _integral(value: Any) -> Any:
+    """Whole floats back to ints: a list or dict parameter whose default held no floats reached
+    the step through protobuf values, which make every number a float."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    return value
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, str], run_id: str = "", created: str = "") -> None:
     """Run one step: read inputs (parameters, or artifacts written by ``kale.marshal``), run the
@@ -42,6 +62,10 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     for name, (kind, payload) in inputs.items():
         if kind == "artifact":
             values[name] = ("value", marshal.load_folder(payload))
+        elif kind == "json":
+            values[name] = ("value", _decode_json(payload))
+        elif kind == "ints":
+            values[name] = ("value", _integral(payload))
         else:
             values[name] = ("value", _expand_macros(payload, run_id, created))
     scratch = tempfile.mkdtemp(prefix="kale-outputs-")
