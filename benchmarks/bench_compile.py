@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_definition import generate_pipeline
+from bench_definition import generate_pipeline, upstream_of
 
 KALE_PROBE = '''
 import importlib.util, json, sys, time
@@ -50,13 +50,8 @@ def hand_written(steps: int) -> str:
         '''))
     body = []
     for index in range(steps):
-        args = []
-        if index >= 1:
-            args.append(f"a=t{index - 1}.output")
-        if index >= 7:
-            args.append(f"b=t{index - 7}.output")
-        if index % 50 == 0:
-            args = ["a=source", *([f"b=t{index - 1}.output"] if index else [])]
+        values = [f"t{n}.output" if isinstance(n, int) else n for n in upstream_of(index)]
+        args = [f"{name}={value}" for name, value in zip("ab", values, strict=False)]
         body.append(f"    t{index} = step_{index}({', '.join(args)})")
         body.append(f"    t{index}.set_retry(num_retries={index % 3})")
     parts.append('\n@dsl.pipeline(name="big")\ndef big(source: str = "db", '

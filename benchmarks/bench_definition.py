@@ -47,6 +47,18 @@ def import_times(runs: int) -> tuple[list[float], list[float], list[str]]:
     return sdk, startup, [m for m in heavy_seen.split(",") if m]
 
 
+def upstream_of(index: int) -> list[int | str]:
+    """What step ``index`` of the generated DAG reads: earlier steps (by number) or "source"."""
+    upstream: list[int | str] = []
+    if index >= 1:
+        upstream.append(index - 1)
+    if index >= 7:
+        upstream.append(index - 7)
+    if index % 50 == 0:
+        upstream = ["source", *upstream[:1]]
+    return upstream
+
+
 def generate_pipeline(steps: int, calls_per_step: int = 1) -> str:
     """A module with ``steps // calls_per_step`` step functions and a pipeline of ``steps`` calls;
     each call reads one or two earlier outputs, so the graph is a wide, deep DAG."""
@@ -64,13 +76,7 @@ def generate_pipeline(steps: int, calls_per_step: int = 1) -> str:
         '''))
     body = []
     for index in range(steps):
-        args = []
-        if index >= 1:
-            args.append(f"out_{index - 1}")
-        if index >= 7:
-            args.append(f"out_{index - 7}")
-        if index % 50 == 0:
-            args = ["source", *args[:1]]
+        args = [f"out_{n}" if isinstance(n, int) else n for n in upstream_of(index)]
         body.append(f"    out_{index} = step_{index % functions}({', '.join(args)})")
     parts.append('\n\n@pipeline(name="big", steps_defaults={"retry_interval": "5s"})\n'
                  'def big(source="db", iterations=10):\n' + "\n".join(body) + "\n")
