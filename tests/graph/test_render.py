@@ -24,12 +24,12 @@ def graph(project):
     return project.graph(DIAMOND)
 
 
-def test_text_shows_options_parameters_levels_and_run_values(graph):
-    text = render_text(graph, {"source": "s3", "iters": 5})
+def test_text_shows_options_parameters_and_levels(graph):
+    text = render_text(graph)
     lines = text.splitlines()
     assert lines[0] == "pipeline diamond-demo ('Diamond Demo')"
     assert "experiment: exp   timeout: 2h" in lines[1]
-    assert "  source  str    default 'db'  (this run: 's3')" in lines
+    assert "  source  str    default 'db'" in lines
     assert "  iters   int    default 5" in lines
     assert "steps (4, in 3 levels; steps of one level run in parallel)" in lines
     assert "   2  train   train(data=load.data, iterations=iters) -> a" in lines

@@ -29,10 +29,16 @@ def run_under_kfp_local(package: Path, folder: Path, raise_on_error: bool = True
     return output
 
 
-def compile_script(folder: Path, text: str, package: str) -> Path:
+def run_compile(folder: Path, text: str, package: str = "out.yaml"
+                ) -> subprocess.CompletedProcess:
+    """``kale compile flow.py -o PACKAGE`` on a script with this text, as a user runs it."""
     (folder / "flow.py").write_text(text)
-    compiled = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
-                               package], capture_output=True, text=True, cwd=folder)
+    return subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py", "-o",
+                           package], capture_output=True, text=True, cwd=folder)
+
+
+def compile_script(folder: Path, text: str, package: str) -> Path:
+    compiled = run_compile(folder, text, package)
     assert compiled.returncode == 0, compiled.stderr
     return folder / package
 
@@ -182,11 +188,9 @@ def test_constants_and_parameters_arrive_as_in_a_local_run(tmp_path):
 
 
 def test_a_default_kubeflow_cannot_carry_is_explained(tmp_path):
-    (tmp_path / "flow.py").write_text(
+    result = run_compile(tmp_path, (
         "from kale.sdk import pipeline, step\n\n@step\ndef s(x):\n    return x\n\n"
-        "@pipeline(name='n')\ndef p(x={'a': None}):\n    s(x)\n")
-    result = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py"],
-                            capture_output=True, text=True, cwd=tmp_path)
+        "@pipeline(name='n')\ndef p(x={'a': None}):\n    s(x)\n"))
     assert result.returncode == 1
     assert "the default of pipeline parameter `x` holds None" in result.stderr
     assert "Traceback" not in result.stderr
@@ -202,11 +206,9 @@ def test_earlier_packages_and_excluded_step_files(tmp_path):
     (tmp_path / "lib" / "s.py").write_text(
         "from kale.sdk import step\n\n@step\ndef s():\n    return 1\n")
     (tmp_path / ".gitignore").write_text("lib/\n")
-    (tmp_path / "flow.py").write_text(
+    result = run_compile(tmp_path, (
         "from kale.sdk import pipeline\nfrom lib.s import s\n\n"
-        "@pipeline(name='x')\ndef p():\n    s()\n")
-    result = subprocess.run([sys.executable, "-m", "kale.cli", "compile", "flow.py"],
-                            capture_output=True, text=True, cwd=tmp_path)
+        "@pipeline(name='x')\ndef p():\n    s()\n"))
     assert result.returncode == 1
     assert "step `s` is defined in lib/s.py, which the project bundle leaves out" in \
         result.stderr

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
 from kale.errors import SourceLocation
 from kale.graph.model import Graph, OutputRef, ParameterRef, Step, ValueSource
@@ -27,9 +25,9 @@ def _call(step: Step) -> str:
     return text
 
 
-def render_text(graph: Graph, values: Mapping[str, Any] | None = None) -> str:
+def render_text(graph: Graph) -> str:
     """A readable summary: options, parameters, and steps by level (a level's steps can run in
-    parallel). ``values`` shows the arguments of a particular run next to the defaults."""
+    parallel)."""
     options = graph.options
     title = f"pipeline {options.name}"
     if options.display_name != options.name:
@@ -51,10 +49,8 @@ def render_text(graph: Graph, values: Mapping[str, Any] | None = None) -> str:
         lines.append("parameters")
         width = max(len(p.name) for p in graph.parameters)
         for parameter in graph.parameters:
-            row = f"  {parameter.name:<{width}}  {parameter.type:<5}  default {parameter.default!r}"
-            if values is not None and values.get(parameter.name) != parameter.default:
-                row += f"  (this run: {values[parameter.name]!r})"
-            lines.append(row)
+            lines.append(f"  {parameter.name:<{width}}  {parameter.type:<5}  "
+                         f"default {parameter.default!r}")
         lines.append("")
     count = len(graph.steps)
     lines.append(f"steps ({count}, in {len(graph.levels)} level"

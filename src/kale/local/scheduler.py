@@ -194,12 +194,6 @@ class _Attempt:
     pending_text: bytes = b""
 
 
-def preload_modules(graph: Graph) -> list[str]:
-    """Libraries the steps import that are installed outside the project: loaded once in the
-    zygote, so each step's `import numpy` is instant."""
-    return list(graph.external_imports)
-
-
 class Scheduler:
     """Runs one Graph once. ``run()`` returns the Run or raises ``RunFailedError``."""
 
@@ -234,7 +228,8 @@ class Scheduler:
         self.waits: dict[str, float] = {}
         self.running: dict[str, _Attempt] = {}
         self.dirty = False
-        self.preload = preload_modules(graph)
+        # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
+        self.preload = list(graph.external_imports)
         self.zygote = Zygote.acquire(self.preload)
         self.deadline = (time.monotonic() + graph.options.timeout
                          if graph.options.timeout else None)
