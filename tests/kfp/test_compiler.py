@@ -75,16 +75,14 @@ def test_the_package_loads_with_kfp_and_carries_the_options(ml_package):
     assert parameters["iters"]["parameterType"] == "NUMBER_INTEGER"
     assert parameters["iters"]["defaultValue"] == 10
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"kale-bundle", "kale-step-0-process", "kale-step-1-validate",
-                          "kale-step-2-train"}
-    retry = tasks["kale-step-0-process"]["retryPolicy"]
+    assert set(tasks) == {"kale-bundle", "process", "validate", "train"}
+    retry = tasks["process"]["retryPolicy"]
     assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "2s"
     assert retry["backoffFactor"] == 2.0
     # Kale's cap is per wait; Argo reads KFP's as a window: it covers every attempt.
     assert int(retry["backoffMaxDuration"].rstrip("s")) >= 3 * 600
-    assert tasks["kale-step-2-train"]["taskInfo"]["name"] == "train"
-    assert tasks["kale-step-1-validate"]["dependentTasks"] == ["kale-bundle",
-                                                                "kale-step-0-process"]
+    assert tasks["train"]["taskInfo"]["name"] == "train"
+    assert tasks["validate"]["dependentTasks"] == ["kale-bundle", "process"]
     platform = next(d for d in documents if d and "platforms" in d)
     kubernetes = platform["platforms"]["kubernetes"]
     train_config = next(config for name, config in
@@ -212,3 +210,32 @@ def test_earlier_packages_and_excluded_step_files(tmp_path):
     assert result.returncode == 1
     assert "step `s` is defined in lib/s.py, which the project bundle leaves out" in \
         result.stderr
+
+
+def test_tasks_are_named_after_their_steps_whatever_the_name(tmp_path):
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step(name='class')\ndef a():\n    return 1\n\n"
+        "@step(name='1st')\ndef b(x):\n    return x + 1\n\n"
+        "@step(name='kale-bundle')\ndef c(x):\n    print('GOT', x)\n\n"
+        "@pipeline(name='names')\ndef p():\n    x = a()\n    y = b(x)\n    c(y)\n"), "n.yaml")
+    tasks = next(yaml.safe_load_all(package.read_text()))["root"]["dag"]["tasks"]
+    assert set(tasks) == {"step-class", "step-1st", "kale-bundle", "kale-bundle-2"}
+    assert {task["taskInfo"]["name"] for task in tasks.values()} == {
+        "class", "1st", "kale-bundle"}
+    output = run_under_kfp_local(package, tmp_path)
+    assert "GOT 2" in output, output[-2000:]
+
+
+def test_the_package_is_the_document_kfp_writes(tmp_path):
+    from kfp import compiler
+
+    from kale.kfp.compiler import write_package
+    from tests.kfp.doubling_pipeline import doubling
+
+    write_package(doubling, str(tmp_path / "ours.yaml"))
+    compiler.Compiler().compile(doubling, str(tmp_path / "kfp.yaml"))
+    ours, theirs = (tmp_path / "ours.yaml").read_text(), (tmp_path / "kfp.yaml").read_text()
+    assert list(yaml.safe_load_all(ours)) == list(yaml.safe_load_all(theirs))
+    header = [line for line in theirs.splitlines() if line.startswith("#")]
+    assert ours.startswith("\n".join(header))

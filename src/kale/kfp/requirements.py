@@ -64,11 +64,12 @@ def infer_packages(graph: Graph) -> tuple[str, ...]:
     """The installed distributions the steps' imports come from, pinned to local versions."""
     from importlib.metadata import packages_distributions, version
 
-    distributions = packages_distributions()
+    modules = [module for module in graph.external_imports  # never modules of the project
+               if module not in sys.stdlib_module_names and module not in _PROVIDED]
+    # Reading every installed distribution's file list is slow in a big environment.
+    distributions = packages_distributions() if modules else {}
     pinned = set()
-    for module in graph.external_imports:  # modules of the project are never among them
-        if module in sys.stdlib_module_names or module in _PROVIDED:
-            continue
+    for module in modules:
         for distribution in distributions.get(module, []):
             if distribution.lower() not in _PROVIDED:
                 pinned.add(f"{distribution}=={version(distribution)}")
