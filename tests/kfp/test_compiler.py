@@ -239,3 +239,25 @@ def test_the_package_is_the_document_kfp_writes(tmp_path):
     assert list(yaml.safe_load_all(ours)) == list(yaml.safe_load_all(theirs))
     header = [line for line in theirs.splitlines() if line.startswith("#")]
     assert ours.startswith("\n".join(header))
+
+
+def test_a_step_gets_its_own_image_and_packages(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.kale]\nrequirements = ["pandas==2.2.3"]\n\n'
+        '[tool.kale.steps.train]\nimage = "pytorch/pytorch:2.4.0"\n'
+        'requirements = ["torch==2.4.0"]\n')
+    result = run_compile(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef prepare():\n    return 1\n\n"
+        "@step\ndef train(x):\n    return x\n\n"
+        "@pipeline(name='gpu')\ndef p():\n    x = prepare()\n    train(x)\n"), "g.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "step train: image pytorch/pytorch:2.4.0; packages: pandas==2.2.3, torch==2.4.0" \
+        in result.stdout
+    executors = next(yaml.safe_load_all((tmp_path / "g.yaml").read_text()))[
+        "deploymentSpec"]["executors"]
+    train, prepare = executors["exec-train"]["container"], executors["exec-prepare"]["container"]
+    assert train["image"] == "pytorch/pytorch:2.4.0"
+    assert prepare["image"] == f"python:{sys.version_info.major}.{sys.version_info.minor}"
+    assert "'torch==2.4.0'" in train["command"][2] and "torch" not in prepare["command"][2]
+    assert "'pandas==2.2.3'" in prepare["command"][2]

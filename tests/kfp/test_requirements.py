@@ -74,3 +74,77 @@ def test_steps_in_indented_blocks_are_read_too(project):
     '''))
     assert graph.external_imports == ("numpy",)
     assert infer_packages(graph) == (f"numpy=={numpy.__version__}",)
+
+
+TWO_STEPS = textwrap.dedent('''
+    @step
+    def load(n=3):
+        import json
+        return json.dumps(list(range(n)))
+
+    @step(name="fit model")
+    def fit(text):
+        import numpy
+        return float(numpy.sum(numpy.array(eval(text))))
+
+    @pipeline
+    def p():
+        text = load()
+        fit(text)
+''')
+
+
+def test_inferred_packages_are_each_steps_own(project):
+    numpy = pytest.importorskip("numpy")
+    environments = resolve(project.graph(TWO_STEPS))
+    assert environments.of("load").packages == ()
+    assert environments.of("fit-model").packages == (f"numpy=={numpy.__version__}",)
+    assert environments.packages == (f"numpy=={numpy.__version__}",)
+
+
+def test_a_step_table_sets_its_image_and_adds_requirements(project):
+    project.write("pyproject.toml", '''
+        [tool.kale]
+        image = "python:3.11-slim"
+        requirements = ["numpy==1.26.4", "pandas==2.2.3"]
+
+        [tool.kale.steps.fit-model]
+        image = "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime"
+        requirements = ["NumPy>=2", "torch==2.4.0"]
+
+        [tool.kale.steps.load]  # the function's name works too
+        requirements = ["requests==2.32.3"]
+    ''')
+    environments = resolve(project.graph(TWO_STEPS))
+    fit = environments.of("fit-model")
+    assert fit.image == "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime"
+    assert fit.packages == ("pandas==2.2.3", "NumPy>=2", "torch==2.4.0")
+    load = environments.of("load")
+    assert load.image == "python:3.11-slim"
+    assert load.packages == ("numpy==1.26.4", "pandas==2.2.3", "requests==2.32.3")
+    assert environments.packages == ("numpy==1.26.4", "pandas==2.2.3")
+
+
+@pytest.mark.parametrize(("settings", "message", "line", "fix"), [
+    ('[tool.kale]\nimages = "x"\n', "[tool.kale] in pyproject.toml has an unknown setting "
+     "`images`", 2, "did you mean `image`?"),
+    ('[tool.kale]\nrequirements = "numpy"\n', "`requirements` in [tool.kale] of pyproject.toml"
+     " is 'numpy', not a list of requirement strings", 2, 'such as ["pandas==2.2.3"]'),
+    ('[tool.kale]\nimage = ""\n', "not a non-empty string", 2, "write image as"),
+    ('[tool.kale.steps.fit-modle]\nimage = "x"\n', "[tool.kale.steps.fit-modle] in "
+     "pyproject.toml names no step of pipeline p", 1, "did you mean [tool.kale.steps.fit-model]"),
+    ('\n[tool.kale.steps.load]\nrequirement = []\n',
+     "[tool.kale.steps.load] in pyproject.toml has an unknown setting `requirement`", 3,
+     "did you mean `requirements`?"),
+    ('[tool.kale.steps]\nload = "python:3.12"\n', "[tool.kale.steps] in pyproject.toml sets "
+     "`load` to 'python:3.12'", 2, "[tool.kale.steps.load] with image"),
+])
+def test_bad_settings_are_explained_with_their_line(project, settings, message, line, fix):
+    project.write("pyproject.toml", settings)
+    graph = project.graph(TWO_STEPS)
+    with pytest.raises(KaleError) as caught:
+        resolve(graph)
+    error = caught.value
+    assert message in error.message
+    assert error.location.file.endswith("pyproject.toml") and error.location.line == line
+    assert fix in error.fix

@@ -265,34 +265,44 @@ class Graph:
     def external_imports(self) -> tuple[str, ...]:
         """The modules the steps import (top-level names) that come from outside the project:
         the standard library and installed libraries, which a step's environment must have."""
+        return tuple(sorted({name for names in self.step_imports.values() for name in names}))
+
+    @cached_property
+    def step_imports(self) -> dict[str, tuple[str, ...]]:
+        """``external_imports`` step by step (by step name)."""
         import ast
         import importlib.util
         import os
         import textwrap
 
-        names: set[str] = set()
+        root = os.path.realpath(self.project_root) + os.sep
+        external: dict[str, bool] = {}
+
+        def is_external(name: str) -> bool:
+            if name not in external:
+                try:
+                    spec = importlib.util.find_spec(name)
+                except (ImportError, ValueError):
+                    spec = None
+                origin = getattr(spec, "origin", None) or next(
+                    iter(getattr(spec, "submodule_search_locations", None) or []), None)
+                external[name] = bool(origin) and not os.path.realpath(origin).startswith(root)
+            return external[name]
+
+        imports = {}
         for step in self.steps:
+            names: set[str] = set()
             try:
                 tree = ast.parse(textwrap.dedent(step.function.text))
             except SyntaxError:
-                continue
+                tree = ast.Module(body=[], type_ignores=[])
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
                     names.update(alias.name.split(".")[0] for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names.add(node.module.split(".")[0])
-        root = os.path.realpath(self.project_root) + os.sep
-        external = []
-        for name in sorted(names):
-            try:
-                spec = importlib.util.find_spec(name)
-            except (ImportError, ValueError):
-                continue
-            origin = getattr(spec, "origin", None) or next(
-                iter(getattr(spec, "submodule_search_locations", None) or []), None)
-            if origin and not os.path.realpath(origin).startswith(root):
-                external.append(name)
-        return tuple(external)
+            imports[step.name] = tuple(sorted(name for name in names if is_external(name)))
+        return imports
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the graph (``kale graph --format json``)."""

@@ -24,7 +24,7 @@ from typing import Any
 from kale.errors import KaleError
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.kfp.bundle import Bundle, build_bundle
-from kale.kfp.requirements import Environment, resolve
+from kale.kfp.requirements import Environments, resolve
 from kale.options import format_duration
 
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
@@ -227,7 +227,7 @@ class Compiled:
     """What went into a package: the project bundle, and the image and packages of its steps."""
 
     bundle: Bundle
-    environment: Environment
+    environment: Environments
 
 
 def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
@@ -245,20 +245,20 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     bundle = bundle or build_bundle(graph.project_root)
     _check_steps_travel(graph, bundle)
     environment = resolve(graph, image, requirements)
-    image, packages = environment.image, list(environment.packages)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact}
     prefix = f"<kale {graph.name}"
     bundle_name, step_names = _function_names(graph)
     bundle_component = dsl.component(
         _define(_BUNDLE_SOURCE.format(name=bundle_name), f"{prefix} bundle>", namespace),
-        base_image=image)
+        base_image=environment.image)
     components = {}
     for step in graph.steps:
         name = step_names[step.name]
         function = _define(_component_source(step, graph, name), f"{prefix} {step.name}>",
                            namespace)
-        components[step.name] = dsl.component(function, base_image=image,
-                                              packages_to_install=packages or None)
+        own = environment.of(step.name)
+        components[step.name] = dsl.component(function, base_image=own.image,
+                                              packages_to_install=list(own.packages) or None)
     encoded = base64.b64encode(bundle.data).decode()
 
     def body(**values: Any) -> None:
@@ -350,8 +350,14 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
     timeout = f", timeout {format_duration(graph.options.timeout)}" if graph.options.timeout \
         else ""
     bundle, environment = compiled.bundle, compiled.environment
-    packages = ", ".join(environment.packages) or "none"
-    return (f"kale: compiled pipeline {graph.name} ({len(graph.steps)} steps{timeout}) to "
-            f"{package_path}; project bundle {bundle.size / 1024:.0f} KB "
-            f"({len(bundle.files)} files)\n"
-            f"  image {environment.image}; packages ({environment.source}): {packages}")
+    lines = [f"kale: compiled pipeline {graph.name} ({len(graph.steps)} steps{timeout}) to "
+             f"{package_path}; project bundle {bundle.size / 1024:.0f} KB "
+             f"({len(bundle.files)} files)",
+             f"  image {environment.image}; packages ({environment.source}): "
+             f"{', '.join(environment.packages) or 'none'}"]
+    for step in graph.steps:
+        own = environment.of(step.name)
+        if (own.image, own.source) != (environment.image, environment.source):
+            lines.append(f"  step {step.name}: image {own.image}; packages: "
+                         f"{', '.join(own.packages) or 'none'}")
+    return "\n".join(lines)
