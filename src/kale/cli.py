@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from kale import __version__
-from kale.errors import KaleError
+from kale.errors import KaleError, install_excepthook
 
 
 class KaleGroup(click.Group):
@@ -24,6 +24,9 @@ class KaleGroup(click.Group):
                 raise
             click.echo(error.render(), err=True)
             ctx.exit(error.exit_code)
+
+
+install_excepthook()  # Kale's warnings as "warning: ..." in every command
 
 
 @click.group(cls=KaleGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,9 +100,13 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
               "[tool.kale] image, else python:<local version>).")
 @click.option("--requirements", metavar="FILE", type=click.Path(dir_okay=False),
               help="A requirements file for the steps (default: see the README).")
+@click.option("--bundle-store", metavar="URI", help="Upload a project bundle too big for the "
+              "package here (minio://, s3://, gs:// or a folder); without it nothing is "
+              "contacted.")
 def compile_command(script: str, output: str | None, pipeline_name: str | None,
-                    image: str | None, requirements: str | None) -> None:
-    """Compile the pipeline in SCRIPT to a Kubeflow Pipelines (v2) package; contacts nothing."""
+                    image: str | None, requirements: str | None,
+                    bundle_store: str | None) -> None:
+    """Compile the pipeline in SCRIPT to a Kubeflow Pipelines (v2) package."""
     from kale.kfp.compiler import compile_graph, describe
     from kale.kfp.submit import package_path
     from kale.loader import load_script
@@ -107,7 +114,8 @@ def compile_command(script: str, output: str | None, pipeline_name: str | None,
     module = load_script(script)
     chosen = _pick_pipeline(module, script, pipeline_name)
     path = package_path(chosen.graph, output)
-    compiled = compile_graph(chosen.graph, path, image=image, requirements=requirements)
+    compiled = compile_graph(chosen.graph, path, image=image, requirements=requirements,
+                             bundle_store=bundle_store, upload=bool(bundle_store))
     click.echo(describe(chosen.graph, compiled, path))
 
 

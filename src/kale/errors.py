@@ -14,6 +14,7 @@ import linecache
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -243,9 +244,34 @@ def _kale_excepthook(
 _previous_excepthook = sys.excepthook
 
 
+class KaleWarning(UserWarning):
+    """Something Kale accepts but that does not do what the user may think."""
+
+
+_previous_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    if not issubclass(category, KaleWarning):
+        _previous_showwarning(message, category, filename, lineno, file, line)
+        return
+    stream = file or sys.stderr
+    text = f"warning: {message}"
+    # Warnings raised from inside Kale are about the pipeline as a whole: no Kale file:line.
+    if not os.path.abspath(filename).startswith(os.path.dirname(os.path.abspath(__file__))):
+        text += f"\n  --> {display_path(filename)}:{lineno}"
+    with contextlib.suppress(Exception):
+        stream.write(text + "\n")
+
+
 def install_excepthook() -> None:
-    """Show uncaught Kale errors compactly; leave every other exception to the previous hook."""
-    global _previous_excepthook
+    """Show uncaught Kale errors compactly, and Kale's warnings as ``warning: ...``; leave every
+    other exception and warning to the previous hooks."""
+    global _previous_excepthook, _previous_showwarning
     if sys.excepthook is not _kale_excepthook:
         _previous_excepthook = sys.excepthook
         sys.excepthook = _kale_excepthook
+    if warnings.showwarning is not _show_warning:
+        _previous_showwarning = warnings.showwarning
+        warnings.showwarning = _show_warning

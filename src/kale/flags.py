@@ -30,6 +30,7 @@ class Flags:
     namespace: str | None = None
     image: str | None = None
     requirements: str | None = None
+    bundle_store: str | None = None
 
 
 FLAGS = Flags()
@@ -38,7 +39,7 @@ _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run
              "--wait": "wait"}
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
-           "--requirements": "requirements"}
+           "--requirements": "requirements", "--bundle-store": "bundle_store"}
 _NAMES = (*_SWITCHES, *_VALUED)
 
 
@@ -89,7 +90,8 @@ def take_flags(argv: list[str]) -> Flags:
                                         ("--wait", flags.wait), ("--kfp-host", flags.kfp_host),
                                         ("--namespace", flags.namespace),
                                         ("--image", flags.image),
-                                        ("--requirements", flags.requirements)) if used]
+                                        ("--requirements", flags.requirements),
+                                        ("--bundle-store", flags.bundle_store)) if used]
     if kfp_only and not flags.kfp:
         raise FlagError(f"{', '.join(kfp_only)} {'is' if len(kfp_only) == 1 else 'are'} for "
                         "running on Kubeflow",

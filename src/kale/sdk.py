@@ -21,6 +21,7 @@ from kale import flags
 from kale.errors import (
     InvalidOptionError,
     KaleError,
+    KaleWarning,
     PipelineArgumentError,
     SourceLocation,
     StepDefinitionError,
@@ -57,10 +58,6 @@ def _prestart_step_processes() -> None:
     from kale.local.processes import Zygote
 
     Zygote.prestart()
-
-
-class KaleWarning(UserWarning):
-    """Something Kale accepts but that does not do what the user may think."""
 
 
 def _caller_location(depth: int = 2) -> SourceLocation:

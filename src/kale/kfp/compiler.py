@@ -21,17 +21,18 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from kale.errors import KaleError
+from kale.errors import KaleError, KaleWarning
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.kfp.bundle import Bundle, build_bundle
 from kale.kfp.requirements import Environments, resolve
+from kale.kfp.store import INLINE_LIMIT, configured_store, is_local, upload_bundle
 from kale.options import format_duration
 
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
                     "list": "list", "dict": "dict"}
 
 
-class CompileWarning(UserWarning):
+class CompileWarning(KaleWarning):
     """Something in the pipeline that Kubeflow cannot apply as written."""
 
 
@@ -153,13 +154,22 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     )
 
 
-# The first task: unpacks the bundle into an artifact, whose metadata carries the run's id and
-# start time (what [[RunUUID]] and [[CurrentTime]] mean, the same for every step).
+# The first task: turns the bundle into an artifact, whose metadata carries the run's id and
+# start time (what [[RunUUID]] and [[CurrentTime]] mean, the same for every step). The bundle is
+# inline in the package, or imported from the bundle store.
 _BUNDLE_SOURCE = (
     "def {name}(data: str, run_id: str, bundle: Output[Artifact]):\n"
     "    import base64, datetime\n"
     "    with open(bundle.path, 'wb') as handle:\n"
     "        handle.write(base64.b64decode(data))\n"
+    "    bundle.metadata['run_id'] = run_id\n"
+    "    bundle.metadata['created'] = "
+    "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
+)
+_IMPORTED_BUNDLE_SOURCE = (
+    "def {name}(source: Input[Artifact], run_id: str, bundle: Output[Artifact]):\n"
+    "    import datetime, shutil\n"
+    "    shutil.copyfile(source.path, bundle.path)\n"
     "    bundle.metadata['run_id'] = run_id\n"
     "    bundle.metadata['created'] = "
     "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
@@ -228,14 +238,18 @@ class Compiled:
 
     bundle: Bundle
     environment: Environments
+    bundle_uri: str | None = None  # where the bundle was uploaded; None: inline
 
 
 def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
-                  requirements: str | None = None, bundle: Bundle | None = None) -> Compiled:
+                  requirements: str | None = None, bundle: Bundle | None = None,
+                  bundle_store: str | None = None, upload: bool = False) -> Compiled:
     """Write the pipeline package (YAML) for ``graph`` to ``package_path``.
 
     The image and packages come from ``kale.kfp.requirements`` (flags, environment,
-    ``[tool.kale]``, the project's declarations, or inferred)."""
+    ``[tool.kale]``, the project's declarations, or inferred). A bundle too big for the package
+    is uploaded to the bundle store (``bundle_store``, else the configured one) when ``upload``;
+    otherwise it stays inline, with a warning."""
     try:
         from kfp import dsl
         from kfp.dsl import Artifact, Input, Output
@@ -245,11 +259,14 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     bundle = bundle or build_bundle(graph.project_root)
     _check_steps_travel(graph, bundle)
     environment = resolve(graph, image, requirements)
+    bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
+                              upload=upload)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact}
     prefix = f"<kale {graph.name}"
     bundle_name, step_names = _function_names(graph)
+    template = _IMPORTED_BUNDLE_SOURCE if bundle_uri else _BUNDLE_SOURCE
     bundle_component = dsl.component(
-        _define(_BUNDLE_SOURCE.format(name=bundle_name), f"{prefix} bundle>", namespace),
+        _define(template.format(name=bundle_name), f"{prefix} bundle>", namespace),
         base_image=environment.image)
     components = {}
     for step in graph.steps:
@@ -259,10 +276,16 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
         own = environment.of(step.name)
         components[step.name] = dsl.component(function, base_image=own.image,
                                               packages_to_install=list(own.packages) or None)
-    encoded = base64.b64encode(bundle.data).decode()
-
     def body(**values: Any) -> None:
-        source = bundle_component(data=encoded, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        if bundle_uri:
+            imported = dsl.importer(artifact_uri=bundle_uri, artifact_class=Artifact,
+                                    reimport=False)
+            imported.set_display_name("kale-bundle-import")
+            source = bundle_component(source=imported.output,
+                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        else:
+            source = bundle_component(data=base64.b64encode(bundle.data).decode(),
+                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         source.set_display_name("kale-bundle")
         source.set_caching_options(False)
         tasks: dict[str, Any] = {}
@@ -297,7 +320,36 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
     write_package(decorated, package_path)
-    return Compiled(bundle, environment)
+    return Compiled(bundle, environment, bundle_uri)
+
+
+def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | None:
+    """Where the bundle travels: ``None`` for inline in the package, else the URI it was
+    uploaded to. Small bundles always go inline."""
+    size = f"{bundle.size / 2**20:.1f} MB"
+    if bundle.size <= INLINE_LIMIT:
+        return None
+    if upload and store:
+        if is_local(store):
+            warnings.warn(f"the project bundle goes to the local folder {store}: only kfp.local "
+                          "or a cluster that mounts it at the same path can read it",
+                          CompileWarning, stacklevel=3)
+        return upload_bundle(bundle, store)
+    advice = ("set a bundle store the cluster can read: --bundle-store minio://mlpipeline/kale "
+              "(Kubeflow's own MinIO), s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, or "
+              "bundle_store in [tool.kale]; or leave data files out with a .kaleignore file")
+    if upload:
+        raise KaleError(
+            f"the project bundle is {size}, more than the {INLINE_LIMIT // 1024} KB a pipeline "
+            "package can carry (Kubernetes keeps a run's workflow under about 1.5 MB), and no "
+            "bundle store is set to upload it to", fix=advice)
+    warnings.warn(
+        f"the package carries the {size} project bundle inline: kfp.local runs it, but "
+        "Kubeflow may refuse a run this large. "
+        + (f"Submitting with --kfp uploads it to {store} instead." if store else
+           advice[0].upper() + advice[1:] + "."),
+        CompileWarning, stacklevel=3)
+    return None
 
 
 def write_package(pipeline: Any, package_path: str) -> None:
@@ -350,9 +402,10 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
     timeout = f", timeout {format_duration(graph.options.timeout)}" if graph.options.timeout \
         else ""
     bundle, environment = compiled.bundle, compiled.environment
+    place = f", uploaded to {compiled.bundle_uri}" if compiled.bundle_uri else ""
     lines = [f"kale: compiled pipeline {graph.name} ({len(graph.steps)} steps{timeout}) to "
              f"{package_path}; project bundle {bundle.size / 1024:.0f} KB "
-             f"({len(bundle.files)} files)",
+             f"({len(bundle.files)} files{place})",
              f"  image {environment.image}; packages ({environment.source}): "
              f"{', '.join(environment.packages) or 'none'}"]
     for step in graph.steps:

@@ -48,13 +48,16 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> An
     if flags.dry_run:
         path = package_path(graph, flags.output)
         compiled = compile_graph(graph, path, image=flags.image,
-                                 requirements=flags.requirements)
+                                 requirements=flags.requirements,
+                                 bundle_store=flags.bundle_store,
+                                 upload=bool(flags.bundle_store))
         print(describe(graph, compiled, path), file=sys.stderr)
         return path
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
         path = package_path(graph, flags.output or os.path.join(folder, f"{graph.name}.yaml"))
         compiled = compile_graph(graph, path, image=flags.image,
-                                 requirements=flags.requirements)
+                                 requirements=flags.requirements,
+                                 bundle_store=flags.bundle_store, upload=True)
         print(describe(graph, compiled, path), file=sys.stderr)
         return submit(graph, values, path, host=flags.kfp_host, namespace=flags.namespace,
                       wait=flags.wait)

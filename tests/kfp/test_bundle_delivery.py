@@ -1,0 +1,122 @@
+"""A project bundle too big to ride inside the package: uploaded to the bundle store and imported
+by the pipeline, proven end to end under kfp.local; refused with advice when there is nowhere to
+put it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.kfp.fake_kfp import FakeKubeflow
+from tests.kfp.test_compiler import run_under_kfp_local
+
+pytest.importorskip("kfp")
+
+SCRIPT = textwrap.dedent('''
+    from kale.sdk import pipeline, step
+
+    @step
+    def read():
+        import hashlib
+        with open("data/blob.bin", "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+
+    @step
+    def show(digest):
+        print("DIGEST", digest)
+
+    @pipeline(name="big-bundle")
+    def p():
+        digest = read()
+        show(digest)
+
+    if __name__ == "__main__":
+        p()
+''')
+
+
+@pytest.fixture
+def big_project(tmp_path) -> tuple[Path, str]:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "flow.py").write_text(SCRIPT)
+    blob = os.urandom(900 * 1024)  # random bytes do not compress: over the 512 KB inline limit
+    (project / "data" / "blob.bin").write_bytes(blob)
+    return project, hashlib.sha256(blob).hexdigest()
+
+
+def kale(project: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
+                          cwd=project, timeout=300,
+                          env={**os.environ, "KALE_HOME": str(project.parent / "home"), **env})
+
+
+def test_a_big_bundle_is_uploaded_and_imported_by_the_pipeline(big_project, tmp_path):
+    project, digest = big_project
+    store = tmp_path / "store"
+    result = kale(project, "-m", "kale.cli", "compile", "flow.py", "-o", "big.yaml",
+                  "--bundle-store", str(store))
+    assert result.returncode == 0, result.stderr
+    uploaded = list(store.iterdir())
+    assert len(uploaded) == 1 and uploaded[0].name.startswith("kale-bundle-")
+    assert f"uploaded to {uploaded[0]}" in result.stdout
+    package = project / "big.yaml"
+    assert package.stat().st_size < 100 * 1024  # the bundle is not inside
+    importer = next(e for e in next(yaml.safe_load_all(package.read_text()))[
+        "deploymentSpec"]["executors"].values() if "importer" in e)
+    assert importer["importer"]["artifactUri"]["constant"] == str(uploaded[0])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    output = run_under_kfp_local(package, elsewhere)
+    assert f"DIGEST {digest}" in output, output[-2000:]
+
+
+def test_without_a_store_a_dry_run_warns_and_a_submission_is_refused(big_project):
+    project, _ = big_project
+    env = {"KALE_BUNDLE_STORE": ""}
+    dry = kale(project, "flow.py", "--kfp", "--dry-run", "-o", "inline.yaml", **env)
+    assert dry.returncode == 0, dry.stderr
+    assert "warning: the package carries the 0.9 MB project bundle inline" in dry.stderr
+    assert "--bundle-store minio://mlpipeline/kale" in dry.stderr
+    with FakeKubeflow() as kubeflow:
+        submitted = kale(project, "flow.py", "--kfp", "--kfp-host", kubeflow.host, **env)
+        assert kubeflow.requests == []  # refused before anything is contacted
+    assert submitted.returncode == 1
+    assert "the project bundle is 0.9 MB, more than the 512 KB a pipeline package can carry" \
+        in submitted.stderr
+    assert "fix: set a bundle store" in submitted.stderr and "Traceback" not in submitted.stderr
+
+
+def test_a_submission_uploads_to_the_store_of_pyproject(big_project, tmp_path):
+    project, _ = big_project
+    store = tmp_path / "shared-store"
+    (project / "pyproject.toml").write_text(f'[tool.kale]\nbundle_store = "{store}"\n')
+    with FakeKubeflow() as kubeflow:
+        result = kale(project, "flow.py", "--kfp", "--kfp-host", kubeflow.host)
+        assert result.returncode == 0, result.stderr
+        upload = next(r for r in kubeflow.requests if r["path"].endswith("/pipelines/upload"))
+    (uploaded,) = store.iterdir()
+    assert str(uploaded).encode() in upload["body"]
+    assert len(upload["body"]) < 100 * 1024
+    assert "only kfp.local or a cluster that mounts it" in result.stderr
+
+
+def test_a_dry_run_uploads_only_when_asked_with_the_flag(big_project, tmp_path):
+    project, _ = big_project
+    store = tmp_path / "store"
+    result = kale(project, "flow.py", "--kfp", "--dry-run", "-o", "p.yaml",
+                  KALE_BUNDLE_STORE=str(store))
+    assert result.returncode == 0, result.stderr
+    assert not store.exists()
+    assert f"Submitting with --kfp uploads it to {store} instead" in result.stderr
+    flagged = kale(project, "flow.py", "--kfp", "--dry-run", "-o", "p.yaml", "--bundle-store",
+                   str(store))
+    assert flagged.returncode == 0, flagged.stderr
+    assert len(list(store.iterdir())) == 1
