@@ -76,6 +76,73 @@ def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
             )
 
 
+# What the KFP UI and lineage call a value, by the last part of its annotated type's name.
+_DATASET_TYPES = {"DataFrame", "Series", "ndarray", "Table", "RecordBatch", "Dataset",
+                  "DataLoader", "Tensor", "csr_matrix", "spmatrix"}
+_MODEL_TYPES = {"Module", "BaseEstimator", "Pipeline", "Booster", "ScriptModule"}
+_MODEL_SUFFIXES = ("Classifier", "Regressor", "Estimator", "Model", "Regression", "Clustering")
+
+
+def _artifact_class(annotation: Any) -> str:
+    """``Dataset``, ``Model`` or ``Artifact`` for a return annotation (an ``ast`` node)."""
+    import ast
+
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:  # a quoted annotation
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return "Artifact"
+    if isinstance(annotation, ast.BinOp):  # X | None
+        sides = [side for side in (annotation.left, annotation.right)
+                 if not (isinstance(side, ast.Constant) and side.value is None)]
+        return _artifact_class(sides[0]) if len(sides) == 1 else "Artifact"
+    if isinstance(annotation, ast.Subscript):
+        base = _artifact_class_name(annotation.value)
+        if base == "Optional":
+            return _artifact_class(annotation.slice)
+        return _artifact_class(annotation.value) if base in _DATASET_TYPES else "Artifact"
+    name = _artifact_class_name(annotation)
+    if name in _DATASET_TYPES:
+        return "Dataset"
+    if name in _MODEL_TYPES or name.endswith(_MODEL_SUFFIXES):
+        return "Model"
+    return "Artifact"
+
+
+def _artifact_class_name(node: Any) -> str:
+    import ast
+
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _output_classes(step: Step) -> dict[str, str]:
+    """Each output's artifact class, from the step's return annotation where it says."""
+    import ast
+    import textwrap
+
+    classes = dict.fromkeys(step.outputs, "Artifact")
+    try:
+        tree = ast.parse(textwrap.dedent(step.function.text))
+    except SyntaxError:
+        return classes
+    function = next((node for node in tree.body
+                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    returns = getattr(function, "returns", None)
+    if returns is None or not step.outputs:
+        return classes
+    if step.unpacks:
+        if isinstance(returns, ast.Subscript) and _artifact_class_name(returns.value) in (
+                "tuple", "Tuple") and isinstance(returns.slice, ast.Tuple) and len(
+                returns.slice.elts) == len(step.outputs):
+            for name, element in zip(step.outputs, returns.slice.elts, strict=True):
+                classes[name] = _artifact_class(element)
+        return classes
+    classes[step.outputs[0]] = _artifact_class(returns)
+    return classes
+
+
 def _has_float(value: Any) -> bool:
     if isinstance(value, float):
         return True
@@ -128,8 +195,12 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
         else:  # None, lists, dicts, tuples: exact, as Kale's tagged JSON in a string
             parameters.append(f"{local}: str")
             inputs.append(f"{argument.name!r}: ('json', {local})")
-    outputs = [f"{name!r}: out_{_identifier(name)}.path" for name in step.outputs]
-    parameters.extend(f"out_{_identifier(name)}: Output[Artifact]" for name in step.outputs)
+    # The artifact's metadata travels too: the step records each value's type and format there.
+    outputs = [f"{name!r}: (out_{_identifier(name)}.path, out_{_identifier(name)}.metadata)"
+               for name in step.outputs]
+    classes = _output_classes(step)
+    parameters.extend(f"out_{_identifier(name)}: Output[{classes[name]}]"
+                      for name in step.outputs)
     function = step.function
     # The step's code travels in the bundle; the component only says where it is.
     spec = {
@@ -252,7 +323,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     otherwise it stays inline, with a warning."""
     try:
         from kfp import dsl
-        from kfp.dsl import Artifact, Input, Output
+        from kfp.dsl import Artifact, Dataset, Input, Model, Output
     except ImportError as error:
         raise KaleError(f"compiling for Kubeflow needs the kfp SDK ({error})",
                         fix="pip install 'kfp>=2.17,<2.18'") from None
@@ -261,7 +332,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     environment = resolve(graph, image, requirements)
     bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
                               upload=upload)
-    namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact}
+    namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact,
+                                 "Dataset": Dataset, "Model": Model}
     prefix = f"<kale {graph.name}"
     bundle_name, step_names = _function_names(graph)
     template = _IMPORTED_BUNDLE_SOURCE if bundle_uri else _BUNDLE_SOURCE

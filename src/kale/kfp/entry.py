@@ -54,9 +54,11 @@ def _integral(value: Any) -> Any:
 
 
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
-                  outputs: dict[str, str], run_id: str = "", created: str = "") -> None:
+                  outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
+                  created: str = "") -> None:
     """Run one step: read inputs (parameters, or artifacts written by ``kale.marshal``), run the
-    user's function from its source, write each output into its artifact folder."""
+    user's function from its source, write each output into its artifact folder (path) and
+    describe it in the artifact's metadata (the KFP UI shows it)."""
     project = os.path.join(root, "project")
     values: dict[str, tuple[str, Any]] = {}
     for name, (kind, payload) in inputs.items():
@@ -103,9 +105,11 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
     for name, stored in result["outputs"].items():
-        target = outputs.get(name)
-        if target is None:
+        if name not in outputs:
             continue
+        target, metadata = outputs[name]
+        metadata.update({key: stored[key] for key in ("type", "backend", "size", "library",
+                                                      "library_version") if stored.get(key)})
         os.makedirs(target, exist_ok=True)
         base = os.path.basename(stored["path"])
         shutil.move(stored["path"], os.path.join(target, base))
