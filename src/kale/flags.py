@@ -7,6 +7,7 @@ of ``sys.argv`` when ``kale.sdk`` is imported, before the script parses its own 
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import dataclass
 
@@ -54,15 +55,62 @@ def _whole_number(flag: str, text: str) -> int:
     return value
 
 
+HELP = """\
+Kale's flags for a pipeline script (the script's own arguments pass through untouched):
+
+  python script.py [--parallelism N]           run locally (N steps at a time)
+  python script.py --kfp [options]             compile, upload and run on Kubeflow Pipelines
+    -K, --kfp                 run on Kubeflow Pipelines instead of locally
+    -D, --dry-run             only write the pipeline package; contact nothing
+    -o, --output FILE         where to write the package (default: <pipeline name>.yaml)
+    --wait                    follow the run to its end; exit non-zero if it fails
+    --kfp-host URL            the KFP API (default: KF_PIPELINES_ENDPOINT, else in-cluster)
+    --namespace NAME          the Kubeflow namespace (profile) to run in
+    --image IMAGE             the steps' base image
+    --requirements FILE       the packages the steps install
+    --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
+"""
+
+
+def _squashed(flag: str) -> str:
+    return flag.lower().replace("-", "").replace("_", "")
+
+
+def _near_miss(argument: str) -> str | None:
+    """The Kale flag ``argument`` looks like a misspelling of, if any."""
+    name = argument.split("=", 1)[0]
+    if not name.startswith("--") or name in _NAMES:
+        return None
+    longs = [flag for flag in _NAMES if flag.startswith("--")]
+    for flag in longs:
+        if _squashed(flag) == _squashed(name):
+            return flag
+    close = difflib.get_close_matches(name, longs, n=1, cutoff=0.9)
+    return close[0] if close else None
+
+
 def take_flags(argv: list[str]) -> Flags:
     """Parse Kale's flags out of ``argv`` (in place) and return them."""
     flags = Flags()
+    kfp_mode = any(argument in ("--kfp", "-K") for argument in argv[1:])
     index = 1
     while index < len(argv):
         argument = argv[index]
         name, _, inline = argument.partition("=")
         if argument == "--":
             break
+        if kfp_mode and argument in ("--help", "-h"):
+            # Submitting a pipeline is not what someone asking for help wants.
+            sys.stdout.write(HELP)
+            raise SystemExit(0)
+        if name in _SWITCHES and name != argument:
+            raise FlagError(f"{name} takes no value (got {argument!r})",
+                            fix=f"write {name} alone")
+        if kfp_mode and (meant := _near_miss(argument)):
+            # A typo such as --dryrun would otherwise submit the pipeline for real.
+            raise FlagError(f"{name} is not one of Kale's flags",
+                            fix=f"did you mean {meant}? (python script.py --kfp --help lists "
+                            "them)")
         if argument in _SWITCHES:
             setattr(flags, _SWITCHES[argument], True)
             del argv[index]
