@@ -1,5 +1,10 @@
 """A local HTTP server that speaks the KFP v2beta1 REST endpoints kfp.Client uses, and records
-every request, so submission can be tested without a cluster."""
+every request (with its ``Authorization`` header), so submission can be tested without a cluster.
+
+``FakeKubeflow(status=403)`` refuses every request; ``fake.fail("POST", "/experiments", 403)``
+refuses only that one, with KFP's JSON error (or a given body); ``multi_user=True`` makes the
+health endpoint say so and, like KFP, refuses experiments without a namespace.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,26 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 PREFIX = "/apis/v2beta1"
+# gRPC codes KFP's REST gateway puts in its JSON errors.
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 500: 13}
+_MESSAGES = {401: "Unauthenticated: request has no valid credentials",
+             403: "Failed to authorize with API: PermissionDenied: User 'system:serviceaccount:"
+                  "team-a:default-editor' is not authorized",
+             404: "Not Found"}
+
+
+def kfp_error(status: int, message: str | None = None) -> dict[str, Any]:
+    """The body KFP answers an error with."""
+    message = message or _MESSAGES.get(status, f"error {status}")
+    return {"error": message, "code": _GRPC_CODES.get(status, 2), "message": message,
+            "details": []}
 
 
 class FakeKubeflow:
-    def __init__(self, status: int | None = None) -> None:
+    def __init__(self, status: int | None = None, *, multi_user: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.failures: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.multi_user = multi_user
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.experiments: dict[str, dict[str, Any]] = {}
@@ -32,9 +52,10 @@ class FakeKubeflow:
                 return self.rfile.read(length) if length else b""
 
             def _answer(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
+                text = isinstance(payload, str)
+                data = payload.encode() if text else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -44,9 +65,14 @@ class FakeKubeflow:
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 body = self._body()
                 fake.requests.append({"method": method, "path": url.path, "query": query,
-                                      "body": body, "headers": dict(self.headers)})
-                if fake.forced_status and not url.path.endswith("/healthz"):
-                    self._answer(fake.forced_status, {"error": "denied", "code": 16})
+                                      "body": body, "headers": dict(self.headers),
+                                      "authorization": self.headers.get("Authorization")})
+                failure = fake.failures.get((method, url.path.removeprefix(PREFIX)))
+                if failure:
+                    self._answer(*failure)
+                    return
+                if fake.forced_status:
+                    self._answer(fake.forced_status, kfp_error(fake.forced_status))
                     return
                 status, payload = fake.route(method, url.path, query, body)
                 self._answer(status, payload)
@@ -69,6 +95,10 @@ class FakeKubeflow:
         self.server.shutdown()
         self.server.server_close()
 
+    def fail(self, method: str, path: str, status: int, body: Any = None) -> None:
+        """Answer ``status`` to ``method path`` (``path`` without the API prefix) from now on."""
+        self.failures[(method, path)] = (status, kfp_error(status) if body is None else body)
+
     def calls(self) -> list[tuple[str, str]]:
         return [(r["method"], r["path"].removeprefix(PREFIX)) for r in self.requests]
 
@@ -76,7 +106,7 @@ class FakeKubeflow:
               ) -> tuple[int, Any]:
         path = path.removeprefix(PREFIX)
         if path == "/healthz":
-            return 200, {"multi_user": False}
+            return 200, {"multi_user": self.multi_user}
         if path == "/pipelines" and method == "GET":
             name = json.loads(query.get("filter", "{}")).get("predicates", [{}])[0] \
                 .get("string_value") or json.loads(query.get("filter", "{}")) \
@@ -105,12 +135,20 @@ class FakeKubeflow:
         if path == "/experiments" and method == "GET":
             predicates = json.loads(query.get("filter", "{}")).get("predicates", [{}])
             name = predicates[0].get("string_value") or predicates[0].get("stringValue")
-            found = [e for e in self.experiments.values() if e["display_name"] == name]
+            # A single-user server ignores namespaces, as KFP does.
+            namespace = (query.get("namespace") or None) if self.multi_user else None
+            found = [e for e in self.experiments.values()
+                     if e["display_name"] == name and e.get("namespace") == namespace]
             return 200, ({"experiments": found, "total_size": len(found)} if found else {})
         if path == "/experiments" and method == "POST":
             data = json.loads(body)
+            if self.multi_user and not data.get("namespace"):
+                return 400, kfp_error(400, "Failed to create a experiment: Invalid input error: "
+                                      "An experiment cannot have an empty namespace in "
+                                      "multi-user mode")
             experiment = {"experiment_id": f"experiment-{len(self.experiments) + 1}",
-                          "display_name": data["display_name"]}
+                          "display_name": data["display_name"],
+                          "namespace": data.get("namespace") if self.multi_user else None}
             self.experiments[experiment["experiment_id"]] = experiment
             return 200, experiment
         if path == "/runs" and method == "POST":
@@ -125,4 +163,4 @@ class FakeKubeflow:
             run["state"] = self.final_state
             run["finished_at"] = "2026-11-24T10:00:00Z"
             return 200, run
-        return 404, {"error": f"no route {method} {path}"}
+        return 404, kfp_error(404, f"no route {method} {path}")

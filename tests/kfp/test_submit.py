@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from kale.kfp import submit  # imports no kfp: only connecting does
 from tests.kfp.fake_kfp import FakeKubeflow
 
 pytest.importorskip("kfp")
@@ -34,12 +35,36 @@ SCRIPT = textwrap.dedent('''
         sums(n=5)
 ''')
 
+# Runs the script with Kale's service-account namespace file moved, as a pod would have it.
+IN_A_POD = textwrap.dedent('''
+    import runpy, sys
+    import kale.kfp.submit
+    kale.kfp.submit.SERVICE_ACCOUNT_NAMESPACE_FILE = sys.argv.pop(1)
+    sys.argv[0] = "flow.py"
+    runpy.run_path("flow.py", run_name="__main__")
+''')
 
-def run_script(tmp_path, *flags, **env):
+# On a machine that is itself a pod, the pod's namespace would be found.
+in_a_real_pod = pytest.mark.skipif(os.path.exists(submit.SERVICE_ACCOUNT_NAMESPACE_FILE),
+                                   reason="this machine is a pod with a namespace")
+_CONNECTION_VARIABLES = ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT",
+                         "KF_PIPELINES_SA_TOKEN_PATH")
+
+
+def run_script(tmp_path, *flags, script="flow.py", **env):
     (tmp_path / "flow.py").write_text(SCRIPT)
-    return subprocess.run([sys.executable, "flow.py", *flags], capture_output=True, text=True,
+    (tmp_path / "in_a_pod.py").write_text(IN_A_POD)
+    inherited = {k: v for k, v in os.environ.items() if k not in _CONNECTION_VARIABLES}
+    # HOME is the test's, so that no ~/.config/kfp/context.json of the machine takes part.
+    return subprocess.run([sys.executable, script, *flags], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120,
-                          env={**os.environ, "KALE_HOME": str(tmp_path / "home"), **env})
+                          env={**inherited, "KALE_HOME": str(tmp_path / "home"),
+                               "HOME": str(tmp_path), **env})
+
+
+def posted(kubeflow, path):
+    return json.loads(next(r["body"] for r in kubeflow.requests
+                           if r["path"].endswith(path) and r["method"] == "POST"))
 
 
 def test_first_submission_uploads_creates_the_experiment_and_starts_a_run(tmp_path):
@@ -53,12 +78,8 @@ def test_first_submission_uploads_creates_the_experiment_and_starts_a_run(tmp_pa
         upload = next(r for r in kubeflow.requests if r["path"].endswith("/pipelines/upload"))
         assert upload["query"]["name"] == "sums"
         assert b"kale-bundle" in upload["body"]  # the compiled package itself
-        experiment = json.loads(next(r["body"] for r in kubeflow.requests
-                                     if r["path"].endswith("/experiments")
-                                     and r["method"] == "POST"))
-        assert experiment["display_name"] == "arithmetic"
-        run = json.loads(next(r["body"] for r in kubeflow.requests
-                              if r["path"].endswith("/runs") and r["method"] == "POST"))
+        assert posted(kubeflow, "/experiments")["display_name"] == "arithmetic"
+        run = posted(kubeflow, "/runs")
         assert run["experiment_id"] == "experiment-1"
         assert run["pipeline_version_reference"] == {"pipeline_id": "pipeline-1",
                                                      "pipeline_version_id": "version-1-1"}
@@ -88,22 +109,281 @@ def test_a_failed_run_with_wait_exits_non_zero(tmp_path):
     assert "run run-1 of pipeline sums ended FAILED" in result.stderr
 
 
+# Namespace -----------------------------------------------------------------------------------
+
+
+def test_the_namespace_flag_goes_on_the_experiment_and_into_the_messages(tmp_path):
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            "--namespace", "team-a")
+        assert result.returncode == 0, result.stderr
+        lookup = next(r for r in kubeflow.requests
+                      if r["path"].endswith("/experiments") and r["method"] == "GET")
+        assert lookup["query"]["namespace"] == "team-a"
+        assert posted(kubeflow, "/experiments")["namespace"] == "team-a"
+        # A run has no namespace of its own: it is its experiment's.
+        assert posted(kubeflow, "/runs")["experiment_id"] == "experiment-1"
+        # With a namespace known, kfp.Client has no reason to ask the health endpoint.
+        assert ("GET", "/healthz") not in kubeflow.calls()
+    assert "kale: started run run-1 of pipeline sums in experiment arithmetic " \
+        "(namespace team-a)" in result.stderr
+
+
+def test_the_pods_service_account_namespace_goes_on_the_experiment(tmp_path):
+    (tmp_path / "namespace").write_text("team-b\n")
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        result = run_script(tmp_path, str(tmp_path / "namespace"), "--kfp", "--kfp-host",
+                            kubeflow.host, script="in_a_pod.py")
+        assert result.returncode == 0, result.stderr
+        assert posted(kubeflow, "/experiments")["namespace"] == "team-b"
+    assert "(namespace team-b)" in result.stderr
+
+
+@in_a_real_pod
+def test_without_a_namespace_a_single_user_kubeflow_gets_none(tmp_path):
+    with FakeKubeflow() as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host)
+        assert result.returncode == 0, result.stderr
+        assert not posted(kubeflow, "/experiments").get("namespace")  # kfp sends ""
+        assert kubeflow.calls().count(("GET", "/healthz")) == 1
+    assert "in experiment arithmetic (no namespace)" in result.stderr
+
+
+@in_a_real_pod
+def test_a_multi_user_kubeflow_without_a_namespace_is_explained_before_uploading(tmp_path):
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host)
+        assert kubeflow.calls() == [("GET", "/healthz")]
+    assert result.returncode == 1
+    assert f"Kubeflow Pipelines at {kubeflow.host} (no namespace) is multi-user, and no " \
+        "namespace was given or found" in result.stderr
+    assert "use --namespace" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """Kale's view of the machine, moved into tmp_path: no pod, no kfp context, no token."""
+    monkeypatch.setattr(submit, "SERVICE_ACCOUNT_NAMESPACE_FILE", str(tmp_path / "sa-namespace"))
+    monkeypatch.setattr(submit, "KFP_CONTEXT_FILE", str(tmp_path / "context.json"))
+    monkeypatch.setattr(submit, "DEFAULT_TOKEN_FILE", str(tmp_path / "projected-token"))
+    for variable in _CONNECTION_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    return tmp_path
+
+
+def test_the_namespace_flag_comes_first(machine):
+    (machine / "sa-namespace").write_text("team-pod")
+    (machine / "context.json").write_text(json.dumps({"namespace": "team-context"}))
+    assert submit.resolve_namespace("team-flag") == ("team-flag", "--namespace")
+
+
+def test_kfps_context_file_comes_before_the_pods_namespace_as_in_kfp_client(machine):
+    (machine / "sa-namespace").write_text("team-pod")
+    (machine / "context.json").write_text(json.dumps({"namespace": "team-context"}))
+    namespace, source = submit.resolve_namespace(None)
+    assert namespace == "team-context"
+    assert "context file" in source
+
+
+def test_the_pods_service_account_namespace_comes_next(machine):
+    (machine / "sa-namespace").write_text("team-pod\n")
+    (machine / "context.json").write_text(json.dumps({"namespace": ""}))  # as kfp leaves it
+    assert submit.resolve_namespace(None) == ("team-pod", "the pod's service account")
+
+
+def test_no_namespace_is_found_outside_a_pod(machine):
+    assert submit.resolve_namespace(None)[0] is None
+
+
+def test_a_context_file_that_is_not_json_is_explained(machine):
+    (machine / "context.json").write_text("{not json")
+    with pytest.raises(submit.KubeflowError, match=r"context file .* cannot be read"):
+        submit.resolve_namespace(None)
+
+
+def test_the_pods_namespace_spares_the_health_check(machine):
+    (machine / "sa-namespace").write_text("team-pod")
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        client, connection = submit.connect(kubeflow.host)
+        assert (connection.namespace, connection.namespace_source) == \
+            ("team-pod", "the pod's service account")
+        assert client.get_user_namespace() == "team-pod"
+        assert kubeflow.calls() == []
+
+
+def test_the_host_comes_from_the_flag_then_kf_pipelines_endpoint_then_the_cluster(machine,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", "http://from-env:8888")
+    assert submit.resolve_host("http://from-flag") == ("http://from-flag", "--kfp-host")
+    assert submit.resolve_host(None) == ("http://from-env:8888", "KF_PIPELINES_ENDPOINT")
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT")
+    assert submit.resolve_host(None) == (submit.IN_CLUSTER_HOST, "the in-cluster default")
+
+
+def test_kfp_host_beats_kf_pipelines_endpoint(tmp_path):
+    with FakeKubeflow() as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            KF_PIPELINES_ENDPOINT="http://127.0.0.1:9")
+        assert result.returncode == 0, result.stderr
+        assert ("POST", "/runs") in kubeflow.calls()
+
+
+# Credentials ---------------------------------------------------------------------------------
+
+
+def test_the_service_account_token_is_sent_as_a_bearer_token(tmp_path):
+    (tmp_path / "token").write_text("token-of-team-a\n")
+    with FakeKubeflow() as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                            "team-a", KF_PIPELINES_SA_TOKEN_PATH=str(tmp_path / "token"))
+        assert result.returncode == 0, result.stderr
+        assert kubeflow.requests
+        assert {r["authorization"] for r in kubeflow.requests} == {"Bearer token-of-team-a"}
+
+
+def test_the_projected_token_is_sent_when_it_exists(machine):
+    (machine / "projected-token").write_text("projected")
+    with FakeKubeflow() as kubeflow:
+        client, connection = submit.connect(kubeflow.host, "team-a")
+        client.get_pipeline_id("sums")
+        assert connection.token_file == str(machine / "projected-token")
+        assert kubeflow.requests[-1]["authorization"] == "Bearer projected"
+
+
+@pytest.mark.parametrize(("content", "fragment"), [(None, "cannot be read: No such file"),
+                                                   ("  \n", "is empty")])
+def test_a_token_file_that_cannot_be_used_is_explained_before_contacting_kubeflow(
+        tmp_path, content, fragment):
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    with FakeKubeflow() as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                            "team-a", KF_PIPELINES_SA_TOKEN_PATH=str(token))
+        assert kubeflow.requests == []
+    assert result.returncode == 1
+    assert f"error: Kubeflow Pipelines at {kubeflow.host} (namespace team-a, from --namespace) " \
+        f"was not contacted: the service-account token file {token} " \
+        f"(KF_PIPELINES_SA_TOKEN_PATH) {fragment}" in result.stderr
+    assert "fix: mount the Kubeflow Pipelines token" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# Refusals ------------------------------------------------------------------------------------
+
+WHERE = "Kubeflow Pipelines at {host} (namespace team-a, from --namespace)"
+
+
+def test_a_refusal_to_create_the_experiment_is_a_missing_permission_in_that_namespace(tmp_path):
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        kubeflow.fail("POST", "/experiments", 403)
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            "--namespace", "team-a")
+        assert ("POST", "/runs") not in kubeflow.calls()
+    assert result.returncode == 1
+    assert WHERE.format(host=kubeflow.host) + " refused to find or create experiment " \
+        "arithmetic (403 Forbidden): your account may not create experiments in namespace " \
+        "team-a" in result.stderr
+    assert "User 'system:serviceaccount:team-a:default-editor' is not authorized" in result.stderr
+    assert "fix: ask your Kubeflow admin for a contributor role in the profile of namespace " \
+        "team-a, or use --namespace" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_refusal_to_list_experiments_is_the_same_missing_permission(tmp_path):
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        kubeflow.fail("GET", "/experiments", 403)
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            "--namespace", "team-a")
+    assert result.returncode == 1
+    assert "your account may not create experiments in namespace team-a" in result.stderr
+
+
 @pytest.mark.parametrize(("status", "fragment"), [
-    (401, "refused the request (401"), (403, "refused the request (403"),
-    (404, "answered 404"),
+    (401, "refused to look up pipeline sums (401 Unauthorized): no credentials were sent"),
+    (403, "refused to look up pipeline sums (403 Forbidden): your account lacks the permission"),
+    (404, "answered 404 Not Found to the request to look up pipeline sums: no Kubeflow "
+          "Pipelines API (/apis/v2beta1) there"),
+    (500, "answered 500 Internal Server Error to the request to look up pipeline sums"),
 ])
 def test_refusals_are_explained(tmp_path, status, fragment):
     with FakeKubeflow(status=status) as kubeflow:
         result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
                             "--namespace", "team-a")
     assert result.returncode == 1
-    assert f"Kubeflow Pipelines at {kubeflow.host} (namespace team-a) {fragment}" in \
-        result.stderr
+    assert f"{WHERE.format(host=kubeflow.host)} {fragment}" in result.stderr
+    assert "fix: " in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_an_unreachable_host_is_explained(tmp_path):
-    result = run_script(tmp_path, "--kfp", "--kfp-host", "http://127.0.0.1:9")
+def test_a_401_names_the_token_that_was_refused(tmp_path):
+    (tmp_path / "token").write_text("expired")
+    with FakeKubeflow(status=401) as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                            "team-a", KF_PIPELINES_SA_TOKEN_PATH=str(tmp_path / "token"))
     assert result.returncode == 1
-    assert "Kubeflow Pipelines at http://127.0.0.1:9 could not be reached" in result.stderr
+    assert f"it did not accept the token in {tmp_path / 'token'} " \
+        "(KF_PIPELINES_SA_TOKEN_PATH)" in result.stderr
+    assert "may have expired or be meant for another audience" in result.stderr
+
+
+@in_a_real_pod
+def test_a_host_that_is_not_kubeflow_pipelines_is_explained_at_once(tmp_path):
+    with FakeKubeflow() as kubeflow:
+        kubeflow.fail("GET", "/healthz", 404, "<html><body>404 page not found</body></html>")
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host)
+        # kfp.Client alone would ask five times, five seconds apart, logging tracebacks.
+        assert kubeflow.calls() == [("GET", "/healthz")]
+    assert result.returncode == 1
+    assert f"Kubeflow Pipelines at {kubeflow.host} (no namespace) answered 404 Not Found to the " \
+        "request to check its health: no Kubeflow Pipelines API" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_login_page_instead_of_the_api_is_a_missing_credential(tmp_path):
+    # What a Kubeflow gateway answers, after its redirect, to a request without a session.
+    with FakeKubeflow() as kubeflow:
+        kubeflow.fail("GET", "/pipelines", 200, "<html>Log in to Your Account</html>")
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            "--namespace", "team-a")
+        assert ("POST", "/pipelines/upload") not in kubeflow.calls()
+    assert result.returncode == 1
+    assert f"{WHERE.format(host=kubeflow.host)} answered the request to look up pipeline sums " \
+        "with a page, not the Pipelines API's JSON ('<html>Log in to Your Account</html>')" \
+        in result.stderr
+    assert "login page (no credentials were sent)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_namespace_the_server_does_not_know_is_explained(tmp_path):
+    with FakeKubeflow(multi_user=True) as kubeflow:
+        kubeflow.fail("POST", "/experiments", 404, {
+            "code": 5, "message": 'Failed to create a experiment: namespaces "team-z" not found'})
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            "--namespace", "team-z")
+    assert result.returncode == 1
+    assert f"Kubeflow Pipelines at {kubeflow.host} (namespace team-z, from --namespace) does " \
+        "not know namespace team-z" in result.stderr
+    assert "use --namespace with your profile's namespace" in result.stderr
+
+
+def test_an_unreachable_host_is_explained(tmp_path):
+    result = run_script(tmp_path, "--kfp", "--kfp-host", "http://127.0.0.1:9",
+                        "--namespace", "team-a")
+    assert result.returncode == 1
+    assert "Kubeflow Pipelines at http://127.0.0.1:9 (namespace team-a, from --namespace) " \
+        "could not be reached to look up pipeline sums" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert "check --kfp-host (http://127.0.0.1:9)" in result.stderr
     assert "--dry-run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_kf_pipelines_endpoint_is_named(tmp_path):
+    result = run_script(tmp_path, "--kfp", "--namespace", "team-a",
+                        KF_PIPELINES_ENDPOINT="http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "Kubeflow Pipelines at http://127.0.0.1:9 (namespace team-a, from --namespace) " \
+        "could not be reached" in result.stderr
+    assert "check KF_PIPELINES_ENDPOINT (http://127.0.0.1:9)" in result.stderr
