@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from kale.kfp import submit  # imports no kfp: only connecting does
+from kale.kfp import connection  # imports no kfp: only connecting does
 from tests.kfp.fake_kfp import FakeKubeflow
 
 pytest.importorskip("kfp")
@@ -38,23 +38,23 @@ SCRIPT = textwrap.dedent('''
 # Runs the script with Kale's service-account namespace file moved, as a pod would have it.
 IN_A_POD = textwrap.dedent('''
     import runpy, sys
-    import kale.kfp.submit
-    kale.kfp.submit.SERVICE_ACCOUNT_NAMESPACE_FILE = sys.argv.pop(1)
+    import kale.kfp.connection
+    kale.kfp.connection.SERVICE_ACCOUNT_NAMESPACE_FILE = sys.argv.pop(1)
     sys.argv[0] = "flow.py"
     runpy.run_path("flow.py", run_name="__main__")
 ''')
 
 # On a machine that is itself a pod, the pod's namespace would be found.
-in_a_real_pod = pytest.mark.skipif(os.path.exists(submit.SERVICE_ACCOUNT_NAMESPACE_FILE),
+in_a_real_pod = pytest.mark.skipif(os.path.exists(connection.SERVICE_ACCOUNT_NAMESPACE_FILE),
                                    reason="this machine is a pod with a namespace")
-_CONNECTION_VARIABLES = ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT",
+CONNECTION_VARIABLES = ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT",
                          "KF_PIPELINES_SA_TOKEN_PATH")
 
 
 def run_script(tmp_path, *flags, script="flow.py", **env):
     (tmp_path / "flow.py").write_text(SCRIPT)
     (tmp_path / "in_a_pod.py").write_text(IN_A_POD)
-    inherited = {k: v for k, v in os.environ.items() if k not in _CONNECTION_VARIABLES}
+    inherited = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
     # HOME is the test's, so that no ~/.config/kfp/context.json of the machine takes part.
     return subprocess.run([sys.executable, script, *flags], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120,
@@ -161,66 +161,6 @@ def test_a_multi_user_kubeflow_without_a_namespace_is_explained_before_uploading
     assert "Traceback" not in result.stderr
 
 
-@pytest.fixture
-def machine(tmp_path, monkeypatch):
-    """Kale's view of the machine, moved into tmp_path: no pod, no kfp context, no token."""
-    monkeypatch.setattr(submit, "SERVICE_ACCOUNT_NAMESPACE_FILE", str(tmp_path / "sa-namespace"))
-    monkeypatch.setattr(submit, "KFP_CONTEXT_FILE", str(tmp_path / "context.json"))
-    monkeypatch.setattr(submit, "DEFAULT_TOKEN_FILE", str(tmp_path / "projected-token"))
-    for variable in _CONNECTION_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    return tmp_path
-
-
-def test_the_namespace_flag_comes_first(machine):
-    (machine / "sa-namespace").write_text("team-pod")
-    (machine / "context.json").write_text(json.dumps({"namespace": "team-context"}))
-    assert submit.resolve_namespace("team-flag") == ("team-flag", "--namespace")
-
-
-def test_kfps_context_file_comes_before_the_pods_namespace_as_in_kfp_client(machine):
-    (machine / "sa-namespace").write_text("team-pod")
-    (machine / "context.json").write_text(json.dumps({"namespace": "team-context"}))
-    namespace, source = submit.resolve_namespace(None)
-    assert namespace == "team-context"
-    assert "context file" in source
-
-
-def test_the_pods_service_account_namespace_comes_next(machine):
-    (machine / "sa-namespace").write_text("team-pod\n")
-    (machine / "context.json").write_text(json.dumps({"namespace": ""}))  # as kfp leaves it
-    assert submit.resolve_namespace(None) == ("team-pod", "the pod's service account")
-
-
-def test_no_namespace_is_found_outside_a_pod(machine):
-    assert submit.resolve_namespace(None)[0] is None
-
-
-def test_a_context_file_that_is_not_json_is_explained(machine):
-    (machine / "context.json").write_text("{not json")
-    with pytest.raises(submit.KubeflowError, match=r"context file .* cannot be read"):
-        submit.resolve_namespace(None)
-
-
-def test_the_pods_namespace_spares_the_health_check(machine):
-    (machine / "sa-namespace").write_text("team-pod")
-    with FakeKubeflow(multi_user=True) as kubeflow:
-        client, connection = submit.connect(kubeflow.host)
-        assert (connection.namespace, connection.namespace_source) == \
-            ("team-pod", "the pod's service account")
-        assert client.get_user_namespace() == "team-pod"
-        assert kubeflow.calls() == []
-
-
-def test_the_host_comes_from_the_flag_then_kf_pipelines_endpoint_then_the_cluster(machine,
-                                                                                   monkeypatch):
-    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", "http://from-env:8888")
-    assert submit.resolve_host("http://from-flag") == ("http://from-flag", "--kfp-host")
-    assert submit.resolve_host(None) == ("http://from-env:8888", "KF_PIPELINES_ENDPOINT")
-    monkeypatch.delenv("KF_PIPELINES_ENDPOINT")
-    assert submit.resolve_host(None) == (submit.IN_CLUSTER_HOST, "the in-cluster default")
-
-
 def test_kfp_host_beats_kf_pipelines_endpoint(tmp_path):
     with FakeKubeflow() as kubeflow:
         result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
@@ -240,15 +180,6 @@ def test_the_service_account_token_is_sent_as_a_bearer_token(tmp_path):
         assert result.returncode == 0, result.stderr
         assert kubeflow.requests
         assert {r["authorization"] for r in kubeflow.requests} == {"Bearer token-of-team-a"}
-
-
-def test_the_projected_token_is_sent_when_it_exists(machine):
-    (machine / "projected-token").write_text("projected")
-    with FakeKubeflow() as kubeflow:
-        client, connection = submit.connect(kubeflow.host, "team-a")
-        client.get_pipeline_id("sums")
-        assert connection.token_file == str(machine / "projected-token")
-        assert kubeflow.requests[-1]["authorization"] == "Bearer projected"
 
 
 @pytest.mark.parametrize(("content", "fragment"), [(None, "cannot be read: No such file"),
