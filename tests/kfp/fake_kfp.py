@@ -41,6 +41,10 @@ class FakeKubeflow:
         self.runs: dict[str, dict[str, Any]] = {}
         self.forced_status = status
         self.final_state = "SUCCEEDED"
+        # What successive GETs of a run answer before its final state: (run state, tasks), where
+        # tasks are {display name: state} or {display name: (state, error message)}.
+        self.progress: list[tuple[str, dict[str, Any]]] = []
+        self.final_tasks: dict[str, Any] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -160,7 +164,19 @@ class FakeKubeflow:
         if path.startswith("/runs/") and method == "GET":
             run = dict(self.runs[path.split("/")[2]])
             run.pop("request", None)
-            run["state"] = self.final_state
-            run["finished_at"] = "2026-11-24T10:00:00Z"
+            state, tasks = self.progress.pop(0) if self.progress else (self.final_state,
+                                                                       self.final_tasks)
+            run["state"] = state
+            details = []
+            for name, task_state in {self.runs[run["run_id"]]["display_name"]: state,
+                                     **tasks}.items():  # the root DAG comes first, as in KFP
+                task_state, message = task_state if isinstance(task_state, tuple) else (
+                    task_state, None)
+                details.append({"display_name": name, "state": task_state,
+                                **({"error": {"code": 2, "message": message}} if message
+                                   else {})})
+            run["run_details"] = {"task_details": details}
+            if state in ("SUCCEEDED", "FAILED", "CANCELED"):
+                run["finished_at"] = "2026-11-24T10:00:00Z"
             return 200, run
         return 404, kfp_error(404, f"no route {method} {path}")

@@ -101,6 +101,42 @@ def test_a_second_submission_uploads_a_new_version_into_the_same_experiment(tmp_
         assert calls.count(("POST", "/runs")) == 2
 
 
+def test_wait_shows_each_steps_state_as_it_changes(tmp_path):
+    with FakeKubeflow() as kubeflow:
+        kubeflow.progress = [
+            ("PENDING", {}),
+            ("RUNNING", {"kale-bundle": "RUNNING"}),
+            ("RUNNING", {"kale-bundle": "SUCCEEDED", "make": "RUNNING", "make-driver": "RUNNING"}),
+            ("RUNNING", {"kale-bundle": "SUCCEEDED", "make": "SUCCEEDED", "total": "RUNNING"}),
+        ]
+        kubeflow.final_tasks = {"kale-bundle": "SUCCEEDED", "make": "SUCCEEDED",
+                                "total": "SUCCEEDED"}
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--wait",
+                            KALE_WAIT_INTERVAL="0.05")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split(" ", 2)[2] for line in result.stderr.splitlines()
+             if line.startswith("kale: 00:")]
+    assert lines == ["run pending", "step kale-bundle: running", "run running",
+                     "step kale-bundle: succeeded", "step make: running", "step make: succeeded",
+                     "step total: running", "step total: succeeded"]
+    assert result.stderr.rstrip().endswith("kale: run run-1 ended: SUCCEEDED")
+
+
+def test_wait_names_the_step_that_failed_and_why(tmp_path):
+    with FakeKubeflow() as kubeflow:
+        kubeflow.progress = [("RUNNING", {"make": "RUNNING"})]
+        kubeflow.final_state = "FAILED"
+        kubeflow.final_tasks = {"make": ("FAILED", "ValueError: bad n"), "total": "SKIPPED"}
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--wait",
+                            KALE_WAIT_INTERVAL="0.05")
+    assert result.returncode == 1
+    assert "step make: failed: ValueError: bad n" in result.stderr
+    assert "step total: skipped" in result.stderr
+    assert "error: run run-1 of pipeline sums ended FAILED (step make failed: ValueError: bad n)" \
+        in result.stderr
+    assert "fix: see its steps and logs at" in result.stderr
+
+
 def test_a_failed_run_with_wait_exits_non_zero(tmp_path):
     with FakeKubeflow() as kubeflow:
         kubeflow.final_state = "FAILED"
@@ -318,3 +354,28 @@ def test_an_unreachable_kf_pipelines_endpoint_is_named(tmp_path):
     assert "Kubeflow Pipelines at http://127.0.0.1:9 (namespace team-a, from --namespace) " \
         "could not be reached" in result.stderr
     assert "check KF_PIPELINES_ENDPOINT (http://127.0.0.1:9)" in result.stderr
+
+
+def test_ctrl_c_stops_following_not_the_run(tmp_path):
+    import signal
+
+    (tmp_path / "flow.py").write_text(SCRIPT)
+    with FakeKubeflow() as kubeflow:
+        kubeflow.progress = [("RUNNING", {"make": "RUNNING"})] * 100_000
+        process = subprocess.Popen(
+            [sys.executable, "flow.py", "--kfp", "--kfp-host", kubeflow.host, "--wait"],
+            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "KALE_HOME": str(tmp_path / "home"), "HOME": str(tmp_path),
+                 "KALE_WAIT_INTERVAL": "0.05"})
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if "step make: running" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=30) == 130, "".join(seen) + rest
+        assert not any(method == "POST" and "terminate" in path
+                       for method, path in kubeflow.calls())
+    assert "kale: stopped following run run-1; it goes on in Kubeflow:" in rest
+    assert "Traceback" not in rest

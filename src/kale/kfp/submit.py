@@ -99,13 +99,28 @@ def submit(graph: Graph, values: dict[str, Any], path: str, *, host: str | None 
     print(f"kale: started run {run.run_id} of pipeline {graph.name} in experiment "
           f"{experiment_name} ({connection.namespace_text})\n  {url}", file=sys.stderr)
     if wait:
-        try:
-            finished = client.wait_for_run_completion(run.run_id, timeout=7 * 24 * 3600)
-        except Exception as error:
-            raise explain(error, connection, f"follow run {run.run_id}", "wait") from error
-        submitted.state = str(getattr(finished, "state", ""))
-        print(f"kale: run {run.run_id} ended: {submitted.state}", file=sys.stderr)
-        if submitted.state != "SUCCEEDED":
-            raise KubeflowError(f"run {run.run_id} of pipeline {graph.name} ended "
-                                f"{submitted.state}", fix=f"see its steps and logs at {url}")
+        _wait(client, connection, submitted, graph)
     return submitted
+
+
+def _wait(client: Any, connection: Any, submitted: SubmittedRun, graph: Graph) -> None:
+    from kale.kfp.follow import follow
+
+    run_id, url = submitted.run_id, submitted.url
+    try:
+        followed = follow(client, run_id, graph)
+    except KeyboardInterrupt:
+        # The run is Kubeflow's: stopping to watch it must not look like stopping it.
+        print(f"\nkale: stopped following run {run_id}; it goes on in Kubeflow: {url}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:
+        raise explain(error, connection, f"follow run {run_id}", "wait") from error
+    submitted.state = followed.state
+    print(f"kale: run {run_id} ended: {followed.state}", file=sys.stderr)
+    if followed.state != "SUCCEEDED":
+        steps = "; ".join(f"step {name} failed" + (f": {message}" if message else "")
+                          for name, message in followed.failed.items())
+        raise KubeflowError(f"run {run_id} of pipeline {graph.name} ended {followed.state}"
+                            + (f" ({steps})" if steps else ""),
+                            fix=f"see its steps and logs at {url}")
