@@ -33,9 +33,14 @@ def test_secrets_history_records_and_environments_never_travel(tmp_path):
     ]
 
 
-def test_the_bundle_carries_the_project_and_kale_and_is_reproducible(tmp_path):
+def test_the_bundle_carries_the_project_and_kale_and_is_reproducible(tmp_path, monkeypatch):
+    import time
+
     make(tmp_path, {"pipeline.py": "print(1)\n", "settings.json": "{}"})
-    first, second = build_bundle(tmp_path), build_bundle(tmp_path)
+    first = build_bundle(tmp_path)
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)  # gzip would stamp its header with it
+    second = build_bundle(tmp_path)
     assert first.data == second.data
     with tarfile.open(fileobj=io.BytesIO(first.data)) as archive:
         names = archive.getnames()
@@ -53,3 +58,56 @@ def test_an_absurd_bundle_is_refused_with_advice(tmp_path):
         build_bundle(tmp_path, limit=100_000)
     assert "weights.bin" in caught.value.message
     assert ".kaleignore" in caught.value.fix
+
+
+def test_negations_in_ignore_files_cannot_bring_back_secrets(tmp_path):
+    make(tmp_path, {
+        "flow.py": "", "config/gcp-credentials.json": "{}", "config/id_rsa": "",
+        "config/app.toml": "", ".env": "",
+        ".gitignore": "config/*\n!config/*\n!.env\n!config/id_rsa\n",
+    })
+    assert project_files(tmp_path) == [".gitignore", "config/app.toml", "flow.py"]
+
+
+def test_ignore_files_in_subfolders_apply_there_as_in_git(tmp_path):
+    make(tmp_path, {
+        "flow.py": "", "data/.gitignore": "*\n!.gitignore\n", "data/raw.csv": "",
+        "models/.gitignore": "weights.pt\n", "models/weights.pt": "", "models/card.md": "",
+        "models/sub/weights.pt": "", "src/.kaleignore": "/local.py\n", "src/local.py": "",
+        "src/lib/local.py": "",
+    })
+    assert project_files(tmp_path) == [
+        "data/.gitignore", "flow.py", "models/.gitignore", "models/card.md",
+        "src/.kaleignore", "src/lib/local.py",
+    ]
+
+
+def test_symbolic_links_travel_as_their_targets(tmp_path):
+    import os
+
+    shared = tmp_path / "shared"
+    make(shared, {"settings.json": "{}", "conf/a.yaml": "a: 1"})
+    project = tmp_path / "project"
+    make(project, {"flow.py": "", "sub/x.txt": ""})
+    os.symlink(shared / "settings.json", project / "settings.json")
+    os.symlink(shared / "conf", project / "conf")
+    os.symlink(project / "sub", project / "sub" / "loop")  # a cycle is walked once
+    os.symlink(tmp_path / "missing", project / "dangling")
+    with pytest.warns(UserWarning, match="dangling is a broken symbolic link"):
+        files = project_files(project)
+    assert files == ["conf/a.yaml", "flow.py", "settings.json", "sub/x.txt"]
+    with pytest.warns(UserWarning, match="dangling"):
+        bundle = build_bundle(project)
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
+        assert archive.extractfile("project/settings.json").read() == b"{}"
+
+
+def test_what_earlier_compiles_and_runs_leave_never_travels(tmp_path):
+    import json
+
+    make(tmp_path, {"flow.py": "", "store/kale-bundle-0123.tar.gz": "x",
+                    "local_outputs/p/t/out": "x", "notes.json": "{}",
+                    "p.json": json.dumps({"components": {}, "schemaVersion": "2.1.0",
+                                          "sdkVersion": "kfp-2.17.0"}, indent=2,
+                                         sort_keys=True)})
+    assert project_files(tmp_path) == ["flow.py", "notes.json"]

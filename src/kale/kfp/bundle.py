@@ -10,15 +10,17 @@ only Python and the user's libraries.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
 
-from kale.errors import KaleError
+from kale.errors import KaleError, KaleWarning
 
 #: Never bundled, whatever the ignore files say: history, Kale's records, environments, secrets.
 ALWAYS_EXCLUDED = [
@@ -27,6 +29,8 @@ ALWAYS_EXCLUDED = [
     ".env", ".env.*", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*",
     "id_ecdsa*", "id_ed25519*", ".ssh/", ".aws/", ".gcp/", ".azure/", ".netrc", ".pypirc",
     "credentials", "credentials.*", "*credentials*.json", "secrets.*", ".docker/",
+    # What earlier compiles and kfp.local runs leave behind: never the next bundle's content.
+    "kale-bundle-*.tar.gz", "local_outputs/",
 ]
 LIMIT_BYTES = 200 * 2**20
 
@@ -50,39 +54,95 @@ def _is_virtualenv(folder: Path) -> bool:
 
 
 def _is_pipeline_package(path: Path) -> bool:
-    """A package compiled earlier (kfp writes this header): never part of the next bundle."""
-    if path.suffix not in (".yaml", ".yml", ".json"):
+    """A package compiled earlier: never part of the next bundle. kfp starts a YAML package with
+    a header; a JSON one (keys sorted) ends with its schema and SDK versions."""
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
         return False
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)
+            if suffix != ".json":
+                return head.startswith(b"# PIPELINE DEFINITION")
+            handle.seek(max(0, path.stat().st_size - 256))
+            tail = handle.read()
     except OSError:
         return False
-    return head.startswith(b"# PIPELINE DEFINITION") or b'"pipelineSpec"' in head
+    return b'"pipelineSpec"' in head or (b'"schemaVersion"' in tail and b'"kfp-' in tail)
+
+
+class BundleWarning(KaleWarning):
+    """Something in the project that will not travel to Kubeflow as it is here."""
+
+
+def _ignore_spec(folder: Path) -> pathspec.PathSpec | None:
+    """The patterns of a folder's own ``.gitignore`` and ``.kaleignore`` (git reads one in every
+    folder, relative to it)."""
+    patterns: list[str] = []
+    for ignore in (".gitignore", ".kaleignore"):
+        path = folder / ignore
+        if path.is_file():
+            patterns.extend(path.read_text(errors="replace").splitlines())
+    return pathspec.PathSpec.from_lines("gitwildmatch", patterns) if patterns else None
+
+
+def _ignored(root: Path, path: Path, is_folder: bool, always: pathspec.PathSpec,
+             specs: list[tuple[Path, pathspec.PathSpec]]) -> bool:
+    slash = "/" if is_folder else ""
+    if always.match_file(path.relative_to(root).as_posix() + slash):
+        return True
+    # The last matching pattern decides, deeper ignore files after shallower ones, as in git.
+    verdict = False
+    for base, spec in specs:
+        local = path.relative_to(base).as_posix() + slash
+        for pattern in spec.patterns:
+            if pattern.include is not None and pattern.match_file(local):
+                verdict = pattern.include
+    return verdict
 
 
 def project_files(root: Path) -> list[str]:
-    """The project's files that go to Kubeflow, relative to ``root``, sorted."""
-    patterns = list(ALWAYS_EXCLUDED)
-    for ignore in (".gitignore", ".kaleignore"):
-        path = root / ignore
-        if path.is_file():
-            patterns.extend(path.read_text(errors="replace").splitlines())
-    spec = pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    """The project's files that go to Kubeflow, relative to ``root``, sorted.
+
+    Kale's own exclusions are applied apart from the ignore files, so that a ``!`` pattern there
+    cannot bring back a key or a ``.env`` file. Symbolic links inside the project are followed
+    (the target's content travels under the link's name), each folder once."""
+    always = pathspec.PathSpec.from_lines("gitwildmatch", ALWAYS_EXCLUDED)
     chosen = []
-    for folder, folders, files in os.walk(root):
-        here = Path(folder)
-        relative = here.relative_to(root)
-        folders[:] = sorted(
-            name for name in folders
-            if not _is_virtualenv(here / name)
-            and not spec.match_file(f"{(relative / name).as_posix()}/")
-        )
-        for name in sorted(files):
-            path = (relative / name).as_posix()
-            if not spec.match_file(path) and not (here / name).is_symlink() and \
-                    not _is_pipeline_package(here / name):
-                chosen.append(path)
+    visited: set[str] = set()
+    # Each entry: a folder, and the ignore specs that apply to it with the folder they are from.
+    pending: list[tuple[Path, list[tuple[Path, pathspec.PathSpec]]]] = [(root, [])]
+    while pending:
+        here, inherited = pending.pop()
+        real = os.path.realpath(here)
+        if real in visited:
+            continue
+        visited.add(real)
+        own = _ignore_spec(here)
+        specs = inherited + ([(here, own)] if own else [])
+
+        try:
+            entries = sorted(os.scandir(here), key=lambda entry: entry.name)
+        except OSError as error:
+            warnings.warn(f"{here} cannot be read ({error.strerror}); it is left out of the "
+                          "project bundle", BundleWarning, stacklevel=2)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_folder = entry.is_dir()  # follows symbolic links
+            except OSError:
+                continue
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                warnings.warn(f"{path.relative_to(root)} is a broken symbolic link; it is left "
+                              "out of the project bundle", BundleWarning, stacklevel=2)
+                continue
+            if is_folder:
+                if not _is_virtualenv(path) and not _ignored(root, path, True, always, specs):
+                    pending.append((path, specs))
+            elif entry.is_file() and not _ignored(root, path, False, always, specs) and \
+                    not _is_pipeline_package(path):
+                chosen.append(path.relative_to(root).as_posix())
     return sorted(chosen)
 
 
@@ -120,7 +180,11 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
     root = Path(root)
     files = project_files(root)
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+    # mtime=0 in the gzip header too: the same project gives the same bytes, so the same name
+    # in the bundle store.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0,
+                       compresslevel=6) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w") as archive:
         for name in files:
             _add(archive, root / name, f"project/{name}")
             if buffer.tell() > limit:  # no need to read the rest of a huge folder
