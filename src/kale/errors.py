@@ -248,6 +248,10 @@ class KaleWarning(UserWarning):
     """Something Kale accepts but that does not do what the user may think."""
 
 
+class CompileWarning(KaleWarning):
+    """Something in the pipeline that Kubeflow cannot apply as written."""
+
+
 _previous_showwarning = warnings.showwarning
 
 

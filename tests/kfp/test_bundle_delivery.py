@@ -120,3 +120,27 @@ def test_a_dry_run_uploads_only_when_asked_with_the_flag(big_project, tmp_path):
                    str(store))
     assert flagged.returncode == 0, flagged.stderr
     assert len(list(store.iterdir())) == 1
+
+
+def test_a_mid_sized_bundle_travels_inline_in_parts_no_argument_over_128_kb(tmp_path):
+    import json
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "flow.py").write_text(SCRIPT)
+    blob = os.urandom(300 * 1024)  # five parts of 64 KB
+    (project / "data" / "blob.bin").write_bytes(blob)
+    result = kale(project, "-m", "kale.cli", "compile", "flow.py", "-o", "mid.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    spec = next(yaml.safe_load_all((project / "mid.yaml").read_text()))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {f"kale-bundle-part-{n}" for n in range(1, 5)} <= set(tasks)
+    # Kubeflow hands the root DAG to one driver, and each executor its command, as single
+    # command-line arguments: Linux refuses one over 128 KB.
+    assert len(json.dumps(spec["root"])) < 64 * 1024
+    for executor in spec["deploymentSpec"]["executors"].values():
+        for argument in executor["container"]["command"] + executor["container"]["args"]:
+            assert len(argument.encode()) < 128 * 1024
+    output = run_under_kfp_local(project / "mid.yaml", tmp_path)
+    assert f"DIGEST {hashlib.sha256(blob).hexdigest()}" in output, output[-2000:]

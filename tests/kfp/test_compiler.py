@@ -217,14 +217,19 @@ def test_tasks_are_named_after_their_steps_whatever_the_name(tmp_path):
         "from kale.sdk import pipeline, step\n\n"
         "@step(name='class')\ndef a():\n    return 1\n\n"
         "@step(name='1st')\ndef b(x):\n    return x + 1\n\n"
-        "@step(name='kale-bundle')\ndef c(x):\n    print('GOT', x)\n\n"
-        "@pipeline(name='names')\ndef p():\n    x = a()\n    y = b(x)\n    c(y)\n"), "n.yaml")
+        "@step(name='kale-bundle')\ndef c(x):\n    print('GOT', x)\n    return x\n\n"
+        "@step(name='str')\ndef d(x):\n    return x * 10\n\n"
+        "@pipeline(name='names')\ndef p():\n    x = a()\n    y = b(x)\n    z = c(y)\n"
+        "    w = d(z)\n    w = d(w)\n    c(w)\n"), "n.yaml")
     tasks = next(yaml.safe_load_all(package.read_text()))["root"]["dag"]["tasks"]
-    assert set(tasks) == {"step-class", "step-1st", "kale-bundle", "kale-bundle-2"}
-    assert {task["taskInfo"]["name"] for task in tasks.values()} == {
-        "class", "1st", "kale-bundle"}
+    assert set(tasks) == {"step-class", "step-1st", "kale-bundle", "step-kale-bundle",
+                          "kale-bundle-2", "step-str", "str-2"}
+    assert {name: task["taskInfo"]["name"] for name, task in tasks.items()} == {
+        "step-class": "class", "step-1st": "1st", "kale-bundle": "kale-bundle",
+        "step-kale-bundle": "kale-bundle", "kale-bundle-2": "kale-bundle-2",
+        "step-str": "str", "str-2": "str-2"}
     output = run_under_kfp_local(package, tmp_path)
-    assert "GOT 2" in output, output[-2000:]
+    assert "GOT 2" in output and "GOT 200" in output, output[-2000:]
 
 
 def test_the_package_is_the_document_kfp_writes(tmp_path):

@@ -13,7 +13,6 @@ registered in ``linecache`` under a name of their own.
 
 from __future__ import annotations
 
-import base64
 import linecache
 import os
 import re
@@ -21,34 +20,38 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from kale.errors import KaleError, KaleWarning
+from kale.errors import CompileWarning, KaleError
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.kfp.bundle import Bundle, build_bundle
+from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
-from kale.kfp.store import INLINE_LIMIT, configured_store, is_local, upload_bundle
+from kale.kfp.store import configured_store
 from kale.options import format_duration
 
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
                     "list": "list", "dict": "dict"}
 
 
-class CompileWarning(KaleWarning):
-    """Something in the pipeline that Kubeflow cannot apply as written."""
-
-
 def _identifier(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def _function_names(graph: Graph) -> tuple[str, dict[str, str]]:
-    """Python names for the bundle task's and the steps' components. kfp names each task after
-    its component's function, so a step's task in the Kubeflow UI is the step's own name."""
+# Names the generated components' annotations and kfp's executor module rely on.
+_TAKEN = {"str", "int", "float", "bool", "list", "dict", "Input", "Output", "Artifact", "Dataset",
+          "Model", "kfp", "dsl", "importer"}
+
+
+def _function_names(graph: Graph, reserved: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python names for the steps' components. kfp names each task after its component's
+    function, so a step's task in the Kubeflow UI is the step's own name; Kale's own tasks keep
+    theirs (``reserved``)."""
     import keyword
 
-    used: set[str] = set()
+    used: set[str] = set(_TAKEN) | set(reserved)
 
     def unique(wanted: str) -> str:
-        if not wanted.isidentifier() or keyword.iskeyword(wanted) or wanted[0].isdigit():
+        if not wanted.isidentifier() or keyword.iskeyword(wanted) or wanted[0].isdigit() \
+                or wanted in _TAKEN or wanted in reserved:
             wanted = f"step_{wanted}"
         name, index = wanted, 1
         while name in used:
@@ -57,8 +60,7 @@ def _function_names(graph: Graph) -> tuple[str, dict[str, str]]:
         used.add(name)
         return name
 
-    steps = {step.name: unique(_identifier(step.name)) for step in graph.steps}
-    return unique("kale_bundle"), steps
+    return {step.name: unique(_identifier(step.name)) for step in graph.steps}
 
 
 def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
@@ -225,28 +227,6 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     )
 
 
-# The first task: turns the bundle into an artifact, whose metadata carries the run's id and
-# start time (what [[RunUUID]] and [[CurrentTime]] mean, the same for every step). The bundle is
-# inline in the package, or imported from the bundle store.
-_BUNDLE_SOURCE = (
-    "def {name}(data: str, run_id: str, bundle: Output[Artifact]):\n"
-    "    import base64, datetime\n"
-    "    with open(bundle.path, 'wb') as handle:\n"
-    "        handle.write(base64.b64decode(data))\n"
-    "    bundle.metadata['run_id'] = run_id\n"
-    "    bundle.metadata['created'] = "
-    "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
-)
-_IMPORTED_BUNDLE_SOURCE = (
-    "def {name}(source: Input[Artifact], run_id: str, bundle: Output[Artifact]):\n"
-    "    import datetime, shutil\n"
-    "    shutil.copyfile(source.path, bundle.path)\n"
-    "    bundle.metadata['run_id'] = run_id\n"
-    "    bundle.metadata['created'] = "
-    "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
-)
-
-
 def _define(source: str, filename: str, namespace: dict[str, Any]) -> Any:
     """Define a function from generated source that ``inspect.getsource`` can read back."""
     lines = source.splitlines(keepends=True)
@@ -335,11 +315,10 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact,
                                  "Dataset": Dataset, "Model": Model}
     prefix = f"<kale {graph.name}"
-    bundle_name, step_names = _function_names(graph)
-    template = _IMPORTED_BUNDLE_SOURCE if bundle_uri else _BUNDLE_SOURCE
-    bundle_component = dsl.component(
-        _define(template.format(name=bundle_name), f"{prefix} bundle>", namespace),
-        base_image=environment.image)
+    delivery = BundleDelivery(bundle, bundle_uri)
+    step_names = _function_names(graph, reserved=delivery.function_names)
+    delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
+                    environment.image)
     components = {}
     for step in graph.steps:
         name = step_names[step.name]
@@ -348,18 +327,13 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
         own = environment.of(step.name)
         components[step.name] = dsl.component(function, base_image=own.image,
                                               packages_to_install=list(own.packages) or None)
+    # Two calls of one step share its display name; the Kubeflow UI must tell them apart.
+    shown = [step.display_name for step in graph.steps]
+    display = {step.name: step.display_name if shown.count(step.display_name) == 1
+               else step.name for step in graph.steps}
+
     def body(**values: Any) -> None:
-        if bundle_uri:
-            imported = dsl.importer(artifact_uri=bundle_uri, artifact_class=Artifact,
-                                    reimport=False)
-            imported.set_display_name("kale-bundle-import")
-            source = bundle_component(source=imported.output,
-                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        else:
-            source = bundle_component(data=base64.b64encode(bundle.data).decode(),
-                                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        source.set_display_name("kale-bundle")
-        source.set_caching_options(False)
+        source = delivery.add_tasks()
         tasks: dict[str, Any] = {}
         for step in graph.steps:
             arguments: dict[str, Any] = {
@@ -378,7 +352,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                     arguments[f"in_{argument.name}"] = \
                         producer.outputs[f"out_{_identifier(value.variable)}"]
             task = components[step.name](**arguments)
-            task.set_display_name(step.display_name)
+            task.set_display_name(display[step.name])
             task.set_caching_options(False)  # a step runs every time, as in a local run
             _retry(task, step)
             _resources(task, step)
@@ -393,35 +367,6 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                              pipeline_config=config)(pipeline_function)
     write_package(decorated, package_path)
     return Compiled(bundle, environment, bundle_uri)
-
-
-def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | None:
-    """Where the bundle travels: ``None`` for inline in the package, else the URI it was
-    uploaded to. Small bundles always go inline."""
-    size = f"{bundle.size / 2**20:.1f} MB"
-    if bundle.size <= INLINE_LIMIT:
-        return None
-    if upload and store:
-        if is_local(store):
-            warnings.warn(f"the project bundle goes to the local folder {store}: only kfp.local "
-                          "or a cluster that mounts it at the same path can read it",
-                          CompileWarning, stacklevel=3)
-        return upload_bundle(bundle, store)
-    advice = ("set a bundle store the cluster can read: --bundle-store minio://mlpipeline/kale "
-              "(Kubeflow's own MinIO), s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, or "
-              "bundle_store in [tool.kale]; or leave data files out with a .kaleignore file")
-    if upload:
-        raise KaleError(
-            f"the project bundle is {size}, more than the {INLINE_LIMIT // 1024} KB a pipeline "
-            "package can carry (Kubernetes keeps a run's workflow under about 1.5 MB), and no "
-            "bundle store is set to upload it to", fix=advice)
-    warnings.warn(
-        f"the package carries the {size} project bundle inline: kfp.local runs it, but "
-        "Kubeflow may refuse a run this large. "
-        + (f"Submitting with --kfp uploads it to {store} instead." if store else
-           advice[0].upper() + advice[1:] + "."),
-        CompileWarning, stacklevel=3)
-    return None
 
 
 def write_package(pipeline: Any, package_path: str) -> None:

@@ -1,0 +1,137 @@
+"""How the project bundle reaches the steps of a Kubeflow run.
+
+Every step takes one artifact, ``kale-bundle``, made by a first task whose metadata also records
+the run's id and start time (what ``[[RunUUID]]`` and ``[[CurrentTime]]`` mean, the same for every
+step). The bundle gets there one of two ways:
+
+- **Inline**, up to ``INLINE_LIMIT``: the bytes are written into the source of the first task's
+  component (and of helper components, ``PART_BYTES`` each). Not as a parameter: Kubeflow hands
+  the root DAG with all its constants to one driver as a single command-line argument, and
+  Linux refuses an argument over 128 KB; a component's source is handed only to its own pod.
+- **From the bundle store** (``kale.kfp.store``) for bigger bundles: ``dsl.importer`` brings the
+  uploaded file in, with the cluster's object-store credentials, and the first task copies it.
+"""
+
+from __future__ import annotations
+
+import base64
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from kale.errors import CompileWarning, KaleError
+from kale.kfp.bundle import Bundle
+from kale.kfp.store import INLINE_LIMIT, is_local, upload_bundle
+
+#: Bundle bytes per component source: about 87 KB once in base64, well under Linux's 128 KB
+#: for one argument, with room for kfp's own wrapper.
+PART_BYTES = 64 * 1024
+
+_STAMP = (
+    "    bundle.metadata['run_id'] = run_id\n"
+    "    bundle.metadata['created'] = "
+    "datetime.datetime.now(datetime.timezone.utc).isoformat()\n"
+)
+
+
+def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | None:
+    """Where the bundle travels: ``None`` for inline in the package, else the URI it was
+    uploaded to. Small bundles always go inline."""
+    size = f"{bundle.size / 2**20:.1f} MB"
+    if bundle.size <= INLINE_LIMIT:
+        return None
+    if upload and store:
+        if is_local(store):
+            warnings.warn(f"the project bundle goes to the local folder {store}: only kfp.local "
+                          "or a cluster that mounts it at the same path can read it",
+                          CompileWarning, stacklevel=3)
+        return upload_bundle(bundle, store)
+    advice = ("set a bundle store the cluster can read: --bundle-store minio://mlpipeline/kale "
+              "(Kubeflow's own MinIO), s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, or "
+              "bundle_store in [tool.kale]; or leave data files out with a .kaleignore file")
+    if upload:
+        raise KaleError(
+            f"the project bundle is {size}, more than the {INLINE_LIMIT // 1024} KB a pipeline "
+            "package can carry (Kubernetes keeps a run's workflow under about 1.5 MB), and no "
+            "bundle store is set to upload it to", fix=advice)
+    warnings.warn(
+        f"the package carries the {size} project bundle inline: kfp.local runs it, but "
+        "Kubeflow may refuse a run this large. "
+        + (f"Submitting with --kfp uploads it to {store} instead." if store else
+           advice[0].upper() + advice[1:] + "."),
+        CompileWarning, stacklevel=3)
+    return None
+
+
+class BundleDelivery:
+    """The components that make the ``kale-bundle`` artifact, and their tasks in a pipeline."""
+
+    def __init__(self, bundle: Bundle, uri: str | None) -> None:
+        self.uri = uri
+        encoded = [] if uri else [
+            base64.b64encode(bundle.data[start : start + PART_BYTES]).decode()
+            for start in range(0, max(bundle.size, 1), PART_BYTES)]
+        self._first, self._parts = (encoded[0], encoded[1:]) if encoded else ("", [])
+        self._components: list[Any] = []
+
+    @property
+    def function_names(self) -> tuple[str, ...]:
+        """The Python names (and so the task names) Kale's own components take."""
+        return ("kale_bundle", *(f"kale_bundle_part_{n}" for n in range(1, len(self._parts) + 1)))
+
+    def _sources(self) -> list[str]:
+        parts = [f"kale_bundle_part_{n}" for n in range(1, len(self._parts) + 1)]
+        sources = [
+            f"def {name}(part: Output[Artifact]):\n"
+            "    import base64\n"
+            "    with open(part.path, 'wb') as handle:\n"
+            f"        handle.write(base64.b64decode({data!r}))\n"
+            for name, data in zip(parts, self._parts, strict=True)
+        ]
+        if self.uri:
+            first = (
+                "def kale_bundle(source: Input[Artifact], run_id: str, "
+                "bundle: Output[Artifact]):\n"
+                "    import datetime, shutil\n"
+                "    shutil.copyfile(source.path, bundle.path)\n" + _STAMP)
+        else:
+            inputs = "".join(f", {name}: Input[Artifact]" for name in parts)
+            first = (
+                f"def kale_bundle(run_id: str, bundle: Output[Artifact]{inputs}):\n"
+                "    import base64, datetime, shutil\n"
+                "    with open(bundle.path, 'wb') as handle:\n"
+                f"        handle.write(base64.b64decode({self._first!r}))\n"
+                f"        for part in [{', '.join(parts)}]:\n"
+                "            with open(part.path, 'rb') as piece:\n"
+                "                shutil.copyfileobj(piece, handle)\n" + _STAMP)
+        return [first, *sources]
+
+    def define(self, define: Callable[[str, str], Any], image: str) -> None:
+        """Make the components (``define`` turns generated source into a function)."""
+        from kfp import dsl
+
+        self._components = [dsl.component(define(source, f"bundle {index}"), base_image=image)
+                            for index, source in enumerate(self._sources())]
+
+    def add_tasks(self) -> Any:
+        """Inside the pipeline body: the tasks; returns the one whose output is the bundle."""
+        from kfp import dsl
+        from kfp.dsl import Artifact
+
+        first, *parts = self._components
+        if self.uri:
+            imported = dsl.importer(artifact_uri=self.uri, artifact_class=Artifact,
+                                    reimport=False)
+            imported.set_display_name("kale-bundle-import")
+            task = first(source=imported.output, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        else:
+            pieces = {}
+            for number, component in enumerate(parts, start=1):
+                piece = component()
+                piece.set_display_name(f"kale-bundle-part-{number}")
+                piece.set_caching_options(False)
+                pieces[f"kale_bundle_part_{number}"] = piece.outputs["part"]
+            task = first(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **pieces)
+        task.set_display_name("kale-bundle")
+        task.set_caching_options(False)
+        return task
