@@ -369,6 +369,43 @@ def test_path_corner_cases(tmp_path, monkeypatch):
         marshal.save(tmp_path, tmp_path / "inside", "v")
 
 
+def test_a_reader_imports_the_module_that_registered_the_backend(project, tmp_path):
+    import sys
+
+    project.write("temps.py", """
+        from pathlib import Path
+        from kale.marshal import register
+
+        class Fahrenheit:
+            def __init__(self, degrees):
+                self.degrees = degrees
+
+        register("fahrenheit", Fahrenheit,
+                 save=lambda value, path: Path(path).write_text(str(value.degrees)),
+                 load=lambda path: Fahrenheit(float(Path(path).read_text())), suffix=".txt")
+    """)
+    import temps
+
+    try:
+        # Into a folder that does not exist yet: the registered save writes straight into it.
+        stored = marshal.save(temps.Fahrenheit(70.0), tmp_path / "new" / "folder", "t")
+        assert stored.backend == "fahrenheit" and "fallback" not in stored.extra
+        assert stored.extra["registered_in"] == "temps"
+        # A fresh reader (another step's process) has not imported temps yet.
+        marshal._registered.clear()
+        del sys.modules["temps"]
+        loaded = marshal.load(stored.to_json())
+        assert type(loaded).__name__ == "Fahrenheit" and loaded.degrees == 70.0
+        marshal._registered.clear()
+        sys.modules.pop("temps")
+        (project.root / "temps.py").unlink()
+        with pytest.raises(marshal.MarshalError, match="registered in module `temps`"):
+            marshal.load(stored.to_json())
+    finally:
+        marshal._registered.clear()
+        sys.modules.pop("temps", None)
+
+
 def test_registry_mistakes_are_explained(tmp_path):
     try:
         marshal.register("strict", lambda value: value.degrees is not None,

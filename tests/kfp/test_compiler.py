@@ -323,3 +323,21 @@ def test_artifact_classes_from_annotations(annotation, expected):
     from kale.kfp.compiler import _artifact_class
 
     assert _artifact_class(ast.parse(annotation, mode="eval").body) == expected
+
+
+def test_a_type_registered_in_a_project_module_crosses_kubeflow_steps(tmp_path):
+    (tmp_path / "temps.py").write_text(
+        "from pathlib import Path\nfrom kale.marshal import register\n\n"
+        "class Celsius:\n    def __init__(self, degrees):\n        self.degrees = degrees\n\n"
+        "register('celsius', Celsius,\n"
+        "         save=lambda value, path: Path(path).write_text(str(value.degrees)),\n"
+        "         load=lambda path: Celsius(float(Path(path).read_text())), suffix='.txt')\n")
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef measure():\n    from temps import Celsius\n    return Celsius(21.5)\n\n"
+        "@step\ndef report(t):\n    from temps import Celsius\n"
+        "    print('V', t.degrees, isinstance(t, Celsius))\n\n"
+        "@pipeline(name='custom-type')\ndef p():\n    t = measure()\n    report(t)\n"),
+        "c.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    assert "V 21.5 True" in output, output[-2000:]

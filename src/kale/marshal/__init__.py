@@ -123,9 +123,10 @@ class Backend:
 class _Registered(Backend):
     def __init__(self, name: str, accepts: Callable[[Any], bool],
                  save: Callable[[Any, str], None], load: Callable[[str], Any], suffix: str,
-                 library: str | None) -> None:
+                 library: str | None, module: str | None = None) -> None:
         self.name, self.suffix, self.library = name, suffix, library
         self._accepts, self._save, self._load = accepts, save, load
+        self.module = module  # where register() was called: the reader imports it too
 
     def accepts(self, value: Any) -> bool:
         try:
@@ -189,8 +190,10 @@ def register(name: str, accepts: type | tuple[type, ...] | Callable[[Any], bool]
         raise ValueError("the suffix .meta.json is Kale's own")
     predicate = accepts if not isinstance(accepts, (type, tuple, types.UnionType)) else \
         (lambda value, kinds=accepts: isinstance(value, kinds))
+    module = sys._getframe(1).f_globals.get("__name__")
     _registered[:] = [b for b in _registered if b.name != name]
-    _registered.insert(0, _Registered(name, predicate, save, load, suffix, library))
+    _registered.insert(0, _Registered(name, predicate, save, load, suffix, library,
+                                      None if module == "__main__" else module))
 
 
 def _builtin() -> list[Backend]:
@@ -217,6 +220,7 @@ def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
         # itself does not exist where the next step runs.
         raise MarshalError("an open file cannot be passed to another step", advice(value))
     folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)  # a registered backend's save writes into it directly
     notes: list[str] = []
     for backend in _backends():
         if not backend.accepts(value):
@@ -239,6 +243,8 @@ def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
         if notes:
             extra["fallback"] = "; ".join(notes)
         size = _size(path)
+        if getattr(backend, "module", None):
+            extra["registered_in"] = backend.module
         stored = StoredValue(path, backend.name, type_name(value), size, {
             "library": backend.library,
             "library_version": _library_version(backend.library),
@@ -296,5 +302,20 @@ def load(stored: StoredValue | dict[str, Any]) -> Any:
                 f"make `{module}` importable here: a module of the project, or a library to "
                 "install",
             ) from None
+    module = meta.get("registered_in")
+    if module and module not in sys.modules:
+        # The writer registered this backend in a module of the project; the reader may not
+        # have imported that module yet (a step imports inside its body, after its inputs).
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise MarshalError(
+                f"reading a {meta.get('type', 'value')} needs backend {meta['backend']!r}, "
+                f"registered in module `{module}`, which cannot be imported here: {error}",
+                f"make `{module}` importable where the steps run (a module of the project)",
+            ) from None
+        return load(meta)
     raise MarshalError(f"no backend {meta['backend']!r} for {meta['path']}",
                        "register it (kale.marshal.register) in a module the steps import")
