@@ -166,8 +166,12 @@ VALUES_SCRIPT = (
     "from kale.sdk import pipeline, step\n\n"
     "@step\ndef show(label, value):\n    print('VALUE', label, repr(value))\n\n"
     "@pipeline(name='values')\n"
-    "def p(body='x', sizes=[64, 32], config={'a': {'b': [1, 'n']}}, rates=[0.5, 1]):\n"
+    "def p(body='x', sizes=[64, 32], config={'a': {'b': [1, 'n']}}, rates=[0.5, 1],\n"
+    "      order={'zeta': 1, 'alpha': 2.5, 'mid': {'b': 1, 'a': [2, 3.5]}}, tag='[[Index]]'):\n"
     "    show('none', None)\n"
+    "    show('literal', '[[Index]]')\n"
+    "    show('tag', tag)\n"
+    "    show('order', order)\n"
     "    show('nested', [None, (1, (2, 3)), {'k': (4,)}])\n"
     "    show('body', body)\n"
     "    show('sizes', sizes)\n"
@@ -181,7 +185,9 @@ def test_constants_and_parameters_arrive_as_in_a_local_run(tmp_path):
     output = run_under_kfp_local(package, tmp_path)
     for expected in ("VALUE none None", "VALUE nested [None, (1, (2, 3)), {'k': (4,)}]",
                      "VALUE body 'x'", "VALUE sizes [64, 32]",
-                     "VALUE config {'a': {'b': [1, 'n']}}", "VALUE rates [0.5, 1.0]"):
+                     "VALUE config {'a': {'b': [1, 'n']}}", "VALUE rates [0.5, 1]",
+                     "VALUE literal '[[Index]]'", "VALUE tag '1'",
+                     "VALUE order {'zeta': 1, 'alpha': 2.5, 'mid': {'b': 1, 'a': [2, 3.5]}}"):
         assert expected in output, (expected, output[-3000:])
 
 
@@ -341,3 +347,16 @@ def test_a_type_registered_in_a_project_module_crosses_kubeflow_steps(tmp_path):
         "c.yaml")
     output = run_under_kfp_local(package, tmp_path)
     assert "V 21.5 True" in output, output[-2000:]
+
+
+def test_step_source_is_read_as_python_reads_it(tmp_path):
+    (tmp_path / "latin.py").write_bytes(
+        "# -*- coding: latin-1 -*-\nfrom kale.sdk import step\n\n"
+        "@step\ndef greet():\n    return 'caf\u00e9'\n".encode("latin-1"))
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\nfrom latin import greet\n\n"
+        "@step\ndef odd(word):\n    text = 'a\u2028b'\n\x0c\n    print('ODD', word, len(text))\n"
+        "    return 1\n\n"
+        "@pipeline(name='odd-source')\ndef p():\n    word = greet()\n    odd(word)\n"), "o.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    assert "ODD caf\u00e9 3" in output, output[-2000:]

@@ -145,16 +145,6 @@ def _output_classes(step: Step) -> dict[str, str]:
     return classes
 
 
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_float(item) for item in value)
-    return False
-
-
 def _kfp_default(parameter: Any) -> Any:
     """A parameter's default as KFP can carry it (tuples as lists; no None inside)."""
     def convert(value: Any) -> Any:
@@ -187,13 +177,17 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
         elif isinstance(source, ParameterRef):
             parameter = graph.parameter(source.name)
             parameters.append(f"{local}: {_PARAMETER_TYPES[parameter.type]}")
-            # KFP carries lists and dicts as protobuf values, where every number is a float.
-            kind = "ints" if parameter.type in ("list", "dict") and not _has_float(
-                parameter.default) else "value"
-            inputs.append(f"{argument.name!r}: ({kind!r}, {local})")
+            if parameter.type in ("list", "dict"):
+                # KFP carries lists and dicts as protobuf values: every number a float, keys
+                # sorted. The default's shape gives the ints and the key order back.
+                shape = _kfp_default(parameter)
+                inputs.append(f"{argument.name!r}: ('shaped', ({local}, {shape!r}))")
+            else:
+                inputs.append(f"{argument.name!r}: ('value', {local})")
         elif type(source.value) in (str, int, float, bool):
+            # A literal in the pipeline body: never a macro (as in a local run).
             parameters.append(f"{local}: {type(source.value).__name__}")
-            inputs.append(f"{argument.name!r}: ('value', {local})")
+            inputs.append(f"{argument.name!r}: ('constant', {local})")
         else:  # None, lists, dicts, tuples: exact, as Kale's tagged JSON in a string
             parameters.append(f"{local}: str")
             inputs.append(f"{argument.name!r}: ('json', {local})")
@@ -207,7 +201,9 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     # The step's code travels in the bundle; the component only says where it is.
     spec = {
         "step": step.name, "function": function.function_name,
-        "lines": len(function.text.splitlines()),
+        # Counted as Python reads lines (entry reads the file the same way): a form feed or
+        # U+2028 in a string is not a line break there.
+        "lines": function.text.count("\n") + (not function.text.endswith("\n")),
         "file": os.path.relpath(function.filename, graph.project_root), "line": function.line,
         "module": function.module, "outputs": list(step.outputs), "unpacks": step.unpacks,
         "timeout": step.options.timeout,

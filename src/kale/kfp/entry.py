@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+import tokenize
 from datetime import datetime
 
 from kale import macros, marshal
@@ -41,16 +42,44 @@ def _decode_json(text: str) -> Any:
     return _decode(json.loads(text))
 
 
-def _integral(value: Any) -> Any:
-    """Whole floats back to ints: a list or dict parameter whose default held no floats reached
-    the step through protobuf values, which make every number a float."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_integral(item) for item in value]
+def _shaped(value: Any, template: Any) -> Any:
+    """A list or dict parameter as the step would have had it locally: Kubeflow carried it as a
+    protobuf value, which makes every number a float and sorts dict keys. Where the default
+    (``template``) had an int, a whole float becomes an int again; dict keys come back in the
+    default's order. Parts the default does not cover keep ints when the default held no
+    floats at all."""
+    no_floats = not _has_float(template)
+
+    def conform(item: Any, shape: Any) -> Any:
+        if isinstance(item, float) and item.is_integer() and (
+                (isinstance(shape, int) and not isinstance(shape, bool))
+                or (shape is _UNKNOWN and no_floats)):
+            return int(item)
+        if isinstance(item, list):
+            shapes = shape if isinstance(shape, list) else []
+            return [conform(element, shapes[index] if index < len(shapes) else _UNKNOWN)
+                    for index, element in enumerate(item)]
+        if isinstance(item, dict):
+            shapes = shape if isinstance(shape, dict) else {}
+            order = [key for key in shapes if key in item] + [
+                key for key in item if key not in shapes]
+            return {key: conform(item[key], shapes.get(key, _UNKNOWN)) for key in order}
+        return item
+
+    return conform(value, template)
+
+
+_UNKNOWN = object()
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
     if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
-    return value
+        return any(_has_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_float(item) for item in value)
+    return False
 
 
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
@@ -66,13 +95,16 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
             values[name] = ("value", marshal.load_folder(payload))
         elif kind == "json":
             values[name] = ("value", _decode_json(payload))
-        elif kind == "ints":
-            values[name] = ("value", _integral(payload))
+        elif kind == "shaped":
+            values[name] = ("value", _shaped(*payload))
+        elif kind == "constant":
+            values[name] = ("value", payload)
         else:
             values[name] = ("value", _expand_macros(payload, run_id, created))
     scratch = tempfile.mkdtemp(prefix="kale-outputs-")
     filename = os.path.join(project, spec["file"])
-    with open(filename) as handle:
+    # As Python reads source: its coding declaration, universal newlines.
+    with tokenize.open(filename) as handle:
         lines = handle.readlines()
     source = "".join(lines[spec["line"] - 1 : spec["line"] - 1 + spec["lines"]])
     task = StepTask(

@@ -204,7 +204,8 @@ class Scheduler:
         self.progress = progress or PlainProgress()
         started = time.time()
         run_id = str(uuid.uuid4())
-        started_at = datetime.fromtimestamp(started).astimezone()
+        # In UTC, as on Kubeflow, so [[CurrentTime]] names the same moment the same way there.
+        started_at = datetime.fromtimestamp(started, timezone.utc)
         self.values = {name: macros.expand(value, run_id, started_at)
                        for name, value in values.items()}
         self.record = RunRecord(home, run_id)
