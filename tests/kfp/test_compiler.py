@@ -360,3 +360,48 @@ def test_step_source_is_read_as_python_reads_it(tmp_path):
         "@pipeline(name='odd-source')\ndef p():\n    word = greet()\n    odd(word)\n"), "o.yaml")
     output = run_under_kfp_local(package, tmp_path)
     assert "ODD caf\u00e9 3" in output, output[-2000:]
+
+
+def test_names_beyond_ascii(tmp_path):
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef double(x):\n    return x * 2\n\n"
+        "@step\ndef show(résultat):\n    print('V', résultat)\n\n"
+        "@pipeline(name='unicode')\ndef p(entree=3):\n"
+        "    résultat = double(entree)\n    show(résultat)\n"), "u.yaml")
+    assert "V 6" in run_under_kfp_local(package, tmp_path)
+    result = run_compile(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef double(x):\n    return x * 2\n\n"
+        "@pipeline(name='unicode')\ndef p(entrée=3):\n    double(entrée)\n"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "pipeline parameter `entrée` has a name Kubeflow does not accept" in result.stderr
+    assert "flow.py:8:7" in result.stderr and "for example `entree`" in result.stderr
+
+
+def test_line_breaks_in_defaults_and_descriptions_keep_the_package_readable(tmp_path):
+    from kfp import components
+
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef join(sep, tail):\n    print('V', repr(sep.join(['a', 'b', tail])))\n\n"
+        "@pipeline(name='breaks', description='one\\rtwo\\x0cthree\\u2028four\\nfive: 5')\n"
+        "def p(sep='\\n', tail='x\\r\\ny'):\n    join(sep, tail)\n"), "b.yaml")
+    components.load_component_from_file(str(package))
+    output = run_under_kfp_local(package, tmp_path)
+    assert "V 'a\\nb\\nx\\r\\ny'" in output, output[-2000:]
+
+
+@pytest.mark.parametrize(("output", "message", "fix"), [
+    ("pipeline", "the package pipeline would not be YAML", "-o pipeline.yaml"),
+    ("p.json", "the package p.json would not be YAML", "-o p.yaml"),
+    ("no/such/dir/p.yaml", "the folder", "create the folder"),
+])
+def test_package_paths_that_cannot_be_written_are_explained(tmp_path, output, message, fix):
+    result = run_compile(tmp_path, VALUES_SCRIPT, output)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr and fix in result.stderr
+
+
+def test_an_upper_case_suffix_is_fine(tmp_path):
+    assert compile_script(tmp_path, VALUES_SCRIPT, "P.YAML").read_text().startswith("#")

@@ -33,7 +33,10 @@ _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool"
 
 
 def _identifier(name: str) -> str:
-    return re.sub(r"\W", "_", name)
+    """An ASCII Python name for ``name``: kfp accepts only ASCII in input and output names, and
+    Python names may hold any letter (``entrée`` -> ``entr_u00e9_e``)."""
+    return re.sub(r"[^A-Za-z0-9_]", lambda m: "_" if m.group() == "-" else
+                  f"_u{ord(m.group()):04x}_", name)
 
 
 # Names the generated components' annotations and kfp's executor module rely on.
@@ -170,7 +173,7 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     inputs = []
     for argument in step.arguments:
         source = argument.source
-        local = f"in_{argument.name}"
+        local = f"in_{_identifier(argument.name)}"
         if isinstance(source, OutputRef):
             parameters.append(f"{local}: Input[Artifact]")
             inputs.append(f"{argument.name!r}: ('artifact', {local}.path)")
@@ -338,14 +341,14 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             for argument in step.arguments:
                 value = argument.source
                 if isinstance(value, ParameterRef):
-                    arguments[f"in_{argument.name}"] = values[value.name]
+                    arguments[f"in_{_identifier(argument.name)}"] = values[value.name]
                 elif isinstance(value, Constant):
                     constant = value.value
-                    arguments[f"in_{argument.name}"] = constant if type(constant) in (
+                    arguments[f"in_{_identifier(argument.name)}"] = constant if type(constant) in (
                         str, int, float, bool) else _plain_json(constant)
                 else:
                     producer = tasks[value.step]
-                    arguments[f"in_{argument.name}"] = \
+                    arguments[f"in_{_identifier(argument.name)}"] = \
                         producer.outputs[f"out_{_identifier(value.variable)}"]
             task = components[step.name](**arguments)
             task.set_display_name(display[step.name])
@@ -365,6 +368,16 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     return Compiled(bundle, environment, bundle_uri)
 
 
+def _comment_lines(header: str) -> str:
+    """kfp's header comment with every line a comment: a default or description holding a line
+    break (or another character YAML breaks lines at) would otherwise end the comment and make
+    the rest of the line YAML that cannot be read (kubeflow/pipelines#10438)."""
+    header = re.sub(r"[\r\x85\u2028\u2029\x00-\x08\x0b\x0c\x0e-\x1f\x7f]",
+                    lambda match: repr(match.group())[1:-1], header)
+    return "\n".join(line if not line or line.startswith("#") else f"#   {line}"
+                     for line in header.split("\n"))
+
+
 def write_package(pipeline: Any, package_path: str) -> None:
     """Write a ``dsl.pipeline``'s package as ``kfp.compiler.Compiler().compile`` does, with
     libyaml's emitter when PyYAML has it.
@@ -376,7 +389,7 @@ def write_package(pipeline: Any, package_path: str) -> None:
     from kfp.compiler import compiler, pipeline_spec_builder
 
     dumper = getattr(yaml, "CSafeDumper", None)
-    if dumper is None or not package_path.endswith((".yaml", ".yml")):
+    if dumper is None or not package_path.lower().endswith((".yaml", ".yml")):
         compiler.Compiler().compile(pipeline, package_path)
         return
     from google.protobuf import json_format
@@ -388,7 +401,7 @@ def write_package(pipeline: Any, package_path: str) -> None:
     header = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec,
                                                                        pipeline.description)
     with open(package_path, "w") as handle:
-        handle.write(header)
+        handle.write(_comment_lines(header))
         yaml.dump_all(documents, handle, Dumper=dumper, sort_keys=True)
 
 
@@ -400,8 +413,22 @@ def _plain_json(value: Any) -> str:
     return json.dumps(_encode(value))
 
 
+def _ascii(name: str) -> str:
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return folded if folded.isidentifier() else _identifier(name)
+
+
 def _pipeline_function(graph: Graph, body: Any) -> Any:
     """A function with the pipeline's parameters, typed and with defaults, as kfp wants."""
+    for parameter in graph.parameters:
+        if not parameter.name.isascii():
+            raise KaleError(
+                f"pipeline parameter `{parameter.name}` has a name Kubeflow does not accept: "
+                "its parameters are named with ASCII letters, digits and _",
+                location=parameter.location,
+                fix=f"rename it, for example `{_ascii(parameter.name)}`")
     parameters = ", ".join(f"{p.name}: {_PARAMETER_TYPES[p.type]} = {_kfp_default(p)!r}"
                            for p in graph.parameters)
     names = ", ".join(f"{p.name!r}: {p.name}" for p in graph.parameters)

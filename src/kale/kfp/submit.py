@@ -23,7 +23,17 @@ from kale.kfp.connection import KubeflowError, connect, explain
 
 
 def package_path(graph: Graph, output: str | None) -> str:
-    return os.path.abspath(output or f"{graph.name}.yaml")
+    """Where to write the package: ``output`` (``-o``), else ``<pipeline name>.yaml`` here."""
+    path = os.path.abspath(output or f"{graph.name}.yaml")
+    if not path.lower().endswith((".yaml", ".yml")):
+        stem = os.path.splitext(output or graph.name)[0]
+        raise KaleError(f"the package {output} would not be YAML: Kubeflow Pipelines packages "
+                        "are .yaml files", fix=f"-o {stem}.yaml")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise KaleError(f"the package cannot be written to {output}: the folder {folder} does "
+                        "not exist", fix="create the folder, or choose another path with -o")
+    return path
 
 
 @dataclass
