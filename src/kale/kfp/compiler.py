@@ -364,8 +364,27 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     decorated = dsl.pipeline(name=graph.name, display_name=graph.options.display_name,
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
+    _check_root_size(decorated, graph)
     write_package(decorated, package_path)
     return Compiled(bundle, environment, bundle_uri)
+
+
+#: Linux's limit on one command-line argument (MAX_ARG_STRLEN).
+ARGUMENT_LIMIT = 128 * 1024
+
+
+def _check_root_size(pipeline: Any, graph: Graph) -> None:
+    """Warn when the pipeline's DAG is too big for the one argument Kubeflow passes it in."""
+    from google.protobuf import json_format
+
+    size = len(json_format.MessageToJson(pipeline.pipeline_spec.root, indent=None))
+    if size > ARGUMENT_LIMIT * 0.9:
+        warnings.warn(
+            f"the DAG of pipeline {graph.name} ({len(graph.steps)} steps) is {size // 1024} KB "
+            "as JSON; Kubeflow hands it to the run's first driver as one command-line "
+            f"argument, and Linux refuses one over {ARGUMENT_LIMIT // 1024} KB, so the run may "
+            "not start (\"argument list too long\"): split it into smaller pipelines",
+            CompileWarning, stacklevel=3)
 
 
 def _comment_lines(header: str) -> str:
