@@ -408,10 +408,10 @@ def test_an_upper_case_suffix_is_fine(tmp_path):
 
 
 def test_a_dag_too_big_for_one_argument_is_warned_about(tmp_path):
-    calls = "\n".join(f"    v{n} = add(v{n - 1})" for n in range(1, 260))
+    calls = "\n".join(f"    v{n} = add(v{n - 1})" for n in range(1, 400))
     result = run_compile(tmp_path, (
         "from kale.sdk import pipeline, step\n\n@step\ndef add(x):\n    return x + 1\n\n"
         f"@pipeline(name='long')\ndef p(v0=0):\n{calls}\n"), "long.yaml")
     assert result.returncode == 0, result.stderr
-    assert "warning: the DAG of pipeline long (259 steps) is" in result.stderr
+    assert "warning: the DAG of pipeline long (399 steps) is" in result.stderr
     assert "split it into smaller pipelines" in result.stderr
