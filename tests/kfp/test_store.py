@@ -132,3 +132,133 @@ def test_gcs_errors_name_the_store(monkeypatch, bucket, status, expected):
         assert f"gs://{bucket}/bundles/" in caught.value.message
         assert expected in caught.value.message
         assert f"bucket {bucket} exists" in caught.value.fix
+
+
+def test_a_relative_folder_in_pyproject_is_the_projects(tmp_path, monkeypatch):
+    monkeypatch.delenv("KALE_BUNDLE_STORE", raising=False)
+    project = tmp_path / "proj"
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    project.mkdir()
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    (project / "pyproject.toml").write_text('[tool.kale]\nbundle_store = "../bundles"\n')
+    assert configured_store(project) == str(project / ".." / "bundles")
+    uri = upload_bundle(BUNDLE, configured_store(project))
+    assert uri == str(tmp_path / "bundles" / bundle_name(BUNDLE))
+    # Typed on the command line or set in the environment: relative to where Kale runs.
+    assert configured_store(project, "here") == "here"
+    monkeypatch.setenv("KALE_BUNDLE_STORE", "there/")
+    assert configured_store(project) == "there"
+
+
+@pytest.mark.parametrize(("store", "why"), [
+    ("file://store", "a host name ('store')"),
+    ("file://./store", "a host name ('.')"),
+    ("file://host/abs/store", "a host name ('host')"),
+    ("file:store", "its path is relative"),
+])
+def test_a_file_uri_names_an_absolute_folder_of_this_machine(store, why, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError) as caught:
+        upload_bundle(BUNDLE, store)
+    assert why in caught.value.message
+    assert caught.value.fix.startswith("write file:///abs/path or a plain path")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_uris_on_this_machine(tmp_path):
+    assert check_store("file:///") == "file:///"
+    assert check_store("file://localhost/data/") == "file://localhost/data"
+    assert upload_bundle(BUNDLE, f"file://localhost{tmp_path}/a") == str(
+        tmp_path / "a" / bundle_name(BUNDLE))
+    assert upload_bundle(BUNDLE, f"file://{tmp_path}/b%20c") == str(
+        tmp_path / "b c" / bundle_name(BUNDLE))
+
+
+def _stubbed_s3(monkeypatch, head_status, put_status=None):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.stub import ANY, Stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "upload-only")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.session.Session().client("s3")
+    stubber = Stubber(client)
+    stubber.add_client_error("head_object", service_error_code=str(head_status),
+                             service_message="Forbidden", http_status_code=head_status)
+    expected = {"Bucket": "team", "Key": f"kale/{bundle_name(BUNDLE)}", "Body": ANY,
+                "ContentType": "application/gzip"}
+    if put_status:
+        stubber.add_client_error("put_object", service_error_code="AccessDenied",
+                                 service_message="Access Denied", http_status_code=put_status,
+                                 expected_params=expected)
+    else:
+        stubber.add_response("put_object", {}, expected)
+    stubber.activate()
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: client)
+    return stubber
+
+
+def test_keys_that_may_upload_but_not_list_still_upload(monkeypatch):
+    stubber = _stubbed_s3(monkeypatch, 403)
+    assert upload_bundle(BUNDLE, "s3://team/kale") == f"s3://team/kale/{bundle_name(BUNDLE)}"
+    stubber.assert_no_pending_responses()
+
+
+def test_a_refused_upload_is_a_credentials_error(monkeypatch):
+    _stubbed_s3(monkeypatch, 403, put_status=403)
+    with pytest.raises(StoreError) as caught:
+        upload_bundle(BUNDLE, "s3://team/kale")
+    assert "AccessDenied" in caught.value.message
+    assert "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in caught.value.fix
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+@pytest.mark.parametrize("store", ["minio://mlpipeline/kale", "s3://team/kale"])
+def test_an_endpoint_without_its_scheme_is_explained(monkeypatch, variable, store):
+    pytest.importorskip("boto3")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "minio-service.kubeflow:9000")
+    with pytest.raises(StoreError) as caught:
+        upload_bundle(BUNDLE, store)
+    assert caught.value.message == (f"{variable}='minio-service.kubeflow:9000' is not an "
+                                    "endpoint URL: it must start with http:// or https://")
+    assert caught.value.fix.startswith(f"set {variable}=http://minio-service.kubeflow:9000")
+
+
+def test_an_endpoint_botocore_refuses_is_explained(monkeypatch):
+    pytest.importorskip("boto3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://bad host:9000")
+    with pytest.raises(StoreError) as caught:
+        upload_bundle(BUNDLE, "minio://mlpipeline/kale")
+    assert "Invalid endpoint" in caught.value.message
+    assert "AWS_ENDPOINT_URL" in caught.value.fix
+
+
+@pytest.mark.parametrize("store", ["minio://minio-service.kubeflow:9000/mlpipeline",
+                                   "s3://my bucket/kale"])
+def test_an_invalid_bucket_name_is_explained(store):
+    with pytest.raises(StoreError) as caught:
+        check_store(store)
+    assert "which is not a valid bucket name" in caught.value.message
+    assert "BUCKET/PREFIX" in caught.value.fix
+    if ":9000" in store:
+        assert "set AWS_ENDPOINT_URL=http://minio-service.kubeflow:9000" in caught.value.fix
+
+
+def test_a_bucket_name_botocore_refuses_is_explained(monkeypatch):
+    pytest.importorskip("boto3")
+    from kale.kfp import store
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minio")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio123")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with pytest.raises(StoreError) as caught:  # past check_store, botocore checks it too
+        store._upload_s3(BUNDLE, "host:9000", "kale/x", "minio://host:9000/kale/x", minio=True)
+    assert "which is not a valid bucket name" in caught.value.message
+    assert "reachable" not in caught.value.fix

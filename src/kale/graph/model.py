@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from kale.errors import SourceLocation
+from kale.graph.imports import ImportReader, Missing, StepModules
 from kale.options import PipelineOptions, StepOptions
 
 #: The Python types a pipeline parameter can have (KFP's parameter types), by name.
@@ -269,40 +270,30 @@ class Graph:
 
     @cached_property
     def step_imports(self) -> dict[str, tuple[str, ...]]:
-        """``external_imports`` step by step (by step name)."""
-        import ast
-        import importlib.util
-        import os
-        import textwrap
+        """``external_imports`` step by step (by step name): top-level names of
+        ``step_modules``, so they include what the project's modules a step imports import."""
+        return {name: tuple(sorted({module.split(".")[0] for module in modules}))
+                for name, modules in self.step_modules.items()}
 
-        root = os.path.realpath(self.project_root) + os.sep
-        external: dict[str, bool] = {}
+    @cached_property
+    def step_modules(self) -> dict[str, tuple[str, ...]]:
+        """The installed modules (standard library included) each step imports, by full dotted
+        name: in its own source, and in the project's modules it imports, followed from file to
+        file. By step name."""
+        return {name: found.external for name, found in self._imports.items()}
 
-        def is_external(name: str) -> bool:
-            if name not in external:
-                try:
-                    spec = importlib.util.find_spec(name)
-                except (ImportError, ValueError):
-                    spec = None
-                origin = getattr(spec, "origin", None) or next(
-                    iter(getattr(spec, "submodule_search_locations", None) or []), None)
-                external[name] = bool(origin) and not os.path.realpath(origin).startswith(root)
-            return external[name]
+    @cached_property
+    def missing_imports(self) -> dict[str, tuple[Missing, ...]]:
+        """The imports of each step (or of a project module it imports) that are neither in the
+        project nor installed here, and not guarded by ``except ImportError``. By step name."""
+        return {name: found.missing for name, found in self._imports.items()}
 
-        imports = {}
-        for step in self.steps:
-            names: set[str] = set()
-            try:
-                tree = ast.parse(textwrap.dedent(step.function.text))
-            except SyntaxError:
-                tree = ast.Module(body=[], type_ignores=[])
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    names.update(alias.name.split(".")[0] for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names.add(node.module.split(".")[0])
-            imports[step.name] = tuple(sorted(name for name in names if is_external(name)))
-        return imports
+    @cached_property
+    def _imports(self) -> dict[str, StepModules]:
+        reader = ImportReader(self.project_root,
+                              dict.fromkeys(step.function.filename for step in self.steps))
+        return {step.name: reader.step(step.function.text, step.function.module)
+                for step in self.steps}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the graph (``kale graph --format json``)."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from kale.errors import KaleError
 from kale.kfp.bundle import Bundle
@@ -42,11 +43,18 @@ class StoreError(KaleError):
 
 
 def configured_store(root: str | os.PathLike[str], flag: str | None = None) -> str | None:
-    """The bundle store for the project at ``root``: flag, environment, then ``[tool.kale]``."""
+    """The bundle store for the project at ``root``: flag, environment, then ``[tool.kale]``.
+
+    A relative folder in ``pyproject.toml`` is the project's (relative to the folder of
+    ``pyproject.toml``) wherever Kale runs from; one given on the command line or in the
+    environment is relative to the working directory, as paths typed there are."""
     from kale.kfp.requirements import kale_settings
 
-    store = flag or os.environ.get("KALE_BUNDLE_STORE") or kale_settings(root).get(
-        "bundle_store")
+    store = flag or os.environ.get("KALE_BUNDLE_STORE")
+    if not store:
+        store = kale_settings(root).get("bundle_store")
+        if store and not urlparse(store).scheme:
+            store = str(Path(root) / Path(store).expanduser())
     return check_store(store) if store else None
 
 
@@ -57,8 +65,24 @@ def check_store(store: str) -> str:
         if not parsed.netloc:
             raise StoreError(f"the bundle store {store!r} names no bucket",
                              fix=f"write it as {parsed.scheme}://BUCKET/PREFIX")
+        if parsed.scheme != "gs" and not _BUCKET.match(parsed.netloc):
+            raise StoreError(_bad_bucket(store, parsed.netloc),
+                             fix=_bucket_fix(parsed.scheme, parsed.netloc))
         return store.rstrip("/")
-    if parsed.scheme in ("", "file"):
+    if parsed.scheme == "file":
+        # file://HOST/path names a path on HOST: `file://store` is not the folder ./store, and
+        # `file://./store` would be /store. Only this machine, with an absolute path, is meant.
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            why = (f"what follows file:// up to the next / is a host name ({parsed.netloc!r})"
+                   if parsed.netloc not in ("", "localhost") else "its path is relative")
+            raise StoreError(
+                f"the bundle store {store!r} is not a local folder: a file:// URI takes an "
+                f"absolute path, and {why}",
+                fix="write file:///abs/path or a plain path (relative to the working "
+                "directory, or to the project in pyproject.toml)")
+        trimmed = store.rstrip("/")
+        return trimmed if urlparse(trimmed).path else store  # file:/// is the root itself
+    if parsed.scheme == "":
         return store.rstrip("/") or "/"
     raise StoreError(
         f"the bundle store {store!r} is not a place Kale can upload to",
@@ -75,6 +99,29 @@ def is_local(store: str) -> bool:
     return urlparse(store).scheme in ("", "file")
 
 
+def _local_folder(store: str) -> Path:
+    parsed = urlparse(store)
+    return Path(unquote(parsed.path) or "/") if parsed.scheme == "file" else Path(store)
+
+
+# What boto3 accepts as a bucket name (S3's own rules are stricter, and S3 says so itself).
+_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+
+
+def _bad_bucket(store: str, bucket: str) -> str:
+    return f"the bundle store {store!r} names {bucket!r} as its bucket, which is not a valid " \
+           "bucket name"
+
+
+def _bucket_fix(scheme: str, bucket: str) -> str:
+    advice = (f"write it as {scheme}://BUCKET/PREFIX, with a bucket name of lowercase letters, "
+              "digits, dots and hyphens (3 to 63 of them)")
+    if ":" in bucket or (scheme == "minio" and "." in bucket):
+        advice += ("; the store's address is not part of it: set AWS_ENDPOINT_URL="
+                   f"http://{bucket} instead")
+    return advice
+
+
 def upload_bundle(bundle: Bundle, store: str) -> str:
     """Put ``bundle`` in ``store`` (unless an identical one is there) and return its URI, as
     Kubeflow's importer reads it."""
@@ -82,7 +129,7 @@ def upload_bundle(bundle: Bundle, store: str) -> str:
     parsed = urlparse(store)
     name = bundle_name(bundle)
     if parsed.scheme in ("", "file"):
-        return _upload_local(bundle, Path(parsed.path if parsed.scheme else store), name)
+        return _upload_local(bundle, _local_folder(store), name)
     key = "/".join(part for part in (parsed.path.strip("/"), name) if part)
     uri = f"{parsed.scheme}://{parsed.netloc}/{key}"
     if parsed.scheme == "gs":
@@ -110,23 +157,37 @@ def _upload_local(bundle: Bundle, folder: Path, name: str) -> str:
 def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) -> None:
     try:
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
     except ImportError:
         raise StoreError(f"uploading the project bundle to {uri} needs boto3",
                          fix="pip install 'boto3>=1.34,<2' (or kale-sdk[s3])") from None
-    endpoint = None
+    # boto3 reads the same variables for s3://; for minio:// Kale passes the endpoint itself.
+    variable = next((name for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+                     if os.environ.get(name)), None)
+    endpoint = os.environ[variable] if variable else None
+    if endpoint and not re.match(r"^https?://", endpoint, re.IGNORECASE):
+        raise StoreError(f"{variable}={endpoint!r} is not an endpoint URL: it must start with "
+                         "http:// or https://",
+                         fix=f"set {variable}=http://{endpoint} (or https:// if the store "
+                         "answers with TLS)")
     if minio:
-        endpoint = (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-                    or DEFAULT_MINIO_ENDPOINT)
+        endpoint = endpoint or DEFAULT_MINIO_ENDPOINT
     where = f"{uri}" + (f" (through {endpoint})" if endpoint else "")
     try:
-        client = boto3.client("s3", endpoint_url=endpoint)
+        try:
+            client = boto3.client("s3", endpoint_url=endpoint if minio else None)
+        except ValueError as error:  # botocore's "Invalid endpoint"
+            raise StoreError(f"the project bundle cannot be uploaded to {where}: {error}",
+                             fix="set AWS_ENDPOINT_URL to the store's URL, such as "
+                             f"{DEFAULT_MINIO_ENDPOINT}") from None
         try:
             client.head_object(Bucket=bucket, Key=key)
             return  # the same content is there already
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey",
-                                                                   "NotFound"):
+            # Without permission to list the bucket, S3 answers 403 for a missing key, not
+            # 404: keys that may only upload must still upload. A real refusal shows on the put.
+            if error.response.get("Error", {}).get("Code") not in (
+                    "404", "NoSuchKey", "NotFound", "403", "Forbidden", "AccessDenied"):
                 raise
         client.put_object(Bucket=bucket, Key=key, Body=bundle.data,
                           ContentType="application/gzip")
@@ -135,6 +196,8 @@ def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) 
         code = str(details.get("Code", ""))
         if code in ("NoSuchBucket",):
             fix = f"create the bucket {bucket}, or choose another bundle store"
+        elif code == "InvalidBucketName":
+            fix = _bucket_fix("minio" if minio else "s3", bucket)
         elif code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             fix = ("check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for Kubeflow's MinIO, "
                    "the keys in the mlpipeline-minio-artifact secret) and that they may write "
@@ -143,6 +206,12 @@ def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) 
             fix = "check the bundle store URI and your access to it"
         raise StoreError(f"the project bundle could not be uploaded to {where}: {code} "
                          f"{details.get('Message', '')}".rstrip(), fix=fix) from None
+    except ParamValidationError as error:  # botocore checks the bucket name before sending
+        if "bucket" not in str(error).lower():
+            raise StoreError(f"the project bundle could not be uploaded to {where}: {error}",
+                             fix="check the bundle store URI") from None
+        raise StoreError(_bad_bucket(uri, bucket),
+                         fix=_bucket_fix("minio" if minio else "s3", bucket)) from None
     except BotoCoreError as error:
         credentials = "credential" in type(error).__name__.lower()
         raise StoreError(
