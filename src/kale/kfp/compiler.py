@@ -324,8 +324,9 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
         function = _define(_component_source(step, graph, name), f"{prefix} {step.name}>",
                            namespace)
         own = environment.of(step.name)
-        components[step.name] = dsl.component(function, base_image=own.image,
-                                              packages_to_install=list(own.packages) or None)
+        components[step.name] = dsl.component(
+            function, base_image=own.image, packages_to_install=list(own.packages) or None,
+            pip_index_urls=list(own.index_urls) or None)
     # Two calls of one step share its display name; the Kubeflow UI must tell them apart.
     shown = [step.display_name for step in graph.steps]
     display = {step.name: step.display_name if shown.count(step.display_name) == 1

@@ -36,32 +36,26 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-import re
-import shlex
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kale.errors import KaleError, KaleWarning, SourceLocation, display_path
+from kale.errors import KaleError
 from kale.graph.model import Graph
+from kale.kfp.pyproject import Pyproject, project_dependencies, read_settings
+from kale.kfp.requirement_files import (
+    Declared,
+    RequirementsWarning,
+    distribution_name,
+    read_requirements_file,
+    read_requirements_list,
+)
 
 # Travel in the bundle, or come with kfp's own component bootstrap: never installed.
 _PROVIDED = {"kale", "cloudpickle", "kfp"}
-
-#: What ``[tool.kale]`` and ``[tool.kale.steps.<name>]`` may hold.
-PIPELINE_KEYS = {"image": "str", "requirements": "list", "bundle_store": "str", "steps": "table"}
-STEP_KEYS = {"image": "str", "requirements": "list"}
-
-#: The index pip uses when none is given; it stays first when only extra indexes are named.
-PYPI = "https://pypi.org/simple"
-
-
-class RequirementsWarning(KaleWarning):
-    """Something about the steps' packages that Kale cannot do as written."""
-
 
 @dataclass(frozen=True)
 class Environment:
@@ -100,352 +94,6 @@ class Environments:
     @property
     def index_urls(self) -> tuple[str, ...]:
         return self.pipeline.index_urls
-
-
-# -- pyproject.toml ------------------------------------------------------------------------------
-
-_KEY_PART = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*""")
-_HEADER = re.compile(r"^\s*\[\[?([^\[\]]*)\]\]?\s*(?:#.*)?$")
-_KEY_LINE = re.compile(r"^\s*([^=#\[\]]+?)\s*=")
-
-
-def _key_path(text: str) -> tuple[str, ...] | None:
-    """A TOML key as its parts (``tool.kale."steps"`` -> tool, kale, steps), None if not one."""
-    parts: list[str] = []
-    rest = text
-    while True:
-        match = _KEY_PART.match(rest)
-        if not match or not match.group(0).strip():
-            return None
-        parts.append(next(group for group in match.groups() if group is not None))
-        rest = rest[match.end():]
-        if not rest:
-            return tuple(parts)
-        if rest[0] != ".":
-            return None
-        rest = rest[1:]
-
-
-class Pyproject:
-    """The project's ``pyproject.toml``: its content, and where each setting is written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.exists = path.is_file()
-        self.data = _read_toml(path) if self.exists else {}
-
-    def location(self, *keys: str) -> SourceLocation | None:
-        """The line that sets ``keys`` (a table's header, or a ``key =`` line inside its table,
-        dotted keys included); else the line of the nearest enclosing table or key that is
-        written out, so a message never points into another table."""
-        try:
-            lines = self.path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError):
-            return None
-        best: tuple[int, int] | None = None  # (how many keys matched, line number)
-        table: tuple[str, ...] = ()
-        for number, line in enumerate(lines, start=1):
-            header = _HEADER.match(line)
-            if header:
-                table = _key_path(header.group(1)) or ("\0",)
-                written = table
-            else:
-                key = _KEY_LINE.match(line)
-                parsed = _key_path(key.group(1)) if key else None
-                if parsed is None:
-                    continue
-                written = table + parsed
-            if written == keys[: len(written)] and (best is None or len(written) > best[0]):
-                best = (len(written), number)
-                if len(written) == len(keys):
-                    break
-        if best is None:
-            return None
-        line = lines[best[1] - 1]
-        return SourceLocation(str(self.path), best[1], len(line) - len(line.lstrip()))
-
-    def table(self, *keys: str) -> dict[str, Any]:
-        """The table at ``keys`` ({} when absent); an error that says where when a value on the
-        way is not a table (``tool = 5``)."""
-        value: Any = self.data
-        for depth in range(len(keys)):
-            value = value.get(keys[depth], {})
-            if not isinstance(value, dict):
-                name = ".".join(keys[: depth + 1])
-                inside = f" in [{'.'.join(keys[:depth])}]" if depth else ""
-                raise KaleError(
-                    f"`{keys[depth]}`{inside} of {self.path.name} is {value!r}, not a table",
-                    location=self.location(*keys[: depth + 1]),
-                    fix=f"remove `{keys[depth]} = ...`, or make it a table: a [{name}] "
-                    "header followed by its settings",
-                )
-        return value
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, ValueError) as error:
-        raise KaleError(f"{path} cannot be read: {error}",
-                        fix="correct the file's TOML syntax") from None
-
-
-def _check(table: dict[str, Any], keys: dict[str, str], where: tuple[str, ...],
-           pyproject: Pyproject) -> None:
-    header = f"[{'.'.join(where)}]"
-    for key, value in table.items():
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            raise KaleError(
-                f"{header} in {pyproject.path.name} has an unknown setting `{key}`",
-                location=pyproject.location(*where, key),
-                fix=f"did you mean `{close[0]}`?" if close else
-                f"the settings are: {', '.join(sorted(keys))}",
-            )
-        kind = keys[key]
-        valid = (isinstance(value, str) and value.strip() if kind == "str" else
-                 isinstance(value, list) and all(isinstance(item, str) for item in value)
-                 if kind == "list" else isinstance(value, dict))
-        if not valid:
-            wanted = {"str": "a non-empty string", "table": "a table of steps",
-                      "list": 'a list of requirement strings, such as ["pandas==2.2.3"]'}[kind]
-            raise KaleError(
-                f"`{key}` in {header} of {pyproject.path.name} is {value!r}, not {wanted}",
-                location=pyproject.location(*where, key),
-                fix=f"write {key} as {wanted}",
-            )
-
-
-def _settings(pyproject: Pyproject) -> dict[str, Any]:
-    settings = pyproject.table("tool", "kale")
-    _check(settings, PIPELINE_KEYS, ("tool", "kale"), pyproject)
-    for name, table in settings.get("steps", {}).items():
-        if not isinstance(table, dict):
-            raise KaleError(
-                f"[tool.kale.steps] in {pyproject.path.name} sets `{name}` to {table!r}",
-                location=pyproject.location("tool", "kale", "steps", name),
-                fix=f'write a table: [tool.kale.steps.{name}] with image = "..." '
-                "or requirements = [...]")
-        _check(table, STEP_KEYS, ("tool", "kale", "steps", name), pyproject)
-    return settings
-
-
-def kale_settings(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """``[tool.kale]`` of the project's ``pyproject.toml``, checked ({} when there is none)."""
-    return _settings(Pyproject(Path(root) / "pyproject.toml"))
-
-
-def _project_dependencies(pyproject: Pyproject) -> list[str] | None:
-    """``[project] dependencies``, checked (None when not written)."""
-    if not pyproject.exists:
-        return None
-    declared = pyproject.table("project").get("dependencies")
-    if declared is None:
-        return None
-    if not isinstance(declared, list) or not all(isinstance(item, str) for item in declared):
-        raise KaleError(
-            f"`dependencies` in [project] of {pyproject.path.name} is {declared!r}, not a list "
-            "of requirement strings",
-            location=pyproject.location("project", "dependencies"),
-            fix='write dependencies as a list, such as dependencies = ["numpy==2.1.3"]',
-        )
-    return declared
-
-
-# -- requirement files and lists -----------------------------------------------------------------
-
-@dataclass
-class _Declared:
-    """Packages and package indexes, as declared."""
-
-    packages: list[str] = field(default_factory=list)
-    index: str | None = None
-    extra: list[str] = field(default_factory=list)
-
-    def index_urls(self) -> tuple[str, ...]:
-        if not self.index and not self.extra:
-            return ()
-        return tuple(dict.fromkeys([self.index or PYPI, *self.extra]))
-
-    def then(self, other: _Declared) -> _Declared:
-        """These indexes and ``other``'s (its ``--index-url`` replaces this one's)."""
-        return _Declared([], other.index or self.index, [*self.extra, *other.extra])
-
-
-# Whole-file options that cannot reach the steps but change nothing they install.
-_IGNORED = {"--trusted-host": "kfp already trusts the hosts of the package indexes",
-            "--pre": "pin the pre-release you want instead",
-            "--prefer-binary": "", "--only-binary": "", "--no-binary": "",
-            "--require-hashes": "", "--use-feature": ""}
-# Options that take a value (the next word, `=value`, or glued to a short option).
-_VALUED = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url",
-           "--extra-index-url", "-e", "--editable", "-f", "--find-links", "--trusted-host",
-           "--only-binary", "--no-binary", "--use-feature", "--hash", "--config-settings",
-           "--global-option", "--install-option"}
-_COMMENT = re.compile(r"(^|\s)#.*$")
-
-
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Lines as pip reads them: ``\\`` continuations joined, comments removed, numbered by
-    their first line."""
-    first: int | None = None
-    joined: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.endswith("\\") and not _COMMENT.search(line):
-            first = first if joined else number
-            joined.append(line[:-1])
-            continue
-        if joined:
-            line, number = "".join(joined) + line, first or number
-            joined = []
-        line = _COMMENT.sub("", line).strip()
-        if line:
-            yield number, " ".join(line.split())
-    if joined:  # a continuation on the last line
-        line = _COMMENT.sub("", "".join(joined)).strip()
-        if line:
-            yield first or 1, " ".join(line.split())
-
-
-def _options(words: list[str]) -> Iterator[tuple[str, str | None]]:
-    """(option, value) pairs of an option line: ``-r f``, ``-rf``, ``--requirement=f``."""
-    index = 0
-    while index < len(words):
-        word = words[index]
-        index += 1
-        name, value = word, None
-        if word.startswith("--") and "=" in word:
-            name, value = word.split("=", 1)
-        elif not word.startswith("--") and len(word) > 2 and word[:2] in _VALUED:
-            name, value = word[:2], word[2:]
-        elif name in _VALUED and index < len(words) and not words[index].startswith("-"):
-            value = words[index]
-            index += 1
-        yield name, value
-
-
-class _Reader:
-    """Reads requirement files and lists into one ``_Declared``, following ``-r`` includes."""
-
-    def __init__(self) -> None:
-        self.declared = _Declared()
-        self.seen: set[Path] = set()
-
-    def file(self, path: Path, location: SourceLocation | None = None) -> None:
-        path = path.expanduser().resolve()
-        if path in self.seen:
-            return  # already read: an include cycle, or the same file included twice
-        self.seen.add(path)
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as error:
-            raise KaleError(f"the requirements file {display_path(path)} cannot be read: {error}",
-                            location=location,
-                            fix="give the path of a readable requirements.txt file") from None
-        for number, line in _logical_lines(text):
-            self.line(line, path.parent, lambda number=number: SourceLocation(str(path), number),
-                      f"{display_path(path)}:{number}")
-
-    def lines(self, items: Iterable[str], base: Path, location: SourceLocation | None,
-              where: str) -> None:
-        for item in items:
-            for _, line in _logical_lines(item):
-                self.line(line, base, lambda: location, where)
-
-    def line(self, line: str, base: Path, location: Callable[[], SourceLocation | None],
-             where: str) -> None:
-        try:
-            words = shlex.split(line) if line.startswith("-") else line.split(" ")
-        except ValueError:
-            words = line.split(" ")
-        if not line.startswith("-"):
-            # A requirement, maybe followed by per-requirement options (`pkg==1 --hash=...`).
-            first = next((i for i, word in enumerate(words) if word.startswith("-")), len(words))
-            requirement = " ".join(words[:first])
-            options = [name for name, _ in _options(words[first:])]
-            for name in options:
-                if name != "--hash":
-                    self._refuse(name, line, location, where)
-            if options:
-                warnings.warn(f"{where}: the --hash of `{requirement}` is left out: kfp installs "
-                              "the steps' packages with one pip command, without hashes",
-                              RequirementsWarning, stacklevel=2)
-            self.declared.packages.append(requirement)
-            return
-        for name, value in _options(words):
-            if name in _VALUED and not value:
-                raise KaleError(f"{where}: `{name}` needs a value", location=location(),
-                                fix=f"write it as `{name} VALUE`, or remove the line")
-            if name in ("-r", "--requirement"):
-                assert value is not None
-                if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
-                    raise KaleError(f"{where}: `{line}` includes a URL; Kale reads only local "
-                                    "requirement files", location=location(),
-                                    fix="download the file into the project and include it by "
-                                    "its path")
-                included = base / value
-                if not included.is_file():
-                    raise KaleError(f"{where}: `{line}` includes {display_path(included)}, "
-                                    "which does not exist", location=location(),
-                                    fix="correct the path (relative to the file that includes "
-                                    "it), or remove the line")
-                self.file(included, location())
-            elif name in ("-i", "--index-url"):
-                self.declared.index = value
-            elif name == "--extra-index-url":
-                assert value is not None
-                self.declared.extra.append(value)
-            elif name in ("-c", "--constraint"):
-                warnings.warn(f"{where}: the constraints `{line}` are ignored: kfp installs the "
-                              "steps' packages without constraint files; pin the versions in "
-                              "the requirements instead", RequirementsWarning, stacklevel=2)
-            elif name in _IGNORED:
-                why = _IGNORED[name] or "kfp installs the steps' packages with its own options"
-                warnings.warn(f"{where}: `{line}` is ignored: {why}", RequirementsWarning,
-                              stacklevel=2)
-            else:
-                self._refuse(name, line, location, where)
-
-    @staticmethod
-    def _refuse(name: str, line: str, location: Callable[[], SourceLocation | None],
-                where: str) -> None:
-        if name in ("-e", "--editable"):
-            raise KaleError(f"{where}: `{line}` is an editable install, which a step's "
-                            "container cannot make (your project's own code travels in the "
-                            "bundle already)", location=location(),
-                            fix="remove the line, or name the package by its PyPI name or "
-                            "a URL the cluster can download")
-        raise KaleError(f"{where}: Kale cannot pass the pip option `{name}` (in `{line}`) to "
-                        "the steps", location=location(),
-                        fix="remove the option; the steps' packages are installed by name, "
-                        "version or URL, from the indexes set with --index-url and "
-                        "--extra-index-url")
-
-
-def _requirements_file(path: Path) -> _Declared:
-    reader = _Reader()
-    reader.file(path)
-    return reader.declared
-
-
-def _requirements_list(items: list[str], root: Path, pyproject: Pyproject,
-                       *keys: str) -> _Declared:
-    reader = _Reader()
-    location = pyproject.location(*keys, "requirements")
-    where = f"{pyproject.path.name}:{location.line}" if location else pyproject.path.name
-    reader.lines(items, root, location, where)
-    return reader.declared
-
-
-def distribution_name(requirement: str) -> str:
-    """The normalised distribution a requirement names ("Scikit_Learn>=1.5" -> "scikit-learn")."""
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else requirement.strip()
 
 
 # -- inference -----------------------------------------------------------------------------------
@@ -616,7 +264,7 @@ def resolve(graph: Graph, image: str | None = None,
     """The image and packages for the pipeline's steps, by the precedence above."""
     root = Path(graph.project_root)
     pyproject = Pyproject(root / "pyproject.toml")
-    kale = _settings(pyproject)
+    kale = read_settings(pyproject)
     tables = _step_tables(graph, kale, pyproject)
     chosen_image = (image or os.environ.get("KALE_IMAGE") or kale.get("image")
                     or f"python:{sys.version_info.major}.{sys.version_info.minor}")
@@ -627,21 +275,21 @@ def resolve(graph: Graph, image: str | None = None,
         if not path.is_file():
             raise KaleError(f"the requirements file {requirements} does not exist",
                             fix="give the path of a requirements.txt file")
-        declared, source = _requirements_file(path), str(path)
+        declared, source = read_requirements_file(path), str(path)
     elif "requirements" in kale:
-        declared = _requirements_list(kale["requirements"], root, pyproject, "tool", "kale")
+        declared = read_requirements_list(kale["requirements"], root, pyproject, "tool", "kale")
         source = "[tool.kale] in pyproject.toml"
     elif (root / "requirements.txt").is_file():
-        declared, source = _requirements_file(root / "requirements.txt"), "requirements.txt"
-    elif (dependencies := _project_dependencies(pyproject)):
-        declared, source = _Declared(list(dependencies)), "[project] in pyproject.toml"
+        declared, source = read_requirements_file(root / "requirements.txt"), "requirements.txt"
+    elif (dependencies := project_dependencies(pyproject)):
+        declared, source = Declared(list(dependencies)), "[project] in pyproject.toml"
     else:
         modules = _modules_needed(graph)
         distributions = _Distributions(any(_needed(m) for m in modules.values()))
         inferred_by_step = {name: distributions.pinned(m) for name, m in modules.items()}
         _warn_missing(graph, tables)
         everything = {p for packages in inferred_by_step.values() for p in packages}
-        declared = _Declared(sorted(everything, key=str.lower))
+        declared = Declared(sorted(everything, key=str.lower))
         source = "inferred from the steps' imports, pinned to the versions here"
     pipeline = Environment(chosen_image, tuple(declared.packages), source,
                            declared.index_urls())
@@ -651,7 +299,7 @@ def resolve(graph: Graph, image: str | None = None,
         packages = pipeline.packages if inferred_by_step is None else inferred_by_step[step.name]
         source, index_urls = pipeline.source, pipeline.index_urls
         if table.get("requirements"):
-            own = _requirements_list(table["requirements"], root, pyproject,
+            own = read_requirements_list(table["requirements"], root, pyproject,
                                      "tool", "kale", "steps", key)
             packages = _with_step_requirements(packages, own.packages)
             index_urls = declared.then(own).index_urls()

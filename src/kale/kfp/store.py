@@ -48,7 +48,7 @@ def configured_store(root: str | os.PathLike[str], flag: str | None = None) -> s
     A relative folder in ``pyproject.toml`` is the project's (relative to the folder of
     ``pyproject.toml``) wherever Kale runs from; one given on the command line or in the
     environment is relative to the working directory, as paths typed there are."""
-    from kale.kfp.requirements import kale_settings
+    from kale.kfp.pyproject import kale_settings
 
     store = flag or os.environ.get("KALE_BUNDLE_STORE")
     if not store:
