@@ -10,6 +10,7 @@ whole file is parsed only to explain an error, and as a fallback.
 from __future__ import annotations
 
 import ast
+import functools
 import linecache
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,18 @@ class SourceFile:
 
 
 _files: dict[str, SourceFile] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_step_text(text: str) -> ast.Module:
+    """A step's ``def`` (its text, as ``StepSource.text``), parsed once however many parts of
+    Kale read it; an empty module when it does not parse. Callers must not change the tree."""
+    import textwrap
+
+    try:
+        return ast.parse(textwrap.dedent(text))
+    except SyntaxError:
+        return ast.Module(body=[], type_ignores=[])
 
 
 def source_lines(filename: str, module_globals: dict[str, Any] | None = None) -> list[str]:

@@ -18,9 +18,10 @@ import ast
 import importlib.util
 import os
 import sys
-import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from kale.source import parse_step_text
 
 # `except` clauses that make the imports of their `try` optional.
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
@@ -213,10 +214,7 @@ class ImportReader:
     def step(self, source: str, module: str | None) -> StepModules:
         """The modules the step with this source (its ``def``) needs; ``module`` is the dotted
         name of the module that defines it, for its relative imports (``None``: unknown)."""
-        try:
-            tree = ast.parse(textwrap.dedent(source))
-        except SyntaxError:
-            tree = ast.Module(body=[], type_ignores=[])
+        tree = parse_step_text(source)
         package = module.rpartition(".")[0] if module and module != "__main__" else None
         external: set[str] = set()
         missing: dict[str, Missing] = {}

@@ -27,6 +27,7 @@ from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
 from kale.kfp.store import configured_store
 from kale.options import format_duration
+from kale.source import parse_step_text
 
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
                     "list": "list", "dict": "dict"}
@@ -125,13 +126,9 @@ def _artifact_class_name(node: Any) -> str:
 def _output_classes(step: Step) -> dict[str, str]:
     """Each output's artifact class, from the step's return annotation where it says."""
     import ast
-    import textwrap
 
     classes = dict.fromkeys(step.outputs, "Artifact")
-    try:
-        tree = ast.parse(textwrap.dedent(step.function.text))
-    except SyntaxError:
-        return classes
+    tree = parse_step_text(step.function.text)
     function = next((node for node in tree.body
                      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
     returns = getattr(function, "returns", None)
