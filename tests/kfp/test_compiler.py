@@ -15,14 +15,15 @@ pytest.importorskip("kfp")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def run_under_kfp_local(package: Path, folder: Path, raise_on_error: bool = True) -> str:
+def run_under_kfp_local(package: Path, folder: Path, raise_on_error: bool = True,
+                        **env: str) -> str:
     """Run a compiled package with KFP's own local runner, from ``folder``; its output."""
     code = ("from kfp import local, components\n"
             f"local.init(runner=local.SubprocessRunner(use_venv=False), "
             f"pipeline_root={str(folder / 'root')!r}, raise_on_error={raise_on_error})\n"
             f"components.load_component_from_file({str(package)!r})()\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=folder, timeout=600)
+                            cwd=folder, timeout=600, env={**os.environ, **env})
     output = result.stdout + result.stderr
     if raise_on_error:
         assert result.returncode == 0, output[-3000:]
@@ -415,3 +416,47 @@ def test_a_dag_too_big_for_one_argument_is_warned_about(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "warning: the DAG of pipeline long (399 steps) is" in result.stderr
     assert "split it into smaller pipelines" in result.stderr
+
+
+def test_steps_may_import_project_modules_that_define_steps_and_pipelines(tmp_path):
+    (tmp_path / "steps.py").write_text(
+        "from kale.sdk import step\n\n"
+        "def normalize(values):\n    top = max(values)\n    return [v / top for v in values]\n\n"
+        "@step\ndef load():\n    return [1, 2, 4]\n\n"
+        "@step\ndef scale(values):\n    from steps import normalize\n"
+        "    return normalize(values)\n")
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\nfrom steps import load, scale\n\n"
+        "def label():\n    return 'scaled'\n\n"
+        "@step\ndef show(values):\n    from flow import label\n    print('V', label(), values)\n\n"
+        "@pipeline(name='helpers')\ndef p():\n    values = load()\n    scaled = scale(values)\n"
+        "    show(scaled)\n"), "h.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    assert "V scaled [0.25, 0.5, 1.0]" in output, output[-2000:]
+
+
+TIMEOUT_STEPS = (
+    "from kale.sdk import pipeline, step\n\n"
+    "@step(timeout=1)\ndef polite():\n    import time\n    try:\n        time.sleep(30)\n"
+    "    except Exception:\n        print('SWALLOWED')\n    return 1\n\n"
+    "@step(timeout=1)\ndef stubborn():\n    import time\n    for _ in range(3):\n"
+    "        try:\n            time.sleep(30)\n        except BaseException:\n"
+    "            print('CAUGHT')\n    print('FINISHED')\n\n"
+)
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("polite", "Kale: step `polite` raised StepTimeout: step `polite` timed out after 1s"),
+    ("stubborn", "step `stubborn` timed out after 1s; it did not stop within 1s"),
+])
+def test_a_step_timeout_on_kubeflow_cannot_be_swallowed(tmp_path, step, expected):
+    import time
+
+    package = compile_script(tmp_path, TIMEOUT_STEPS + (
+        f"@pipeline(name='timeouts')\ndef p():\n    {step}()\n"), "t.yaml")
+    started = time.monotonic()
+    output = run_under_kfp_local(package, tmp_path, raise_on_error=False,
+                                 KALE_TIMEOUT_GRACE="1")
+    assert time.monotonic() - started < 60
+    assert expected in output, output[-2000:]
+    assert "SWALLOWED" not in output and "FINISHED" not in output

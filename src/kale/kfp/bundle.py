@@ -34,9 +34,10 @@ ALWAYS_EXCLUDED = [
 ]
 LIMIT_BYTES = 200 * 2**20
 
-# What of Kale runs inside a step (paths relative to the kale package).
+# What of Kale runs inside a step (paths relative to the kale package): the runtime, and the
+# decorators, for project modules that define steps and that a step imports.
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
-                  "kfp/entry.py"]
+                  "kfp/entry.py", "sdk.py", "errors.py", "flags.py", "options.py", "source.py"]
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class StepTimeout(Exception):
-    """The step ran longer than its timeout."""
+class StepTimeout(BaseException):
+    """The step ran longer than its timeout. A BaseException, as KeyboardInterrupt is: the
+    user's own ``except Exception`` must not swallow it."""
+
+
+# Seconds a timed-out step has to unwind (finally blocks, context managers) before the process
+# is ended, as a local run ends it: a bare ``except:`` must not keep it running either.
+GRACE_SECONDS = float(os.environ.get("KALE_TIMEOUT_GRACE", "10"))
 
 
 def _expand_macros(value: Any, run_id: str, created: str) -> Any:
@@ -115,8 +121,17 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     )
     timeout = spec.get("timeout")
 
+    timed_out = []
+
     def on_alarm(*_: Any) -> None:
-        raise StepTimeout(f"step `{spec['step']}` timed out after {timeout:g}s")
+        message = f"step `{spec['step']}` timed out after {timeout:g}s"
+        if timed_out:  # the user's code caught the first one and went on
+            os.write(2, f"Kale: {message}; it did not stop within {GRACE_SECONDS:g}s of being "
+                        "told to, so it is ended\n".encode())
+            os._exit(1)
+        timed_out.append(True)
+        signal.setitimer(signal.ITIMER_REAL, GRACE_SECONDS)
+        raise StepTimeout(message)
 
     def report(event: str, details: dict[str, Any]) -> None:
         if event == "started" and timeout:
@@ -136,6 +151,8 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     finally:
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
+    if timed_out:  # caught by the user's code, which then returned: still a timeout
+        raise SystemExit(f"Kale: step `{spec['step']}` timed out after {timeout:g}s")
     for name, stored in result["outputs"].items():
         if name not in outputs:
             continue
