@@ -34,6 +34,7 @@ class FakeKubeflow:
     def __init__(self, status: int | None = None, *, multi_user: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.failures_left: dict[tuple[str, str], int] = {}  # absent: for ever
         self.multi_user = multi_user
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}
@@ -71,8 +72,11 @@ class FakeKubeflow:
                 fake.requests.append({"method": method, "path": url.path, "query": query,
                                       "body": body, "headers": dict(self.headers),
                                       "authorization": self.headers.get("Authorization")})
-                failure = fake.failures.get((method, url.path.removeprefix(PREFIX)))
-                if failure:
+                key = (method, url.path.removeprefix(PREFIX))
+                failure = fake.failures.get(key)
+                if failure and fake.failures_left.get(key, 1) > 0:
+                    if key in fake.failures_left:
+                        fake.failures_left[key] -= 1
                     self._answer(*failure)
                     return
                 if fake.forced_status:
@@ -99,9 +103,13 @@ class FakeKubeflow:
         self.server.shutdown()
         self.server.server_close()
 
-    def fail(self, method: str, path: str, status: int, body: Any = None) -> None:
-        """Answer ``status`` to ``method path`` (``path`` without the API prefix) from now on."""
+    def fail(self, method: str, path: str, status: int, body: Any = None,
+             times: int | None = None) -> None:
+        """Answer ``status`` to ``method path`` (``path`` without the API prefix) from now on,
+        or only the next ``times`` times."""
         self.failures[(method, path)] = (status, kfp_error(status) if body is None else body)
+        if times is not None:
+            self.failures_left[(method, path)] = times
 
     def calls(self) -> list[tuple[str, str]]:
         return [(r["method"], r["path"].removeprefix(PREFIX)) for r in self.requests]

@@ -137,6 +137,42 @@ def test_wait_names_the_step_that_failed_and_why(tmp_path):
     assert "fix: see its steps and logs at" in result.stderr
 
 
+TWICE = SCRIPT.replace("    total(values)\n", "    total(values)\n    more = make(n)\n"
+                       "    total(more)\n")
+assert TWICE != SCRIPT
+
+
+def test_wait_tells_apart_two_calls_of_one_step_and_forgets_a_failure_retried(tmp_path):
+    (tmp_path / "twice.py").write_text(TWICE)
+    with FakeKubeflow() as kubeflow:
+        kubeflow.progress = [("RUNNING", {"make": "RUNNING", "make-2": "RUNNING"}),
+                             ("RUNNING", {"make": ("FAILED", "flaky"), "make-2": "SUCCEEDED"}),
+                             ("RUNNING", {"make": "RUNNING", "total-2": "RUNNING"})]
+        kubeflow.final_state = "FAILED"
+        kubeflow.final_tasks = {"make": "SUCCEEDED", "make-2": "SUCCEEDED", "total": "SUCCEEDED",
+                                "total-2": ("FAILED", "ZeroDivisionError")}
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--wait",
+                            script="twice.py", KALE_WAIT_INTERVAL="0.05")
+    assert result.returncode == 1
+    for line in ("step make-2: running", "step make: failed: flaky", "step make-2: succeeded",
+                 "step total-2: failed: ZeroDivisionError"):
+        assert line in result.stderr, result.stderr
+    assert "(step total-2 failed: ZeroDivisionError)" in result.stderr
+    assert "step make failed" not in result.stderr.split("error:")[-1]
+
+
+def test_wait_shows_a_failure_of_kales_own_tasks_and_waits_out_a_restarting_server(tmp_path):
+    with FakeKubeflow() as kubeflow:
+        kubeflow.fail("GET", "/runs/run-1", 503, times=3)
+        kubeflow.final_state = "FAILED"
+        kubeflow.final_tasks = {"kale-bundle-import": ("FAILED", "NoSuchKey: bundle missing")}
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--wait",
+                            KALE_WAIT_INTERVAL="0.05")
+    assert result.returncode == 1
+    assert "step kale-bundle-import: failed: NoSuchKey: bundle missing" in result.stderr
+    assert "(step kale-bundle-import failed: NoSuchKey: bundle missing)" in result.stderr
+
+
 def test_a_failed_run_with_wait_exits_non_zero(tmp_path):
     with FakeKubeflow() as kubeflow:
         kubeflow.final_state = "FAILED"

@@ -45,6 +45,14 @@ _TAKEN = {"str", "int", "float", "bool", "list", "dict", "Input", "Output", "Art
           "Model", "kfp", "dsl", "importer"}
 
 
+def task_display_names(graph: Graph) -> dict[str, str]:
+    """What the Kubeflow UI (and ``--wait``) calls each step's task: its display name, or its
+    step name where two calls of one step would share the display name."""
+    shown = [step.display_name for step in graph.steps]
+    return {step.name: step.display_name if shown.count(step.display_name) == 1 else step.name
+            for step in graph.steps}
+
+
 def _function_names(graph: Graph, reserved: tuple[str, ...] = ()) -> dict[str, str]:
     """Python names for the steps' components. kfp names each task after its component's
     function, so a step's task in the Kubeflow UI is the step's own name; Kale's own tasks keep
@@ -324,10 +332,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
         components[step.name] = dsl.component(
             function, base_image=own.image, packages_to_install=list(own.packages) or None,
             pip_index_urls=list(own.index_urls) or None)
-    # Two calls of one step share its display name; the Kubeflow UI must tell them apart.
-    shown = [step.display_name for step in graph.steps]
-    display = {step.name: step.display_name if shown.count(step.display_name) == 1
-               else step.name for step in graph.steps}
+    display = task_display_names(graph)
 
     def body(**values: Any) -> None:
         source = delivery.add_tasks()
