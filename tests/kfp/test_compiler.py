@@ -460,3 +460,33 @@ def test_a_step_timeout_on_kubeflow_cannot_be_swallowed(tmp_path, step, expected
     assert time.monotonic() - started < 60
     assert expected in output, output[-2000:]
     assert "SWALLOWED" not in output and "FINISHED" not in output
+
+
+def test_numbers_kubeflow_would_round_are_exact_or_refused(tmp_path):
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef show(label, value):\n    print('VALUE', label, repr(value))\n\n"
+        "@pipeline(name='numbers')\n"
+        "def p(hp={'lr': 0.01, 'epochs': 10, 'shape': (2, 3)}, sizes=[0.5, 1]):\n"
+        "    show('big', 1732445000123456789)\n    show('hp', hp)\n    show('sizes', sizes)\n"),
+        "n.yaml")
+    code = ("from kfp import local, components\n"
+            f"local.init(runner=local.SubprocessRunner(use_venv=False), "
+            f"pipeline_root={str(tmp_path / 'root')!r})\n"
+            f"components.load_component_from_file({str(package)!r})("
+            "hp={'lr': 0.01, 'epochs': 10, 'shape': [2, 3], 'batch_size': 32}, "
+            "sizes=[0.5, 1, 2, 4])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=600)
+    output = result.stdout + result.stderr
+    for expected in ("VALUE big 1732445000123456789",
+                     "VALUE hp {'lr': 0.01, 'epochs': 10, 'shape': (2, 3), 'batch_size': 32}",
+                     "VALUE sizes [0.5, 1, 2, 4]"):
+        assert expected in output, (expected, output[-3000:])
+    refused = run_compile(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n@step\ndef s(x):\n    return x\n\n"
+        "@pipeline(name='n')\ndef p(stamp=1732445000123456789):\n    s(stamp)\n"))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "holds 1732445000123456789, which Kubeflow would carry as 1732445000123456768" \
+        in refused.stderr
+    assert "stamp='1732445000123456789'" in refused.stderr

@@ -415,3 +415,12 @@ def test_ctrl_c_stops_following_not_the_run(tmp_path):
                        for method, path in kubeflow.calls())
     assert "kale: stopped following run run-1; it goes on in Kubeflow:" in rest
     assert "Traceback" not in rest
+
+
+def test_a_run_value_kubeflow_would_round_is_refused_before_contacting_it(tmp_path):
+    (tmp_path / "big.py").write_text(SCRIPT.replace("sums(n=5)", "sums(n=2**60 + 1)"))
+    with FakeKubeflow() as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="big.py")
+        assert kubeflow.requests == []
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"the value of pipeline parameter `n` holds {2**60 + 1}" in result.stderr

@@ -163,6 +163,14 @@ def _kfp_default(parameter: Any) -> Any:
                 location=parameter.location,
                 fix="leave the key out, or use a value such as '' or 0",
             )
+        if isinstance(value, int) and not isinstance(value, bool) and not exact_number(value):
+            raise KaleError(
+                f"the default of pipeline parameter `{parameter.name}` holds {value}, which "
+                f"Kubeflow would carry as {int(float(value))}: its parameters hold numbers as "
+                "64-bit floats, exact only up to 2**53",
+                location=parameter.location,
+                fix="pass it as a string and convert it in the step: "
+                f"{parameter.name}='{value}', then int({parameter.name})")
         if isinstance(value, (list, tuple)):
             return [convert(item) for item in value]
         if isinstance(value, dict):
@@ -170,6 +178,17 @@ def _kfp_default(parameter: Any) -> Any:
         return value
 
     return convert(parameter.default)
+
+
+def _plain_constant(value: Any) -> bool:
+    """Whether a constant travels as a KFP parameter of its own type; any other goes as Kale's
+    tagged JSON in a string, which is exact."""
+    return type(value) in (str, float, bool) or (type(value) is int and exact_number(value))
+
+
+def exact_number(value: int) -> bool:
+    """Whether Kubeflow carries this int exactly (its numbers are 64-bit floats)."""
+    return abs(value) <= 2**53
 
 
 def _component_source(step: Step, graph: Graph, function_name: str) -> str:
@@ -188,11 +207,12 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
             if parameter.type in ("list", "dict"):
                 # KFP carries lists and dicts as protobuf values: every number a float, keys
                 # sorted. The default's shape gives the ints and the key order back.
-                shape = _kfp_default(parameter)
+                _kfp_default(parameter)  # checks it can be carried
+                shape = parameter.default
                 inputs.append(f"{argument.name!r}: ('shaped', ({local}, {shape!r}))")
             else:
                 inputs.append(f"{argument.name!r}: ('value', {local})")
-        elif type(source.value) in (str, int, float, bool):
+        elif _plain_constant(source.value):
             # A literal in the pipeline body: never a macro (as in a local run).
             parameters.append(f"{local}: {type(source.value).__name__}")
             inputs.append(f"{argument.name!r}: ('constant', {local})")
@@ -347,8 +367,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                     arguments[f"in_{_identifier(argument.name)}"] = values[value.name]
                 elif isinstance(value, Constant):
                     constant = value.value
-                    arguments[f"in_{_identifier(argument.name)}"] = constant if type(constant) in (
-                        str, int, float, bool) else _plain_json(constant)
+                    arguments[f"in_{_identifier(argument.name)}"] = constant if \
+                        _plain_constant(constant) else _plain_json(constant)
                 else:
                     producer = tasks[value.step]
                     arguments[f"in_{_identifier(argument.name)}"] = \

@@ -50,42 +50,33 @@ def _decode_json(text: str) -> Any:
 
 def _shaped(value: Any, template: Any) -> Any:
     """A list or dict parameter as the step would have had it locally: Kubeflow carried it as a
-    protobuf value, which makes every number a float and sorts dict keys. Where the default
-    (``template``) had an int, a whole float becomes an int again; dict keys come back in the
-    default's order. Parts the default does not cover keep ints when the default held no
-    floats at all."""
-    no_floats = not _has_float(template)
+    protobuf value, which makes every number a float, tuples lists, and sorts dict keys. The
+    default (``template``) gives them back: a whole float becomes an int where the default had
+    an int, a list a tuple where it had a tuple, and dict keys take its order. Where the value
+    goes beyond the default (a longer list, a new key, as typed in the Kubeflow UI), a list's
+    new items follow its last item, and a new key's whole numbers are ints."""
 
     def conform(item: Any, shape: Any) -> Any:
         if isinstance(item, float) and item.is_integer() and (
-                (isinstance(shape, int) and not isinstance(shape, bool))
-                or (shape is _UNKNOWN and no_floats)):
+                shape is _NEW_KEY or (isinstance(shape, int) and not isinstance(shape, bool))):
             return int(item)
         if isinstance(item, list):
-            shapes = shape if isinstance(shape, list) else []
-            return [conform(element, shapes[index] if index < len(shapes) else _UNKNOWN)
-                    for index, element in enumerate(item)]
+            shapes = list(shape) if isinstance(shape, (list, tuple)) else []
+            items = [conform(element, shapes[index] if index < len(shapes) else
+                             shapes[-1] if shapes else _NEW_KEY)
+                     for index, element in enumerate(item)]
+            return tuple(items) if isinstance(shape, tuple) else items
         if isinstance(item, dict):
             shapes = shape if isinstance(shape, dict) else {}
             order = [key for key in shapes if key in item] + [
                 key for key in item if key not in shapes]
-            return {key: conform(item[key], shapes.get(key, _UNKNOWN)) for key in order}
+            return {key: conform(item[key], shapes.get(key, _NEW_KEY)) for key in order}
         return item
 
     return conform(value, template)
 
 
-_UNKNOWN = object()
-
-
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_float(item) for item in value)
-    return False
+_NEW_KEY = object()  # no default to follow
 
 
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],

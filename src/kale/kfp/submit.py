@@ -61,6 +61,7 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> An
                                  upload=bool(flags.bundle_store))
         print(describe(graph, compiled, path), file=sys.stderr)
         return path
+    _check_values(graph, values)
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
         path = package_path(graph, flags.output or os.path.join(folder, f"{graph.name}.yaml"))
         compiled = compile_graph(graph, path, image=flags.image,
@@ -69,6 +70,27 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> An
         print(describe(graph, compiled, path), file=sys.stderr)
         return submit(graph, values, path, host=flags.kfp_host, namespace=flags.namespace,
                       wait=flags.wait)
+
+
+def _check_values(graph: Graph, values: dict[str, Any]) -> None:
+    """Refuse run values Kubeflow would change: its parameters hold numbers as 64-bit floats."""
+    from kale.kfp.compiler import exact_number
+
+    def inexact(value: Any) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return None if exact_number(value) else value
+        items = value.values() if isinstance(value, dict) else value if isinstance(
+            value, (list, tuple)) else ()
+        return next((found for item in items if (found := inexact(item)) is not None), None)
+
+    for name, value in values.items():
+        number = inexact(value)
+        if number is not None:
+            raise KaleError(
+                f"the value of pipeline parameter `{name}` holds {number}, which Kubeflow would "
+                f"carry as {int(float(number))}: its parameters hold numbers as 64-bit floats, "
+                "exact only up to 2**53",
+                fix=f"pass it as a string and convert it in the step: {name}='{number}'")
 
 
 def submit(graph: Graph, values: dict[str, Any], path: str, *, host: str | None = None,
