@@ -490,3 +490,13 @@ def test_numbers_kubeflow_would_round_are_exact_or_refused(tmp_path):
     assert "holds 1732445000123456789, which Kubeflow would carry as 1732445000123456768" \
         in refused.stderr
     assert "stamp='1732445000123456789'" in refused.stderr
+
+
+def test_names_alike_once_encoded_stay_apart(tmp_path):
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef pair():\n    return 1, 2\n\n"
+        "@step\ndef show(entrée, entr_u00e9_e):\n    print('V', entrée, entr_u00e9_e)\n\n"
+        "@pipeline(name='alike')\ndef p():\n    entrée, entr_u00e9_e = pair()\n"
+        "    show(entrée, entr_u00e9_e)\n"), "a.yaml")
+    assert "V 1 2" in run_under_kfp_local(package, tmp_path)

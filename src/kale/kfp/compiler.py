@@ -53,6 +53,24 @@ def task_display_names(graph: Graph) -> dict[str, str]:
             for step in graph.steps}
 
 
+def _port_names(step: Step) -> dict[tuple[str, str], str]:
+    """The component's input and output names for a step's arguments and outputs, keyed by
+    ("in", argument) and ("out", output): ASCII, and distinct even where encoding made two
+    names alike."""
+    names: dict[tuple[str, str], str] = {}
+    used: set[str] = {"kale_bundle"}
+    for kind, name in [("in", argument.name) for argument in step.arguments] + [
+            ("out", output) for output in step.outputs]:
+        wanted = candidate = f"{kind}_{_identifier(name)}"
+        index = 1
+        while candidate in used:
+            index += 1
+            candidate = f"{wanted}_{index}"
+        used.add(candidate)
+        names[(kind, name)] = candidate
+    return names
+
+
 def _function_names(graph: Graph, reserved: tuple[str, ...] = ()) -> dict[str, str]:
     """Python names for the steps' components. kfp names each task after its component's
     function, so a step's task in the Kubeflow UI is the step's own name; Kale's own tasks keep
@@ -195,9 +213,10 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
     parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
+    ports = _port_names(step)
     for argument in step.arguments:
         source = argument.source
-        local = f"in_{_identifier(argument.name)}"
+        local = ports[("in", argument.name)]
         if isinstance(source, OutputRef):
             parameters.append(f"{local}: Input[Artifact]")
             inputs.append(f"{argument.name!r}: ('artifact', {local}.path)")
@@ -220,10 +239,10 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
             parameters.append(f"{local}: str")
             inputs.append(f"{argument.name!r}: ('json', {local})")
     # The artifact's metadata travels too: the step records each value's type and format there.
-    outputs = [f"{name!r}: (out_{_identifier(name)}.path, out_{_identifier(name)}.metadata)"
+    outputs = [f"{name!r}: ({ports[('out', name)]}.path, {ports[('out', name)]}.metadata)"
                for name in step.outputs]
     classes = _output_classes(step)
-    parameters.extend(f"out_{_identifier(name)}: Output[{classes[name]}]"
+    parameters.extend(f"{ports[('out', name)]}: Output[{classes[name]}]"
                       for name in step.outputs)
     function = step.function
     # The step's code travels in the bundle; the component only says where it is.
@@ -353,6 +372,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             function, base_image=own.image, packages_to_install=list(own.packages) or None,
             pip_index_urls=list(own.index_urls) or None)
     display = task_display_names(graph)
+    all_ports = {step.name: _port_names(step) for step in graph.steps}
 
     def body(**values: Any) -> None:
         source = delivery.add_tasks()
@@ -361,18 +381,19 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             arguments: dict[str, Any] = {
                 "kale_bundle": source.outputs["bundle"],
             }
+            ports = all_ports[step.name]
             for argument in step.arguments:
                 value = argument.source
                 if isinstance(value, ParameterRef):
-                    arguments[f"in_{_identifier(argument.name)}"] = values[value.name]
+                    arguments[ports[("in", argument.name)]] = values[value.name]
                 elif isinstance(value, Constant):
                     constant = value.value
-                    arguments[f"in_{_identifier(argument.name)}"] = constant if \
+                    arguments[ports[("in", argument.name)]] = constant if \
                         _plain_constant(constant) else _plain_json(constant)
                 else:
                     producer = tasks[value.step]
-                    arguments[f"in_{_identifier(argument.name)}"] = \
-                        producer.outputs[f"out_{_identifier(value.variable)}"]
+                    arguments[ports[("in", argument.name)]] = producer.outputs[
+                        all_ports[value.step][("out", value.variable)]]
             task = components[step.name](**arguments)
             task.set_display_name(display[step.name])
             task.set_caching_options(False)  # a step runs every time, as in a local run
