@@ -397,8 +397,13 @@ def test_line_breaks_in_defaults_and_descriptions_keep_the_package_readable(tmp_
     ("pipeline", "the package pipeline would not be YAML", "-o pipeline.yaml"),
     ("p.json", "the package p.json would not be YAML", "-o p.yaml"),
     ("no/such/dir/p.yaml", "the folder", "create the folder"),
+    ("existing/", "-o existing/ is a folder", "-o existing/values.yaml"),
+    ("dir.yaml", "-o dir.yaml is a folder", "-o dir.yaml/values.yaml"),
+    ("/proc/p.yaml", "the package cannot be written to /proc/p.yaml", "a path you can write"),
 ])
 def test_package_paths_that_cannot_be_written_are_explained(tmp_path, output, message, fix):
+    (tmp_path / "existing").mkdir()
+    (tmp_path / "dir.yaml").mkdir()
     result = run_compile(tmp_path, VALUES_SCRIPT, output)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert message in result.stderr and fix in result.stderr

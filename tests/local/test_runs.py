@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -780,3 +782,23 @@ def test_the_ml_stack_crosses_step_boundaries_by_type(script):
                 for name, step in steps.items() if step["outputs"]}
     assert backends == {"load": "arrow", "fit": "joblib", "embed": "torch",
                         "save-model": "path", "check": "json"}
+
+
+def test_a_script_run_through_a_symbolic_link_belongs_to_its_real_folder(script, tmp_path):
+    import os
+
+    project = script.root / "project"
+    project.mkdir()
+    (project / "helpers.py").write_text("VALUE = 41\n")
+    (project / "pipe.py").write_text(
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef a():\n    import helpers\n    return helpers.VALUE + 1\n\n"
+        "@step\ndef show(x):\n    print('GOT', x)\n\n"
+        "@pipeline(name='linked')\ndef p():\n    x = a()\n    show(x)\n\n"
+        "if __name__ == '__main__':\n    p()\n")
+    (script.root / "bin").mkdir()
+    os.symlink(project / "pipe.py", script.root / "bin" / "train.py")
+    result = subprocess.run([sys.executable, "bin/train.py"], capture_output=True, text=True,
+                            cwd=script.root, env=script.env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "GOT 42" in result.stdout

@@ -61,9 +61,10 @@ _UNUSABLE = _Unusable()
 
 def project_root_of(filename: str) -> str:
     """The project directory: the folder of the pipeline's file (the working directory for a
-    pipeline defined in a notebook or an interactive session)."""
+    pipeline defined in a notebook or an interactive session). A script run through a symbolic
+    link belongs to the folder of the file it links to, where Python imports its siblings from."""
     if os.path.isfile(filename):
-        return os.path.dirname(os.path.abspath(filename))
+        return os.path.dirname(os.path.realpath(filename))
     return os.getcwd()
 
 

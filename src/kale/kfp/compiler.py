@@ -463,9 +463,13 @@ def write_package(pipeline: Any, package_path: str) -> None:
         documents.append(json_format.MessageToDict(pipeline.platform_spec))
     header = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec,
                                                                        pipeline.description)
-    with open(package_path, "w") as handle:
-        handle.write(_comment_lines(header))
-        yaml.dump_all(documents, handle, Dumper=dumper, sort_keys=True)
+    try:
+        with open(package_path, "w") as handle:
+            handle.write(_comment_lines(header))
+            yaml.dump_all(documents, handle, Dumper=dumper, sort_keys=True)
+    except OSError as error:
+        raise KaleError(f"the package cannot be written to {package_path}: {error.strerror}",
+                        fix="choose a path you can write to with -o") from None
 
 
 def _plain_json(value: Any) -> str:

@@ -25,6 +25,9 @@ from kale.kfp.connection import KubeflowError, connect, explain
 def package_path(graph: Graph, output: str | None) -> str:
     """Where to write the package: ``output`` (``-o``), else ``<pipeline name>.yaml`` here."""
     path = os.path.abspath(output or f"{graph.name}.yaml")
+    if output and (os.path.isdir(path) or output.endswith(("/", os.sep))):
+        raise KaleError(f"-o {output} is a folder; the package is a file",
+                        fix=f"-o {os.path.join(output, graph.name + '.yaml')}")
     if not path.lower().endswith((".yaml", ".yml")):
         stem = os.path.splitext(output or graph.name)[0]
         raise KaleError(f"the package {output} would not be YAML: Kubeflow Pipelines packages "
