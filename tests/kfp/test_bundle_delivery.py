@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -83,14 +84,15 @@ def test_without_a_store_a_dry_run_warns_and_a_submission_is_refused(big_project
     env = {"KALE_BUNDLE_STORE": ""}
     dry = kale(project, "flow.py", "--kfp", "--dry-run", "-o", "inline.yaml", **env)
     assert dry.returncode == 0, dry.stderr
-    assert "warning: the package carries the 0.9 MB project bundle inline" in dry.stderr
+    assert re.search(r"warning: the package carries the 9\d\d\.\d KB project bundle inline",
+                     dry.stderr), dry.stderr
     assert "--bundle-store minio://mlpipeline/kale" in dry.stderr
     with FakeKubeflow() as kubeflow:
         submitted = kale(project, "flow.py", "--kfp", "--kfp-host", kubeflow.host, **env)
         assert kubeflow.requests == []  # refused before anything is contacted
     assert submitted.returncode == 1
-    assert "the project bundle is 0.9 MB, more than the 512 KB a pipeline package can carry" \
-        in submitted.stderr
+    assert re.search(r"the project bundle is 9\d\d\.\d KB, more than the 512 KB a pipeline "
+                     "package can carry", submitted.stderr), submitted.stderr
     assert "fix: set a bundle store" in submitted.stderr and "Traceback" not in submitted.stderr
 
 

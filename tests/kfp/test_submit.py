@@ -424,3 +424,23 @@ def test_a_run_value_kubeflow_would_round_is_refused_before_contacting_it(tmp_pa
         assert kubeflow.requests == []
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"the value of pipeline parameter `n` holds {2**60 + 1}" in result.stderr
+
+
+def test_ctrl_c_while_compiling_says_what_happened(project, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from kale.kfp import compiler
+    from kale.kfp.submit import compile_for_kubeflow
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compiler, "compile_graph", interrupted)
+    graph = project.graph("@step\ndef s():\n    return 1\n\n@pipeline\ndef p():\n    s()\n")
+    flags = SimpleNamespace(dry_run=True, output=str(project.root / "p.yaml"), image=None,
+                            requirements=None, bundle_store=None, kfp_host=None,
+                            namespace=None, wait=False)
+    with pytest.raises(SystemExit) as caught:
+        compile_for_kubeflow(graph, {}, flags)
+    assert caught.value.code == 130
+    assert "kale: interrupted; the package was not written" in capsys.readouterr().err

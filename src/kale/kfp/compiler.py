@@ -13,6 +13,7 @@ registered in ``linecache`` under a name of their own.
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 import re
@@ -258,15 +259,17 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
     return (
         f"def {function_name}({', '.join(parameters)}):\n"
         "    import os, sys, tarfile, tempfile\n"
-        "    root = tempfile.mkdtemp(prefix='kale-')\n"
-        "    with tarfile.open(kale_bundle.path) as archive:\n"
-        "        archive.extractall(root)\n"
-        "    sys.path.insert(0, os.path.join(root, '_kale'))\n"
-        "    from kale.kfp.entry import run_component\n"
-        f"    run_component({spec!r}, root,\n"
-        f"                  {{{', '.join(inputs)}}},\n"
-        f"                  {{{', '.join(outputs)}}}, kale_bundle.metadata.get('run_id', ''),\n"
-        "                  kale_bundle.metadata.get('created', ''))\n"
+        # Removed at the end: kfp.local runs every step on the same machine.
+        "    with tempfile.TemporaryDirectory(prefix='kale-') as root:\n"
+        "        with tarfile.open(kale_bundle.path) as archive:\n"
+        "            archive.extractall(root)\n"
+        "        sys.path.insert(0, os.path.join(root, '_kale'))\n"
+        "        from kale.kfp.entry import run_component\n"
+        f"        run_component({spec!r}, root,\n"
+        f"                      {{{', '.join(inputs)}}},\n"
+        f"                      {{{', '.join(outputs)}}},\n"
+        "                      kale_bundle.metadata.get('run_id', ''),\n"
+        "                      kale_bundle.metadata.get('created', ''))\n"
     )
 
 
@@ -419,16 +422,36 @@ ARGUMENT_LIMIT = 128 * 1024
 
 def _check_root_size(pipeline: Any, graph: Graph) -> None:
     """Warn when the pipeline's DAG is too big for the one argument Kubeflow passes it in."""
+    import json
+
     from google.protobuf import json_format
 
     size = len(json_format.MessageToJson(pipeline.pipeline_spec.root, indent=None))
-    if size > ARGUMENT_LIMIT * 0.9:
-        warnings.warn(
-            f"the DAG of pipeline {graph.name} ({len(graph.steps)} steps) is {size // 1024} KB "
-            "as JSON; Kubeflow hands it to the run's first driver as one command-line "
-            f"argument, and Linux refuses one over {ARGUMENT_LIMIT // 1024} KB, so the run may "
-            "not start (\"argument list too long\"): split it into smaller pipelines",
-            CompileWarning, stacklevel=3)
+    if size <= ARGUMENT_LIMIT * 0.9:
+        return
+    values = {f"the default of parameter `{p.name}`": len(json.dumps(p.default, default=str))
+              for p in graph.parameters}
+    for step in graph.steps:
+        for argument in step.arguments:
+            if isinstance(argument.source, Constant):
+                values[f"the value given to `{argument.name}` of step `{step.name}`"] = len(
+                    json.dumps(argument.source.value, default=str))
+    biggest = max(values.items(), key=lambda item: item[1], default=("", 0))
+    if biggest[1] > size / 4:
+        advice = (f"{biggest[0]} alone is {biggest[1] // 1024} KB: have a step read such data "
+                  "from a file or storage instead")
+    else:
+        advice = "split it into smaller pipelines"
+    warnings.warn(
+        f"the DAG of pipeline {graph.name} ({_count(len(graph.steps), 'step')}) is "
+        f"{size // 1024} KB as JSON; Kubeflow hands it to the run's first driver as one "
+        f"command-line argument, and Linux refuses one over {ARGUMENT_LIMIT // 1024} KB, so the "
+        f"run may not start (\"argument list too long\"): {advice}",
+        CompileWarning, stacklevel=3)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _comment_lines(header: str) -> str:
@@ -463,11 +486,17 @@ def write_package(pipeline: Any, package_path: str) -> None:
         documents.append(json_format.MessageToDict(pipeline.platform_spec))
     header = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec,
                                                                        pipeline.description)
+    partial = f"{package_path}.{os.getpid()}.partial"  # never a half-written package
     try:
-        with open(package_path, "w") as handle:
+        with open(partial, "w") as handle:
             handle.write(_comment_lines(header))
             yaml.dump_all(documents, handle, Dumper=dumper, sort_keys=True)
-    except OSError as error:
+        os.replace(partial, package_path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        if not isinstance(error, OSError):
+            raise
         raise KaleError(f"the package cannot be written to {package_path}: {error.strerror}",
                         fix="choose a path you can write to with -o") from None
 
@@ -483,7 +512,11 @@ def _plain_json(value: Any) -> str:
 def _ascii(name: str) -> str:
     import unicodedata
 
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    # Letters NFKD does not take apart into a letter and a mark.
+    spelled = name.translate(str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o",
+                                            "Ø": "O", "œ": "oe", "Œ": "OE", "ł": "l", "Ł": "L",
+                                            "đ": "d", "þ": "th"}))
+    folded = unicodedata.normalize("NFKD", spelled).encode("ascii", "ignore").decode()
     return folded if folded.isidentifier() else _identifier(name)
 
 
@@ -510,9 +543,10 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
         else ""
     bundle, environment = compiled.bundle, compiled.environment
     place = f", uploaded to {compiled.bundle_uri}" if compiled.bundle_uri else ""
-    lines = [f"kale: compiled pipeline {graph.name} ({len(graph.steps)} steps{timeout}) to "
-             f"{package_path}; project bundle {bundle.size / 1024:.0f} KB "
-             f"({len(bundle.files)} files{place})",
+    steps = _count(len(graph.steps), "step")
+    lines = [f"kale: compiled pipeline {graph.name} ({steps}{timeout}) to {package_path}; "
+             f"project bundle {bundle.size / 1024:.0f} KB "
+             f"({_count(len(bundle.files), 'file')}{place})",
              f"  image {environment.image}; packages ({environment.source}): "
              f"{', '.join(environment.packages) or 'none'}"]
     for step in graph.steps:

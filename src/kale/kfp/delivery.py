@@ -37,7 +37,8 @@ _STAMP = (
 def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | None:
     """Where the bundle travels: ``None`` for inline in the package, else the URI it was
     uploaded to. Small bundles always go inline."""
-    size = f"{bundle.size / 2**20:.1f} MB"
+    size = f"{bundle.size / 2**20:.1f} MB" if bundle.size >= 2**20 else \
+        f"{bundle.size / 1024:.1f} KB"
     if bundle.size <= INLINE_LIMIT:
         return None
     if upload and store:

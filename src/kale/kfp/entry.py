@@ -155,3 +155,4 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         shutil.move(stored["path"], os.path.join(target, base))
         shutil.move(os.path.join(scratch, f"{name}.meta.json"),
                     os.path.join(target, f"{name}.meta.json"))
+    shutil.rmtree(scratch, ignore_errors=True)

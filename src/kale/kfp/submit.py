@@ -54,6 +54,16 @@ class SubmittedRun:
 
 def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> Any:
     """``--kfp``: write the package (``--dry-run``) or submit it; returns the path or the run."""
+    try:
+        return _compile_and_submit(graph, values, flags)
+    except KeyboardInterrupt:
+        what = ("the package was not written" if flags.dry_run else
+                "no run was started (a pipeline version may have been uploaded)")
+        print(f"\nkale: interrupted; {what}", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _compile_and_submit(graph: Graph, values: dict[str, Any], flags: Any) -> Any:
     from kale.kfp.compiler import compile_graph, describe
 
     if flags.dry_run:
@@ -71,6 +81,7 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> An
                                  requirements=flags.requirements,
                                  bundle_store=flags.bundle_store, upload=True)
         print(describe(graph, compiled, path), file=sys.stderr)
+        # Ctrl-C while waiting stops following, not the run: _wait says so itself.
         return submit(graph, values, path, host=flags.kfp_host, namespace=flags.namespace,
                       wait=flags.wait)
 

@@ -191,6 +191,15 @@ def register(name: str, accepts: type | tuple[type, ...] | Callable[[Any], bool]
     predicate = accepts if not isinstance(accepts, (type, tuple, types.UnionType)) else \
         (lambda value, kinds=accepts: isinstance(value, kinds))
     module = sys._getframe(1).f_globals.get("__name__")
+    if module == "__main__":
+        import warnings
+
+        # Steps run in processes (and on Kubeflow, pods) that do not run the script's
+        # top level, so a registration made there would silently not apply to them.
+        warnings.warn(
+            f"backend {name!r} is registered in the script being run, which the steps do not "
+            "import: move the register() call to a module of the project that the steps import",
+            UserWarning, stacklevel=2)
     _registered[:] = [b for b in _registered if b.name != name]
     _registered.insert(0, _Registered(name, predicate, save, load, suffix, library,
                                       None if module == "__main__" else module))
