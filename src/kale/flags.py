@@ -1,13 +1,24 @@
 """The command-line flags Kale reads from a pipeline script's own command line.
 
-``python script.py --parallelism 4`` (local runs) and ``--kfp [--dry-run] [--output FILE]`` (also
-``-K``, ``-D``, ``-o``, as in open-source Kale) are for Kale, not for the script: they are taken out
-of ``sys.argv`` when ``kale.sdk`` is imported, before the script parses its own arguments.
+They are taken out of ``sys.argv`` when ``kale.sdk`` is imported, before the script parses its
+own arguments. What is Kale's depends on the mode:
+
+- Without ``--kfp``/``-K`` (a local run) only ``--parallelism N`` is Kale's: every other argument
+  reaches the script as typed, so a script with its own ``--output`` or ``--dry-run`` works.
+- With ``--kfp``/``-K``, Kale's Kubeflow flags are Kale's too (``--dry-run``/``-D``,
+  ``--output``/``-o``, ``--wait``, ``--kfp-host``, ``--namespace``, ``--image``,
+  ``--requirements``, ``--bundle-store``; the short ones as in open-source Kale, combinable as
+  argparse combines them: ``-KD``, ``-Do FILE``). An argument that looks like a mistyped one
+  (``--dry``, ``-d``, ``-dry-run``, ``—dry-run``, ``--kfp_host``) is an error, because leaving it
+  to the script would submit the pipeline for real.
+- In both modes the first ``--`` ends Kale's flags: it is removed, and everything after it is the
+  script's, exactly as typed.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass
 
@@ -15,13 +26,15 @@ from kale.errors import KaleError
 
 
 class FlagError(KaleError):
-    """A Kale flag on the script's command line has a bad value."""
+    """A Kale flag on the script's command line is mistyped or has a bad value."""
 
     exit_code = 2
 
 
 @dataclass
 class Flags:
+    """Kale's flags as given on the script's command line (``None``/``False`` when absent)."""
+
     parallelism: int | None = None
     kfp: bool = False
     dry_run: bool = False
@@ -41,7 +54,45 @@ _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
            "--requirements": "requirements", "--bundle-store": "bundle_store"}
-_NAMES = (*_SWITCHES, *_VALUED)
+_LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED) if flag.startswith("--"))
+# A value each flag could take, for the fix of "needs a value".
+_EXAMPLES = {"--parallelism": "4", "--output": "pipeline.yaml", "-o": "pipeline.yaml",
+             "--kfp-host": "http://localhost:8080", "--namespace": "my-profile",
+             "--image": "python:3.11", "--requirements": "requirements.txt",
+             "--bundle-store": "minio://mlpipeline/kale"}
+# Kale's short flags by upper-cased letter, so that -k, -d and -O are recognised as typos.
+_SHORT = {"K": "-K", "D": "-D", "O": "-o"}
+# A hyphen and what documents, word processors and chat programs turn hyphens into (a pasted
+# "—dry-run" was typed as "--dry-run").
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+# Kale's short flags combined as argparse combines them: switches, then -o with its value
+# attached (-KD, -DK, -Do FILE, -op.yaml, -o=p.yaml).
+_CLUSTER = re.compile(r"-(?P<switches>[KD]*)(?P<o>o.*)?", re.DOTALL)
+_NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+HELP = """\
+Kale's flags for a pipeline script. Kale takes them out of the command line before the script
+parses its own arguments; every other argument reaches the script as typed.
+
+  python script.py [--parallelism N] [ARGS]    run locally (N steps at a time)
+  python script.py --kfp [options] [ARGS]      compile, upload and run on Kubeflow Pipelines
+    -K, --kfp                 run on Kubeflow Pipelines instead of locally
+    -D, --dry-run             only write the pipeline package; contact nothing
+    -o, --output FILE         where to write the package (default: <pipeline name>.yaml)
+    --wait                    follow the run to its end; exit non-zero if it fails
+    --kfp-host URL            the KFP API (default: KF_PIPELINES_ENDPOINT, else in-cluster)
+    --namespace NAME          the Kubeflow namespace (profile) to run in
+    --image IMAGE             the steps' base image
+    --requirements FILE       the packages the steps install
+    --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
+
+Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
+the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
+like a mistyped Kale flag (--dry, --name, -d, -dry-run, a pasted —dry-run) is an error, not a
+real submission. The first -- ends Kale's flags and is removed (write -- -- to give the script a
+--): python script.py --kfp --dry-run -- --name report  gives the script --name report.
+"""
 
 
 def _whole_number(flag: str, text: str) -> int:
@@ -55,100 +106,177 @@ def _whole_number(flag: str, text: str) -> int:
     return value
 
 
-HELP = """\
-Kale's flags for a pipeline script (the script's own arguments pass through untouched):
-
-  python script.py [--parallelism N]           run locally (N steps at a time)
-  python script.py --kfp [options]             compile, upload and run on Kubeflow Pipelines
-    -K, --kfp                 run on Kubeflow Pipelines instead of locally
-    -D, --dry-run             only write the pipeline package; contact nothing
-    -o, --output FILE         where to write the package (default: <pipeline name>.yaml)
-    --wait                    follow the run to its end; exit non-zero if it fails
-    --kfp-host URL            the KFP API (default: KF_PIPELINES_ENDPOINT, else in-cluster)
-    --namespace NAME          the Kubeflow namespace (profile) to run in
-    --image IMAGE             the steps' base image
-    --requirements FILE       the packages the steps install
-    --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
-"""
+def _squashed(text: str) -> str:
+    """``text`` without case, hyphens (or look-alikes) and underscores: --Dry_Run is --dry-run."""
+    return "".join(char for char in text.lower() if char not in _DASHES and char != "_")
 
 
-def _squashed(flag: str) -> str:
-    return flag.lower().replace("-", "").replace("_", "")
+def _long_matches(body: str) -> list[str]:
+    """Kale's long flags ``body`` (a flag's name without its dashes) can have been meant as."""
+    squashed = _squashed(body)
+    if not squashed:
+        return []
+    by_squashed = {_squashed(flag): flag for flag in _LONG}
+    if squashed in by_squashed:
+        return [by_squashed[squashed]]
+    # argparse takes any unambiguous prefix of a long option (--dry for --dry-run); an ambiguous
+    # one (--kf) is as much a mistake, naming every flag it could be.
+    prefixed = [flag for key, flag in by_squashed.items() if key.startswith(squashed)]
+    if prefixed:
+        return prefixed
+    close = difflib.get_close_matches(squashed, by_squashed, n=1, cutoff=0.9)  # --kfp-hosts
+    return [by_squashed[close[0]]] if close else []
 
 
-def _near_miss(argument: str) -> str | None:
-    """The Kale flag ``argument`` looks like a misspelling of, if any."""
+def _meant(argument: str) -> str | None:
+    """The Kale flag(s) ``argument`` looks like a mistyping of, or ``None`` when it does not.
+
+    Kale's exact flags are not mistypings; callers look for those first.
+    """
     name = argument.split("=", 1)[0]
-    if not name.startswith("--") or name in _NAMES:
+    body = name.lstrip(_DASHES)
+    leading = name[: len(name) - len(body)]
+    if not leading:
         return None
-    longs = [flag for flag in _NAMES if flag.startswith("--")]
-    for flag in longs:
-        if _squashed(flag) == _squashed(name):
-            return flag
-    close = difflib.get_close_matches(name, longs, n=1, cutoff=0.9)
-    return close[0] if close else None
+    pasted = leading.strip("-") != ""  # a dash that is not an ASCII hyphen
+    if not body:
+        return "--" if pasted else None  # "-" alone is the script's (stdin, usually)
+    letters = _squashed(body)
+    if len(leading) == 1 and len(letters) <= 1:
+        # A single letter is a short flag: -k, -d and -O are Kale's in the wrong case; any other
+        # letter (-n, -v) is the script's, unless its dash was pasted (—w was --w).
+        short = _SHORT.get(letters.upper())
+        if short is not None and (pasted or short != name):
+            return short
+        if not pasted:
+            return None
+    matches = _long_matches(body)
+    return " or ".join(matches) if matches else None
+
+
+def _mistyped(argument: str, meant: str) -> FlagError:
+    name = argument.split("=", 1)[0]
+    pasted = any(char in _DASHES[1:] for char in name)
+    why = (" (its dashes are not ASCII hyphens: pasted from a document? type them instead)"
+           if pasted else "")
+    return FlagError(f"{name} is not one of Kale's flags{why}",
+                     fix=f"did you mean {meant}? (if {name} is the script's own, put it after "
+                     f"--: python script.py --kfp -- {name}; --kfp --help lists Kale's flags)")
+
+
+def _looks_like_a_flag(text: str) -> bool:
+    """Whether ``text`` after a valued flag is another flag rather than its value, as argparse
+    judges it (negative numbers are values)."""
+    return (len(text) > 1 and text[0] in _DASHES
+            and not _NEGATIVE_NUMBER.fullmatch(text))
+
+
+def _needs_a_value(name: str, got: str | None = None) -> FlagError:
+    example = f"for example: {name} {_EXAMPLES[name]}"
+    if got is None:
+        return FlagError(f"{name} needs a value", fix=example)
+    return FlagError(f"{name} needs a value (the next argument, {got!r}, looks like a flag)",
+                     fix=f"{example} (write a value that starts with '-' as {name}=VALUE)")
+
+
+def _value(argv: list[str], index: int, name: str, attached: str | None) -> str:
+    """The value of the valued flag ``name`` at ``argv[index]``, taking it out of ``argv``.
+
+    ``attached`` is the value written in the same argument (``--output=FILE``, ``-oFILE``), or
+    ``None`` when it is the next argument.
+    """
+    if attached is not None:
+        del argv[index]
+        value = attached
+    elif index + 1 < len(argv) and not _looks_like_a_flag(argv[index + 1]):
+        value = argv[index + 1]
+        del argv[index : index + 2]
+    else:
+        # `--kfp --output --dry-run` must not write to a file named --dry-run and submit.
+        raise _needs_a_value(name, argv[index + 1] if index + 1 < len(argv) else None)
+    if not value:
+        raise _needs_a_value(name)
+    return value
+
+
+def _set(flags: Flags, name: str, value: str) -> None:
+    if name == "--parallelism":
+        flags.parallelism = _whole_number(name, value)
+    else:
+        setattr(flags, _VALUED[name], value)
+
+
+def _is_kfp(argument: str) -> bool:
+    """Whether ``argument`` is --kfp or -K (alone or combined: -KD, -DKo FILE)."""
+    if argument == "--kfp":
+        return True
+    cluster = _CLUSTER.fullmatch(argument)
+    return cluster is not None and "K" in cluster["switches"]
+
+
+def _ends_kales_flags(argv: list[str]) -> int:
+    """The index of the first ``--`` in ``argv`` (``len(argv)`` when there is none)."""
+    return argv.index("--", 1) if "--" in argv[1:] else len(argv)
 
 
 def take_flags(argv: list[str]) -> Flags:
-    """Parse Kale's flags out of ``argv`` (in place) and return them."""
+    """Take Kale's flags out of ``argv`` (in place, with the first ``--``) and return them.
+
+    Raises ``FlagError`` for a bad value, and in --kfp mode for a mistyped Kale flag.
+    """
     flags = Flags()
-    kfp_mode = any(argument in ("--kfp", "-K") for argument in argv[1:])
+    kfp_mode = any(_is_kfp(argument) for argument in argv[1:_ends_kales_flags(argv)])
     index = 1
     while index < len(argv):
         argument = argv[index]
-        name, _, inline = argument.partition("=")
+        name, equals, inline = argument.partition("=")
         if argument == "--":
+            del argv[index]  # the script sees what follows as if Kale were not there
             break
-        if kfp_mode and argument in ("--help", "-h"):
+        if name == "--parallelism" or (kfp_mode and name in _VALUED and name != "-o"):
+            _set(flags, name, _value(argv, index, name, inline if equals else None))
+            continue
+        if not kfp_mode:
+            index += 1  # without --kfp, all but --parallelism is the script's
+            continue
+        if argument in ("--help", "-h"):
             # Submitting a pipeline is not what someone asking for help wants.
             sys.stdout.write(HELP)
             raise SystemExit(0)
-        if name in _SWITCHES and name != argument:
-            raise FlagError(f"{name} takes no value (got {argument!r})",
-                            fix=f"write {name} alone")
-        if kfp_mode and (meant := _near_miss(argument)):
-            # A typo such as --dryrun would otherwise submit the pipeline for real.
-            raise FlagError(f"{name} is not one of Kale's flags",
-                            fix=f"did you mean {meant}? (python script.py --kfp --help lists "
-                            "them)")
-        if argument in _SWITCHES:
-            setattr(flags, _SWITCHES[argument], True)
+        if name in _SWITCHES and name.startswith("--"):
+            if equals:
+                raise FlagError(f"{name} takes no value (got {argument!r})",
+                                fix=f"write {name} alone")
+            setattr(flags, _SWITCHES[name], True)
             del argv[index]
             continue
-        if name not in _VALUED:
-            index += 1
+        meant = _meant(argument)
+        if meant is not None:
+            # A typo such as --dry would otherwise reach the script and submit for real.
+            raise _mistyped(argument, meant)
+        cluster = _CLUSTER.fullmatch(argument)
+        if cluster is not None and argument != "-":
+            for letter in cluster["switches"]:
+                setattr(flags, _SWITCHES[f"-{letter}"], True)
+            if cluster["o"]:
+                attached = cluster["o"][1:]  # -oFILE, -o=FILE, or "" when FILE comes next
+                if attached.startswith("="):
+                    attached = attached[1:]
+                elif not attached:
+                    attached = None
+                _set(flags, "-o", _value(argv, index, "-o", attached))
+            else:
+                del argv[index]
             continue
-        if inline or "=" in argument:
-            value = inline
-            del argv[index]
-        elif index + 1 < len(argv):
-            value = argv[index + 1]
-            del argv[index : index + 2]
-        else:
-            example = "4" if name == "--parallelism" else "pipeline.yaml"
-            raise FlagError(f"{name} needs a value", fix=f"for example: {name} {example}")
-        if name == "--parallelism":
-            flags.parallelism = _whole_number(name, value)
-        else:
-            if not value:
-                raise FlagError(f"{name} needs a value", fix=f"for example: {name} "
-                                + ("pipeline.yaml" if _VALUED[name] == "output" else "..."))
-            setattr(flags, _VALUED[name], value)
-    kfp_only = [flag for flag, used in (("--dry-run", flags.dry_run), ("--output", flags.output),
-                                        ("--wait", flags.wait), ("--kfp-host", flags.kfp_host),
-                                        ("--namespace", flags.namespace),
-                                        ("--image", flags.image),
-                                        ("--requirements", flags.requirements),
-                                        ("--bundle-store", flags.bundle_store)) if used]
-    if kfp_only and not flags.kfp:
-        raise FlagError(f"{', '.join(kfp_only)} {'is' if len(kfp_only) == 1 else 'are'} for "
-                        "running on Kubeflow",
-                        fix="add --kfp: python script.py --kfp --dry-run --output pipeline.yaml")
+        if argument[:2] in ("-K", "-D"):
+            # -K=1, -Dx: argparse would refuse them too; the script must not get them.
+            raise FlagError(f"{argument[:2]} takes no value (got {argument!r})",
+                            fix=f"write {argument[:2]} alone")
+        index += 1
     return flags
 
 
 def load_from_sys_argv() -> None:
     """Take Kale's flags out of ``sys.argv`` (once, when ``kale.sdk`` is imported)."""
     global FLAGS
-    if any(argument.split("=")[0] in _NAMES for argument in sys.argv[1:]):
-        FLAGS = take_flags(sys.argv)
+    FLAGS = take_flags(sys.argv)

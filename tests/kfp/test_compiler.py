@@ -130,12 +130,16 @@ def test_the_package_runs_under_kfp_local_from_elsewhere_like_the_local_run(ml_p
     assert "validation accuracy after 50 iterations: 0.960" in local.stdout
 
 
-def test_dry_run_needs_kfp(tmp_path):
+def test_dry_run_without_kfp_is_the_scripts_own(tmp_path):
+    # Without --kfp only --parallelism is Kale's: the script gets --dry-run and runs locally.
     script = EXAMPLES / "diamond" / "pipeline.py"
     result = subprocess.run([sys.executable, str(script), "--dry-run"], capture_output=True,
-                            text=True, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "--dry-run is for running on Kubeflow" in result.stderr
+                            text=True, cwd=tmp_path,
+                            env={**os.environ, "KALE_HOME": str(tmp_path / "home"),
+                                 "KALE_PROGRESS": "plain"})
+    assert result.returncode == 0, result.stderr
+    assert "best:" in result.stdout
+    assert not list(tmp_path.glob("*.yaml"))
 
 
 def test_macros_are_resolved_inside_the_steps(tmp_path):
