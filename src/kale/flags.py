@@ -89,9 +89,10 @@ parses its own arguments; every other argument reaches the script as typed.
 
 Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
-like a mistyped Kale flag (--dry, --name, -d, -dry-run, a pasted —dry-run) is an error, not a
-real submission. The first -- ends Kale's flags and is removed (write -- -- to give the script a
---): python script.py --kfp --dry-run -- --name report  gives the script --name report.
+like a mistyped Kale flag (--dry, --dryrun, -d, -dry-run, a pasted —dry-run) is an error, not a
+real submission. After one of Kale's flags, the first -- ends them and is removed (write -- -- to
+give the script a --): python script.py --kfp --dry-run -- --kfp-host x  gives the script
+--kfp-host x.
 """
 
 
@@ -119,11 +120,11 @@ def _long_matches(body: str) -> list[str]:
     by_squashed = {_squashed(flag): flag for flag in _LONG}
     if squashed in by_squashed:
         return [by_squashed[squashed]]
-    # argparse takes any unambiguous prefix of a long option (--dry for --dry-run); an ambiguous
-    # one (--kf) is as much a mistake, naming every flag it could be.
-    prefixed = [flag for key, flag in by_squashed.items() if key.startswith(squashed)]
-    if prefixed:
-        return prefixed
+    # argparse would take --dry for --dry-run; with --kfp that slip would submit for real, so
+    # a shortened --dry-run is a mistake. Other shortenings (--name, --out) are common flags of
+    # scripts of their own, and a slip there does not start anything that was not asked for.
+    if "dryrun".startswith(squashed):
+        return ["--dry-run"]
     close = difflib.get_close_matches(squashed, by_squashed, n=1, cutoff=0.9)  # --kfp-hosts
     return [by_squashed[close[0]]] if close else []
 
@@ -226,15 +227,18 @@ def take_flags(argv: list[str]) -> Flags:
     """
     flags = Flags()
     kfp_mode = any(_is_kfp(argument) for argument in argv[1:_ends_kales_flags(argv)])
+    took_any = False  # without any flag of Kale's, a "--" is the script's own
     index = 1
     while index < len(argv):
         argument = argv[index]
         name, equals, inline = argument.partition("=")
         if argument == "--":
-            del argv[index]  # the script sees what follows as if Kale were not there
+            if kfp_mode or took_any:
+                del argv[index]  # the script sees what follows as if Kale were not there
             break
         if name == "--parallelism" or (kfp_mode and name in _VALUED and name != "-o"):
             _set(flags, name, _value(argv, index, name, inline if equals else None))
+            took_any = True
             continue
         if not kfp_mode:
             index += 1  # without --kfp, all but --parallelism is the script's
