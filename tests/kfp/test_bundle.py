@@ -111,3 +111,63 @@ def test_what_earlier_compiles_and_runs_leave_never_travels(tmp_path):
                                           "sdkVersion": "kfp-2.17.0"}, indent=2,
                                          sort_keys=True)})
     assert project_files(tmp_path) == ["flow.py", "notes.json"]
+
+
+def test_files_stream_into_the_bundle_and_a_huge_one_stops_it_early(tmp_path):
+    import os
+    import tracemalloc
+
+    with open(tmp_path / "zeros.bin", "wb") as handle:  # sparse: 64 MB, compresses to little
+        handle.truncate(64 * 2**20)
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "run.sh", 0o755)
+    tracemalloc.start()
+    try:
+        bundle = build_bundle(tmp_path)
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20  # never a file whole
+        with open(tmp_path / "noise.bin", "wb") as handle:
+            for _ in range(32):
+                handle.write(os.urandom(2**20))
+        tracemalloc.reset_peak()
+        with pytest.raises(KaleError) as caught:
+            build_bundle(tmp_path, limit=2**20)
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20
+    finally:
+        tracemalloc.stop()
+    assert "largest files: zeros.bin, noise.bin, run.sh" in caught.value.message
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
+        members = {member.name: member for member in archive.getmembers()}
+    zeros, script = members["project/zeros.bin"], members["project/run.sh"]
+    assert zeros.size == 64 * 2**20 and (zeros.mode, script.mode) == (0o644, 0o755)
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members.values()} == \
+        {(0, 0, 0, "", "")}
+
+
+def test_a_file_that_cannot_be_read_or_shrinks_is_an_error_not_a_traceback(tmp_path,
+                                                                           monkeypatch):
+    import builtins
+    import os
+
+    from kale.kfp import bundle as module
+
+    make(tmp_path, {"flow.py": "print(1)\n", "locked.csv": "1,2\n"})
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith("locked.csv"):
+            raise PermissionError(13, "Permission denied")
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "open", refuse, raising=False)
+    with pytest.raises(KaleError, match=r"locked\.csv cannot be read"):
+        build_bundle(tmp_path)
+    monkeypatch.undo()
+
+    real_fstat = os.fstat
+
+    def grown(descriptor):  # as if the file were cut short after it was opened
+        status = real_fstat(descriptor)
+        return os.stat_result((*status[:6], status.st_size + 10, *status[7:]))
+
+    monkeypatch.setattr(module.os, "fstat", grown)
+    with pytest.raises(KaleError, match="changed while the project bundle was being made"):
+        build_bundle(tmp_path)

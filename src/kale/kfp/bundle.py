@@ -2,10 +2,11 @@
 
 On Kubeflow a step runs in a fresh container, yet the seed promises that local packages and
 files such as ``settings.json`` work there. The bundle is the project directory as a
-reproducible ``.tar.gz`` (sorted, fixed timestamps), minus what ``.gitignore`` and ``.kaleignore``
-exclude and what must never travel (``.git``, ``.kale``, virtualenvs, ``.env`` files, keys and
-credentials). Kale's runtime and cloudpickle travel with it under ``_kale/``, so an image needs
-only Python and the user's libraries.
+reproducible ``.tar.gz`` (sorted, fixed timestamps and owners), minus what ``.gitignore`` and
+``.kaleignore`` exclude and what must never travel (``.git``, ``.kale``, virtualenvs, ``.env``
+files, keys and credentials). The files are streamed into the archive, which stops as soon as it
+is over its limit. Kale's runtime and cloudpickle travel with it under ``_kale/``, so an image
+needs only Python and the user's libraries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pathspec
 
@@ -146,16 +148,44 @@ def project_files(root: Path) -> list[str]:
     return sorted(chosen)
 
 
-def _add(archive: tarfile.TarFile, source: Path, name: str) -> None:
+class _TooBig(Exception):
+    """The archive went over its limit while a file was being added."""
+
+
+class _Guarded:
+    """A file read into the archive, stopped as soon as the archive is over its limit."""
+
+    def __init__(self, handle: BinaryIO, output: io.BytesIO, limit: int | None) -> None:
+        self.handle, self.output, self.limit = handle, output, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self.limit is not None and self.output.tell() > self.limit:
+            raise _TooBig
+        return self.handle.read(size)
+
+
+def _add(archive: tarfile.TarFile, source: Path, name: str, output: io.BytesIO,
+         limit: int | None = None) -> None:
+    """Stream one file into the archive, never whole in memory, with a normalised header."""
     try:
-        data = source.read_bytes()
+        with open(source, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            info = tarfile.TarInfo(name)
+            info.size = status.st_size
+            # Reproducible: the same project gives the same bundle, whoever builds it and when.
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if status.st_mode & 0o111 else 0o644
+            try:
+                archive.addfile(info, _Guarded(handle, output, limit))
+            except OSError as error:  # shorter now than when it was opened
+                raise KaleError(f"{source} changed while the project bundle was being made "
+                                f"({error})", fix="compile again once it no longer changes") \
+                    from None
     except FileNotFoundError:  # gone since the listing (a temporary file): nothing to carry
         return
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0  # reproducible: the same project gives the same bundle
-    info.mode = 0o755 if os.access(source, os.X_OK) else 0o644
-    archive.addfile(info, io.BytesIO(data))
+    except OSError as error:
+        raise KaleError(f"{source} cannot be read for the project bundle ({error.strerror})",
+                        fix="make it readable, or list it in a .kaleignore file") from None
 
 
 def _runtime_files() -> list[tuple[Path, str]]:
@@ -182,17 +212,19 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
     buffer = io.BytesIO()
     # mtime=0 in the gzip header too: the same project gives the same bytes, so the same name
     # in the bundle store.
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0,
-                       compresslevel=6) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w") as archive:
-        for name in files:
-            _add(archive, root / name, f"project/{name}")
-            if buffer.tell() > limit:  # no need to read the rest of a huge folder
-                break
-        for source, name in _runtime_files():
-            _add(archive, source, name)
-    data = buffer.getvalue()
-    if len(data) > limit:
+    try:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0,
+                           compresslevel=6) as zipped, \
+                tarfile.open(fileobj=zipped, mode="w", copybufsize=2**20) as archive:
+            for name in files:
+                # Stopped mid-file once over the limit: no need to read a huge file whole.
+                _add(archive, root / name, f"project/{name}", buffer, limit)
+            for source, name in _runtime_files():
+                _add(archive, source, name, buffer)
+        too_big = buffer.tell() > limit
+    except _TooBig:
+        too_big = True
+    if too_big:
         def size(name: str) -> int:
             try:
                 return (root / name).stat().st_size
@@ -206,4 +238,4 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
             fix="list data and model files in a .kaleignore file (same syntax as .gitignore) "
             "and have the steps read them from storage instead",
         )
-    return Bundle(data, tuple(files))
+    return Bundle(buffer.getvalue(), tuple(files))
