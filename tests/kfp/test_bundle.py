@@ -171,3 +171,63 @@ def test_a_file_that_cannot_be_read_or_shrinks_is_an_error_not_a_traceback(tmp_p
     monkeypatch.setattr(module.os, "fstat", grown)
     with pytest.raises(KaleError, match="changed while the project bundle was being made"):
         build_bundle(tmp_path)
+
+
+# Ignore files read as git reads them: each case with what `git ls-files --others
+# --exclude-standard` lists for it (the ignore files themselves aside).
+GIT_CASES = {
+    "a whitelist keeps only what it lists": (
+        "*\n!*/\n!*.py\n!settings.json\n",
+        ["lib/__init__.py", "lib/sub/util.py", "pipe.py", "settings.json"]),
+    "dir/** is what is inside dir, not dir itself": (
+        "assets/**\n!assets/fonts/\n!assets/fonts/**\n!assets/LICENSE\n",
+        ["assets/LICENSE", "assets/fonts/a.ttf", "data/model.ckpt", "data/train.csv",
+         "lib/__init__.py", "lib/notes.md", "lib/sub/util.py", "notes.md", "pipe.py",
+         "settings.json"]),
+    "nothing comes back from inside an excluded folder": (
+        "data/\n!data/train.csv\nlib/*\n!lib/sub/\n",
+        ["assets/LICENSE", "assets/fonts/a.ttf", "assets/raw/big.bin", "lib/sub/util.py",
+         "notes.md", "pipe.py", "settings.json"]),
+    "a folder pattern never matches a file, a slash anchors, the last match wins": (
+        "notes.md/\n/*.md\n*.csv\n!train.csv\n**/sub/*.py\n[ab]ssets/raw\n",
+        ["assets/LICENSE", "assets/fonts/a.ttf", "data/model.ckpt", "data/train.csv",
+         "lib/__init__.py", "lib/notes.md", "pipe.py", "settings.json"]),
+}
+
+
+@pytest.mark.parametrize("case", GIT_CASES)
+def test_ignore_files_exclude_what_git_would(tmp_path, case):
+    import shutil
+    import subprocess
+
+    patterns, expected = GIT_CASES[case]
+    make(tmp_path, {name: "" for name in [
+        "pipe.py", "settings.json", "notes.md", "lib/__init__.py", "lib/notes.md",
+        "lib/sub/util.py", "data/train.csv", "data/model.ckpt", "assets/raw/big.bin",
+        "assets/fonts/a.ttf", "assets/LICENSE"]})
+    (tmp_path / ".kaleignore").write_text(patterns)
+    assert [name for name in project_files(tmp_path) if name != ".kaleignore"] == expected
+    if shutil.which("git"):  # the expectations are git's own
+        (tmp_path / ".gitignore").write_text(patterns)
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+        listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"],
+                                cwd=tmp_path, capture_output=True, text=True, check=True)
+        assert sorted(set(listed.stdout.split()) - {".gitignore", ".kaleignore"}) == expected
+
+
+def test_the_gitignore_files_above_a_project_in_a_repository_apply(tmp_path):
+    make(tmp_path, {
+        "repo/.gitignore": "data/\n*.secret.json\n/pipelines/train/local.yaml\n/flow.py\n"
+                           "pipelines/\n",
+        "repo/pipelines/.gitignore": "!train/\nscratch.txt\n",
+        "repo/pipelines/train/flow.py": "", "repo/pipelines/train/local.yaml": "",
+        "repo/pipelines/train/api.secret.json": "", "repo/pipelines/train/data/big.bin": "",
+        "repo/pipelines/train/scratch.txt": "", "repo/pipelines/train/sub/local.yaml": "",
+    })
+    (tmp_path / "repo" / ".git").mkdir()
+    project = tmp_path / "repo" / "pipelines" / "train"
+    # The project itself travels even where the repository ignores its folder.
+    assert project_files(project) == ["flow.py", "sub/local.yaml"]
+    (tmp_path / "repo" / ".git").rmdir()  # no repository: the folders above are not read
+    assert project_files(project) == ["api.secret.json", "data/big.bin", "flow.py",
+                                      "local.yaml", "scratch.txt", "sub/local.yaml"]

@@ -2,11 +2,14 @@
 
 On Kubeflow a step runs in a fresh container, yet the seed promises that local packages and
 files such as ``settings.json`` work there. The bundle is the project directory as a
-reproducible ``.tar.gz`` (sorted, fixed timestamps and owners), minus what ``.gitignore`` and
-``.kaleignore`` exclude and what must never travel (``.git``, ``.kale``, virtualenvs, ``.env``
-files, keys and credentials). The files are streamed into the archive, which stops as soon as it
-is over its limit. Kale's runtime and cloudpickle travel with it under ``_kale/``, so an image
-needs only Python and the user's libraries.
+reproducible ``.tar.gz`` (sorted, fixed timestamps and owners), minus what must never travel
+(``.git``, ``.kale``, virtualenvs, ``.env`` files, keys and credentials) and what the ignore files
+exclude: ``.gitignore`` and ``.kaleignore`` in the project and its folders, and the
+``.gitignore`` files of the folders above it up to the root of its git repository, with git's
+rules (a folder excluded is never entered, ``/`` at the end means folders only, ``dir/**`` is
+what is inside ``dir``, the last matching pattern wins). The files are streamed into the
+archive, which stops as soon as it is over its limit. Kale's runtime and cloudpickle travel with
+it under ``_kale/``, so an image needs only Python and the user's libraries.
 """
 
 from __future__ import annotations
@@ -14,17 +17,17 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import pathspec
-
 from kale.errors import KaleError, KaleWarning
 
 #: Never bundled, whatever the ignore files say: history, Kale's records, environments, secrets.
+#: Patterns as in ``.gitignore``.
 ALWAYS_EXCLUDED = [
     ".git/", ".hg/", ".svn/", ".kale/", ".venv/", "venv/", "__pycache__/", "*.pyc",
     ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/", ".ipynb_checkpoints/",
@@ -77,30 +80,223 @@ class BundleWarning(KaleWarning):
     """Something in the project that will not travel to Kubeflow as it is here."""
 
 
-def _ignore_spec(folder: Path) -> pathspec.PathSpec | None:
-    """The patterns of a folder's own ``.gitignore`` and ``.kaleignore`` (git reads one in every
-    folder, relative to it)."""
-    patterns: list[str] = []
-    for ignore in (".gitignore", ".kaleignore"):
-        path = folder / ignore
-        if path.is_file():
-            patterns.extend(path.read_text(errors="replace").splitlines())
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns) if patterns else None
+@dataclass(frozen=True)
+class _Pattern:
+    """One line of an ignore file, as git reads it."""
+
+    regex: re.Pattern[str]
+    negated: bool
+    folders_only: bool  # it ended with "/"
+    whole_path: bool  # it has a "/" before its end: relative to its file's folder, else any level
+
+    def matches(self, local: str, is_folder: bool) -> bool:
+        """Whether the pattern matches this entry, ``local`` being its path from the folder of
+        the pattern's file. Only the entry itself: the walk never enters an excluded folder."""
+        if self.folders_only and not is_folder:
+            return False
+        text = local if self.whole_path else local.rpartition("/")[2]
+        return self.regex.fullmatch(text) is not None
 
 
-def _ignored(root: Path, path: Path, is_folder: bool, always: pathspec.PathSpec,
-             specs: list[tuple[Path, pathspec.PathSpec]]) -> bool:
-    slash = "/" if is_folder else ""
-    if always.match_file(path.relative_to(root).as_posix() + slash):
-        return True
+_CLASSES = {
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9", "graph": "\\x21-\\x7e", "lower": "a-z", "print": "\\x20-\\x7e",
+    "punct": "!-/:-@\\[-`{-~", "space": " \\t\\n\\r\\f\\v", "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
+def _char(character: str) -> str:
+    return f"\\U{ord(character):08x}"
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
+    """The regex of the ``[...]`` at ``start`` and the index after it; ``None`` if malformed
+    (git then matches nothing with the pattern)."""
+    index, negated, items = start + 1, False, []
+    if index < len(pattern) and pattern[index] in "!^":
+        negated, index = True, index + 1
+    first = True
+    while True:
+        if index >= len(pattern):
+            return None
+        character = pattern[index]
+        if character == "]" and not first:
+            break
+        first = False
+        if character == "[" and pattern.startswith("[:", index):
+            end = pattern.find("]", index + 2)
+            if end < 0:
+                return None
+            if pattern[end - 1] == ":" and end - 1 >= index + 2:
+                name = pattern[index + 2:end - 1]
+                if name not in _CLASSES:
+                    return None
+                items.append(_CLASSES[name])
+                index = end + 1
+                continue
+        if character == "\\":
+            index += 1
+            if index >= len(pattern):
+                return None
+            character = pattern[index]
+        index += 1
+        if index + 1 < len(pattern) and pattern[index] == "-" and pattern[index + 1] != "]":
+            high, index = pattern[index + 1], index + 2
+            if high == "\\":
+                if index >= len(pattern):
+                    return None
+                high, index = pattern[index], index + 1
+            if character <= high:  # a reversed range matches nothing, as in git
+                items.append(f"{_char(character)}-{_char(high)}")
+        else:
+            items.append(_char(character))
+    # In a path, a bracket never matches "/".
+    body = "".join(items)
+    if negated:
+        return f"[^/{body}]", index + 1
+    return (f"(?!/)[{body}]" if body else "(?!)"), index + 1
+
+
+def _translate(pattern: str) -> str | None:
+    """The regex of a git wildcard pattern (``*``, ``?``, ``[...]``, ``**``, ``\\``)."""
+    out, index = [], 0
+    while index < len(pattern):
+        character = pattern[index]
+        if character == "*":
+            end = index
+            while end < len(pattern) and pattern[end] == "*":
+                end += 1
+            # "**" is special only as a whole part of the path: leading "**/", "/**/", "/**".
+            if end - index > 1 and (index == 0 or pattern[index - 1] == "/") and \
+                    (end == len(pattern) or pattern[end] == "/"):
+                if end == len(pattern):
+                    out.append(".*")
+                else:
+                    out.append("(?:.*/)?")
+                    end += 1
+            else:
+                out.append("[^/]*")
+            index = end
+        elif character == "?":
+            out.append("[^/]")
+            index += 1
+        elif character == "[":
+            bracket = _bracket(pattern, index)
+            if bracket is None:
+                return None
+            out.append(bracket[0])
+            index = bracket[1]
+        elif character == "\\":
+            if index + 1 == len(pattern):
+                return None  # git: a pattern ending with a backslash is invalid
+            out.append(re.escape(pattern[index + 1]))
+            index += 2
+        else:
+            out.append(re.escape(character))
+            index += 1
+    return "".join(out)
+
+
+def _trim(line: str) -> str:
+    """Trailing spaces go, unless escaped with a backslash (git's rule)."""
+    index, trailing = 0, None
+    while index < len(line):
+        if line[index] == " ":
+            trailing = index if trailing is None else trailing
+        elif line[index] == "\\":
+            index += 1
+            trailing = None
+        else:
+            trailing = None
+        index += 1
+    return line if trailing is None else line[:trailing]
+
+
+def _parse(line: str, *, ignore_case: bool = False) -> _Pattern | None:
+    """A pattern from a line of an ignore file; ``None`` for blanks, comments, invalid lines."""
+    line = _trim(line)
+    if not line or line.startswith("#"):
+        return None
+    negated = line.startswith("!")
+    if negated:
+        line = line[1:]
+    folders_only = line.endswith("/")
+    if folders_only:
+        line = line[:-1]
+    if not line:
+        return None
+    whole_path = "/" in line
+    regex = _translate(line.removeprefix("/"))
+    if regex is None:
+        return None
+    return _Pattern(re.compile(regex, re.IGNORECASE if ignore_case else 0), negated,
+                    folders_only, whole_path)
+
+
+def _parse_all(lines: list[str], *, ignore_case: bool = False) -> tuple[_Pattern, ...]:
+    parsed = (_parse(line, ignore_case=ignore_case) for line in lines)
+    return tuple(pattern for pattern in parsed if pattern is not None)
+
+
+_ALWAYS = _parse_all(ALWAYS_EXCLUDED)
+
+
+@dataclass(frozen=True)
+class _IgnoreFile:
+    """The patterns of one folder's ignore files, and where that folder is."""
+
+    base: str  # the folder's path in the bundle ("" for the project and folders above it)
+    above: str  # for a folder above the project: the project's path from it, ending with "/"
+    patterns: tuple[_Pattern, ...]
+
+    def local(self, name: str) -> str:
+        return self.above + (name[len(self.base) + 1:] if self.base else name)
+
+
+def _read_patterns(*paths: Path) -> tuple[_Pattern, ...]:
+    lines: list[str] = []
+    for path in paths:
+        try:
+            lines.extend(path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
+        except OSError:  # absent or unreadable: git reads it as empty
+            continue
+    return _parse_all(lines)
+
+
+def _ancestor_ignores(root: Path) -> list[_IgnoreFile]:
+    """The ``.gitignore`` files above a project that is a folder of a git repository, outermost
+    first: git applies them to the project's files too. None without a repository above."""
+    if (root / ".git").exists():
+        return []
+    folders = []
+    for parent in root.parents:
+        folders.append(parent)
+        if (parent / ".git").exists():
+            break
+    else:
+        return []
+    ignores = []
+    for folder in reversed(folders):
+        patterns = _read_patterns(folder / ".gitignore")
+        if patterns:
+            ignores.append(_IgnoreFile("", root.relative_to(folder).as_posix() + "/", patterns))
+    return ignores
+
+
+def _ignored(ignores: list[_IgnoreFile], name: str, is_folder: bool) -> bool:
     # The last matching pattern decides, deeper ignore files after shallower ones, as in git.
     verdict = False
-    for base, spec in specs:
-        local = path.relative_to(base).as_posix() + slash
-        for pattern in spec.patterns:
-            if pattern.include is not None and pattern.match_file(local):
-                verdict = pattern.include
+    for ignore in ignores:
+        local = ignore.local(name)
+        for pattern in ignore.patterns:
+            if pattern.matches(local, is_folder):
+                verdict = not pattern.negated
     return verdict
+
+
+def _excluded(patterns: tuple[_Pattern, ...], name: str, is_folder: bool) -> bool:
+    return any(pattern.matches(name, is_folder) for pattern in patterns)
 
 
 def project_files(root: Path) -> list[str]:
@@ -109,19 +305,21 @@ def project_files(root: Path) -> list[str]:
     Kale's own exclusions are applied apart from the ignore files, so that a ``!`` pattern there
     cannot bring back a key or a ``.env`` file. Symbolic links inside the project are followed
     (the target's content travels under the link's name), each folder once."""
-    always = pathspec.PathSpec.from_lines("gitwildmatch", ALWAYS_EXCLUDED)
     chosen = []
     visited: set[str] = set()
-    # Each entry: a folder, and the ignore specs that apply to it with the folder they are from.
-    pending: list[tuple[Path, list[tuple[Path, pathspec.PathSpec]]]] = [(root, [])]
+    # Each entry: a folder, and the ignore files that apply to it.
+    pending: list[tuple[Path, list[_IgnoreFile]]] = [
+        (root, _ancestor_ignores(Path(os.path.realpath(root))))]
     while pending:
-        here, inherited = pending.pop()
+        here, ignores = pending.pop()
         real = os.path.realpath(here)
         if real in visited:
             continue
         visited.add(real)
-        own = _ignore_spec(here)
-        specs = inherited + ([(here, own)] if own else [])
+        prefix = "" if here == root else here.relative_to(root).as_posix()
+        patterns = _read_patterns(here / ".gitignore", here / ".kaleignore")
+        if patterns:
+            ignores = [*ignores, _IgnoreFile(prefix, "", patterns)]
 
         try:
             entries = sorted(os.scandir(here), key=lambda entry: entry.name)
@@ -131,20 +329,22 @@ def project_files(root: Path) -> list[str]:
             continue
         for entry in entries:
             path = Path(entry.path)
+            name = path.relative_to(root).as_posix()
             try:
                 is_folder = entry.is_dir()  # follows symbolic links
             except OSError:
                 continue
             if entry.is_symlink() and not os.path.exists(entry.path):
-                warnings.warn(f"{path.relative_to(root)} is a broken symbolic link; it is left "
-                              "out of the project bundle", BundleWarning, stacklevel=2)
+                warnings.warn(f"{name} is a broken symbolic link; it is left out of the "
+                              "project bundle", BundleWarning, stacklevel=2)
+                continue
+            if _excluded(_ALWAYS, name, is_folder) or _ignored(ignores, name, is_folder):
                 continue
             if is_folder:
-                if not _is_virtualenv(path) and not _ignored(root, path, True, always, specs):
-                    pending.append((path, specs))
-            elif entry.is_file() and not _ignored(root, path, False, always, specs) and \
-                    not _is_pipeline_package(path):
-                chosen.append(path.relative_to(root).as_posix())
+                if not _is_virtualenv(path):
+                    pending.append((path, ignores))
+            elif entry.is_file() and not _is_pipeline_package(path):
+                chosen.append(name)
     return sorted(chosen)
 
 
