@@ -231,3 +231,30 @@ def test_the_gitignore_files_above_a_project_in_a_repository_apply(tmp_path):
     (tmp_path / "repo" / ".git").rmdir()  # no repository: the folders above are not read
     assert project_files(project) == ["api.secret.json", "data/big.bin", "flow.py",
                                       "local.yaml", "scratch.txt", "sub/local.yaml"]
+
+
+def test_credential_files_are_withheld_and_named_python_code_never(tmp_path):
+    make(tmp_path, {
+        "flow.py": "", ".kube/config": "", ".git-credentials": "", ".kaggle/kaggle.json": "",
+        ".pgpass": "", ".huggingface/token": "", ".cache/huggingface/token": "",
+        ".cache/pip/x.whl": "", ".databrickscfg": "", ".s3cfg": "", ".boto": "", ".npmrc": "",
+        "keys/app.jks": "", "keys/app.keystore": "", "Credentials.json": "", "CREDENTIALS": "",
+        "conf/credentials.yaml": "", "conf/gcp-credentials.json": "", "conf/secrets.toml": "",
+        "conf/Secrets.env": "", "conf/ID_RSA": "", "conf/credentials.md": "",
+        "auth/__init__.py": "", "auth/credentials.py": "", "credentials/__init__.py": "",
+        "credentials/aws.py": "", "secrets.py": "", "vault/credentials/store.py": "",
+        "ignored/.npmrc": "", ".gitignore": "ignored/\n.s3cfg\n",
+    })
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == (
+        ".cache/pip/x.whl", ".gitignore", "auth/__init__.py", "auth/credentials.py",
+        "conf/credentials.md", "credentials/__init__.py", "credentials/aws.py", "flow.py",
+        "secrets.py", "vault/credentials/store.py",
+    )
+    # What .gitignore excludes anyway (.s3cfg, ignored/) is not news: not listed.
+    assert bundle.withheld == (
+        ".boto", ".cache/huggingface/token", ".databrickscfg", ".git-credentials",
+        ".huggingface/", ".kaggle/", ".kube/", ".npmrc", ".pgpass", "CREDENTIALS",
+        "Credentials.json", "conf/ID_RSA", "conf/Secrets.env", "conf/credentials.yaml",
+        "conf/gcp-credentials.json", "conf/secrets.toml", "keys/app.jks", "keys/app.keystore",
+    )

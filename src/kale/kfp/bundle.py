@@ -2,14 +2,22 @@
 
 On Kubeflow a step runs in a fresh container, yet the seed promises that local packages and
 files such as ``settings.json`` work there. The bundle is the project directory as a
-reproducible ``.tar.gz`` (sorted, fixed timestamps and owners), minus what must never travel
-(``.git``, ``.kale``, virtualenvs, ``.env`` files, keys and credentials) and what the ignore files
-exclude: ``.gitignore`` and ``.kaleignore`` in the project and its folders, and the
-``.gitignore`` files of the folders above it up to the root of its git repository, with git's
-rules (a folder excluded is never entered, ``/`` at the end means folders only, ``dir/**`` is
-what is inside ``dir``, the last matching pattern wins). The files are streamed into the
-archive, which stops as soon as it is over its limit. Kale's runtime and cloudpickle travel with
-it under ``_kale/``, so an image needs only Python and the user's libraries.
+reproducible ``.tar.gz`` (sorted, fixed timestamps and owners), minus what must never travel and
+what the ignore files exclude:
+
+- ``ALWAYS_EXCLUDED``: history, Kale's records, environments, caches and what earlier compiles
+  left behind; ``SECRETS``: keys and credential files (any letter case), except Python modules
+  and packages. Ignore files cannot bring these back; what ``SECRETS`` alone kept out is listed
+  in ``Bundle.withheld``.
+- ``.gitignore`` and ``.kaleignore`` in the project and its folders, and the ``.gitignore`` files
+  of the folders above it up to the root of its git repository, with git's rules: a folder
+  excluded is never entered, ``/`` at the end means folders only, ``dir/**`` is what is inside
+  ``dir``, the last matching pattern wins.
+
+Symbolic links are followed: the target's content travels under the link's name, each folder
+once. The files are streamed into the archive, which stops as soon as it is over its limit.
+Kale's runtime and cloudpickle travel with it under ``_kale/``, so an image needs only Python and
+the user's libraries.
 """
 
 from __future__ import annotations
@@ -26,16 +34,26 @@ from typing import BinaryIO
 
 from kale.errors import KaleError, KaleWarning
 
-#: Never bundled, whatever the ignore files say: history, Kale's records, environments, secrets.
-#: Patterns as in ``.gitignore``.
+#: Never bundled, whatever the ignore files say: history, Kale's records, environments, caches,
+#: and what earlier compiles and kfp.local runs leave behind. Patterns as in ``.gitignore``.
 ALWAYS_EXCLUDED = [
-    ".git/", ".hg/", ".svn/", ".kale/", ".venv/", "venv/", "__pycache__/", "*.pyc",
+    ".git", ".hg/", ".svn/", ".kale/", ".venv/", "venv/", "__pycache__/", "*.pyc",
     ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/", ".ipynb_checkpoints/",
-    ".env", ".env.*", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*",
-    "id_ecdsa*", "id_ed25519*", ".ssh/", ".aws/", ".gcp/", ".azure/", ".netrc", ".pypirc",
-    "credentials", "credentials.*", "*credentials*.json", "secrets.*", ".docker/",
-    # What earlier compiles and kfp.local runs leave behind: never the next bundle's content.
     "kale-bundle-*.tar.gz", "local_outputs/",
+]
+#: Keys and credentials, never bundled and matched in any letter case; a Python module (``.py``)
+#: or package (a folder holding one) is code, never a secret, whatever its name.
+SECRETS = [
+    ".env", ".env.*", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".ssh/", ".gnupg/", ".aws/", ".gcp/", ".azure/", ".docker/", ".kube/", ".kaggle/",
+    ".huggingface/", "**/.cache/huggingface/token",
+    ".netrc", ".pypirc", ".git-credentials", ".pgpass", ".databrickscfg", ".s3cfg", ".boto",
+    ".npmrc",
+    "credentials", "credentials.json", "credentials.yaml", "credentials.yml", "credentials.ini",
+    "credentials.toml", "credentials.txt", "credentials.csv", "credentials.cfg",
+    "*credentials*.json",
+    "secrets.json", "secrets.yaml", "secrets.yml", "secrets.toml", "secrets.ini", "secrets.env",
 ]
 LIMIT_BYTES = 200 * 2**20
 
@@ -48,6 +66,9 @@ _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__in
 class Bundle:
     data: bytes
     files: tuple[str, ...]
+    #: What the secret rules kept out (folders end with ``/``); what ignore files exclude is not
+    #: listed.
+    withheld: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -240,6 +261,7 @@ def _parse_all(lines: list[str], *, ignore_case: bool = False) -> tuple[_Pattern
 
 
 _ALWAYS = _parse_all(ALWAYS_EXCLUDED)
+_SECRETS = _parse_all(SECRETS, ignore_case=True)
 
 
 @dataclass(frozen=True)
@@ -299,13 +321,28 @@ def _excluded(patterns: tuple[_Pattern, ...], name: str, is_folder: bool) -> boo
     return any(pattern.matches(name, is_folder) for pattern in patterns)
 
 
-def project_files(root: Path) -> list[str]:
-    """The project's files that go to Kubeflow, relative to ``root``, sorted.
+def _is_python(path: Path, is_folder: bool) -> bool:
+    """A module or package: code the steps may import, whatever its name."""
+    if not is_folder:
+        return path.suffix in (".py", ".pyi")
+    if not path.name.isidentifier():
+        return False
+    try:
+        return any(child.suffix == ".py" for child in path.iterdir())
+    except OSError:
+        return False
 
-    Kale's own exclusions are applied apart from the ignore files, so that a ``!`` pattern there
-    cannot bring back a key or a ``.env`` file. Symbolic links inside the project are followed
-    (the target's content travels under the link's name), each folder once."""
-    chosen = []
+
+def _secret(name: str, real: Path, is_folder: bool) -> bool:
+    return _excluded(_SECRETS, name, is_folder) and not _is_python(real, is_folder)
+
+
+def _select(root: Path) -> tuple[list[str], list[str]]:
+    """The project's files that travel, and what the secret rules kept out, both sorted.
+    Symbolic links inside the project are followed (the target's content travels under the
+    link's name), each folder once."""
+    chosen: list[str] = []
+    withheld: list[str] = []
     visited: set[str] = set()
     # Each entry: a folder, and the ignore files that apply to it.
     pending: list[tuple[Path, list[_IgnoreFile]]] = [
@@ -338,14 +375,25 @@ def project_files(root: Path) -> list[str]:
                 warnings.warn(f"{name} is a broken symbolic link; it is left out of the "
                               "project bundle", BundleWarning, stacklevel=2)
                 continue
-            if _excluded(_ALWAYS, name, is_folder) or _ignored(ignores, name, is_folder):
+            if _excluded(_ALWAYS, name, is_folder) or (is_folder and _is_virtualenv(path)) or \
+                    _ignored(ignores, name, is_folder):
+                continue
+            if _secret(name, path, is_folder):
+                withheld.append(name + "/" if is_folder else name)
                 continue
             if is_folder:
-                if not _is_virtualenv(path):
-                    pending.append((path, ignores))
+                pending.append((path, ignores))
             elif entry.is_file() and not _is_pipeline_package(path):
                 chosen.append(name)
-    return sorted(chosen)
+    return sorted(chosen), sorted(withheld)
+
+
+def project_files(root: Path) -> list[str]:
+    """The project's files that go to Kubeflow, relative to ``root``, sorted.
+
+    Kale's own exclusions are applied apart from the ignore files, so that a ``!`` pattern there
+    cannot bring back a key or a ``.env`` file."""
+    return _select(root)[0]
 
 
 class _TooBig(Exception):
@@ -408,7 +456,7 @@ def _runtime_files() -> list[tuple[Path, str]]:
 def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bundle:
     """The bundle of the project at ``root``; a ``KaleError`` with advice if it is too big."""
     root = Path(root)
-    files = project_files(root)
+    files, withheld = _select(root)
     buffer = io.BytesIO()
     # mtime=0 in the gzip header too: the same project gives the same bytes, so the same name
     # in the bundle store.
@@ -438,4 +486,4 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
             fix="list data and model files in a .kaleignore file (same syntax as .gitignore) "
             "and have the steps read them from storage instead",
         )
-    return Bundle(buffer.getvalue(), tuple(files))
+    return Bundle(buffer.getvalue(), tuple(files), tuple(withheld))
