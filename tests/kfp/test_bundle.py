@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 
@@ -82,7 +83,7 @@ def test_ignore_files_in_subfolders_apply_there_as_in_git(tmp_path):
     ]
 
 
-def test_symbolic_links_travel_as_their_targets(tmp_path):
+def test_links_to_outside_travel_as_copies_each_outside_folder_once(tmp_path):
     import os
 
     shared = tmp_path / "shared"
@@ -91,15 +92,30 @@ def test_symbolic_links_travel_as_their_targets(tmp_path):
     make(project, {"flow.py": "", "sub/x.txt": ""})
     os.symlink(shared / "settings.json", project / "settings.json")
     os.symlink(shared / "conf", project / "conf")
-    os.symlink(project / "sub", project / "sub" / "loop")  # a cycle is walked once
+    os.symlink(shared / "conf", project / "sub" / "conf_too")  # the same folder: a link to it
+    os.symlink(shared / "conf", shared / "conf" / "again")  # a cycle outside: walked once
     os.symlink(tmp_path / "missing", project / "dangling")
     with pytest.warns(UserWarning, match="dangling is a broken symbolic link"):
         files = project_files(project)
     assert files == ["conf/a.yaml", "flow.py", "settings.json", "sub/x.txt"]
     with pytest.warns(UserWarning, match="dangling"):
         bundle = build_bundle(project)
+    assert bundle.links == (("conf/again", "."), ("sub/conf_too", "../conf"))
+    assert bundle.carries("sub/conf_too/a.yaml")
+    root = extract(bundle, tmp_path / "out")
+    assert (root / "settings.json").read_text() == "{}"
+    assert (root / "sub" / "conf_too" / "a.yaml").read_text() == "a: 1"
+
+
+def extract(bundle, where):
+    """The project as a step sees it; with the "data" filter where Python has it (3.14 uses it
+    by default), which refuses links that leave the archive."""
     with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
-        assert archive.extractfile("project/settings.json").read() == b"{}"
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(where, filter="data")
+        else:
+            archive.extractall(where)
+    return where / "project"
 
 
 def test_what_earlier_compiles_and_runs_leave_never_travels(tmp_path):
@@ -258,3 +274,57 @@ def test_credential_files_are_withheld_and_named_python_code_never(tmp_path):
         "Credentials.json", "conf/ID_RSA", "conf/Secrets.env", "conf/credentials.yaml",
         "conf/gcp-credentials.json", "conf/secrets.toml", "keys/app.jks", "keys/app.keystore",
     )
+
+
+@pytest.mark.parametrize("link, real", [("current", "configs"), ("a_link", "z_real")])
+def test_a_link_to_a_project_folder_travels_as_a_link_beside_the_folder(tmp_path, link, real):
+    import os
+
+    make(tmp_path, {"flow.py": "", f"{real}/train.json": "{}", "sub/readme.md": ""})
+    os.symlink(real, tmp_path / link)
+    os.symlink(f"../{real}/train.json", tmp_path / "sub" / "train.json")
+    os.symlink("..", tmp_path / "sub" / "top")  # a cycle inside: one link, nothing repeated
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == tuple(sorted([f"{real}/train.json", "flow.py", "sub/readme.md"]))
+    assert bundle.links == tuple(sorted([(link, real), ("sub/top", ".."),
+                                         ("sub/train.json", f"../{real}/train.json")]))
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
+        member = archive.getmember(f"project/{link}")
+        assert member.issym() and member.linkname == real and member.mtime == 0
+    root = extract(bundle, tmp_path / "out")
+    assert (root / real / "train.json").read_text() == "{}"
+    assert (root / link / "train.json").read_text() == "{}"
+    assert (root / "sub" / "train.json").read_text() == "{}"
+    assert (root / "sub" / "top" / "flow.py").exists()
+    assert bundle.carries(f"{link}/train.json") and bundle.carries("sub/top/sub/train.json")
+    assert not bundle.carries(f"{link}/missing.json")
+
+
+def test_a_link_to_a_project_path_that_does_not_travel_is_left_out(tmp_path):
+    import os
+
+    make(tmp_path, {"flow.py": "", "data/model.ckpt": "", ".gitignore": "data/\n"})
+    os.symlink("data/model.ckpt", tmp_path / "latest.ckpt")
+    os.symlink("data", tmp_path / "current")
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == (".gitignore", "flow.py") and bundle.links == ()
+
+
+def test_links_to_secrets_never_carry_them(tmp_path):
+    import os
+
+    home = tmp_path / "home"
+    make(home, {".aws/credentials": "s3cr3t-aws", ".ssh/config": "Host x", "notes.txt": "n"})
+    project = tmp_path / "project"
+    make(project, {"flow.py": "", ".env": "TOKEN=s3cr3t-env", ".kube/config": "s3cr3t-kube"})
+    os.symlink(".env", project / "settings.ini")
+    os.symlink(".kube/config", project / "cluster.yaml")
+    os.symlink(home / ".aws" / "credentials", project / "aws.txt")
+    os.symlink(home / ".aws", project / "aws")
+    os.symlink(home / ".ssh" / "config", project / "ssh_config")
+    os.symlink(home / "notes.txt", project / "notes.txt")
+    bundle = build_bundle(project)
+    assert bundle.files == ("flow.py", "notes.txt") and bundle.links == ()
+    assert bundle.withheld == (".env", ".kube/", "aws.txt", "aws/", "cluster.yaml",
+                               "settings.ini", "ssh_config")
+    assert b"s3cr3t" not in gzip.decompress(bundle.data)

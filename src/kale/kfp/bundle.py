@@ -14,10 +14,11 @@ what the ignore files exclude:
   excluded is never entered, ``/`` at the end means folders only, ``dir/**`` is what is inside
   ``dir``, the last matching pattern wins.
 
-Symbolic links are followed: the target's content travels under the link's name, each folder
-once. The files are streamed into the archive, which stops as soon as it is over its limit.
-Kale's runtime and cloudpickle travel with it under ``_kale/``, so an image needs only Python and
-the user's libraries.
+A symbolic link to a path inside the project travels as a link (a relative one, which
+extracting the archive recreates) when its target travels; a link to something outside travels
+as a copy of it, each outside folder once. The files are streamed into the archive, which stops
+as soon as it is over its limit. Kale's runtime and cloudpickle travel with it under ``_kale/``,
+so an image needs only Python and the user's libraries.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import posixpath
 import re
 import tarfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -65,7 +67,10 @@ _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__in
 @dataclass(frozen=True)
 class Bundle:
     data: bytes
+    #: The regular files under ``project/``, by their path in the project.
     files: tuple[str, ...]
+    #: Symbolic links to other paths of the project, as (path, relative target).
+    links: tuple[tuple[str, str], ...] = ()
     #: What the secret rules kept out (folders end with ``/``); what ignore files exclude is not
     #: listed.
     withheld: tuple[str, ...] = ()
@@ -73,6 +78,25 @@ class Bundle:
     @property
     def size(self) -> int:
         return len(self.data)
+
+    def carries(self, name: str) -> bool:
+        """Whether the extracted bundle has the file ``name`` (a project path), also through
+        the links it carries (a step imported as ``stable/steps.py`` with ``stable -> src``)."""
+        files, links = set(self.files), dict(self.links)
+        path = posixpath.normpath(name)
+        for _ in range(40):  # as many links on one path as Linux follows
+            if path in files:
+                return True
+            parts = path.split("/")
+            for index in range(1, len(parts) + 1):
+                prefix = "/".join(parts[:index])
+                if prefix in links:
+                    path = posixpath.normpath(posixpath.join(
+                        posixpath.dirname(prefix), links[prefix], *parts[index:]))
+                    break
+            else:
+                return False
+        return False
 
 
 def _is_virtualenv(folder: Path) -> bool:
@@ -337,63 +361,122 @@ def _secret(name: str, real: Path, is_folder: bool) -> bool:
     return _excluded(_SECRETS, name, is_folder) and not _is_python(real, is_folder)
 
 
-def _select(root: Path) -> tuple[list[str], list[str]]:
-    """The project's files that travel, and what the secret rules kept out, both sorted.
-    Symbolic links inside the project are followed (the target's content travels under the
-    link's name), each folder once."""
-    chosen: list[str] = []
-    withheld: list[str] = []
-    visited: set[str] = set()
-    # Each entry: a folder, and the ignore files that apply to it.
-    pending: list[tuple[Path, list[_IgnoreFile]]] = [
-        (root, _ancestor_ignores(Path(os.path.realpath(root))))]
+def _secret_target(real: Path, top: Path, is_folder: bool) -> bool:
+    """Whether a link's target is, or is inside, what the secret rules keep out, wherever it
+    is (``~/.aws/credentials``): each folder on its path from the project, or from the
+    filesystem's root when outside, is looked at as a project folder would be."""
+    base = top if _inside(str(real), str(top)) is not None else Path(real.anchor)
+    parts = real.relative_to(base).parts
+    return any(_secret("/".join(parts[:index]), base.joinpath(*parts[:index]),
+                       is_folder if index == len(parts) else True)
+               for index in range(1, len(parts) + 1))
+
+
+@dataclass
+class _Selection:
+    """What of a project travels, and how."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # bundle path -> the file to read
+    links: dict[str, str] = field(default_factory=dict)  # bundle path -> relative target
+    withheld: list[str] = field(default_factory=list)
+
+
+def _inside(real: str, root: str) -> str | None:
+    """``real``'s path in the project at ``root`` (both resolved), ``None`` if outside it."""
+    if real == root:
+        return ""
+    if real.startswith(root.rstrip(os.sep) + os.sep):
+        return Path(os.path.relpath(real, root)).as_posix()
+    return None
+
+
+def _relative_link(name: str, target: str) -> str:
+    return posixpath.relpath(target or ".", posixpath.dirname(name) or ".")
+
+
+def _select(root: str | os.PathLike[str]) -> _Selection:
+    """Walk the project: its files, its links to its own paths, what the secret rules kept
+    out. Folders outside the project reached through links are walked as if they were there."""
+    top = Path(os.path.realpath(root))
+    chosen = _Selection()
+    walked = {""}  # project folders walked: links to them can travel
+    own: set[str] = set()  # project files by their own path: links to them can travel
+    wanted: list[tuple[str, str, bool]] = []  # links to project paths, decided at the end
+    copies: dict[str, str] = {}  # outside folder -> where it travels: each travels once
+    # Each: a folder to walk, its path in the bundle, the ignore files that apply to it, and
+    # whether it is the project's own folder there (not a copy of one outside).
+    pending: list[tuple[Path, str, list[_IgnoreFile], bool]] = [
+        (top, "", _ancestor_ignores(top), True)]
     while pending:
-        here, ignores = pending.pop()
-        real = os.path.realpath(here)
-        if real in visited:
-            continue
-        visited.add(real)
-        prefix = "" if here == root else here.relative_to(root).as_posix()
-        patterns = _read_patterns(here / ".gitignore", here / ".kaleignore")
+        folder, prefix, ignores, at_home = pending.pop()
+        patterns = _read_patterns(folder / ".gitignore", folder / ".kaleignore")
         if patterns:
             ignores = [*ignores, _IgnoreFile(prefix, "", patterns)]
-
         try:
-            entries = sorted(os.scandir(here), key=lambda entry: entry.name)
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except OSError as error:
-            warnings.warn(f"{here} cannot be read ({error.strerror}); it is left out of the "
-                          "project bundle", BundleWarning, stacklevel=2)
+            warnings.warn(f"{prefix or folder} cannot be read ({error.strerror}); it is left "
+                          "out of the project bundle", BundleWarning, stacklevel=3)
             continue
+        below = []
         for entry in entries:
-            path = Path(entry.path)
-            name = path.relative_to(root).as_posix()
+            name = f"{prefix}/{entry.name}" if prefix else entry.name
             try:
-                is_folder = entry.is_dir()  # follows symbolic links
+                link = entry.is_symlink()
+                if link:
+                    real = Path(os.path.realpath(entry.path))
+                    if not real.exists():
+                        warnings.warn(f"{name} is a broken symbolic link; it is left out of "
+                                      "the project bundle", BundleWarning, stacklevel=3)
+                        continue
+                    is_folder, is_file = real.is_dir(), real.is_file()
+                else:
+                    real = folder / entry.name
+                    is_folder = entry.is_dir(follow_symlinks=False)
+                    is_file = entry.is_file(follow_symlinks=False)
             except OSError:
                 continue
-            if entry.is_symlink() and not os.path.exists(entry.path):
-                warnings.warn(f"{name} is a broken symbolic link; it is left out of the "
-                              "project bundle", BundleWarning, stacklevel=2)
+            if not (is_folder or is_file):  # sockets, pipes, devices
                 continue
-            if _excluded(_ALWAYS, name, is_folder) or (is_folder and _is_virtualenv(path)) or \
+            if _excluded(_ALWAYS, name, is_folder) or (is_folder and _is_virtualenv(real)) or \
                     _ignored(ignores, name, is_folder):
                 continue
-            if _secret(name, path, is_folder):
-                withheld.append(name + "/" if is_folder else name)
+            # A link to a secret is one too: its content must not travel under another name.
+            if _secret(name, real, is_folder) or (link and _secret_target(real, top, is_folder)):
+                chosen.withheld.append(name + "/" if is_folder else name)
                 continue
-            if is_folder:
-                pending.append((path, ignores))
-            elif entry.is_file() and not _is_pipeline_package(path):
-                chosen.append(name)
-    return sorted(chosen), sorted(withheld)
+            # A copy of an outside folder may hold the project itself (a link to its parent).
+            inside = name if at_home and not link else _inside(str(real), str(top))
+            if inside is not None and inside != name:
+                wanted.append((name, inside, is_folder))
+            elif is_folder:
+                if inside is None:
+                    if str(real) in copies:  # seen already (or a cycle): link to that copy
+                        chosen.links[name] = _relative_link(name, copies[str(real)])
+                        continue
+                    copies[str(real)] = name
+                else:
+                    walked.add(name)
+                below.append((real, name, ignores, inside is not None))
+            elif not _is_pipeline_package(real):
+                chosen.files[name] = real
+                if inside is not None:
+                    own.add(name)
+        pending.extend(reversed(below))  # sorted depth-first: the same project, the same walk
+    for name, target, is_folder in wanted:
+        # Only to what travels: a link to an excluded path would arrive broken.
+        if target in (walked if is_folder else own):
+            chosen.links[name] = _relative_link(name, target)
+    return chosen
 
 
 def project_files(root: Path) -> list[str]:
-    """The project's files that go to Kubeflow, relative to ``root``, sorted.
+    """The project's files that go to Kubeflow, relative to ``root``, sorted: its own, and
+    copies of what its links point to outside it (links to its own paths travel as links).
 
     Kale's own exclusions are applied apart from the ignore files, so that a ``!`` pattern there
     cannot bring back a key or a ``.env`` file."""
-    return _select(root)[0]
+    return sorted(_select(root).files)
 
 
 class _TooBig(Exception):
@@ -436,6 +519,13 @@ def _add(archive: tarfile.TarFile, source: Path, name: str, output: io.BytesIO,
                         fix="make it readable, or list it in a .kaleignore file") from None
 
 
+def _add_link(archive: tarfile.TarFile, name: str, target: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    archive.addfile(info)
+
+
 def _runtime_files() -> list[tuple[Path, str]]:
     import cloudpickle
 
@@ -456,7 +546,8 @@ def _runtime_files() -> list[tuple[Path, str]]:
 def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bundle:
     """The bundle of the project at ``root``; a ``KaleError`` with advice if it is too big."""
     root = Path(root)
-    files, withheld = _select(root)
+    chosen = _select(root)
+    entries = sorted([*chosen.files, *chosen.links])
     buffer = io.BytesIO()
     # mtime=0 in the gzip header too: the same project gives the same bytes, so the same name
     # in the bundle store.
@@ -464,9 +555,12 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
         with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0,
                            compresslevel=6) as zipped, \
                 tarfile.open(fileobj=zipped, mode="w", copybufsize=2**20) as archive:
-            for name in files:
-                # Stopped mid-file once over the limit: no need to read a huge file whole.
-                _add(archive, root / name, f"project/{name}", buffer, limit)
+            for name in entries:
+                if name in chosen.links:
+                    _add_link(archive, f"project/{name}", chosen.links[name])
+                else:
+                    # Stopped mid-file once over the limit: no need to read a huge file whole.
+                    _add(archive, chosen.files[name], f"project/{name}", buffer, limit)
             for source, name in _runtime_files():
                 _add(archive, source, name, buffer)
         too_big = buffer.tell() > limit
@@ -475,15 +569,16 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
     if too_big:
         def size(name: str) -> int:
             try:
-                return (root / name).stat().st_size
+                return chosen.files[name].stat().st_size
             except OSError:
                 return 0
 
-        largest = sorted(files, key=size, reverse=True)[:5]
+        largest = sorted(sorted(chosen.files), key=size, reverse=True)[:5]
         raise KaleError(
             f"the project bundle of {root} is over {limit / 2**20:.0f} MB compressed, more than "
             "a pipeline package can carry; its largest files: " + ", ".join(largest),
             fix="list data and model files in a .kaleignore file (same syntax as .gitignore) "
             "and have the steps read them from storage instead",
         )
-    return Bundle(buffer.getvalue(), tuple(files), tuple(withheld))
+    return Bundle(buffer.getvalue(), tuple(sorted(chosen.files)),
+                  tuple(sorted(chosen.links.items())), tuple(sorted(chosen.withheld)))
