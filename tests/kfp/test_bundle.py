@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 
@@ -82,7 +83,7 @@ def test_ignore_files_in_subfolders_apply_there_as_in_git(tmp_path):
     ]
 
 
-def test_symbolic_links_travel_as_their_targets(tmp_path):
+def test_links_to_outside_travel_as_copies_each_outside_folder_once(tmp_path):
     import os
 
     shared = tmp_path / "shared"
@@ -91,15 +92,30 @@ def test_symbolic_links_travel_as_their_targets(tmp_path):
     make(project, {"flow.py": "", "sub/x.txt": ""})
     os.symlink(shared / "settings.json", project / "settings.json")
     os.symlink(shared / "conf", project / "conf")
-    os.symlink(project / "sub", project / "sub" / "loop")  # a cycle is walked once
+    os.symlink(shared / "conf", project / "sub" / "conf_too")  # the same folder: a link to it
+    os.symlink(shared / "conf", shared / "conf" / "again")  # a cycle outside: walked once
     os.symlink(tmp_path / "missing", project / "dangling")
     with pytest.warns(UserWarning, match="dangling is a broken symbolic link"):
         files = project_files(project)
     assert files == ["conf/a.yaml", "flow.py", "settings.json", "sub/x.txt"]
     with pytest.warns(UserWarning, match="dangling"):
         bundle = build_bundle(project)
+    assert bundle.links == (("conf/again", "."), ("sub/conf_too", "../conf"))
+    assert bundle.carries("sub/conf_too/a.yaml")
+    root = extract(bundle, tmp_path / "out")
+    assert (root / "settings.json").read_text() == "{}"
+    assert (root / "sub" / "conf_too" / "a.yaml").read_text() == "a: 1"
+
+
+def extract(bundle, where):
+    """The project as a step sees it; with the "data" filter where Python has it (3.14 uses it
+    by default), which refuses links that leave the archive."""
     with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
-        assert archive.extractfile("project/settings.json").read() == b"{}"
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(where, filter="data")
+        else:
+            archive.extractall(where)
+    return where / "project"
 
 
 def test_what_earlier_compiles_and_runs_leave_never_travels(tmp_path):
@@ -111,3 +127,204 @@ def test_what_earlier_compiles_and_runs_leave_never_travels(tmp_path):
                                           "sdkVersion": "kfp-2.17.0"}, indent=2,
                                          sort_keys=True)})
     assert project_files(tmp_path) == ["flow.py", "notes.json"]
+
+
+def test_files_stream_into_the_bundle_and_a_huge_one_stops_it_early(tmp_path):
+    import os
+    import tracemalloc
+
+    with open(tmp_path / "zeros.bin", "wb") as handle:  # sparse: 64 MB, compresses to little
+        handle.truncate(64 * 2**20)
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "run.sh", 0o755)
+    tracemalloc.start()
+    try:
+        bundle = build_bundle(tmp_path)
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20  # never a file whole
+        with open(tmp_path / "noise.bin", "wb") as handle:
+            for _ in range(32):
+                handle.write(os.urandom(2**20))
+        tracemalloc.reset_peak()
+        with pytest.raises(KaleError) as caught:
+            build_bundle(tmp_path, limit=2**20)
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20
+    finally:
+        tracemalloc.stop()
+    assert "largest files: zeros.bin, noise.bin, run.sh" in caught.value.message
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
+        members = {member.name: member for member in archive.getmembers()}
+    zeros, script = members["project/zeros.bin"], members["project/run.sh"]
+    assert zeros.size == 64 * 2**20 and (zeros.mode, script.mode) == (0o644, 0o755)
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members.values()} == \
+        {(0, 0, 0, "", "")}
+
+
+def test_a_file_that_cannot_be_read_or_shrinks_is_an_error_not_a_traceback(tmp_path,
+                                                                           monkeypatch):
+    import builtins
+    import os
+
+    from kale.kfp import bundle as module
+
+    make(tmp_path, {"flow.py": "print(1)\n", "locked.csv": "1,2\n"})
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith("locked.csv"):
+            raise PermissionError(13, "Permission denied")
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "open", refuse, raising=False)
+    with pytest.raises(KaleError, match=r"locked\.csv cannot be read"):
+        build_bundle(tmp_path)
+    monkeypatch.undo()
+
+    real_fstat = os.fstat
+
+    def grown(descriptor):  # as if the file were cut short after it was opened
+        status = real_fstat(descriptor)
+        return os.stat_result((*status[:6], status.st_size + 10, *status[7:]))
+
+    monkeypatch.setattr(module.os, "fstat", grown)
+    with pytest.raises(KaleError, match="changed while the project bundle was being made"):
+        build_bundle(tmp_path)
+
+
+# Ignore files read as git reads them: each case with what `git ls-files --others
+# --exclude-standard` lists for it (the ignore files themselves aside).
+GIT_CASES = {
+    "a whitelist keeps only what it lists": (
+        "*\n!*/\n!*.py\n!settings.json\n",
+        ["lib/__init__.py", "lib/sub/util.py", "pipe.py", "settings.json"]),
+    "dir/** is what is inside dir, not dir itself": (
+        "assets/**\n!assets/fonts/\n!assets/fonts/**\n!assets/LICENSE\n",
+        ["assets/LICENSE", "assets/fonts/a.ttf", "data/model.ckpt", "data/train.csv",
+         "lib/__init__.py", "lib/notes.md", "lib/sub/util.py", "notes.md", "pipe.py",
+         "settings.json"]),
+    "nothing comes back from inside an excluded folder": (
+        "data/\n!data/train.csv\nlib/*\n!lib/sub/\n",
+        ["assets/LICENSE", "assets/fonts/a.ttf", "assets/raw/big.bin", "lib/sub/util.py",
+         "notes.md", "pipe.py", "settings.json"]),
+    "a folder pattern never matches a file, a slash anchors, the last match wins": (
+        "notes.md/\n/*.md\n*.csv\n!train.csv\n**/sub/*.py\n[ab]ssets/raw\n",
+        ["assets/LICENSE", "assets/fonts/a.ttf", "data/model.ckpt", "data/train.csv",
+         "lib/__init__.py", "lib/notes.md", "pipe.py", "settings.json"]),
+}
+
+
+@pytest.mark.parametrize("case", GIT_CASES)
+def test_ignore_files_exclude_what_git_would(tmp_path, case):
+    import shutil
+    import subprocess
+
+    patterns, expected = GIT_CASES[case]
+    make(tmp_path, {name: "" for name in [
+        "pipe.py", "settings.json", "notes.md", "lib/__init__.py", "lib/notes.md",
+        "lib/sub/util.py", "data/train.csv", "data/model.ckpt", "assets/raw/big.bin",
+        "assets/fonts/a.ttf", "assets/LICENSE"]})
+    (tmp_path / ".kaleignore").write_text(patterns)
+    assert [name for name in project_files(tmp_path) if name != ".kaleignore"] == expected
+    if shutil.which("git"):  # the expectations are git's own
+        (tmp_path / ".gitignore").write_text(patterns)
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+        listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"],
+                                cwd=tmp_path, capture_output=True, text=True, check=True)
+        assert sorted(set(listed.stdout.split()) - {".gitignore", ".kaleignore"}) == expected
+
+
+def test_the_gitignore_files_above_a_project_in_a_repository_apply(tmp_path):
+    make(tmp_path, {
+        "repo/.gitignore": "data/\n*.secret.json\n/pipelines/train/local.yaml\n/flow.py\n"
+                           "pipelines/\n",
+        "repo/pipelines/.gitignore": "!train/\nscratch.txt\n",
+        "repo/pipelines/train/flow.py": "", "repo/pipelines/train/local.yaml": "",
+        "repo/pipelines/train/api.secret.json": "", "repo/pipelines/train/data/big.bin": "",
+        "repo/pipelines/train/scratch.txt": "", "repo/pipelines/train/sub/local.yaml": "",
+    })
+    (tmp_path / "repo" / ".git").mkdir()
+    project = tmp_path / "repo" / "pipelines" / "train"
+    # The project itself travels even where the repository ignores its folder.
+    assert project_files(project) == ["flow.py", "sub/local.yaml"]
+    (tmp_path / "repo" / ".git").rmdir()  # no repository: the folders above are not read
+    assert project_files(project) == ["api.secret.json", "data/big.bin", "flow.py",
+                                      "local.yaml", "scratch.txt", "sub/local.yaml"]
+
+
+def test_credential_files_are_withheld_and_named_python_code_never(tmp_path):
+    make(tmp_path, {
+        "flow.py": "", ".kube/config": "", ".git-credentials": "", ".kaggle/kaggle.json": "",
+        ".pgpass": "", ".huggingface/token": "", ".cache/huggingface/token": "",
+        ".cache/pip/x.whl": "", ".databrickscfg": "", ".s3cfg": "", ".boto": "", ".npmrc": "",
+        "keys/app.jks": "", "keys/app.keystore": "", "Credentials.json": "", "CREDENTIALS": "",
+        "conf/credentials.yaml": "", "conf/gcp-credentials.json": "", "conf/secrets.toml": "",
+        "conf/Secrets.env": "", "conf/ID_RSA": "", "conf/credentials.md": "",
+        "auth/__init__.py": "", "auth/credentials.py": "", "credentials/__init__.py": "",
+        "credentials/aws.py": "", "secrets.py": "", "vault/credentials/store.py": "",
+        "ignored/.npmrc": "", ".gitignore": "ignored/\n.s3cfg\n",
+    })
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == (
+        ".cache/pip/x.whl", ".gitignore", "auth/__init__.py", "auth/credentials.py",
+        "conf/credentials.md", "credentials/__init__.py", "credentials/aws.py", "flow.py",
+        "secrets.py", "vault/credentials/store.py",
+    )
+    # What .gitignore excludes anyway (.s3cfg, ignored/) is not news: not listed.
+    assert bundle.withheld == (
+        ".boto", ".cache/huggingface/token", ".databrickscfg", ".git-credentials",
+        ".huggingface/", ".kaggle/", ".kube/", ".npmrc", ".pgpass", "CREDENTIALS",
+        "Credentials.json", "conf/ID_RSA", "conf/Secrets.env", "conf/credentials.yaml",
+        "conf/gcp-credentials.json", "conf/secrets.toml", "keys/app.jks", "keys/app.keystore",
+    )
+
+
+@pytest.mark.parametrize("link, real", [("current", "configs"), ("a_link", "z_real")])
+def test_a_link_to_a_project_folder_travels_as_a_link_beside_the_folder(tmp_path, link, real):
+    import os
+
+    make(tmp_path, {"flow.py": "", f"{real}/train.json": "{}", "sub/readme.md": ""})
+    os.symlink(real, tmp_path / link)
+    os.symlink(f"../{real}/train.json", tmp_path / "sub" / "train.json")
+    os.symlink("..", tmp_path / "sub" / "top")  # a cycle inside: one link, nothing repeated
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == tuple(sorted([f"{real}/train.json", "flow.py", "sub/readme.md"]))
+    assert bundle.links == tuple(sorted([(link, real), ("sub/top", ".."),
+                                         ("sub/train.json", f"../{real}/train.json")]))
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
+        member = archive.getmember(f"project/{link}")
+        assert member.issym() and member.linkname == real and member.mtime == 0
+    root = extract(bundle, tmp_path / "out")
+    assert (root / real / "train.json").read_text() == "{}"
+    assert (root / link / "train.json").read_text() == "{}"
+    assert (root / "sub" / "train.json").read_text() == "{}"
+    assert (root / "sub" / "top" / "flow.py").exists()
+    assert bundle.carries(f"{link}/train.json") and bundle.carries("sub/top/sub/train.json")
+    assert not bundle.carries(f"{link}/missing.json")
+
+
+def test_a_link_to_a_project_path_that_does_not_travel_is_left_out(tmp_path):
+    import os
+
+    make(tmp_path, {"flow.py": "", "data/model.ckpt": "", ".gitignore": "data/\n"})
+    os.symlink("data/model.ckpt", tmp_path / "latest.ckpt")
+    os.symlink("data", tmp_path / "current")
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == (".gitignore", "flow.py") and bundle.links == ()
+
+
+def test_links_to_secrets_never_carry_them(tmp_path):
+    import os
+
+    home = tmp_path / "home"
+    make(home, {".aws/credentials": "s3cr3t-aws", ".ssh/config": "Host x", "notes.txt": "n"})
+    project = tmp_path / "project"
+    make(project, {"flow.py": "", ".env": "TOKEN=s3cr3t-env", ".kube/config": "s3cr3t-kube"})
+    os.symlink(".env", project / "settings.ini")
+    os.symlink(".kube/config", project / "cluster.yaml")
+    os.symlink(home / ".aws" / "credentials", project / "aws.txt")
+    os.symlink(home / ".aws", project / "aws")
+    os.symlink(home / ".ssh" / "config", project / "ssh_config")
+    os.symlink(home / "notes.txt", project / "notes.txt")
+    bundle = build_bundle(project)
+    assert bundle.files == ("flow.py", "notes.txt") and bundle.links == ()
+    assert bundle.withheld == (".env", ".kube/", "aws.txt", "aws/", "cluster.yaml",
+                               "settings.ini", "ssh_config")
+    assert b"s3cr3t" not in gzip.decompress(bundle.data)
