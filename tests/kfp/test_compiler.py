@@ -509,3 +509,14 @@ def test_names_alike_once_encoded_stay_apart(tmp_path):
         "@pipeline(name='alike')\ndef p():\n    entrée, entr_u00e9_e = pair()\n"
         "    show(entrée, entr_u00e9_e)\n"), "a.yaml")
     assert "V 1 2" in run_under_kfp_local(package, tmp_path)
+
+
+def test_the_compile_message_names_what_is_kept_out_as_secrets(tmp_path):
+    (tmp_path / ".env").write_text("TOKEN=1\n")
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "auth" / "credentials.json").write_text("{}")
+    (tmp_path / "auth" / "credentials.py").write_text("USER = 'x'\n")
+    result = run_compile(tmp_path, VALUES_SCRIPT, "s.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "kept out as secrets: .env, auth/credentials.json" in result.stdout
+    assert "auth/credentials.py" not in result.stdout.split("kept out")[1].splitlines()[0]

@@ -96,11 +96,10 @@ def _function_names(graph: Graph, reserved: tuple[str, ...] = ()) -> dict[str, s
 
 def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
     """Every step's file must be in the bundle, or the step cannot run on Kubeflow."""
-    carried = set(bundle.files)
     for step in graph.steps:
         relative = os.path.relpath(step.function.filename, graph.project_root).replace(os.sep,
                                                                                        "/")
-        if relative not in carried:
+        if not bundle.carries(relative):
             raise KaleError(
                 f"step `{step.name}` is defined in {relative}, which the project bundle leaves "
                 "out (.gitignore, .kaleignore or Kale's own exclusions)",
@@ -547,6 +546,8 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
     lines = [f"kale: compiled pipeline {graph.name} ({steps}{timeout}) to {package_path}; "
              f"project bundle {bundle.size / 1024:.0f} KB "
              f"({_count(len(bundle.files), 'file')}{place})",
+             *([f"  kept out as secrets: {', '.join(bundle.withheld)}"] if bundle.withheld
+               else []),
              f"  image {environment.image}; packages ({environment.source}): "
              f"{', '.join(environment.packages) or 'none'}"]
     for step in graph.steps:
