@@ -67,6 +67,9 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+_STATEMENT_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
 def imports_in(tree: ast.AST, package: str | None) -> list[Imported]:
     """The imports anywhere in ``tree`` (functions included), by absolute dotted name.
 
@@ -110,8 +113,10 @@ def imports_in(tree: ast.AST, package: str | None) -> list[Imported]:
                 name = module if alias.name == "*" else f"{module}.{alias.name}"
                 found.append(Imported(name, optional, node.lineno))
             return
-        for child in ast.iter_child_nodes(node):
-            visit(child, optional)
+        # Imports are statements: only the statement lists of a node can hold them.
+        for field in _STATEMENT_FIELDS:
+            for child in getattr(node, field, ()):
+                visit(child, optional)
 
     visit(tree, False)
     return found

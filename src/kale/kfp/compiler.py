@@ -410,8 +410,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     decorated = dsl.pipeline(name=graph.name, display_name=graph.options.display_name,
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
-    _check_root_size(decorated, graph)
-    write_package(decorated, package_path)
+    spec = write_package(decorated, package_path)
+    _check_root_size(spec, graph)
     return Compiled(bundle, environment, bundle_uri)
 
 
@@ -419,13 +419,11 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
 ARGUMENT_LIMIT = 128 * 1024
 
 
-def _check_root_size(pipeline: Any, graph: Graph) -> None:
+def _check_root_size(spec: dict[str, Any], graph: Graph) -> None:
     """Warn when the pipeline's DAG is too big for the one argument Kubeflow passes it in."""
     import json
 
-    from google.protobuf import json_format
-
-    size = len(json_format.MessageToJson(pipeline.pipeline_spec.root, indent=None))
+    size = len(json.dumps(spec["root"], separators=(",", ":")))
     if size <= ARGUMENT_LIMIT * 0.9:
         return
     values = {f"the default of parameter `{p.name}`": len(json.dumps(p.default, default=str))
@@ -463,7 +461,7 @@ def _comment_lines(header: str) -> str:
                      for line in header.split("\n"))
 
 
-def write_package(pipeline: Any, package_path: str) -> None:
+def write_package(pipeline: Any, package_path: str) -> dict[str, Any]:
     """Write a ``dsl.pipeline``'s package as ``kfp.compiler.Compiler().compile`` does, with
     libyaml's emitter when PyYAML has it.
 
@@ -471,15 +469,14 @@ def write_package(pipeline: Any, package_path: str) -> None:
     into YAML, which kfp does with PyYAML's pure-Python emitter and which takes most of the
     compile time of a big pipeline. The document is the same (tests compare the two)."""
     import yaml
+    from google.protobuf import json_format
     from kfp.compiler import compiler, pipeline_spec_builder
 
+    spec = json_format.MessageToDict(pipeline.pipeline_spec)
     dumper = getattr(yaml, "CSafeDumper", None)
     if dumper is None or not package_path.lower().endswith((".yaml", ".yml")):
         compiler.Compiler().compile(pipeline, package_path)
-        return
-    from google.protobuf import json_format
-
-    spec = json_format.MessageToDict(pipeline.pipeline_spec)
+        return spec
     documents = [spec]
     if len(pipeline.platform_spec.platforms) > 0:
         documents.append(json_format.MessageToDict(pipeline.platform_spec))
@@ -498,6 +495,7 @@ def write_package(pipeline: Any, package_path: str) -> None:
             raise
         raise KaleError(f"the package cannot be written to {package_path}: {error.strerror}",
                         fix="choose a path you can write to with -o") from None
+    return spec
 
 
 def _plain_json(value: Any) -> str:
