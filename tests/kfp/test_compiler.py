@@ -520,3 +520,25 @@ def test_the_compile_message_names_what_is_kept_out_as_secrets(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "kept out as secrets: .env, auth/credentials.json" in result.stdout
     assert "auth/credentials.py" not in result.stdout.split("kept out")[1].splitlines()[0]
+
+
+def test_a_step_named_like_its_pipeline(tmp_path):
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef train(iters):\n    print('TRAINED', iters)\n\n"
+        "@pipeline(name='train')\ndef p(iters=3):\n    train(iters)\n"), "t.yaml")
+    assert "TRAINED 3" in run_under_kfp_local(package, tmp_path)
+
+
+def test_keys_and_run_records_never_travel_whatever_their_names(tmp_path, monkeypatch):
+    from kale.kfp.bundle import project_files
+
+    (tmp_path / "key.json").write_text('{"type": "service_account", "private_key": "x"}')
+    (tmp_path / "deploy").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n")
+    (tmp_path / "client_secret_123.json").write_text("{}")
+    (tmp_path / "kubeconfig").write_text("users: []\n")
+    (tmp_path / "settings.json").write_text('{"lr": 0.1}')
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "runs" / "r1" / "run.json").write_text("{}")
+    monkeypatch.setenv("KALE_HOME", str(tmp_path / "runs"))
+    assert project_files(tmp_path) == ["settings.json"]

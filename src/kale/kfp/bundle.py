@@ -56,7 +56,13 @@ SECRETS = [
     "credentials.toml", "credentials.txt", "credentials.csv", "credentials.cfg",
     "*credentials*.json",
     "secrets.json", "secrets.yaml", "secrets.yml", "secrets.toml", "secrets.ini", "secrets.env",
+    "*service-account*.json", "*service_account*.json", "client_secret*.json", "kubeconfig",
+    "*.p8", ".htpasswd",
 ]
+#: Whatever its name, a small file holding one of these is a key (PEM private keys, Google
+#: service-account and OAuth client files).
+_KEY_MARKERS = (b"PRIVATE KEY-----", b'"private_key"', b'"client_secret"')
+_SNIFFED_BYTES = 64 * 1024
 LIMIT_BYTES = 200 * 2**20
 
 # What of Kale runs inside a step (paths relative to the kale package): the runtime, and the
@@ -358,8 +364,25 @@ def _is_python(path: Path, is_folder: bool) -> bool:
         return False
 
 
+def _holds_a_key(real: Path) -> bool:
+    """Whether a small file that is not Python holds a private key, whatever its name."""
+    if real.suffix in (".py", ".pyi", ".ipynb"):
+        return False
+    try:
+        if real.stat().st_size > _SNIFFED_BYTES:
+            return False
+        with open(real, "rb") as handle:
+            head = handle.read(_SNIFFED_BYTES)
+    except OSError:
+        return False
+    return any(marker in head for marker in _KEY_MARKERS)
+
+
 def _secret(name: str, real: Path, is_folder: bool) -> bool:
-    return _excluded(_SECRETS, name, is_folder) and not _is_python(real, is_folder)
+    if is_folder:
+        return _excluded(_SECRETS, name, True) and not _is_python(real, True)
+    return (_excluded(_SECRETS, name, False) and not _is_python(real, False)) or \
+        _holds_a_key(real)
 
 
 def _secret_target(real: Path, top: Path, is_folder: bool) -> bool:
@@ -395,10 +418,17 @@ def _relative_link(name: str, target: str) -> str:
     return posixpath.relpath(target or ".", posixpath.dirname(name) or ".")
 
 
+def _run_records() -> set[str]:
+    """Where local runs keep their records (``KALE_HOME``, wherever it is): never bundled."""
+    configured = os.environ.get("KALE_HOME")
+    return {os.path.realpath(os.path.expanduser(configured))} if configured else set()
+
+
 def _select(root: str | os.PathLike[str]) -> _Selection:
     """Walk the project: its files, its links to its own paths, what the secret rules kept
     out. Folders outside the project reached through links are walked as if they were there."""
     top = Path(os.path.realpath(root))
+    records = _run_records()
     chosen = _Selection()
     walked = {""}  # project folders walked: links to them can travel
     own: set[str] = set()  # project files by their own path: links to them can travel
@@ -440,7 +470,7 @@ def _select(root: str | os.PathLike[str]) -> _Selection:
             if not (is_folder or is_file):  # sockets, pipes, devices
                 continue
             if _excluded(_ALWAYS, name, is_folder) or (is_folder and _is_virtualenv(real)) or \
-                    _ignored(ignores, name, is_folder):
+                    (is_folder and str(real) in records) or _ignored(ignores, name, is_folder):
                 continue
             # A link to a secret is one too: its content must not travel under another name.
             if _secret(name, real, is_folder) or (link and _secret_target(real, top, is_folder)):

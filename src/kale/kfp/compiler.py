@@ -361,7 +361,9 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                                  "Dataset": Dataset, "Model": Model}
     prefix = f"<kale {graph.name}"
     delivery = BundleDelivery(bundle, bundle_uri)
-    step_names = _function_names(graph, reserved=delivery.function_names)
+    # kfp's loader takes the component named like the pipeline for the pipeline itself.
+    step_names = _function_names(graph, reserved=(*delivery.function_names,
+                                                  _identifier(graph.name)))
     delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
                     environment.image)
     components = {}
