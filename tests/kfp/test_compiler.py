@@ -542,3 +542,15 @@ def test_keys_and_run_records_never_travel_whatever_their_names(tmp_path, monkey
     (tmp_path / "runs" / "r1" / "run.json").write_text("{}")
     monkeypatch.setenv("KALE_HOME", str(tmp_path / "runs"))
     assert project_files(tmp_path) == ["settings.json"]
+
+
+def test_a_step_that_needs_parts_of_kale_that_stay_home_is_explained(tmp_path):
+    (tmp_path / "util.py").write_text("from kale.local import RunFailedError\n")
+    result = run_compile(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef use():\n    import util\n    from kale.marshal import register\n"
+        "    return 1\n\n"
+        "@pipeline(name='homebound')\ndef p():\n    use()\n"), "h.yaml")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "step `use` imports kale.local.RunFailedError" in result.stderr
+    assert "only kale.sdk and kale.marshal run there" in result.stderr

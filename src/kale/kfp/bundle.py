@@ -71,6 +71,28 @@ _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__in
                   "kfp/entry.py", "sdk.py", "errors.py", "flags.py", "options.py", "source.py"]
 
 
+def carries_kale_module(module: str) -> bool:
+    """Whether the Kale module ``module`` (or a name inside it, ``kale.sdk.step``) runs in a
+    step: the bundle carries only Kale's runtime and decorators."""
+    import importlib.util
+
+    import kale
+
+    package = Path(kale.__file__).parent
+    parts = module.split(".")
+    for size in range(len(parts), 0, -1):  # the longest prefix that is a module
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:size]))
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin:
+            continue
+        relative = Path(spec.origin).relative_to(package).as_posix()
+        return any(relative == entry or relative.startswith(entry + "/")
+                   for entry in _RUNTIME_FILES)
+    return False
+
+
 @dataclass(frozen=True)
 class Bundle:
     data: bytes

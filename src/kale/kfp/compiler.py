@@ -21,9 +21,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from kale.errors import CompileWarning, KaleError
+from kale.errors import CompileWarning, KaleError, SourceLocation
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
-from kale.kfp.bundle import Bundle, build_bundle
+from kale.kfp.bundle import Bundle, build_bundle, carries_kale_module
 from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
 from kale.kfp.store import configured_store
@@ -92,6 +92,22 @@ def _function_names(graph: Graph, reserved: tuple[str, ...] = ()) -> dict[str, s
         return name
 
     return {step.name: unique(_identifier(step.name)) for step in graph.steps}
+
+
+def _check_kale_imports(graph: Graph) -> None:
+    """A step may use Kale's decorators and ``kale.marshal``, which travel with it; the rest of
+    Kale (local runs, compiling, the graph) does not, so importing it would fail on Kubeflow."""
+    for step in graph.steps:
+        for module in graph.step_modules.get(step.name, ()):
+            if (module == "kale" or module.startswith("kale.")) and \
+                    not carries_kale_module(module):
+                raise KaleError(
+                    f"step `{step.name}` imports {module} (in its own code or a project module "
+                    "it imports), which Kale does not carry into Kubeflow steps: only kale.sdk "
+                    "and kale.marshal run there",
+                    location=SourceLocation(step.function.filename, step.function.line),
+                    fix="import it only in the code that defines or runs the pipeline, not in "
+                    "code the steps run")
 
 
 def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
@@ -354,6 +370,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                         fix="pip install 'kfp>=2.17,<2.18'") from None
     bundle = bundle or build_bundle(graph.project_root)
     _check_steps_travel(graph, bundle)
+    _check_kale_imports(graph)
     environment = resolve(graph, image, requirements)
     bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
                               upload=upload)
