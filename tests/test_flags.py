@@ -94,8 +94,9 @@ def test_near_misses_of_kales_flags_are_errors_with_kfp(argument, meant):
     # After --, and without --kfp, they are the script's and Kale leaves them alone.
     argv = ["script.py", "--kfp", "--", argument, "x"]
     assert take_flags(argv).kfp and argv == ["script.py", argument, "x"]
-    argv = ["script.py", argument, "x"]
-    assert take_flags(argv) == Flags() and argv == ["script.py", argument, "x"]
+    if meant != "--kfp":  # a mistyped --kfp is an error even without --kfp
+        argv = ["script.py", argument, "x"]
+        assert take_flags(argv) == Flags() and argv == ["script.py", argument, "x"]
 
 
 def test_pasted_dashes_are_explained():
@@ -206,6 +207,8 @@ def _turns_on_kfp(token: str) -> bool:
 @given(tokens=st.lists(_ANY_TOKENS, max_size=10))
 def test_without_kales_flags_kale_takes_nothing(tokens):
     stop = tokens.index("--") if "--" in tokens else len(tokens)
+    assume(not any(_squash(token.split("=")[0].lstrip("-\u2013\u2014")) == "kfp"
+                   and token.split("=")[0] not in ("--kfp", "-K") for token in tokens[:stop]))
     assume(not any(_turns_on_kfp(token) or token.split("=")[0] == "--parallelism"
                    for token in tokens[:stop]))
     argv = ["script.py", *tokens]
@@ -312,3 +315,10 @@ def test_with_kfp_common_flags_of_scripts_stay_theirs():
     argv = ["script.py", "--kfp", "--name", "exp1", "--out", "r.csv", "--w", "3"]
     assert take_flags(argv) == Flags(kfp=True)
     assert argv == ["script.py", "--name", "exp1", "--out", "r.csv", "--w", "3"]
+
+
+@pytest.mark.parametrize("argument", ["--KFP", "-kfp", "\u2014kfp", "--Kfp", "---kfp"])
+def test_a_mistyped_kfp_is_an_error_rather_than_a_local_run(argument):
+    with pytest.raises(FlagError) as caught:
+        take_flags(["script.py", argument])
+    assert "--kfp" in caught.value.fix

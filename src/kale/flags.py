@@ -241,6 +241,13 @@ def take_flags(argv: list[str]) -> Flags:
             took_any = True
             continue
         if not kfp_mode:
+            body = name.lstrip(_DASHES)
+            if name not in ("--kfp", "-K") and name != body and len(body) > 1 and \
+                    _squashed(body) == "kfp":
+                # --KFP, -kfp, a pasted —kfp: meant for Kubeflow, and would run here instead.
+                raise FlagError(f"{name} is not Kale's --kfp: the pipeline would run on this "
+                                "machine rather than on Kubeflow",
+                                fix="write --kfp (or -K) to compile and run it on Kubeflow")
             index += 1  # without --kfp, all but --parallelism is the script's
             continue
         if argument in ("--help", "-h"):

@@ -7,6 +7,7 @@ the step's timeout is enforced by the runtime itself, from just before the user'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -79,6 +80,32 @@ def _shaped(value: Any, template: Any) -> Any:
 _NEW_KEY = object()  # no default to follow
 
 
+def _end_descendants() -> None:
+    """Kill the processes this one started, and theirs (Linux: read from /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))  # fields[1] is the ppid
+    pending, found = [os.getpid()], []
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    for pid in found:
+        with contextlib.suppress(OSError):  # gone already
+            os.kill(pid, signal.SIGKILL)
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
                   created: str = "") -> None:
@@ -119,6 +146,7 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         if timed_out:  # the user's code caught the first one and went on
             os.write(2, f"Kale: {message}; it did not stop within {GRACE_SECONDS:g}s of being "
                         "told to, so it is ended\n".encode())
+            _end_descendants()
             os._exit(1)
         timed_out.append(True)
         signal.setitimer(signal.ITIMER_REAL, GRACE_SECONDS)
@@ -142,6 +170,10 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     finally:
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
+        if timed_out:
+            # As in a local run, a timed-out step takes the processes it started with it: they
+            # would otherwise hold the step's output open (and kfp.local waiting) until they end.
+            _end_descendants()
     if timed_out:  # caught by the user's code, which then returned: still a timeout
         raise SystemExit(f"Kale: step `{spec['step']}` timed out after {timeout:g}s")
     for name, stored in result["outputs"].items():
