@@ -43,6 +43,14 @@ def test_a_folder_store_is_written_once_under_the_content_hash(tmp_path):
     assert [p.name for p in (tmp_path / "store").iterdir()] == [bundle_name(BUNDLE)]
 
 
+def minio_keys(monkeypatch, endpoint: str) -> None:
+    """Kubeflow's MinIO as a user reaches it: its S3 endpoint and the default keys."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minio")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio123")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
 @pytest.fixture
 def aws(monkeypatch):
     moto = pytest.importorskip("moto")
@@ -83,10 +91,7 @@ def test_minio_goes_through_the_configured_endpoint(monkeypatch):
     server.start()
     try:
         host, port = server.get_host_and_port()
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minio")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio123")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        minio_keys(monkeypatch, f"http://{host}:{port}")
         import boto3
 
         client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
@@ -101,10 +106,7 @@ def test_minio_goes_through_the_configured_endpoint(monkeypatch):
 
 def test_an_unreachable_minio_is_explained(monkeypatch):
     pytest.importorskip("boto3")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minio")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio123")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    minio_keys(monkeypatch, "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(StoreError) as caught:
         upload_bundle(BUNDLE, "minio://mlpipeline/kale")
@@ -254,10 +256,7 @@ def test_a_bucket_name_botocore_refuses_is_explained(monkeypatch):
     pytest.importorskip("boto3")
     from kale.kfp import store
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minio")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio123")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    minio_keys(monkeypatch, "http://127.0.0.1:9")
     with pytest.raises(StoreError) as caught:  # past check_store, botocore checks it too
         store._upload_s3(BUNDLE, "host:9000", "kale/x", "minio://host:9000/kale/x", minio=True)
     assert "which is not a valid bucket name" in caught.value.message
