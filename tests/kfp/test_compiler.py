@@ -22,8 +22,11 @@ def run_under_kfp_local(package: Path, folder: Path, raise_on_error: bool = True
             f"local.init(runner=local.SubprocessRunner(use_venv=False), "
             f"pipeline_root={str(folder / 'root')!r}, raise_on_error={raise_on_error})\n"
             f"components.load_component_from_file({str(package)!r})()\n")
+    # From a folder of its own: a step must never find the project through the working directory.
+    elsewhere = folder / "kfp-local-cwd"
+    elsewhere.mkdir(exist_ok=True)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=folder, timeout=600, env={**os.environ, **env})
+                            cwd=elsewhere, timeout=600, env={**os.environ, **env})
     output = result.stdout + result.stderr
     if raise_on_error:
         assert result.returncode == 0, output[-3000:]
@@ -340,6 +343,8 @@ def test_a_type_registered_in_a_project_module_crosses_kubeflow_steps(tmp_path):
     (tmp_path / "temps.py").write_text(
         "from pathlib import Path\nfrom kale.marshal import register\n\n"
         "class Celsius:\n    def __init__(self, degrees):\n        self.degrees = degrees\n\n"
+        "class Kelvin:  # pickled: a class of the project\n"
+        "    def __init__(self, value):\n        self.value = value\n\n"
         "register('celsius', Celsius,\n"
         "         save=lambda value, path: Path(path).write_text(str(value.degrees)),\n"
         "         load=lambda path: Celsius(float(Path(path).read_text())), suffix='.txt')\n")
@@ -348,10 +353,15 @@ def test_a_type_registered_in_a_project_module_crosses_kubeflow_steps(tmp_path):
         "@step\ndef measure():\n    from temps import Celsius\n    return Celsius(21.5)\n\n"
         "@step\ndef report(t):\n    from temps import Celsius\n"
         "    print('V', t.degrees, isinstance(t, Celsius))\n\n"
-        "@pipeline(name='custom-type')\ndef p():\n    t = measure()\n    report(t)\n"),
+        "@step\ndef package():\n    from temps import Kelvin\n    return Kelvin(300)\n\n"
+        "@step\ndef show(k):\n    print('K', k.value)\n\n"
+        "@pipeline(name='custom-type')\ndef p():\n    t = measure()\n    report(t)\n"
+        "    k = package()\n    show(k)\n"),
         "c.yaml")
-    output = run_under_kfp_local(package, tmp_path)
-    assert "V 21.5 True" in output, output[-2000:]
+    elsewhere = tmp_path / "elsewhere"  # not the project: nothing of it on the path by chance
+    elsewhere.mkdir()
+    output = run_under_kfp_local(package, elsewhere)
+    assert "V 21.5 True" in output and "K 300" in output, output[-2000:]
 
 
 def test_step_source_is_read_as_python_reads_it(tmp_path):

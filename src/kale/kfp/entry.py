@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import tokenize
 from datetime import datetime
@@ -113,6 +114,10 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     user's function from its source, write each output into its artifact folder (path) and
     describe it in the artifact's metadata (the KFP UI shows it)."""
     project = os.path.join(root, "project")
+    # Reading an input may need the project's own modules (a class defined there, a backend
+    # registered there), as in a local run: the project comes first on the path from the start.
+    if project not in sys.path:
+        sys.path.insert(0, project)
     values: dict[str, tuple[str, Any]] = {}
     for name, (kind, payload) in inputs.items():
         if kind == "artifact":
