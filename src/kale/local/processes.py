@@ -25,7 +25,6 @@ import select
 import signal
 import struct
 import sys
-import time
 
 TYPE_CHECKING = False  # typing is not imported: the zygote must start fast
 if TYPE_CHECKING:
@@ -356,13 +355,3 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-    def wait_for_exits(self, keys: set[str], timeout: float) -> None:
-        """Wait (up to ``timeout``) until the zygote reports these attempts have exited."""
-        deadline = time.monotonic() + timeout
-        pending = set(keys)
-        while pending and time.monotonic() < deadline:
-            select.select([self.events], [], [], max(0.0, deadline - time.monotonic()))
-            for kind, key, _ in self.read_events():
-                if kind == "exited":
-                    pending.discard(key)
