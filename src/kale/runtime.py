@@ -1,24 +1,39 @@
 """Executing one step, the same way wherever it runs (a local process or a Kubeflow container).
 
-The step runs from its own source in a clean namespace: only its arguments, builtins and what it
-imports. Its working directory is the project root, which is also importable, so local packages
-and files such as ``settings.json`` work. Inputs are read from the run store, outputs written to
-it (``kale.marshal``), so every value that crosses a step boundary is serialized and read back.
+This module owns the step contract: a ``StepInvocation`` in (the step's code and module context,
+its inputs by reference, the run's id and start time for macros, the timeout and its grace
+period, the outputs the pipeline binds), a result out. The local runner (``kale.local``) and the
+Kubeflow component (``kale.kfp.entry``) only build an invocation and read the result, so a local
+run rehearses exactly what a cluster run does.
+
+The step runs from its own source in a module namespace of its own: the module-level statements
+it needs (``kale.graph.context``) run first, then its ``def``. Its working directory is the
+project root, which is also importable, so local packages and files such as ``settings.json``
+work. Inputs are read with ``kale.marshal``, outputs written with it, so every value that crosses
+a step boundary is serialized and read back.
 
 The namespace contract the static checks rely on (``kale.graph.checks``): the ``def`` is compiled
 with ``from __future__ import annotations``, bound under its own name, and ``__file__``,
-``__name__`` and ``__package__`` are those of the step's module.
+``__name__`` and ``__package__`` are those of the step's module. A step of the script being run
+sees its namespace as ``sys.modules["__main__"]``, as it would in ``python script.py``.
+
+A timeout raises ``StepTimeout`` in the step's code (a BaseException, so ``except Exception``
+does not swallow it); a step still running ``grace`` seconds later is ended with every process
+it started, and its result says it timed out.
 """
 
 from __future__ import annotations
 import __future__
 
 import builtins
+import contextlib
 import os
+import signal
 import sys
 import time
+import types
 
-from kale import marshal
+from kale import macros, marshal
 
 # Step processes import this module on their start-up path: keep it to cheap imports.
 TYPE_CHECKING = False
@@ -31,27 +46,56 @@ if TYPE_CHECKING:
 
 _KALE_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
-class StepTask:
-    """Everything a process needs to run one step attempt. Small and picklable.
+#: Set to the step's name while a step runs, so code the step runs knows it (a pipeline must
+#: never start from inside a step).
+IN_STEP = "KALE_IN_STEP"
 
-    ``inputs`` maps argument names to ``("value", value)`` or ``("stored", StoredValue as a
-    dict)``; ``outputs`` are the names the pipeline binds the result to (``()`` keeps the return
-    value as ``"return"``); ``unpacks`` says the result is a tuple to split among them.
+#: Seconds a timed-out step has to unwind (finally blocks, context managers) before its process
+#: and everything it started are ended.
+DEFAULT_GRACE = 10.0
+
+
+def grace_seconds() -> float:
+    """``KALE_TIMEOUT_GRACE`` or the default: read where the run is started."""
+    try:
+        return max(0.0, float(os.environ.get("KALE_TIMEOUT_GRACE", DEFAULT_GRACE)))
+    except ValueError:
+        return DEFAULT_GRACE
+
+
+class StepInvocation:
+    """Everything a process needs to run one step attempt. Small, picklable, and built from
+    plain values only, so it can be written into a Kubeflow component too.
+
+    ``inputs`` maps argument names to ``(kind, payload)``: ``value`` and ``constant`` (as is),
+    ``parameter`` (a pipeline parameter: macros such as ``[[RunUUID]]`` expanded here), ``json``
+    (Kale's tagged JSON text), ``shaped`` (a list/dict parameter as Kubeflow carried it, with the
+    default that gives its shape back), ``stored`` (a ``StoredValue`` as a dict), ``artifact``
+    (a folder ``kale.marshal`` wrote). ``context`` is ``(filename, first line, text)`` of the
+    module-level code to run before the ``def``; ``outputs`` are the names the pipeline binds
+    the result to (``()`` keeps a returned value as ``"return"``); ``unpacks`` says the result is
+    a tuple to split among them.
     """
 
-    __slots__ = ("attempt", "filename", "function_name", "inputs", "line", "module",
-                 "output_dir", "outputs", "project_root", "source", "step", "unpacks")
+    __slots__ = ("attempt", "context", "created", "filename", "function_name", "futures",
+                 "grace", "inputs", "line", "module", "output_dir", "outputs", "project_root",
+                 "result_path", "run_id", "source", "step", "timeout", "unpacks")
 
     def __init__(self, step: str, function_name: str, source: str, filename: str, line: int,
                  module: str, project_root: str, output_dir: str,
                  inputs: dict[str, tuple[str, Any]] | None = None,
-                 outputs: tuple[str, ...] = (), unpacks: bool = False,
-                 attempt: int = 1) -> None:
+                 outputs: tuple[str, ...] = (), unpacks: bool = False, attempt: int = 1,
+                 context: tuple[tuple[str, int, str], ...] = (), futures: tuple[str, ...] = (),
+                 timeout: float | None = None, grace: float = DEFAULT_GRACE, run_id: str = "",
+                 created: float | None = None, result_path: str | None = None) -> None:
         self.step, self.function_name, self.source = step, function_name, source
         self.filename, self.line, self.module = filename, line, module
         self.project_root, self.output_dir = project_root, output_dir
         self.inputs = inputs or {}
         self.outputs, self.unpacks, self.attempt = outputs, unpacks, attempt
+        self.context, self.futures = context, futures
+        self.timeout, self.grace = timeout, grace
+        self.run_id, self.created, self.result_path = run_id, created, result_path
 
 
 class StepFailure(Exception):
@@ -60,6 +104,11 @@ class StepFailure(Exception):
     def __init__(self, details: dict[str, Any]) -> None:
         self.details = details
         super().__init__(details["message"])
+
+
+class StepTimeout(BaseException):
+    """The step ran longer than its timeout. A BaseException, as KeyboardInterrupt is: the
+    user's own ``except Exception`` must not swallow it."""
 
 
 def _describe(error: BaseException) -> str:
@@ -84,34 +133,123 @@ def _user_traceback(error: BaseException) -> str:
     return "".join(summary.format()).rstrip()
 
 
-def _load_function(task: StepTask) -> Callable[..., Any]:
-    package = task.module.rpartition(".")[0] if task.module not in ("__main__",) else ""
-    namespace: dict[str, Any] = {
-        "__name__": task.module,
-        "__file__": task.filename,
-        "__package__": package or None,
-        "__builtins__": builtins,
-    }
+def _compile_units(context: tuple[tuple[str, int, str], ...]) -> list[tuple[str, str]]:
+    """The context as whole-file texts to compile, one per run of segments of one file in
+    increasing line order: blank lines stand in for what is left out, so tracebacks and
+    ``inspect`` name the file's real lines."""
+    units: list[tuple[str, list[str], int]] = []
+    for filename, line, text in context:
+        if units and units[-1][0] == filename and units[-1][2] <= line:
+            name, parts, at = units[-1]
+        else:
+            name, parts, at = filename, [], 1
+            units.append((name, parts, at))
+        parts.append("\n" * (line - at))
+        parts.append(text if text.endswith("\n") else text + "\n")
+        units[-1] = (name, parts, line + text.count("\n") + (not text.endswith("\n")))
+    return [(name, "".join(parts)) for name, parts, _ in units]
+
+
+def _future_flags(futures: tuple[str, ...]) -> int:
+    flags = 0
+    for feature in futures:
+        flag = getattr(getattr(__future__, feature, None), "compiler_flag", 0)
+        flags |= flag
+    return flags
+
+
+def _load_function(task: StepInvocation) -> tuple[Callable[..., Any], dict[str, Any]]:
+    package = task.module.rpartition(".")[0] if task.module != "__main__" else ""
+    module = types.ModuleType(task.module)
+    namespace = module.__dict__
+    namespace.update({"__file__": task.filename, "__package__": package or None,
+                      "__builtins__": builtins})
+    if task.module == "__main__":
+        # As in `python script.py`: pickle and multiprocessing find the step's classes and
+        # functions in __main__.
+        sys.modules["__main__"] = module
+    if task.context:
+        from kale.marshal.backends import CLASS_HOMES
+
+        CLASS_HOMES[task.module] = namespace
+    flags = _future_flags(task.futures)
+    for filename, text in _compile_units(task.context):
+        exec(compile(text, filename, "exec", flags=flags, dont_inherit=True), namespace)
     # Blank lines first, so tracebacks name the step's real lines in its file; a step defined
     # in an indented block (a class, an `if`) keeps its indentation inside an `if 1:`.
     if task.source[:1].isspace():
         text = "\n" * (task.line - 2) + "if 1:\n" + task.source
     else:
         text = "\n" * (task.line - 1) + task.source
-    code = compile(text, task.filename, "exec", flags=__future__.annotations.compiler_flag,
-                   dont_inherit=True)
+    code = compile(text, task.filename, "exec",
+                   flags=flags | __future__.annotations.compiler_flag, dont_inherit=True)
     exec(code, namespace)
-    return namespace[task.function_name]
+    return namespace[task.function_name], namespace
 
 
-def _read_inputs(task: StepTask) -> dict[str, Any]:
+def _shaped(value: Any, template: Any) -> Any:
+    """A list or dict parameter as the step would have had it locally: Kubeflow carried it as a
+    protobuf value, which makes every number a float, tuples lists, and sorts dict keys. The
+    default (``template``) gives them back: a whole float becomes an int where the default had
+    an int, a list a tuple where it had a tuple, and dict keys take its order. Where the value
+    goes beyond the default (a longer list, a new key, as typed in the Kubeflow UI), a list's
+    new items follow its last item, and a new key's whole numbers are ints."""
+
+    def conform(item: Any, shape: Any) -> Any:
+        if isinstance(item, float) and item.is_integer() and (
+                shape is _NEW_KEY or (isinstance(shape, int) and not isinstance(shape, bool))):
+            return int(item)
+        if isinstance(item, list):
+            shapes = list(shape) if isinstance(shape, (list, tuple)) else []
+            items = [conform(element, shapes[index] if index < len(shapes) else
+                             shapes[-1] if shapes else _NEW_KEY)
+                     for index, element in enumerate(item)]
+            return tuple(items) if isinstance(shape, tuple) else items
+        if isinstance(item, dict):
+            shapes = shape if isinstance(shape, dict) else {}
+            order = [key for key in shapes if key in item] + [
+                key for key in item if key not in shapes]
+            return {key: conform(item[key], shapes.get(key, _NEW_KEY)) for key in order}
+        return item
+
+    return conform(value, template)
+
+
+_NEW_KEY = object()  # no default to follow
+
+
+def _read_inputs(task: StepInvocation) -> dict[str, Any]:
     values = {}
     for name, (kind, payload) in task.inputs.items():
-        values[name] = marshal.load(payload) if kind == "stored" else payload
+        if kind == "stored":
+            values[name] = marshal.load(payload)
+        elif kind == "artifact":
+            values[name] = marshal.load_folder(payload)
+        elif kind == "parameter":
+            values[name] = _expand(payload, task)
+        elif kind == "shaped":
+            values[name] = _shaped(*payload)
+        elif kind == "json":
+            import json
+
+            from kale.marshal.codec import decode
+
+            values[name] = decode(json.loads(payload))
+        else:  # "value", "constant"
+            values[name] = payload
     return values
 
 
-def _save_outputs(task: StepTask, result: Any) -> dict[str, dict[str, Any]]:
+def _expand(value: Any, task: StepInvocation) -> Any:
+    from datetime import datetime, timezone
+
+    # In UTC, as on Kubeflow, so [[CurrentTime]] names the same moment the same way there.
+    moment = datetime.fromtimestamp(task.created if task.created is not None else time.time(),
+                                    timezone.utc)
+    return macros.expand(value, task.run_id, moment)
+
+
+def _save_outputs(task: StepInvocation, result: Any) -> dict[str, dict[str, Any]]:
     folder = task.output_dir
     if task.unpacks:
         expected = len(task.outputs)
@@ -143,18 +281,129 @@ def _save_outputs(task: StepTask, result: Any) -> dict[str, dict[str, Any]]:
     return stored
 
 
-def run_step(task: StepTask, report: Report) -> dict[str, Any]:
-    """Run one attempt: read inputs, run the user's function, write outputs.
+def end_descendants() -> None:
+    """Kill the processes this one started, and theirs (Linux: read from /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))  # fields[1] is the ppid
+    pending, found = [os.getpid()], []
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    for pid in found:
+        with contextlib.suppress(OSError):  # gone already
+            os.kill(pid, signal.SIGKILL)
+
+
+def write_result(task: StepInvocation, outcome: dict[str, Any]) -> None:
+    """Write a result where the invocation asks for it (atomically: a reader never sees half)."""
+    if task.result_path is None:
+        return
+    import pickle
+
+    data = pickle.dumps(outcome)
+    marshal.atomic_write(task.result_path, lambda handle: handle.write(data))
+
+
+class _Deadline:
+    """The step's timeout: ``StepTimeout`` in its code, then, after the grace period, the end of
+    its process and everything it started."""
+
+    def __init__(self, task: StepInvocation) -> None:
+        self.task = task
+        self.fired = False
+        self.armed = False
+
+    def message(self) -> str:
+        from kale.options import format_duration
+
+        return f"timed out after {format_duration(self.task.timeout)}"
+
+    def arm(self) -> None:
+        if not self.task.timeout or not hasattr(signal, "setitimer"):
+            return
+        signal.signal(signal.SIGALRM, self.on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.task.timeout)
+        self.armed = True
+
+    def disarm(self) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.armed = False
+
+    def on_alarm(self, *_: Any) -> None:
+        task = self.task
+        if self.fired:  # the step caught StepTimeout and went on
+            grace = f"{task.grace:g}s"
+            details = {"kind": "timeout",
+                       "message": f"{self.message()} and did not stop within {grace} of being "
+                                  "told to, so it was ended with the processes it started",
+                       "fix": "let StepTimeout (a BaseException) propagate: catch Exception, "
+                              "not BaseException, in the step"}
+            with contextlib.suppress(Exception):
+                os.write(2, f"Kale: step `{task.step}` {details['message']}\n".encode())
+            write_result(task, {"status": "failed", "error": details})
+            end_descendants()
+            os._exit(1)
+        self.fired = True
+        signal.setitimer(signal.ITIMER_REAL, max(task.grace, 0.001))
+        raise StepTimeout(f"step `{task.step}` {self.message()}")
+
+
+def run_step(task: StepInvocation, report: Report) -> dict[str, Any]:
+    """Run one attempt: set up the module context, read inputs, run the user's function, write
+    outputs. Returns the result: ``{"status": "done", "outputs": ..., "duration": ...}`` or
+    ``{"status": "failed", "error": {"kind", "message", "traceback", "fix"}}``, also written to
+    ``task.result_path`` when set.
 
     ``report("started", {...})`` is called just before the user's code runs (the step timeout
-    counts from there). Returns what was stored; raises ``StepFailure`` with the user's own
-    traceback when the step fails.
+    counts from there).
     """
+    try:
+        outcome: dict[str, Any] = {"status": "done", **_run(task, report)}
+    except StepFailure as failure:
+        outcome = {"status": "failed", "error": failure.details}
+    write_result(task, outcome)
+    return outcome
+
+
+def _run(task: StepInvocation, report: Report) -> dict[str, Any]:
+    os.environ[IN_STEP] = task.step
     os.chdir(task.project_root)
     if task.project_root not in sys.path:
         sys.path.insert(0, task.project_root)
+    main = sys.modules.get("__main__")
     try:
-        function = _load_function(task)
+        return _call(task, report)
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+        os.environ.pop(IN_STEP, None)
+
+
+def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
+    try:
+        function, _ = _load_function(task)
+    except Exception as error:
+        where = "its module-level code" if task.context else "its code"
+        raise StepFailure({
+            "kind": "setup",
+            "message": f"could not start: {where} raised {_describe(error)}",
+            "traceback": _user_traceback(error),
+        }) from None
+    try:
         arguments = _read_inputs(task)
     except marshal.MarshalError as error:
         raise StepFailure({"kind": "setup", "message": f"could not read its inputs: {error}",
@@ -162,19 +411,30 @@ def run_step(task: StepTask, report: Report) -> dict[str, Any]:
     except Exception as error:
         raise StepFailure({
             "kind": "setup",
-            "message": f"could not start: {_describe(error)}",
+            "message": f"could not read its inputs: {_describe(error)}",
             "traceback": _user_traceback(error),
         }) from None
+    deadline = _Deadline(task)
     report("started", {"time": time.time()})
     started = time.perf_counter()
+    deadline.arm()
     try:
         result = function(**arguments)
     except BaseException as error:  # sys.exit(), even KeyboardInterrupt, end only this step
+        deadline.disarm()
+        if deadline.fired:
+            end_descendants()  # what it started would hold its output open
         raise StepFailure({
-            "kind": "error",
-            "message": f"raised {_describe(error)}",
+            "kind": "timeout" if deadline.fired else "error",
+            "message": deadline.message() if deadline.fired else f"raised {_describe(error)}",
             "traceback": _user_traceback(error),
             "duration": time.perf_counter() - started,
         }) from None
+    deadline.disarm()
     duration = time.perf_counter() - started
+    if deadline.fired:  # the user's code caught StepTimeout and returned: still a timeout
+        end_descendants()
+        raise StepFailure({"kind": "timeout", "message": deadline.message(),
+                           "fix": "let StepTimeout (a BaseException) propagate",
+                           "duration": duration})
     return {"outputs": _save_outputs(task, result), "duration": duration}

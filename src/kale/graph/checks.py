@@ -1,13 +1,16 @@
-"""Static checks of step functions: each must be able to run on its own, as it will on Kubeflow.
+"""Static checks of step functions, and the module context each one needs to run on its own.
 
-On Kubeflow a step runs from its own source in a fresh process, with nothing of the module it was
-written in. So a step may use only its arguments, builtins and what it imports or defines inside
-its body. Every other name it reaches for is reported at once, with where the name is defined and
-how to fix it.
+A step runs in a fresh process (a Kubeflow container, or a local process forked from a server
+that never imported the script). It may use its arguments, builtins, what it imports or defines
+in its body, and its module's imports, functions, classes and constants, which Kale runs before
+it (``kale.graph.context`` picks the statements). What cannot exist in that process is reported
+at once, with where it is used and how to fix it: a name from an enclosing function, a module
+global the step assigns for other steps to see, a name only the ``__main__`` block or the
+pipeline's run creates, a name defined nowhere.
 
-Two passes keep this fast: the step's compiled code says exactly which global names it loads (a
-scan of its bytecode, microseconds); only a step that loads a suspicious name is analysed from its
-source with ``symtable`` (Python's own scoping rules) to explain each problem.
+The step's compiled code says exactly which global names it loads (a scan of its bytecode,
+microseconds): a step that loads none, in a module without top-level setup code, needs no
+context, and its module is not even parsed.
 
 The runtime contract these checks assume (``kale.runtime`` must keep it): a step's ``def`` is
 compiled with ``from __future__ import annotations`` (so annotations are never evaluated), it is
@@ -25,18 +28,23 @@ import os
 import symtable
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from kale.errors import KaleError, SourceLocation, StepDefinitionError, raise_all
+from kale.graph.context import (
+    RUNTIME_NAMES,
+    CodeSegment,
+    iter_futures,
+    may_have_setup,
+    module_index,
+)
 from kale.source import FunctionNode, FunctionSpan, SourceFile, read_source
 
 if TYPE_CHECKING:
     from kale.graph.model import Graph
     from kale.sdk import StepFunction
-
-#: Module-level names the runtime defines for a step, so a step may use them.
-RUNTIME_NAMES = frozenset({"__file__", "__name__"})
 
 _NESTED_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
@@ -77,11 +85,6 @@ def return_arity(function: FunctionNode) -> int | None:
     return arities.pop() if len(arities) == 1 else None
 
 
-def _declared_globals(table: symtable.SymbolTable) -> set[str]:
-    return {s.get_name() for scope in (table, *_nested_tables(table))
-            for s in scope.get_symbols() if s.is_declared_global()}
-
-
 _tables: dict[str, tuple[str, dict[tuple[str, int], symtable.SymbolTable]]] = {}
 
 
@@ -115,14 +118,6 @@ def _nested_globals(table: symtable.SymbolTable) -> set[str]:
             if s.is_global()}
 
 
-def _external_names(table: symtable.SymbolTable) -> tuple[set[str], set[str]]:
-    """Names a function (and everything nested in it) takes from its module, and from closures."""
-    module_names = {symbol.get_name() for symbol in table.get_symbols()
-                    if symbol.is_global() or symbol.is_declared_global()}
-    closure_names = {symbol.get_name() for symbol in table.get_symbols() if symbol.is_free()}
-    return module_names | _nested_globals(table), closure_names
-
-
 def _name_uses(function: FunctionNode) -> dict[str, list[ast.AST]]:
     """Where each name appears in the body, leaving out local-variable annotations, which
     Python never evaluates."""
@@ -146,59 +141,6 @@ def _name_uses(function: FunctionNode) -> dict[str, list[ast.AST]]:
     for found in uses.values():
         found.sort(key=lambda n: (n.lineno, n.col_offset))
     return uses
-
-
-_module_bindings: dict[str, tuple[str, dict[str, ast.stmt]]] = {}
-
-
-def _module_binding(source: SourceFile, name: str) -> ast.stmt | None:
-    """The first module-level statement of a file that binds ``name``."""
-    cached = _module_bindings.get(source.filename)
-    if cached is None or cached[0] is not source.text:
-        bindings: dict[str, ast.stmt] = {}
-        stack = list(reversed(source.tree.body))
-        while stack:
-            statement = stack.pop()
-            for bound in _bound_names(statement):
-                bindings.setdefault(bound, statement)
-            if not isinstance(statement, _NESTED_SCOPES):
-                # In source order: `try` before `except`, `if` before `else`.
-                children = [child for name in ("body", "handlers", "cases", "orelse",
-                                               "finalbody")
-                            for child in getattr(statement, name, [])]
-                stack.extend(reversed(children))
-        cached = (source.text, bindings)
-        _module_bindings[source.filename] = cached
-    return cached[1].get(name)
-
-
-def _bound_names(statement: ast.AST) -> Iterator[str]:
-    if isinstance(statement, (ast.Import, ast.ImportFrom)):
-        for alias in statement.names:
-            yield alias.asname or alias.name.split(".")[0]
-    elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        yield statement.name
-    elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.With)):
-        targets = getattr(statement, "targets", None) or [
-            getattr(statement, "target", None),
-            *[item.optional_vars for item in getattr(statement, "items", [])],
-        ]
-        for target in targets:
-            if target is not None:
-                for node in ast.walk(target):
-                    if isinstance(node, ast.Name):
-                        yield node.id
-
-
-def _import_text(statement: ast.Import | ast.ImportFrom, name: str) -> str:
-    for alias in statement.names:
-        if (alias.asname or alias.name.split(".")[0]) == name:
-            rename = f" as {alias.asname}" if alias.asname else ""
-            if isinstance(statement, ast.Import):
-                return f"import {alias.name}{rename}"
-            module = "." * statement.level + (statement.module or "")
-            return f"from {module} import {alias.name}{rename}"
-    return "the import"
 
 
 _OPS = dis.opmap
@@ -236,126 +178,174 @@ def code_globals(code: CodeType) -> tuple[set[str], set[str]]:
     return found, maybe
 
 
-def check_steps(graph: Graph, steps: Iterable[tuple[StepFunction, FunctionSpan]]) -> None:
-    """Raise every isolation problem of the pipeline's steps at once (or nothing)."""
+@dataclass(frozen=True)
+class StepContext:
+    """What a step runs before its ``def``: module-level code, and its ``__future__``
+    features."""
+
+    segments: tuple[CodeSegment, ...] = ()
+    futures: tuple[str, ...] = ()
+
+
+def check_steps(graph: Graph, steps: Iterable[tuple[StepFunction, FunctionSpan]]
+                ) -> dict[int, StepContext]:
+    """Raise every problem of the pipeline's steps at once; else return each step function's
+    module context, by ``id`` of the function."""
     errors: list[KaleError] = []
+    contexts: dict[int, StepContext] = {}
     for function, span in steps:
-        errors.extend(_check_step(function, span, graph))
+        found: list[KaleError] = []
+        contexts[id(function)] = _check_step(function, span, graph, found)
+        errors.extend(found)
     errors.sort(key=lambda e: (e.location.file, e.location.line, e.location.column)
                 if e.location else ("", 0, 0))
     raise_all(
-        f"{{count}} problems in the steps of pipeline `{graph.options.display_name}`: steps run "
-        "on their own on Kubeflow, so each may use only its arguments, builtins and what it "
-        "imports inside its body",
+        f"{{count}} problems in the steps of pipeline `{graph.options.display_name}`: each step "
+        "runs in a process of its own, with its arguments and the imports, functions and "
+        "constants of its module, but nothing created while the script runs",
         errors,
     )
+    return contexts
 
 
-def _suspicious_names(func: Any) -> set[str]:
-    """Names the step's code takes from outside it, per its bytecode: what needs explaining."""
+def _needed_names(func: Any, span: FunctionSpan) -> set[str]:
+    """The module-level names a step's code (and its parameters' defaults) reads, per its
+    bytecode: what its module context must provide. Builtins the module does not redefine are
+    left out."""
     code = func.__code__
     loaded, looked_up = code_globals(code)
     module = func.__globals__
-    suspicious = {
-        name for name in loaded
-        if name != code.co_name and name not in RUNTIME_NAMES
-        and (name in module or not hasattr(builtins, name))
-    }
-    suspicious.update(name for name in looked_up if name in module and name != code.co_name)
-    suspicious.update(code.co_freevars)
-    return suspicious
+    names = {name for name in loaded
+             if name != code.co_name and name not in RUNTIME_NAMES
+             and (name in module or not hasattr(builtins, name))}
+    names.update(name for name in looked_up if name in module and name != code.co_name)
+    if func.__defaults__ or func.__kwdefaults__:
+        header = span.parse_header()
+        if header is not None:
+            defaults = [*header.args.defaults,
+                        *(d for d in header.args.kw_defaults if d is not None)]
+            for default in defaults:
+                names.update(name for name in _free_names(default)
+                             if name in module or not hasattr(builtins, name))
+    return names
 
 
-def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph
-                ) -> Iterator[KaleError]:
+def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph,
+                errors: list[KaleError]) -> StepContext:
     func = function.func
     label = f"step `{func.__name__}`"
     def_location = SourceLocation(span.filename, span.def_line, span.indent)
 
     where = _placement_problem(span.filename, graph)
     if where:
-        yield StepDefinitionError(f"{label} is defined {where}", location=def_location,
-                                  fix=f"on Kubeflow a step sees only the project directory "
-                                  f"{graph.project_root} (the folder of the pipeline's file); "
-                                  "move the module that defines it under that directory")
+        errors.append(StepDefinitionError(
+            f"{label} is defined {where}", location=def_location,
+            fix=f"on Kubeflow a step sees only the project directory {graph.project_root} (the "
+            "folder of the pipeline's file); move the module that defines it under that "
+            "directory"))
     if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        yield StepDefinitionError(f"{label} is `async def`", location=def_location,
-                                  fix="define it with `def`; use asyncio.run(...) inside it if "
-                                  "it needs to await")
+        errors.append(StepDefinitionError(
+            f"{label} is `async def`", location=def_location,
+            fix="define it with `def`; use asyncio.run(...) inside it if it needs to await"))
     elif inspect.isgeneratorfunction(func):
-        yield StepDefinitionError(f"{label} is a generator (it uses `yield`), and a generator "
-                                  "cannot be passed to another step", location=def_location,
-                                  fix="return a list (or another value) instead of yielding")
+        errors.append(StepDefinitionError(
+            f"{label} is a generator (it uses `yield`), and a generator cannot be passed to "
+            "another step", location=def_location,
+            fix="return a list (or another value) instead of yielding"))
     code = func.__code__
     if code.co_posonlyargcount:
-        yield StepDefinitionError(f"{label} has positional-only parameters (before `/`)",
-                                  location=def_location,
-                                  fix="remove the `/`: Kale passes a step's inputs by name, as "
-                                  "Kubeflow does")
+        errors.append(StepDefinitionError(
+            f"{label} has positional-only parameters (before `/`)", location=def_location,
+            fix="remove the `/`: Kale passes a step's inputs by name, as Kubeflow does"))
     if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
         header = span.parse_header()
         for special, star in ((header.args.vararg, "*"), (header.args.kwarg, "**")):
             if special is not None:
-                yield StepDefinitionError(
+                errors.append(StepDefinitionError(
                     f"{label} collects arguments with `{star}{special.arg}`",
                     location=SourceLocation.of_node(special, span.filename),
-                    fix="Kubeflow steps have named inputs: list every parameter by name")
-    if func.__defaults__ or func.__kwdefaults__:
-        # Default values are evaluated where the step is defined, so on Kubeflow too; any name
-        # in the header other than the parameters' own is worth a precise look.
-        names = span.header_names()
-        parameters = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-        plain = {"def", "async", code.co_name, "None", "True", "False", *parameters}
-        # A parameter named twice is used in a default too (`lr=lr`): look closer.
-        if names is None or set(names) - plain or any(names.count(p) > 1 for p in parameters):
-            yield from _default_problems(func, span)
-    if _suspicious_names(func):
-        yield from _name_problems(function, graph, span)
+                    fix="Kubeflow steps have named inputs: list every parameter by name"))
+    from kale.sdk import PipelineFunction
+
+    needed = _needed_names(func, span)
+    if not needed and not code.co_freevars and not may_have_setup(func):
+        return StepContext()  # a self-contained step: its module is not even read
+    uses, locations = _use_locations(span, needed | set(code.co_freevars))
+    errors.extend(_scope_problems(func, span, uses))
+    closures = set(code.co_freevars)
+    needed -= closures
+    index = module_index(func)
+    if index is None:
+        return StepContext()
+    for name in sorted(needed):
+        value = func.__globals__.get(name)
+        if name in index.pipelines or isinstance(value, PipelineFunction):
+            runs = "is a pipeline" if isinstance(value, PipelineFunction) else \
+                "runs a pipeline"
+            errors.append(StepDefinitionError(
+                f"{label} uses `{name}`, which {runs}; a step cannot start a pipeline",
+                location=locations[name],
+                fix="call the steps of that pipeline from this pipeline's body instead"))
+            needed.discard(name)
+    package = func.__module__.rpartition(".")[0] if func.__module__ != "__main__" else None
+    chosen, problems = index.slice({name: locations[name] for name in needed}, package,
+                                   func.__name__)
+    errors.extend(problems)
+    return StepContext(index.segments(chosen), tuple(iter_futures(index)))
 
 
-def _name_problems(function: StepFunction, graph: Graph, span: FunctionSpan
-                   ) -> Iterator[KaleError]:
-    """Explain each outside name a step uses, from its source and its file's symbol table."""
-    func = function.func
+def _use_locations(span: FunctionSpan, names: set[str]
+                   ) -> tuple[dict[str, list[ast.AST]], dict[str, SourceLocation]]:
+    """Where in the step each name is first used (the ``def`` line when it cannot be told)."""
+    fallback = SourceLocation(span.filename, span.def_line, span.indent)
+    parsed = span.parse()
+    if parsed is None:
+        return {}, dict.fromkeys(names, fallback)
+    uses = _name_uses(parsed[1])
+    header = span.parse_header()
+    if header is not None:  # names in defaults
+        for default in [*header.args.defaults, *(d for d in header.args.kw_defaults if d)]:
+            for node in ast.walk(default):
+                if isinstance(node, ast.Name):
+                    uses.setdefault(node.id, []).append(node)
+    return uses, {name: SourceLocation.of_node(uses[name][0], span.filename)
+                  if uses.get(name) else fallback for name in names}
+
+
+def _scope_problems(func: Any, span: FunctionSpan, uses: dict[str, list[ast.AST]]
+                    ) -> Iterator[KaleError]:
+    """Names a step takes from an enclosing function, and module globals it assigns."""
+    label = f"step `{func.__name__}`"
+    fallback = SourceLocation(span.filename, span.def_line, span.indent)
+
+    def at(name: str) -> SourceLocation:
+        found = uses.get(name)
+        return SourceLocation.of_node(found[0], span.filename) if found else fallback
+
+    for name in sorted(func.__code__.co_freevars):
+        yield StepDefinitionError(
+            f"{label} uses `{name}` from the function that encloses it",
+            location=at(name),
+            fix=f"pass `{name}` to the step as an argument, or define it inside "
+            f"`{func.__name__}`")
     parsed = span.parse()
     source = read_source(span.filename, func.__globals__)
     if parsed is None or source is None:
         return
-    node = parsed[1]
-    table = _function_table(source, node)
+    table = _function_table(source, parsed[1])
     if table is None:
         return
-    module_names, closure_names = _external_names(table)
-    closure_names |= set(func.__code__.co_freevars)
-    module_names -= closure_names
-    declared = _declared_globals(table)
-    uses = _name_uses(node)
-    label = f"step `{func.__name__}`"
-
-    def at(target: ast.AST) -> SourceLocation:
-        return SourceLocation.of_node(target, span.filename)
-
-    for name in sorted(closure_names):
-        use = uses.get(name, [node])[0]
-        yield StepDefinitionError(
-            f"{label} uses `{name}` from the function that encloses it",
-            location=at(use),
-            fix=f"pass `{name}` to the step as an argument, or define it inside `{func.__name__}`",
-        )
-    for name in sorted(module_names):
-        if name == func.__code__.co_name or name in RUNTIME_NAMES or name not in uses:
-            continue
-        if name in declared and name not in func.__globals__:
-            yield StepDefinitionError(
-                f"{label} declares `global {name}` to create module state; steps share no "
-                "module state on Kubeflow (each runs in its own container)",
-                location=at(uses[name][0]),
-                fix="return the value instead and pass it to the steps that need it",
-            )
-            continue
-        error = _module_name_problem(function, graph, source, name, at(uses[name][0]))
-        if error is not None:
-            yield error
+    for scope in (table, *_nested_tables(table)):
+        for symbol in scope.get_symbols():
+            if symbol.is_declared_global() and symbol.is_assigned():
+                name = symbol.get_name()
+                found = [n for n in uses.get(name, []) if isinstance(n, ast.Global)]
+                yield StepDefinitionError(
+                    f"{label} assigns the module-level `{name}` (`global {name}`); each step "
+                    "runs in a process of its own, so no other step would see the new value",
+                    location=SourceLocation.of_node(found[0], span.filename) if found
+                    else at(name),
+                    fix="return the value instead and pass it to the steps that need it")
 
 
 def _placement_problem(filename: str, graph: Graph) -> str | None:
@@ -368,25 +358,6 @@ def _placement_problem(filename: str, graph: Graph) -> str | None:
     return None
 
 
-def _default_problems(func: Any, span: FunctionSpan) -> Iterator[KaleError]:
-    header = span.parse_header()
-    if header is None:
-        return
-    defaults = [*header.args.defaults, *(d for d in header.args.kw_defaults if d is not None)]
-    for default in defaults:
-        for name in sorted(_free_names(default)):
-            if name in func.__globals__ or not hasattr(builtins, name):
-                name_node = next(n for n in ast.walk(default)
-                                 if isinstance(n, ast.Name) and n.id == name)
-                yield StepDefinitionError(
-                    f"a default value of step `{func.__name__}` uses `{name}`, which is defined "
-                    "outside the step",
-                    location=SourceLocation.of_node(name_node, span.filename),
-                    fix=f"write the value itself as the default, or pass `{name}` as an "
-                    "argument from the pipeline",
-                )
-
-
 def _free_names(expression: ast.expr) -> set[str]:
     """Names an expression reads from its surroundings (not those its own lambdas or
     comprehensions bind)."""
@@ -395,68 +366,3 @@ def _free_names(expression: ast.expr) -> set[str]:
     return names | _nested_globals(table)
 
 
-def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFile, name: str,
-                         location: SourceLocation) -> KaleError | None:
-    from kale.sdk import StepFunction
-
-    func = function.func
-    step = f"`{func.__name__}`"
-    label = f"step {step}"
-    if name not in func.__globals__:
-        if hasattr(builtins, name):
-            return None
-        return StepDefinitionError(f"{label} uses `{name}`, which is not defined",
-                                   location=location,
-                                   fix=f"import or define `{name}` inside {step}")
-    binding = _module_binding(source, name)
-    file = SourceLocation(source.filename, 1).display_file
-    line = f"line {binding.lineno} of {file}" if binding is not None else file
-    if isinstance(binding, (ast.Import, ast.ImportFrom)):
-        statement = _import_text(binding, name)
-        return StepDefinitionError(
-            f"{label} uses `{name}`, imported at module level ({line})",
-            location=location, fix=f"move `{statement}` into {step}",
-        )
-    value = func.__globals__[name]
-    if binding is None:
-        star = next((s for s in source.tree.body if isinstance(s, ast.ImportFrom)
-                     and any(alias.name == "*" for alias in s.names)), None)
-        if star is not None:
-            module = "." * star.level + (star.module or "")
-            return StepDefinitionError(
-                f"{label} uses `{name}`, which comes from `from {module} import *` (line "
-                f"{star.lineno} of {file})",
-                location=location,
-                fix=f"import it inside {step}: `from {module} import {name}`",
-            )
-    if isinstance(value, StepFunction):
-        return StepDefinitionError(
-            f"{label} calls step `{name}` ({line}); on Kubeflow each step runs alone",
-            location=location,
-            fix=f"call `{name}` from the pipeline and pass its output to {step}, or move the "
-            "shared code into a plain function in a module of the project",
-        )
-    if isinstance(binding, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or \
-            inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value):
-        kind = "class" if inspect.isclass(value) else "function"
-        module = func.__module__
-        if module != "__main__" and os.path.realpath(source.filename) != os.path.realpath(
-            graph.filename
-        ):
-            fix = f"import it inside {step}: `from {module} import {name}`"
-        else:
-            fix = (f"move `{name}` into a module of the project (for example helpers.py next to "
-                   f"{file}) and import it inside {step}: `from helpers import {name}`")
-        return StepDefinitionError(
-            f"{label} uses the {kind} `{name}` defined at module level ({line})",
-            location=location, fix=fix,
-        )
-    what = "variable" if isinstance(value, (int, float, str, bytes, bool, list, dict, tuple,
-                                             set, type(None))) else \
-        f"{type(value).__name__} object"
-    return StepDefinitionError(
-        f"{label} uses `{name}`, a module-level {what} ({line})",
-        location=location,
-        fix=f"pass it to {step} as an argument (a pipeline parameter can carry it), or define "
-        f"it inside {step}",
-    )

@@ -216,16 +216,19 @@ class ImportReader:
 
     # -- a step --------------------------------------------------------------------------------
 
-    def step(self, source: str, module: str | None) -> StepModules:
-        """The modules the step with this source (its ``def``) needs; ``module`` is the dotted
-        name of the module that defines it, for its relative imports (``None``: unknown)."""
-        tree = parse_step_text(source)
+    def step(self, source: str, module: str | None, context: Iterable[str] = ()) -> StepModules:
+        """The modules the step with this source (its ``def``) needs, with the module-level
+        code it runs first (``context``: its imports count as the step's own); ``module`` is the
+        dotted name of the module that defines it, for its relative imports (``None``:
+        unknown)."""
         package = module.rpartition(".")[0] if module and module != "__main__" else None
+        own = [found for text in (source, *context)
+               for found in imports_in(parse_step_text(text), package)]
         external: set[str] = set()
         missing: dict[str, Missing] = {}
         visited: set[str] = set()
         # Each project file read, with its path for messages (None: the step's own source).
-        pending: list[tuple[list[Imported], str | None]] = [(imports_in(tree, package), None)]
+        pending: list[tuple[list[Imported], str | None]] = [(own, None)]
         while pending:
             imports, where = pending.pop()
             for imported in imports:

@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from kale.errors import SourceLocation
+from kale.graph.context import CodeSegment
 from kale.graph.imports import ImportReader, Missing, StepModules
 from kale.options import PipelineOptions, StepOptions
 
@@ -128,6 +129,10 @@ class StepSource:
     filename: str
     line: int
     text: str
+    #: The module-level code the step needs, in module order (``kale.graph.context``).
+    context: tuple[CodeSegment, ...] = ()
+    #: The ``from __future__`` features of its module, which apply to that code.
+    futures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -292,7 +297,8 @@ class Graph:
     def _imports(self) -> dict[str, StepModules]:
         reader = ImportReader(self.project_root,
                               dict.fromkeys(step.function.filename for step in self.steps))
-        return {step.name: reader.step(step.function.text, step.function.module)
+        return {step.name: reader.step(step.function.text, step.function.module,
+                                       [segment.text for segment in step.function.context])
                 for step in self.steps}
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import inspect
 import math
 import os
@@ -110,6 +111,7 @@ class _Parser:
         self.steps: list[Step] = []
         self.step_names: set[str] = set()
         self.step_functions: dict[int, Any] = {}
+        self.step_function_of: dict[str, int] = {}  # step name -> id of its function
         self.spans: dict[int, FunctionSpan | None] = {}
 
     # -- errors -------------------------------------------------------------------------------
@@ -152,8 +154,16 @@ class _Parser:
             project_root=project_root_of(self.filename),
             docstring=docstring,
         )
-        check_steps(graph, [(func, self.spans[key]) for key, func in self.step_functions.items()])
-        return graph
+        contexts = check_steps(graph, [(func, self.spans[key])
+                                       for key, func in self.step_functions.items()])
+        if not any(context.segments or context.futures for context in contexts.values()):
+            return graph
+        steps = []
+        for step in graph.steps:
+            context = contexts[self.step_function_of[step.name]]
+            steps.append(dataclasses.replace(step, function=dataclasses.replace(
+                step.function, context=context.segments, futures=context.futures)))
+        return dataclasses.replace(graph, steps=tuple(steps))
 
     def parameters(self, node: ast.FunctionDef) -> list[Parameter]:
         args = node.args
@@ -543,6 +553,7 @@ class _Parser:
             # Keep within Kubeflow's 63 characters: shorten the base, not the suffix.
             unique = f"{base[: 63 - len(str(suffix)) - 1].rstrip('-')}-{suffix}"
         self.step_names.add(unique)
+        self.step_function_of[unique] = id(func)
         return Step(
             name=unique,
             display_name=func.display_name,

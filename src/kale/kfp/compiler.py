@@ -28,6 +28,7 @@ from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
 from kale.kfp.store import configured_store
 from kale.options import format_duration
+from kale.runtime import grace_seconds
 from kale.source import parse_step_text
 
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
@@ -111,17 +112,40 @@ def _check_kale_imports(graph: Graph) -> None:
 
 
 def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
-    """Every step's file must be in the bundle, or the step cannot run on Kubeflow."""
+    """Every step's file in the project must be in the bundle: the step, and any module that
+    imports it, could not run on Kubeflow otherwise. (Code outside the project, such as a
+    notebook's cells, travels in the component itself.)"""
     for step in graph.steps:
-        relative = os.path.relpath(step.function.filename, graph.project_root).replace(os.sep,
-                                                                                       "/")
-        if not bundle.carries(relative):
+        relative = _bundled_path(step.function.filename, graph)
+        if relative is not None and not bundle.carries(relative):
             raise KaleError(
                 f"step `{step.name}` is defined in {relative}, which the project bundle leaves "
                 "out (.gitignore, .kaleignore or Kale's own exclusions)",
                 fix=f"let {relative} travel: remove the pattern that excludes it from "
                 ".gitignore or .kaleignore",
             )
+
+
+def _bundled_path(filename: str, graph: Graph) -> str | None:
+    """A file's path in the bundled project, or None for code that is not in a file of the
+    project (a notebook cell, an interactive definition)."""
+    if not os.path.isfile(filename):
+        return None
+    path, root = os.path.realpath(filename), os.path.realpath(graph.project_root)
+    if os.path.commonpath([path, root]) != root:
+        return None
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def _code_reference(filename: str, line: int, text: str, graph: Graph) -> list[Any]:
+    """Where the component finds a piece of a step's code: ``[file in the bundle, line, number
+    of lines]``, or ``[name, line, the code]`` for code from outside the project's files."""
+    relative = _bundled_path(filename, graph)
+    if relative is None:
+        return [filename, line, text]
+    # Counted as Python reads lines (entry reads the file the same way): a form feed or U+2028
+    # in a string is not a line break there.
+    return [relative, line, text.count("\n") + (not text.endswith("\n"))]
 
 
 # What the KFP UI and lineage call a value, by the last part of its annotated type's name.
@@ -262,14 +286,14 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
                       for name in step.outputs)
     function = step.function
     # The step's code travels in the bundle; the component only says where it is.
+    file, line, lines = _code_reference(function.filename, function.line, function.text, graph)
     spec = {
-        "step": step.name, "function": function.function_name,
-        # Counted as Python reads lines (entry reads the file the same way): a form feed or
-        # U+2028 in a string is not a line break there.
-        "lines": function.text.count("\n") + (not function.text.endswith("\n")),
-        "file": os.path.relpath(function.filename, graph.project_root), "line": function.line,
-        "module": function.module, "outputs": list(step.outputs), "unpacks": step.unpacks,
-        "timeout": step.options.timeout,
+        "step": step.name, "function": function.function_name, "file": file, "line": line,
+        "lines": lines, "module": function.module, "outputs": list(step.outputs),
+        "unpacks": step.unpacks, "timeout": step.options.timeout, "grace": grace_seconds(),
+        "context": [_code_reference(piece.filename, piece.line, piece.text, graph)
+                    for piece in function.context],
+        "futures": list(function.futures),
     }
     return (
         f"def {function_name}({', '.join(parameters)}):\n"

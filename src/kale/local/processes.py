@@ -110,8 +110,9 @@ def _kill_group_or_process(pid: int) -> None:
 
 
 def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
-    """In the forked child: become a process group, send output to the log, run the step."""
-    from kale.runtime import StepFailure, run_step
+    """In the forked child: become a process group, send output to the log, run the step. The
+    runtime writes the result next to the log (``task.result_path``)."""
+    from kale.runtime import run_step, write_result
 
     os.setpgid(0, 0)
     os.environ[_MARKER] = key  # inherited by whatever the step starts
@@ -126,20 +127,15 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     def report(event: str, details: dict[str, Any]) -> None:
         os.write(events, _frame((event, key, details)))
 
+    task.result_path = result_path(log_path)
     try:
-        outcome: tuple[str, dict[str, Any]] = ("done", run_step(task, report))
-    except StepFailure as failure:
-        outcome = ("failed", failure.details)
+        run_step(task, report)
     except BaseException as error:  # a bug in Kale itself must still reach the summary
         import traceback
 
-        outcome = ("failed", {"kind": "internal", "message": f"hit a Kale error: "
-                              f"{type(error).__name__}: {error}",
-                              "traceback": traceback.format_exc()})
-    from kale.marshal import atomic_write
-
-    data = pickle.dumps(outcome)
-    atomic_write(result_path(log_path), lambda handle: handle.write(data))
+        write_result(task, {"status": "failed", "error": {
+            "kind": "internal", "message": f"hit a Kale error: {type(error).__name__}: {error}",
+            "traceback": traceback.format_exc()}})
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

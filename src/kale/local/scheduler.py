@@ -32,9 +32,10 @@ from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
 from kale.local.record import RunRecord
 from kale.options import format_duration
-from kale.runtime import StepTask
+from kale.runtime import StepInvocation, grace_seconds
 
 _POLL = 0.1  # how often logs are tailed while steps run
+_BACKSTOP = 2.0  # seconds past a step's timeout and grace before Kale kills it from outside
 _TAIL_BYTES = 1 << 20
 
 
@@ -206,8 +207,10 @@ class Scheduler:
         run_id = str(uuid.uuid4())
         # In UTC, as on Kubeflow, so [[CurrentTime]] names the same moment the same way there.
         started_at = datetime.fromtimestamp(started, timezone.utc)
+        self.given = dict(values)
         self.values = {name: macros.expand(value, run_id, started_at)
                        for name, value in values.items()}
+        self.grace = grace_seconds()
         self.record = RunRecord(home, run_id)
         try:
             self.record.folder.mkdir(parents=True, exist_ok=True)
@@ -322,24 +325,28 @@ class Scheduler:
 
     # -- attempts ------------------------------------------------------------------------------
 
-    def task_for(self, step: Step, number: int) -> StepTask:
+    def task_for(self, step: Step, number: int) -> StepInvocation:
         inputs: dict[str, tuple[str, Any]] = {}
         for argument in step.arguments:
             source = argument.source
             if isinstance(source, ParameterRef):
-                inputs[argument.name] = ("value", self.values[source.name])
+                # Unexpanded: the runtime expands macros, as it does on Kubeflow.
+                inputs[argument.name] = ("parameter", self.given[source.name])
             elif isinstance(source, Constant):
-                inputs[argument.name] = ("value", source.value)
+                inputs[argument.name] = ("constant", source.value)
             elif isinstance(source, OutputRef):
                 stored = self.run_state.steps[source.step].outputs[source.variable]
                 inputs[argument.name] = ("stored", stored)
         function = step.function
-        return StepTask(
+        return StepInvocation(
             step=step.name, function_name=function.function_name, source=function.text,
             filename=function.filename, line=function.line, module=function.module,
             project_root=self.graph.project_root,
             output_dir=str(self.record.outputs_folder(step.name)),
             inputs=inputs, outputs=step.outputs, unpacks=step.unpacks, attempt=number,
+            context=tuple((s.filename, s.line, s.text) for s in function.context),
+            futures=function.futures, timeout=step.options.timeout, grace=self.grace,
+            run_id=self.run_state.id, created=self.run_state.started,
         )
 
     def launch(self, step: Step) -> None:
@@ -369,7 +376,10 @@ class Scheduler:
                 attempt.user_started = time.monotonic()
                 timeout = attempt.step.options.timeout
                 if timeout is not None:
-                    attempt.deadline = attempt.user_started + timeout
+                    # The runtime enforces the timeout and its grace period itself, as on
+                    # Kubeflow; this is the backstop for a process that cannot be interrupted
+                    # (stuck in C code with signals blocked).
+                    attempt.deadline = attempt.user_started + timeout + self.grace + _BACKSTOP
             elif event == "exited":
                 attempt.exit_code = value
             elif event == "refused":  # the zygote is not safe to fork: use a plain one
@@ -393,7 +403,8 @@ class Scheduler:
         for attempt in self.running.values():
             if attempt.deadline is not None and now >= attempt.deadline and not attempt.stopped:
                 attempt.stopped = (f"timed out after "
-                                   f"{format_duration(attempt.step.options.timeout)}")
+                                   f"{format_duration(attempt.step.options.timeout)} and did "
+                                   "not stop when told to")
                 self.zygote.kill(attempt.key)
         for name, attempt in list(self.running.items()):
             self.tail(attempt)
@@ -433,13 +444,13 @@ class Scheduler:
             record.status = "timed-out"
             record.error = {"kind": "timeout",
                             "message": f"{attempt.stopped} (its processes were killed)"}
-        elif outcome is not None and outcome[0] == "done":
-            self.succeeded(step, record, outcome[1])
+        elif outcome is not None and outcome["status"] == "done":
+            self.succeeded(step, record, outcome)
             self.release_children(step)
             return
         elif outcome is not None:
-            record.status = "failed"
-            record.error = outcome[1]
+            record.error = outcome["error"]
+            record.status = "timed-out" if record.error.get("kind") == "timeout" else "failed"
         else:
             record.status = "crashed"
             record.error = {"kind": "crash", "message": _describe_exit(attempt.exit_code)}
@@ -496,8 +507,8 @@ class Scheduler:
             record.ended = time.time()
             record.duration = record.ended - (record.started or record.ended)
             outcome = _read_result(record.log)
-            if outcome is not None and outcome[0] == "done":  # it finished just in time
-                self.succeeded(attempt.step, record, outcome[1])
+            if outcome is not None and outcome["status"] == "done":  # finished just in time
+                self.succeeded(attempt.step, record, outcome)
                 continue
             record.status = "killed"
             record.error = {"kind": "stopped", "message": f"was stopped: {reason}"}
@@ -563,7 +574,7 @@ class _Terminated(BaseException):
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _read_result(log_path: str) -> tuple[str, dict[str, Any]] | None:
+def _read_result(log_path: str) -> dict[str, Any] | None:
     """What the attempt's process reported, or None if it died before reporting."""
     try:
         with open(result_path(log_path), "rb") as handle:

@@ -430,10 +430,61 @@ class PickleBackend(Backend):
         return {"hash": _hash_bytes(data)}
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
-        import pickle
-
         with open(path, "rb") as handle:
-            return pickle.load(handle)
+            return _ClassAdoptingUnpickler(handle).load()
+
+
+#: The module namespaces of the step being run, by module name (``kale.runtime`` sets them):
+#: a class that travelled by value is the step's own class of that name when it has one.
+CLASS_HOMES: dict[str, dict[str, Any]] = {}
+_adopted: set[int] = set()
+
+
+def _unpickler_base() -> type:
+    import pickle
+
+    return pickle.Unpickler
+
+
+class _ClassAdoptingUnpickler(_unpickler_base()):  # type: ignore[misc]
+    """Unpickles as ``pickle.load`` does, except that a class of the script that cloudpickle
+    carried by value (classes of ``__main__`` always travel so) becomes the class of the same
+    name the step's own module defines, so ``isinstance(value, Box)`` holds in the step that
+    receives a ``Box``, as it would on Kubeflow with one module imported in every step. Without
+    such a class, the class travelled with the value is used."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if not CLASS_HOMES or not module.startswith("cloudpickle"):
+            return found
+        if name == "_make_skeleton_class":
+            return _adopting(found)
+        if name == "_class_setstate":
+            return _setting_unless_adopted(found)
+        return found
+
+
+def _adopting(make: Any) -> Any:
+    def make_or_adopt(metaclass: Any, name: str, bases: Any, type_kwargs: dict[str, Any],
+                      *rest: Any) -> Any:
+        home = CLASS_HOMES.get(type_kwargs.get("__module__", ""))
+        own = home.get(name) if home is not None else None
+        if isinstance(own, type) and own.__module__ == type_kwargs.get("__module__") and \
+                type(own) is metaclass:
+            _adopted.add(id(own))
+            return own
+        return make(metaclass, name, bases, type_kwargs, *rest)
+
+    return make_or_adopt
+
+
+def _setting_unless_adopted(setstate: Any) -> Any:
+    def set_state(cls: Any, state: Any) -> Any:
+        if id(cls) in _adopted:
+            return cls  # the step's own class keeps its own methods and attributes
+        return setstate(cls, state)
+
+    return set_state
 
 
 BUILTIN: list[Backend] = [JsonBackend(), NumpyBackend(), ArrowBackend(), JoblibBackend(),

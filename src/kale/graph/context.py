@@ -1,0 +1,546 @@
+"""A step's module context: the module-level statements a step needs, read from its module.
+
+A step runs in a process of its own: a Kubeflow container that imported nothing of the user's
+script, or locally a process forked from a server that never imported it either. Kale gives the
+step what a fresh import of its module would give it, limited to what the step uses: the imports,
+functions, classes, constants and other module-level statements it reaches, followed
+transitively (a helper that calls a helper that uses ``np`` brings ``import numpy as np``).
+
+Why a slice of the module rather than importing it: a script's top level often does what must not
+happen in a step: it runs the pipeline (a call without the ``if __name__ == "__main__":`` guard),
+parses the command line, or loads data the step never uses. The slice is computed once, when the
+pipeline is defined, and the same statements run locally and on Kubeflow, so side effects do not
+differ between the two. What a slice holds, in module order:
+
+- every module-level statement that binds a name the step needs (``import``, ``def``, ``class``,
+  assignments; ``if``/``try``/``with``/``for`` blocks whole), and every one that changes such a
+  name in place (``CONFIG["k"] = v``, ``REGISTRY.append(f)``);
+- "setup" statements, which configure the process through an imported module or function
+  (``sys.path.insert(...)``, ``np.random.seed(0)``, ``warnings.filterwarnings(...)``,
+  ``os.environ["X"] = "1"``, ``load_dotenv()``), in every step, since they may change what the
+  step's libraries do without the step naming them;
+- never the ``if __name__ == "__main__":`` block, a statement that runs a pipeline (directly or
+  through a function that does), or IPython magics.
+
+A name a step needs that the slice cannot provide is a definition error, found before anything
+runs: one that exists only under the ``__main__`` guard, one created at run time (the result of
+running the pipeline, a ``global`` assignment made by a function, a magic), one defined nowhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import difflib
+import importlib
+import os
+import re
+import symtable
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kale.errors import KaleError, SourceLocation, StepDefinitionError
+from kale.source import SourceFile, read_source
+
+
+@dataclass(frozen=True)
+class CodeSegment:
+    """Consecutive whole lines of module-level code a step runs before its own ``def``."""
+
+    filename: str
+    line: int  # the first line's number in its file
+    text: str
+
+
+#: Names the runtime itself defines in a step's module namespace.
+RUNTIME_NAMES = frozenset({"__file__", "__name__", "__package__", "__builtins__", "__spec__",
+                           "__loader__", "__doc__", "__annotations__"})
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+# Statements whose bindings happen for sure: the binding replaces every earlier one.
+_CERTAIN = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+            ast.Assign, ast.AnnAssign)
+# A top-level line that may start a setup or a pipeline call (`x.y(...)`, `x[...] = `): only
+# modules with one need reading when no step uses a module-level name.
+_MAYBE_SETUP = re.compile(r"^[A-Za-z_][\w.]*\s*[.(\[]", re.MULTILINE)
+
+
+@dataclass
+class _Statement:
+    """One top-level statement of a module, with the names it binds, reads and changes."""
+
+    node: ast.stmt
+    source: SourceFile
+    first: int
+    last: int
+    kind: str  # "code", "setup", "main" (the __main__ block), "pipeline", "ipython", "future"
+    binds: frozenset[str] = frozenset()
+    certain: bool = False
+    uses: frozenset[str] = frozenset()
+    mutates: frozenset[str] = frozenset()
+    star: str | None = None  # the module of `from M import *`
+    #: where each used name first appears, for error locations
+    where: dict[str, ast.AST] = field(default_factory=dict)
+
+    @property
+    def location(self) -> SourceLocation:
+        return SourceLocation.of_node(self.node, self.source.filename)
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
+
+
+def _root_name(node: ast.AST) -> str | None:
+    """``a`` of ``a.b[c].d``; None when the chain starts with something else (a call...)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+class _Reader:
+    """Names a top-level statement binds and reads at module level, with symtable's help for
+    the scopes inside it (function bodies read globals when called, not when defined)."""
+
+    def __init__(self, source: SourceFile, future_annotations: bool) -> None:
+        self.source = source
+        self.future_annotations = future_annotations
+        table = symtable.symtable(source.text, source.filename, "exec")
+        self.children = table.get_children()
+
+    def scope_globals(self, first: int, last: int) -> set[str]:
+        names: set[str] = set()
+        stack = [t for t in self.children if first <= t.get_lineno() <= last]
+        while stack:
+            table = stack.pop()
+            for symbol in table.get_symbols():
+                if symbol.is_global() or symbol.is_declared_global():
+                    names.add(symbol.get_name())
+            stack.extend(table.get_children())
+        return names
+
+    def read(self, node: ast.stmt) -> tuple[set[str], set[str], set[str], dict[str, ast.AST]]:
+        """(binds, uses, mutates, first use of each name) of one top-level statement."""
+        binds: set[str] = set()
+        uses: set[str] = set()
+        mutates: set[str] = set()
+        where: dict[str, ast.AST] = {}
+
+        def use(name: str, at: ast.AST) -> None:
+            uses.add(name)
+            where.setdefault(name, at)
+
+        def visit(current: ast.AST) -> None:
+            if isinstance(current, (ast.Import, ast.ImportFrom)):
+                for alias in current.names:
+                    if alias.name != "*":
+                        binds.add(alias.asname or alias.name.split(".")[0])
+                return
+            if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                binds.add(current.name)
+                parts: list[ast.AST] = list(current.decorator_list)
+                if isinstance(current, ast.ClassDef):
+                    parts += [*current.bases, *current.keywords]
+                else:
+                    arguments = current.args
+                    parts += [*arguments.defaults, *(d for d in arguments.kw_defaults if d)]
+                    if not self.future_annotations:
+                        parts += [a.annotation for a in (*arguments.posonlyargs,
+                                                         *arguments.args,
+                                                         *arguments.kwonlyargs,
+                                                         arguments.vararg, arguments.kwarg)
+                                  if a is not None and a.annotation is not None]
+                        if current.returns is not None:
+                            parts.append(current.returns)
+                for part in parts:
+                    visit(part)
+                return
+            if isinstance(current, ast.Lambda):
+                for default in (*current.args.defaults,
+                                *(d for d in current.args.kw_defaults if d)):
+                    visit(default)
+                return
+            if isinstance(current, _COMPREHENSIONS):
+                visit(current.generators[0].iter)  # the rest is the comprehension's own scope
+                return
+            if isinstance(current, ast.Name):
+                if isinstance(current.ctx, ast.Store):
+                    binds.add(current.id)
+                else:
+                    use(current.id, current)
+                return
+            if isinstance(current, ast.AnnAssign) and self.future_annotations:
+                for child in (current.target, current.value):
+                    if child is not None:
+                        visit(child)
+                if current.value is None and isinstance(current.target, ast.Name):
+                    binds.discard(current.target.id)  # `x: int` alone binds nothing
+                return
+            if isinstance(current, ast.AnnAssign) and current.value is None:
+                visit(current.annotation)
+                return
+            if isinstance(current, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete,
+                                    ast.For, ast.AsyncFor)):
+                targets = (current.targets if isinstance(current, (ast.Assign, ast.Delete))
+                           else [current.target])
+                for target in targets:
+                    for part in ast.walk(target):
+                        if isinstance(part, (ast.Attribute, ast.Subscript)):
+                            root = _root_name(part)
+                            if root is not None:
+                                mutates.add(root)
+                if isinstance(current, ast.AugAssign) and isinstance(current.target, ast.Name):
+                    use(current.target.id, current.target)
+                if isinstance(current, ast.Delete):
+                    for target in current.targets:
+                        if isinstance(target, ast.Name):
+                            use(target.id, target)
+            if isinstance(current, ast.Expr) and isinstance(current.value, ast.Call):
+                root = _root_name(current.value.func)
+                if root is not None and isinstance(current.value.func, ast.Attribute):
+                    mutates.add(root)  # `REGISTRY.append(...)`, `np.random.seed(0)`
+            if isinstance(current, ast.MatchAs) and current.name:
+                binds.add(current.name)
+            if isinstance(current, ast.MatchStar) and current.name:
+                binds.add(current.name)
+            if isinstance(current, ast.MatchMapping) and current.rest:
+                binds.add(current.rest)
+            for child in ast.iter_child_nodes(current):
+                visit(child)
+
+        visit(node)
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        for name in self.scope_globals(first, node.end_lineno or node.lineno):
+            if name not in uses:
+                use(name, node)
+        return binds, uses, mutates, where
+
+
+def _first_line(node: ast.stmt) -> int:
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+
+
+def _called_roots(node: ast.AST) -> set[str]:
+    """The root names of every call in ``node`` (nested function bodies included)."""
+    return {root for n in ast.walk(node) if isinstance(n, ast.Call)
+            and (root := _root_name(n.func)) is not None}
+
+
+def _calls_magics(node: ast.stmt) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == "get_ipython" for n in ast.walk(node))
+
+
+class ModuleIndex:
+    """The top-level statements of one module (a file, or a kernel's cells in execution order),
+    with what each binds and reads, and how a step's needs are met from them."""
+
+    def __init__(self, sources: list[SourceFile], namespace: Mapping[str, Any]) -> None:
+        from kale.sdk import PipelineFunction
+
+        self.sources = sources
+        self.namespace = namespace
+        self.futures: list[str] = []
+        self.statements: list[_Statement] = []
+        for source in sources:
+            future_annotations = any(
+                isinstance(s, ast.ImportFrom) and s.module == "__future__"
+                and any(a.name == "annotations" for a in s.names) for s in source.tree.body)
+            reader = _Reader(source, future_annotations)
+            for node in source.tree.body:
+                self.statements.append(self._statement(node, source, reader))
+        self.binders: dict[str, list[int]] = {}
+        for index, statement in enumerate(self.statements):
+            for name in statement.binds:
+                self.binders.setdefault(name, []).append(index)
+        # Functions that run a pipeline when called, so statements calling them do too.
+        pipelines = {name for name, value in namespace.items()
+                     if isinstance(value, PipelineFunction)}
+        calls = [_called_roots(statement.node) for statement in self.statements]
+        changed = True
+        while changed:
+            changed = False
+            for statement, called in zip(self.statements, calls, strict=True):
+                node = statement.node
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                        node.name not in pipelines and called & pipelines:
+                    pipelines.add(node.name)
+                    changed = True
+        self.pipelines = pipelines
+        imported = {name for s in self.statements
+                    if isinstance(s.node, (ast.Import, ast.ImportFrom)) for name in s.binds}
+        for statement, called in zip(self.statements, calls, strict=True):
+            if statement.kind != "code" or isinstance(
+                    statement.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if called & pipelines:
+                statement.kind = "pipeline"
+            elif self._is_setup(statement.node, imported):
+                statement.kind = "setup"
+
+    @staticmethod
+    def _statement(node: ast.stmt, source: SourceFile, reader: _Reader) -> _Statement:
+        first, last = _first_line(node), node.end_lineno or node.lineno
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            return _Statement(node, source, first, last, "future")
+        kind = "main" if _is_main_guard(node) else "ipython" if _calls_magics(node) else "code"
+        binds, uses, mutates, where = reader.read(node)
+        star = None
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            star = "." * node.level + (node.module or "")
+        return _Statement(node, source, first, last, kind, frozenset(binds),
+                          isinstance(node, _CERTAIN) and not (
+                              isinstance(node, ast.AnnAssign) and node.value is None),
+                          frozenset(uses), frozenset(mutates), star, where)
+
+    @staticmethod
+    def _is_setup(node: ast.stmt, imported: set[str]) -> bool:
+        """A statement that configures the process through an imported module or function."""
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            return _root_name(node.value.func) in imported
+        if isinstance(node, ast.Assign):
+            return all(isinstance(t, (ast.Attribute, ast.Subscript)) and _root_name(t) in imported
+                       for t in node.targets)
+        return False
+
+    # -- a step's needs ------------------------------------------------------------------------
+
+    def star_binder(self, name: str, package: str | None) -> int | None:
+        """The last ``from M import *`` that provides ``name``, resolved by importing M."""
+        for index in range(len(self.statements) - 1, -1, -1):
+            statement = self.statements[index]
+            if statement.star is None or statement.kind != "code":
+                continue
+            try:
+                module = importlib.import_module(statement.star.lstrip("."), None) \
+                    if not statement.star.startswith(".") else \
+                    importlib.import_module(statement.star, package)
+            except Exception:
+                continue
+            public = getattr(module, "__all__", None)
+            names = public if public is not None else [n for n in vars(module)
+                                                       if not n.startswith("_")]
+            if name in names:
+                return index
+        return None
+
+    def slice(self, needed: Mapping[str, SourceLocation], package: str | None,
+              step: str) -> tuple[list[int], list[KaleError]]:
+        """The statements (indexes, in module order) that provide ``needed`` (name -> where the
+        step uses it), the setup statements, and what they need in turn; and the problems."""
+        wanted: dict[str, SourceLocation] = dict(needed)
+        chosen: set[int] = set()
+        problems: list[KaleError] = []
+        reported: set[str] = set()
+        pending = list(wanted)
+        for index, statement in enumerate(self.statements):
+            if statement.kind == "setup":
+                chosen.add(index)
+                for name in statement.uses:
+                    if name not in wanted:
+                        wanted[name] = SourceLocation.of_node(statement.where.get(
+                            name, statement.node), statement.source.filename)
+                        pending.append(name)
+        while pending:
+            name = pending.pop()
+            if name in RUNTIME_NAMES:
+                continue
+            binders = [i for i in self.binders.get(name, ())
+                       if self.statements[i].kind in ("code", "setup")]
+            if not binders:
+                star = self.star_binder(name, package)
+                if star is not None:
+                    binders = [star]
+            if not binders:
+                if name not in reported:
+                    reported.add(name)
+                    problem = self.missing(name, wanted[name], step)
+                    if problem is not None:
+                        problems.append(problem)
+                continue
+            # From the last certain binding on: earlier ones are replaced (unless it reads the
+            # name itself, `x = x + 1`, which the loop below follows).
+            start = 0
+            for index in reversed(binders):
+                statement = self.statements[index]
+                if statement.certain and name not in statement.uses:
+                    start = index
+                    break
+            chosen_here = [i for i in binders if i >= start]
+            chosen_here += [i for i, s in enumerate(self.statements)
+                            if i > start and s.kind == "code" and name in s.mutates]
+            for index in chosen_here:
+                if index in chosen:
+                    continue
+                chosen.add(index)
+                statement = self.statements[index]
+                for used in statement.uses | statement.mutates:
+                    if used not in wanted:
+                        wanted[used] = SourceLocation.of_node(
+                            statement.where.get(used, statement.node), statement.source.filename)
+                        pending.append(used)
+        return sorted(chosen), problems
+
+    def missing(self, name: str, location: SourceLocation, step: str) -> KaleError | None:
+        """Why ``name`` cannot exist in the step's process (None: a builtin, all is well)."""
+        label = f"step `{step}`"
+        excluded = [s for s in self.statements if name in s.binds and s.kind in
+                    ("main", "pipeline", "ipython")]
+        if not excluded and hasattr(builtins, name):
+            return None
+        for statement in excluded:
+            where = f"line {statement.node.lineno} of {statement.location.display_file}"
+            if statement.kind == "main":
+                return StepDefinitionError(
+                    f"{label} uses `{name}`, which is defined only under "
+                    f"`if __name__ == \"__main__\":` ({where}); that block never runs in a step",
+                    location=location,
+                    fix=f"define `{name}` above the `if __name__ == \"__main__\":` block, or "
+                    "make it a pipeline parameter and pass it in the pipeline call")
+            if statement.kind == "pipeline":
+                return StepDefinitionError(
+                    f"{label} uses `{name}`, which is created when the pipeline runs "
+                    f"({where}); a step's process never runs the pipeline",
+                    location=location,
+                    fix=f"compute `{name}` in a step and pass it as an argument, or make it a "
+                    "pipeline parameter")
+            return StepDefinitionError(
+                f"{label} uses `{name}`, which an IPython magic creates ({where}); a step runs "
+                "without IPython", location=location,
+                fix=f"create `{name}` with plain Python code")
+        writers = self.global_writers(name)
+        if writers:
+            function, line = writers[0]
+            return StepDefinitionError(
+                f"{label} uses `{name}`, which is created at run time by `{function}` "
+                f"(`global {name}` at line {line}); a step's process does not run that code",
+                location=location,
+                fix=f"assign `{name}` at module level, or compute it in a step and pass it as an "
+                "argument")
+        if name in self.namespace:
+            return StepDefinitionError(
+                f"{label} uses `{name}`, which no statement of its module defines (it was set "
+                "at run time, by code Kale cannot follow), so a step's process would not have it",
+                location=location,
+                fix=f"define `{name}` at module level, or pass it to the step as an argument")
+        known = set(self.binders) | set(dir(builtins))
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        return StepDefinitionError(
+            f"{label} uses `{name}`, which is not defined", location=location,
+            fix=f"{hint}import or define `{name}` at module level or inside the step")
+
+    def global_writers(self, name: str) -> list[tuple[str, int]]:
+        """Functions of the module that assign ``name`` with ``global name``."""
+        found = []
+        for statement in self.statements:
+            for node in ast.walk(statement.node):
+                if isinstance(node, ast.Global) and name in node.names:
+                    owner = next((f for f in ast.walk(statement.node)
+                                  if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                                  and node in ast.walk(f)), None)
+                    found.append((owner.name if owner else "?", node.lineno))
+        return found
+
+    def segments(self, chosen: Iterable[int], skip: tuple[str, int] | None = None
+                 ) -> tuple[CodeSegment, ...]:
+        """The chosen statements as code, adjacent ones merged; ``skip`` leaves out the
+        statement that starts at (file, line): the step's own ``def``, which runs separately."""
+        result: list[CodeSegment] = []
+        for index in chosen:
+            statement = self.statements[index]
+            source = statement.source
+            if skip is not None and source.filename == skip[0] and \
+                    statement.first <= skip[1] <= statement.last:
+                continue
+            text = "".join(source.lines[statement.first - 1 : statement.last])
+            if result and result[-1].filename == source.filename and \
+                    result[-1].line + result[-1].text.count("\n") == statement.first:
+                previous = result.pop()
+                result.append(CodeSegment(source.filename, previous.line, previous.text + text))
+            elif result and result[-1].filename == source.filename and \
+                    result[-1].line + result[-1].text.count("\n") > statement.first:
+                continue  # on the line of the statement before (`import a; import b`)
+            else:
+                result.append(CodeSegment(source.filename, statement.first, text))
+        return tuple(result)
+
+
+_indexes: dict[tuple[str, ...], tuple[list[int], ModuleIndex]] = {}
+
+
+def module_sources(func: Any) -> list[SourceFile]:
+    """The source of a function's module: its file, or the kernel's cells in execution order
+    for a function defined in a notebook."""
+    filename = func.__code__.co_filename
+    if func.__module__ == "__main__" and not os.path.isfile(filename):
+        cells = _kernel_cells(func.__globals__)
+        if cells:
+            return cells
+    source = read_source(filename, func.__globals__)
+    return [source] if source is not None else []
+
+
+def _kernel_cells(namespace: Mapping[str, Any]) -> list[SourceFile] | None:
+    if "IPython" not in sys.modules:
+        return None
+    try:
+        from kale.notebook.kernel import kernel_cells
+    except ImportError:
+        return None
+    cells = kernel_cells(namespace)
+    if not cells:
+        return None
+    sources = []
+    for cell in cells:
+        source = read_source(cell.filename)
+        if source is not None:
+            sources.append(source)
+    return sources
+
+
+def module_index(func: Any) -> ModuleIndex | None:
+    """The index of a function's module, cached while its source is unchanged."""
+    sources = module_sources(func)
+    if not sources:
+        return None
+    key = tuple(source.filename for source in sources)
+    cached = _indexes.get(key)
+    identity = [id(source.lines) for source in sources]
+    if cached is not None and cached[0] == identity and \
+            cached[1].namespace is func.__globals__:
+        return cached[1]
+    index = ModuleIndex(sources, func.__globals__)
+    _indexes[key] = (identity, index)
+    return index
+
+
+def may_have_setup(func: Any) -> bool:
+    """Whether the function's module may hold setup statements or pipeline calls at its top
+    level: a cheap look at its lines, so a module of self-contained steps is never parsed."""
+    from kale.source import source_lines
+
+    filename = func.__code__.co_filename
+    if func.__module__ == "__main__" and not os.path.isfile(filename):
+        return "IPython" in sys.modules
+    return _MAYBE_SETUP.search("".join(source_lines(filename, func.__globals__))) is not None
+
+
+def iter_futures(index: ModuleIndex) -> Iterator[str]:
+    """The ``from __future__`` features of the module (each segment is compiled with them)."""
+    seen = set()
+    for statement in index.statements:
+        if statement.kind == "future":
+            for alias in statement.node.names:  # type: ignore[attr-defined]
+                if alias.name not in seen:
+                    seen.add(alias.name)
+                    yield alias.name
