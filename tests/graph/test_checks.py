@@ -1,4 +1,5 @@
-"""Step checks: a step may use only its arguments, builtins and what it imports in its body."""
+"""Step checks and module context: a step gets the module-level code it uses; what its process
+cannot have is reported before anything runs."""
 
 from __future__ import annotations
 
@@ -67,65 +68,145 @@ def test_a_self_contained_step_passes(project):
     ''') == []
 
 
+def context_of(project, step_source, pipeline_body="use()", step="use", **kwargs):
+    """The module-level code a step runs before its `def`, as one text."""
+    text = (ISOLATION_PRELUDE + textwrap.dedent(step_source)
+            + "\n\n@pipeline\ndef p():\n    " + pipeline_body + "\n")
+    graph = project.pipeline(text, prelude=False, **kwargs).graph
+    return "".join(segment.text for segment in graph.step(step).function.context)
+
+
+@pytest.mark.parametrize(
+    ("body", "statements"),
+    [
+        ("return json.dumps(1)", ["import json\n"]),
+        ("return os.path.join('a')", ["import os.path\n"]),
+        ("return nums.Number", ["import numbers as nums\n"]),
+        ("return OD()", ["from collections import OrderedDict as OD\n"]),
+        ("return helper(1)", ["def helper(x):\n    return x\n"]),
+        ("return Box()", ["class Box:\n    pass\n"]),
+        ("return LIMIT", ["LIMIT = 3\n"]),
+        ("return other_step()", ["from kale.sdk import pipeline, step\n", "def other_step():"]),
+        ("return [LIMIT for _ in range(2)]", ["LIMIT = 3\n"]),
+        ("return (lambda: json)()", ["import json\n"]),
+    ],
+)
+def test_module_level_names_a_step_uses_travel_with_it(project, body, statements):
+    context = context_of(project, "@step\ndef use():\n    " + body + "\n")
+    for statement in statements:
+        assert statement in context
+    # Only what the step needs: nothing else of the module.
+    others = {"import json\n", "LIMIT = 3\n", "class Box:\n", "def helper(x):\n",
+              "from collections import OrderedDict as OD\n"} - {s[:20] for s in statements}
+    for other in others:
+        if not any(other.startswith(s[:10]) for s in statements):
+            assert other not in context, (other, context)
+
+
+def test_what_a_step_needs_is_followed_through_helpers_and_changes(project):
+    context = context_of(project, '''
+        import math
+        import random
+        import numbers as unused
+
+        CONFIG = {"offset": 1}
+        CONFIG["scale"] = 2
+        random.seed(7)            # setup: every step gets it
+        EXPENSIVE = [i for i in range(10)]
+
+        def inner(x):
+            return math.sqrt(x) * CONFIG["scale"]
+
+        def outer(x):
+            return inner(x) + CONFIG["offset"]
+
+        @step
+        def use(n=LIMIT):
+            return outer(n)
+
+        if __name__ == "__main__":
+            SECRET = 1
+    ''')
+    for expected in ("import math\n", "import random\n", "CONFIG = {", "CONFIG[\"scale\"] = 2",
+                     "random.seed(7)", "def inner(x):", "def outer(x):", "LIMIT = 3\n"):
+        assert expected in context, (expected, context)
+    for unexpected in ("unused", "EXPENSIVE", "SECRET", "__main__", "def use"):
+        assert unexpected not in context, (unexpected, context)
+    assert context.index("import math") < context.index("def inner") < context.index("def outer")
+
+
+def test_a_self_contained_step_in_a_plain_module_needs_no_context(project):
+    graph = project.graph('''
+        @pipeline
+        def p():
+            load()
+    ''')
+    assert graph.step("load").function.context == ()
+
+
 @pytest.mark.parametrize(
     ("body", "message", "fix"),
     [
-        ("return json.dumps(1)", "uses `json`, imported at module level (line 1 of",
-         "move `import json` into `use`"),
-        ("return os.path.join('a')", "uses `os`, imported at module level",
-         "move `import os.path` into `use`"),
-        ("return nums.Number", "uses `nums`", "move `import numbers as nums` into `use`"),
-        ("return OD()", "uses `OD`", "move `from collections import OrderedDict as OD` into"),
-        ("return helper(1)", "uses the function `helper` defined at module level (line 10",
-         "import it inside `use`: `from helpers import helper`"),
-        ("return Box()", "uses the class `Box` defined at module level",
-         "from helpers import Box"),
-        ("return LIMIT", "uses `LIMIT`, a module-level variable (line 7",
-         "pass it to `use` as an argument"),
-        ("return other_step()", "calls step `other_step`", "call `other_step` from the pipeline"),
         ("return missing_name", "uses `missing_name`, which is not defined",
-         "import or define `missing_name` inside `use`"),
-        ("return [LIMIT for _ in range(2)]", "uses `LIMIT`", "pass it to `use`"),
-        ("return (lambda: json)()", "uses `json`", "move `import json`"),
-        ("global LIMIT\n    LIMIT = 4", "uses `LIMIT`", "pass it to `use`"),
+         "import or define `missing_name` at module level or inside the step"),
+        ("return LIMT", "uses `LIMT`, which is not defined", "did you mean `LIMIT`?"),
+        ("global LIMIT\n    LIMIT = 4", "assigns the module-level `LIMIT` (`global LIMIT`)",
+         "return the value instead and pass it to the steps that need it"),
+        ("return ONLY_IN_MAIN", "which is defined only under `if __name__ == \"__main__\":`",
+         "define `ONLY_IN_MAIN` above the `if __name__ == \"__main__\":` block"),
+        ("return RESULT", "uses `RESULT`, which is created when the pipeline runs",
+         "compute `RESULT` in a step and pass it as an argument"),
+        ("return MADE_LATER", "created at run time by `make_later` (`global MADE_LATER`",
+         "assign `MADE_LATER` at module level"),
+        ("return p()", "uses `p`, which is a pipeline; a step cannot start a pipeline",
+         "call the steps of that pipeline from this pipeline's body instead"),
+        ("return launch()", "uses `launch`, which runs a pipeline",
+         "call the steps of that pipeline"),
     ],
 )
-def test_module_level_names_are_reported_with_definition_and_fix(project, body, message, fix):
-    found = problems(project, "@step\ndef use():\n    " + body + "\n")
+def test_names_a_step_process_cannot_have_are_reported(project, body, message, fix):
+    text = (ISOLATION_PRELUDE
+            + "def make_later():\n    global MADE_LATER\n    MADE_LATER = 1\n\n"
+            + "def launch():\n    return p()\n\n"
+            + "@step\ndef use():\n    " + body + "\n\n"
+            + "@pipeline\ndef p():\n    use()\n\n"
+            + "RESULT = p.__repr__()\n\n"
+            + "if __name__ == '__main__':\n    ONLY_IN_MAIN = 1\n")
+    module = project.load(text, prelude=False)
+    module.MADE_LATER = 1  # as if make_later() had run
+    with pytest.raises((StepDefinitionError, DefinitionErrorGroup)) as caught:
+        module.p.graph
+    found = getattr(caught.value, "errors", [caught.value])
     assert len(found) == 1, [str(e) for e in found]
     error = found[0]
     assert message in error.message, str(error)
     assert fix in error.fix, str(error)
     lines = Path(error.location.file).read_text().splitlines()
-    first = body.splitlines()[0].strip()
-    assert lines[error.location.line - 1].strip() == first
+    assert lines[error.location.line - 1].strip() == body.splitlines()[0].strip()
 
 
 def test_every_problem_of_every_step_is_reported_at_once(project):
     found = problems(project, '''
         @step
         def first():
-            return json.dumps(LIMIT)
+            return json.dumps(LIMT)
 
         @step
         def second(x):
-            return helper(x)
+            return helpr(x)
     ''', pipeline_body="x = first()\n    second(x)")
-    assert [e.message.split(",")[0] for e in found] == [
-        "step `first` uses `json`",
-        "step `first` uses `LIMIT`",
-        "step `second` uses the function `helper` defined at module level (line 10 of "
-        + found[2].message.split("line 10 of ")[1].split(")")[0] + ")",
+    assert [e.message for e in found] == [
+        "step `first` uses `LIMT`, which is not defined",
+        "step `second` uses `helpr`, which is not defined",
     ]
-    lines = [e.location.line for e in found]
-    assert lines == sorted(lines)
+    assert "did you mean `helper`?" in found[1].fix
 
 
 def test_group_message_explains_the_rule(project):
     text = ISOLATION_PRELUDE + textwrap.dedent('''
         @step
         def use():
-            return json.dumps(LIMIT)
+            return json.dumps(LIMT) + nowhere
 
         @pipeline
         def p():
@@ -134,7 +215,22 @@ def test_group_message_explains_the_rule(project):
     with pytest.raises(DefinitionErrorGroup) as caught:
         project.pipeline(text, prelude=False).graph
     assert "2 problems in the steps of pipeline `p`" in str(caught.value)
-    assert "imports inside its body" in str(caught.value)
+    assert "the imports, functions and constants of its module" in str(caught.value)
+
+
+def test_a_name_a_helper_needs_is_reported_where_the_helper_uses_it(project):
+    found = problems(project, '''
+        def broken_helper():
+            return undefined_thing
+
+        @step
+        def use():
+            return broken_helper()
+    ''')
+    assert len(found) == 1
+    assert "uses `undefined_thing`, which is not defined" in found[0].message
+    lines = Path(found[0].location.file).read_text().splitlines()
+    assert lines[found[0].location.line - 1].strip() == "return undefined_thing"
 
 
 def test_closure_variables_are_reported(project):
@@ -156,20 +252,21 @@ def test_closure_variables_are_reported(project):
     assert "pass `factor` to the step as an argument" in caught.value.fix
 
 
-def test_defaults_that_use_module_names(project):
-    found = problems(project, '''
+def test_defaults_may_use_module_names(project):
+    context = context_of(project, '''
         @step
-        def use(n=LIMIT, m=len):
+        def use(n=LIMIT, m=len, key=lambda row: row[0]):
             return n
     ''')
-    assert len(found) == 1
-    assert "a default value of step `use` uses `LIMIT`" in found[0].message
+    assert "LIMIT = 3\n" in context
 
 
-def test_helpers_in_a_project_module_are_suggested_by_module_name(project):
+def test_a_step_in_a_project_module_gets_that_module_s_context(project):
     project.write("steps_mod.py", '''
         import json
         from kale.sdk import step
+
+        UNUSED = open(__file__).read()
 
         def tool(x):
             return x
@@ -178,15 +275,17 @@ def test_helpers_in_a_project_module_are_suggested_by_module_name(project):
         def use():
             return tool(json.dumps(1))
     ''')
-    found = problems(project, "from steps_mod import use\n")
-    by_name = {e.message.split("`")[3]: e for e in found}
-    assert by_name["tool"].fix == "import it inside `use`: `from steps_mod import tool`"
-    assert by_name["json"].fix == "move `import json` into `use`"
-    assert Path(by_name["json"].location.file).name == "steps_mod.py"
+    graph = project.graph(ISOLATION_PRELUDE + "from steps_mod import use\n\n"
+                          "@pipeline\ndef p():\n    use()\n", prelude=False)
+    context = graph.step("use").function.context
+    assert {Path(segment.filename).name for segment in context} == {"steps_mod.py"}
+    text = "".join(segment.text for segment in context)
+    assert "import json\n" in text and "def tool(x):" in text and "UNUSED" not in text
+    assert "json" in graph.step_imports["use"]
 
 
 @pytest.mark.parametrize(
-    ("source", "message"),
+    ("source", "expected"),
     [
         ("@step\nasync def use():\n    return 1\n", "is `async def`"),
         ("@step\ndef use():\n    yield 1\n", "is a generator"),
@@ -194,9 +293,9 @@ def test_helpers_in_a_project_module_are_suggested_by_module_name(project):
         ("@step\ndef use(**kw):\n    return kw\n", "collects arguments with `**kw`"),
     ],
 )
-def test_step_shapes_that_cannot_run_on_kubeflow(project, source, message):
+def test_step_shapes_that_cannot_run_on_kubeflow(project, source, expected):
     found = problems(project, source)
-    assert any(message in e.message for e in found), [str(e) for e in found]
+    assert any(expected in e.message for e in found), [str(e) for e in found]
 
 
 def test_steps_outside_the_project_directory_are_rejected(project, tmp_path_factory):
@@ -279,19 +378,19 @@ def test_code_globals_with_more_than_256_names():
     ("source", "expected"),
     [
         # a default naming a module variable with the parameter's own name
-        ("lr = 0.01\n@step\ndef use(lr=lr):\n    return lr\n", ["uses `lr`"]),
+        ("lr = 0.01\n@step\ndef use(lr=lr):\n    return lr\n", []),
         # a multi-line dict default whose value comes after a `:` inside the braces
         ('LOW = 0.1\n@step\ndef use(levels={\n        "low":\n            LOW}):\n'
-         '    return levels\n', ["uses `LOW`"]),
+         '    return levels\n', []),
         # a lambda or comprehension default binds its own names
         ("@step\ndef use(key=lambda row: row[0], cols=[c for c in 'ab']):\n    return key\n",
          []),
         # nested annotations are never evaluated (steps compile with future annotations)
-        ("@step\ndef use(x=1):\n    def helper(v: nums.Number) -> nums.Number:\n"
+        ("@step\ndef use(x=1):\n    def helper(v: nums.Number) -> Nowhere:\n"
          "        return v\n    return helper(x)\n", []),
         ("@step\ndef use(a, /, b=2):\n    return a\n", ["positional-only parameters"]),
         ("@step\ndef use(x=1):\n    global RESULT\n    RESULT = x\n",
-         ["declares `global RESULT` to create module state"]),
+         ["assigns the module-level `RESULT` (`global RESULT`)"]),
     ],
 )
 def test_step_check_corner_cases(project, source, expected):
@@ -302,8 +401,8 @@ def test_step_check_corner_cases(project, source, expected):
         assert fragment in message
 
 
-def test_fallback_imports_are_reported_as_imports(project):
-    found = problems(project, textwrap.dedent('''
+def test_fallback_imports_travel_whole(project):
+    context = context_of(project, textwrap.dedent('''
         try:
             import tomllib
         except ImportError:
@@ -313,14 +412,13 @@ def test_fallback_imports_are_reported_as_imports(project):
         def use():
             return tomllib.loads("")
     '''))
-    assert len(found) == 1
-    assert "imported at module level" in found[0].message
-    assert found[0].fix == "move `import tomllib` into `use`"
+    assert "try:\n    import tomllib\nexcept ImportError:\n    tomllib = None\n" in context
 
 
-def test_star_imports_and_objects_are_named_for_what_they_are(project):
-    found = problems(project, textwrap.dedent('''
+def test_star_imports_and_objects_travel(project):
+    context = context_of(project, textwrap.dedent('''
         from os.path import *
+        from json import *
 
         class Scaler:
             def __call__(self, x):
@@ -332,7 +430,51 @@ def test_star_imports_and_objects_are_named_for_what_they_are(project):
         def use(x=1):
             return join("a"), scaler(x)
     '''))
-    by_name = {e.message.split("`")[3]: e for e in found}
-    assert "comes from `from os.path import *`" in by_name["join"].message
-    assert by_name["join"].fix == "import it inside `use`: `from os.path import join`"
-    assert "a module-level Scaler object" in by_name["scaler"].message
+    assert "from os.path import *\n" in context and "from json import *" not in context
+    assert "class Scaler:" in context and "scaler = Scaler()" in context
+
+
+def test_the_pipeline_call_and_main_block_never_travel(project):
+    module = project.load(ISOLATION_PRELUDE + textwrap.dedent('''
+        import sys
+        sys.path.insert(0, "lib")
+
+        def main():
+            return p()
+
+        @step
+        def use():
+            return LIMIT
+
+        @pipeline
+        def p():
+            use()
+
+        p.__repr__()
+        main()
+        run = p.__repr__()
+
+        if __name__ == "__main__":
+            p()
+    '''), prelude=False)
+    context = "".join(s.text for s in module.p.graph.step("use").function.context)
+    assert "sys.path.insert(0, \"lib\")" in context and "import sys\n" in context
+    assert "p.__repr__" not in context and "main" not in context and "run =" not in context
+
+
+def test_module_future_features_apply_to_the_context(project):
+    module = project.load("from __future__ import annotations\n" + ISOLATION_PRELUDE + '''
+def typed(x: Nowhere) -> Nowhere:
+    return x
+
+@step
+def use():
+    return typed(1)
+
+@pipeline
+def p():
+    use()
+''', prelude=False)
+    function = module.p.graph.step("use").function
+    assert function.futures == ("annotations",)
+    assert "__future__" not in "".join(s.text for s in function.context)

@@ -271,9 +271,11 @@ def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph,
     if not needed and not code.co_freevars and not may_have_setup(func):
         return StepContext()  # a self-contained step: its module is not even read
     uses, locations = _use_locations(span, needed | set(code.co_freevars))
-    errors.extend(_scope_problems(func, span, uses))
-    closures = set(code.co_freevars)
-    needed -= closures
+    if uses:  # names only in annotations are never evaluated: the def has future annotations
+        needed = {name for name in needed if name in uses}
+    scope_problems = list(_scope_problems(func, span, uses))
+    errors.extend(error for error, _ in scope_problems)
+    needed -= set(code.co_freevars) | {name for _, name in scope_problems}
     index = module_index(func)
     if index is None:
         return StepContext()
@@ -313,8 +315,9 @@ def _use_locations(span: FunctionSpan, names: set[str]
 
 
 def _scope_problems(func: Any, span: FunctionSpan, uses: dict[str, list[ast.AST]]
-                    ) -> Iterator[KaleError]:
-    """Names a step takes from an enclosing function, and module globals it assigns."""
+                    ) -> Iterator[tuple[KaleError, str]]:
+    """Names a step takes from an enclosing function, and module globals it assigns: each
+    problem with its name."""
     label = f"step `{func.__name__}`"
     fallback = SourceLocation(span.filename, span.def_line, span.indent)
 
@@ -327,7 +330,7 @@ def _scope_problems(func: Any, span: FunctionSpan, uses: dict[str, list[ast.AST]
             f"{label} uses `{name}` from the function that encloses it",
             location=at(name),
             fix=f"pass `{name}` to the step as an argument, or define it inside "
-            f"`{func.__name__}`")
+            f"`{func.__name__}`"), name
     parsed = span.parse()
     source = read_source(span.filename, func.__globals__)
     if parsed is None or source is None:
@@ -345,7 +348,7 @@ def _scope_problems(func: Any, span: FunctionSpan, uses: dict[str, list[ast.AST]
                     "runs in a process of its own, so no other step would see the new value",
                     location=SourceLocation.of_node(found[0], span.filename) if found
                     else at(name),
-                    fix="return the value instead and pass it to the steps that need it")
+                    fix="return the value instead and pass it to the steps that need it"), name
 
 
 def _placement_problem(filename: str, graph: Graph) -> str | None:

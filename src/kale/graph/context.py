@@ -220,9 +220,13 @@ class _Reader:
 
         visit(node)
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        for name in self.scope_globals(first, node.end_lineno or node.lineno):
-            if name not in uses:
-                use(name, node)
+        inner = self.scope_globals(first, node.end_lineno or node.lineno) - uses
+        if inner:
+            # Where a function body first names it, for error locations.
+            for part in sorted((n for n in ast.walk(node) if isinstance(n, ast.Name)
+                                and n.id in inner), key=lambda n: (n.lineno, n.col_offset)):
+                where.setdefault(part.id, part)
+            uses.update(inner)
         return binds, uses, mutates, where
 
 
