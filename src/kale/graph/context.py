@@ -240,6 +240,21 @@ def _called_roots(node: ast.AST) -> set[str]:
             and (root := _root_name(n.func)) is not None}
 
 
+def _binding_line(node: ast.stmt, name: str) -> int:
+    """The line inside a statement where ``name`` is bound (the statement's own line when it
+    cannot be told)."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.Name) and part.id == name and isinstance(part.ctx, ast.Store):
+            return part.lineno
+        if isinstance(part, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and \
+                part.name == name:
+            return part.lineno
+        if isinstance(part, (ast.Import, ast.ImportFrom)) and any(
+                (alias.asname or alias.name.split(".")[0]) == name for alias in part.names):
+            return part.lineno
+    return node.lineno
+
+
 def _calls_magics(node: ast.stmt) -> bool:
     return any(isinstance(n, ast.Name) and n.id == "get_ipython" for n in ast.walk(node))
 
@@ -402,7 +417,8 @@ class ModuleIndex:
         if not excluded and hasattr(builtins, name):
             return None
         for statement in excluded:
-            where = f"line {statement.node.lineno} of {statement.location.display_file}"
+            where = f"line {_binding_line(statement.node, name)} of " \
+                f"{statement.location.display_file}"
             if statement.kind == "main":
                 return StepDefinitionError(
                     f"{label} uses `{name}`, which is defined only under "
