@@ -305,6 +305,12 @@ class ModuleIndex:
                 statement.kind = "pipeline"
             elif self._is_setup(statement.node, imported):
                 statement.kind = "setup"
+        self.setup = [i for i, s in enumerate(self.statements) if s.kind == "setup"]
+        self.mutators: dict[str, list[int]] = {}
+        for index, statement in enumerate(self.statements):
+            if statement.kind == "code":
+                for name in statement.mutates:
+                    self.mutators.setdefault(name, []).append(index)
 
     @staticmethod
     def _statement(node: ast.stmt, source: SourceFile, reader: _Reader) -> _Statement:
@@ -361,20 +367,23 @@ class ModuleIndex:
         problems: list[KaleError] = []
         reported: set[str] = set()
         pending = list(wanted)
-        for index, statement in enumerate(self.statements):
-            if statement.kind == "setup":
-                chosen.add(index)
-                for name in statement.uses:
-                    if name not in wanted:
-                        wanted[name] = SourceLocation.of_node(statement.where.get(
-                            name, statement.node), statement.source.filename)
-                        pending.append(name)
+        for index in self.setup:
+            statement = self.statements[index]
+            chosen.add(index)
+            for name in statement.uses:
+                if name not in wanted:
+                    wanted[name] = SourceLocation.of_node(statement.where.get(
+                        name, statement.node), statement.source.filename)
+                    pending.append(name)
         while pending:
             name = pending.pop()
             if name in RUNTIME_NAMES:
                 continue
             binders = [i for i in self.binders.get(name, ())
                        if self.statements[i].kind in ("code", "setup")]
+            if not binders and hasattr(builtins, name) and \
+                    self.namespace.get(name, getattr(builtins, name)) is getattr(builtins, name):
+                continue  # a builtin the module does not redefine (a star import could)
             if not binders:
                 star = self.star_binder(name, package)
                 if star is not None:
@@ -395,8 +404,7 @@ class ModuleIndex:
                     start = index
                     break
             chosen_here = [i for i in binders if i >= start]
-            chosen_here += [i for i, s in enumerate(self.statements)
-                            if i > start and s.kind == "code" and name in s.mutates]
+            chosen_here += [i for i in self.mutators.get(name, ()) if i > start]
             for index in chosen_here:
                 if index in chosen:
                     continue
@@ -552,7 +560,15 @@ def may_have_setup(func: Any) -> bool:
     filename = func.__code__.co_filename
     if func.__module__ == "__main__" and not os.path.isfile(filename):
         return "IPython" in sys.modules
-    return _MAYBE_SETUP.search("".join(source_lines(filename, func.__globals__))) is not None
+    lines = source_lines(filename, func.__globals__)
+    cached = _setup_seen.get(filename)
+    if cached is None or cached[0] is not lines:  # linecache keeps the list while unchanged
+        cached = (lines, _MAYBE_SETUP.search("".join(lines)) is not None)
+        _setup_seen[filename] = cached
+    return cached[1]
+
+
+_setup_seen: dict[str, tuple[list[str], bool]] = {}
 
 
 def iter_futures(index: ModuleIndex) -> Iterator[str]:

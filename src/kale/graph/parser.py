@@ -32,6 +32,7 @@ from kale.graph.model import (
     StepSource,
     ValueSource,
 )
+from kale.loader import SCRIPT_MODULE
 from kale.options import PipelineOptions, StepOptions
 from kale.source import FunctionSpan, function_source, function_span
 
@@ -560,7 +561,10 @@ class _Parser:
             function=StepSource(
                 function_name=func.func.__code__.co_name,
                 qualname=func.func.__qualname__,
-                module=func.func.__module__,
+                # A script loaded by `kale graph/compile` is still the script being run when
+                # its steps run: `__main__`, as with `python script.py --kfp`.
+                module="__main__" if func.func.__module__ == SCRIPT_MODULE
+                else func.func.__module__,
                 filename=span.filename,
                 line=span.def_line,
                 text=span.text(),
