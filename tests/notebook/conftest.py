@@ -57,7 +57,6 @@ class Kernels:
         (specs / "python3" / "kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "Kale tests", "language": "python",
-            "env": {"KALE_HOME": str(folder / ".kale")},
         }))
         self.spec_manager = KernelSpecManager(kernel_dirs=[str(specs)])
 
@@ -76,7 +75,7 @@ class Kernels:
 @pytest.fixture
 def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kernels]:
     # The kernel starts in tmp_path with the test's environment, minus anything that would
-    # change how Kale shows errors.
-    for name in ("KALE_DEBUG", "NO_COLOR", "IPYKERNEL_CELL_NAME"):
+    # change how Kale shows errors or where it keeps runs.
+    for name in ("KALE_DEBUG", "KALE_HOME", "NO_COLOR", "IPYKERNEL_CELL_NAME"):
         monkeypatch.delenv(name, raising=False)
     yield Kernels(tmp_path)

@@ -69,8 +69,9 @@ def _normalized(lines: Iterable[str]) -> tuple[str, ...]:
 def _compiled_names(shell: Any) -> dict[str, int]:
     """Every file name the shell compiled a cell under, with the execution count it last had.
 
-    IPython's CachingCompiler records this in ``_filename_map`` (IPython 7.x to 9.x at least)
-    and reads it in ``format_code_name``; there is no public way to list it."""
+    IPython's CachingCompiler records this in ``_filename_map`` (since IPython 8.0, with
+    ``format_code_name``: ipython/ipython#13043; read here as of IPython 9.18) and there is no
+    public way to list it. Older IPython has neither: no cells are found there."""
     names = getattr(getattr(shell, "compile", None), "_filename_map", None)
     return dict(names) if isinstance(names, Mapping) else {}
 
@@ -93,6 +94,9 @@ def kernel_cells(module_globals: Mapping[str, Any] | None = None) -> list[Cell] 
     # ipykernel names a cell's file after its text, so a cell run twice is one file whose
     # _filename_map entry holds only the last count; the history (one entry per execution
     # count, as `%history` reads it) says which text ran when, and the text leads to the file.
+    history = getattr(shell, "history_manager", None)
+    if history is None:
+        return []
     names = _compiled_names(shell)
     by_text: dict[tuple[str, ...], list[str]] = {}
     for name in names:
@@ -100,7 +104,7 @@ def kernel_cells(module_globals: Mapping[str, Any] | None = None) -> list[Cell] 
         if lines:
             by_text.setdefault(_normalized(lines), []).append(name)
     cells = []
-    for _session, count, text in shell.history_manager.get_range(0, 1, None, raw=False):
+    for _session, count, text in history.get_range(0, 1, None, raw=False):
         candidates = by_text.get(_normalized(text.splitlines()))
         if not candidates:
             continue
