@@ -104,7 +104,8 @@ def test_other_errors_and_handlers_keep_their_own_display(kernels):
         "from kale.sdk import pipeline, step\nimport kale.notebook.kernel as kernel",
         "{}['missing']",
         "1 / 0",
-        "kernel.install_error_display(); kernel.install_error_display()",
+        "kernel.install_error_display(); kernel.install_error_display()\n"
+        "print([kind.__name__ for kind in get_ipython().custom_exceptions])",
         "@step(retry_count=-2)\ndef s():\n    pass",
         "%env KALE_DEBUG=1",
         "@step(retry_count=-3)\ndef s():\n    pass",
@@ -115,7 +116,8 @@ def test_other_errors_and_handlers_keep_their_own_display(kernels):
     assert "ZeroDivisionError" in division and "Traceback" in division
     assert f"Cell In[{nb.cells[3].execution_count}], line 1" in division
 
-    # Installed twice more, it still shows each error once.
+    # Installed twice more, it is still one handler, after the user's, showing each error once.
+    assert stream_text(nb.cells[4]) == "['KeyError', 'KaleError']\n"
     once = [plain(line) for line in error_output(nb.cells[5]).traceback]
     assert once[0].startswith("error: retry_count=-2 is not valid")
     assert sum(line.startswith("error:") for line in once) == 1
