@@ -57,6 +57,15 @@ def test_relative_paths_inside_the_working_directory(tmp_path, monkeypatch):
     assert str(location) == os.path.join("sub", "p.py") + ":1:1"
 
 
+def test_display_line_is_file_and_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.py").write_text("x = 1\n")
+    location = SourceLocation(str(tmp_path / "p.py"), 12, 4)
+    assert location.cell is None
+    assert location.display_line == "p.py:12"
+    assert location.display_file == "p.py"
+
+
 def test_group_lists_every_error():
     group = DefinitionErrorGroup("2 problems", [KaleError("one"), KaleError("two", fix="f")])
     assert str(group) == "error: 2 problems\n\nerror: one\n\nerror: two\n  fix: f"

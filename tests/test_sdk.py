@@ -196,8 +196,8 @@ def test_import_of_kale_sdk_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, kale.sdk; heavy = {'kfp', 'numpy', 'pandas', 'kale.graph', 'click'}"
-            " & set(sys.modules); print(sorted(heavy))")
+    code = ("import sys, kale.sdk; heavy = {'kfp', 'numpy', 'pandas', 'kale.graph', 'click',"
+            " 'IPython', 'kale.notebook.kernel'} & set(sys.modules); print(sorted(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"

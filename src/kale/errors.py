@@ -4,6 +4,8 @@ Each error says what is wrong, where (file, line, column and the source line wit
 to fix it. ``str(error)`` is the whole message, so an error caught in a notebook or a test reads
 the same as one printed by the command line. Uncaught, a ``DefinitionError`` is printed without a
 Python traceback and the process exits with status 2 (``KALE_DEBUG=1`` shows the traceback too).
+In a Jupyter notebook an uncaught Kale error shows the same way in the cell's output, and a
+location in a cell reads ``cell In[3], line 2`` as IPython's own tracebacks do.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ def display_path(path: str | os.PathLike[str]) -> str:
     except ValueError:  # another drive on Windows
         return path
     return path if relative.startswith("..") else relative
+
+
+def _cell_label(file: str) -> str | None:
+    # Cells are compiled under names that are not files (ipykernel writes them under its temp
+    # folder only for the debugger); every ordinary file is settled by one stat, without
+    # importing anything.
+    if os.path.isfile(file) and not os.path.basename(os.path.dirname(file)).startswith(
+            "ipykernel_"):
+        return None
+    from kale.notebook.kernel import cell_label
+
+    return cell_label(file)
 
 
 @dataclass(frozen=True)
@@ -66,8 +80,20 @@ class SourceLocation:
         return cls(code.co_filename, frame.f_lineno)
 
     @property
+    def cell(self) -> str | None:
+        """``cell In[3]`` when the location is in a cell executed by the IPython kernel Kale
+        runs in (whose file name, a temporary path, means nothing to the user), else None."""
+        return _cell_label(self.file)
+
+    @property
     def display_file(self) -> str:
-        return display_path(self.file)
+        return self.cell or display_path(self.file)
+
+    @property
+    def display_line(self) -> str:
+        """The file and line as a person reads them: ``path:12``, or ``cell In[3], line 2``."""
+        cell = self.cell
+        return f"{cell}, line {self.line}" if cell else f"{display_path(self.file)}:{self.line}"
 
     @property
     def source_line(self) -> str | None:
@@ -75,6 +101,9 @@ class SourceLocation:
         return text.rstrip("\r\n") if text else None
 
     def __str__(self) -> str:
+        cell = self.cell
+        if cell:  # as IPython's tracebacks name cells; the caret of the excerpt has the column
+            return f"{cell}, line {self.line}"
         text = self.source_line
         # ast counts columns in UTF-8 bytes; people count characters.
         column = len(text.encode()[: self.column].decode(errors="ignore")) if text else \
@@ -210,12 +239,17 @@ def raise_all(summary: str, errors: Iterable[KaleError]) -> None:
         raise DefinitionErrorGroup(summary.format(count=len(errors)), errors)
 
 
-def _paint(text: str, stream: Any) -> str:
-    if os.environ.get("NO_COLOR") or not getattr(stream, "isatty", lambda: False)():
+def painted(text: str) -> str:
+    """A rendered error with ``error:`` in red and ``fix:`` in green (unless NO_COLOR is set)."""
+    if os.environ.get("NO_COLOR"):
         return text
     return text.replace("error:", "\x1b[1;31merror:\x1b[0m").replace(
         "  fix:", "  \x1b[1;32mfix:\x1b[0m"
     )
+
+
+def _paint(text: str, stream: Any) -> str:
+    return painted(text) if getattr(stream, "isatty", lambda: False)() else text
 
 
 def _kale_excepthook(
@@ -264,16 +298,24 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     text = f"warning: {message}"
     # Warnings raised from inside Kale are about the pipeline as a whole: no Kale file:line.
     if not os.path.abspath(filename).startswith(os.path.dirname(os.path.abspath(__file__))):
-        text += f"\n  --> {display_path(filename)}:{lineno}"
+        text += f"\n  --> {SourceLocation(filename, lineno).display_line}"
     with contextlib.suppress(Exception):
         stream.write(text + "\n")
 
 
 def install_excepthook() -> None:
     """Show uncaught Kale errors compactly, and Kale's warnings as ``warning: ...``; leave every
-    other exception and warning to the previous hooks."""
+    other exception and warning to the previous hooks. In IPython the errors are shown by the
+    shell (``kale.notebook.kernel.install_error_display``) instead of ``sys.excepthook``."""
     global _previous_excepthook, _previous_showwarning
-    if sys.excepthook is not _kale_excepthook:
+    # In IPython (a notebook's kernel) errors of a cell never reach sys.excepthook, which
+    # would end the process: the shell shows them, through a handler Kale registers with it.
+    in_ipython = False
+    if "IPython" in sys.modules:
+        from kale.notebook.kernel import install_error_display
+
+        in_ipython = install_error_display()
+    if not in_ipython and sys.excepthook is not _kale_excepthook:
         _previous_excepthook = sys.excepthook
         sys.excepthook = _kale_excepthook
     if warnings.showwarning is not _show_warning:

@@ -42,8 +42,7 @@ def render_text(graph: Graph) -> str:
         lines.append("  " + "   ".join(details))
     if options.description:
         lines.append(f"  {options.description}")
-    lines.append(f"  defined at {SourceLocation(graph.filename, graph.line).display_file}:"
-                 f"{graph.line}")
+    lines.append(f"  defined at {SourceLocation(graph.filename, graph.line).display_line}")
     lines.append("")
     if graph.parameters:
         lines.append("parameters")
