@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import linecache
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -43,6 +44,23 @@ def _cell_label(file: str) -> str | None:
     from kale.notebook.kernel import cell_label
 
     return cell_label(file)
+
+
+_TRACEBACK_FILE = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def name_cells(traceback_text: str) -> str:
+    """A traceback with notebook cells named as IPython names them (``Cell In[3], line 2``)
+    rather than by the kernel's temporary file; unchanged outside a kernel."""
+    if "IPython" not in sys.modules:
+        return traceback_text
+
+    def named(match: re.Match[str]) -> str:
+        label = _cell_label(match.group(1))
+        return f"{label[0].upper()}{label[1:]}, line {match.group(2)}" if label else \
+            match.group(0)
+
+    return _TRACEBACK_FILE.sub(named, traceback_text)
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,19 @@ def test_a_notebook_pipeline_compiles_and_runs_under_kfp_local(kernels, tmp_path
     elsewhere.mkdir()
     output = run_under_kfp_local(package, elsewhere)
     assert "total is 12.0" in output
+
+
+def test_a_failed_step_names_its_cell_and_the_cell_of_the_helper(kernels):
+    nb = kernels.run(notebook(
+        "from kale.sdk import pipeline, step",
+        "def divide(x):\n    return x / 0",
+        "@step\ndef boom():\n    return divide(1)\n\n"
+        "@pipeline(name='boom')\ndef exploding():\n    boom()",
+        "exploding()",
+        "LATER = 1",
+    ), allow_errors=True)
+    shown = plain("\n".join(error_output(nb.cells[3]).traceback))
+    assert "step `boom` raised ZeroDivisionError: division by zero" in shown
+    assert f"Cell In[{nb.cells[2].execution_count}], line 3, in boom" in shown
+    assert f"Cell In[{nb.cells[1].execution_count}], line 2, in divide" in shown
+    assert "ipykernel_" not in shown

@@ -510,12 +510,19 @@ def module_sources(func: Any) -> list[SourceFile]:
     """The source of a function's module: its file, or the kernel's cells in execution order
     for a function defined in a notebook."""
     filename = func.__code__.co_filename
-    if func.__module__ == "__main__" and not os.path.isfile(filename):
+    if func.__module__ == "__main__" and _may_be_cell(filename):
         cells = _kernel_cells(func.__globals__)
         if cells:
             return cells
     source = read_source(filename, func.__globals__)
     return [source] if source is not None else []
+
+
+def _may_be_cell(filename: str) -> bool:
+    """Whether code compiled under this name may be a notebook cell: cells are not files,
+    except under ipykernel's temp folder, where its debugger writes them."""
+    return not os.path.isfile(filename) or os.path.basename(os.path.dirname(
+        filename)).startswith("ipykernel_")
 
 
 def _kernel_cells(namespace: Mapping[str, Any]) -> list[SourceFile] | None:
@@ -558,7 +565,7 @@ def may_have_setup(func: Any) -> bool:
     from kale.source import source_lines
 
     filename = func.__code__.co_filename
-    if func.__module__ == "__main__" and not os.path.isfile(filename):
+    if func.__module__ == "__main__" and _may_be_cell(filename):
         return "IPython" in sys.modules
     lines = source_lines(filename, func.__globals__)
     cached = _setup_seen.get(filename)

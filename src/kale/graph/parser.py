@@ -65,7 +65,10 @@ def project_root_of(filename: str) -> str:
     """The project directory: the folder of the pipeline's file (the working directory for a
     pipeline defined in a notebook or an interactive session). A script run through a symbolic
     link belongs to the folder of the file it links to, where Python imports its siblings from."""
-    if os.path.isfile(filename):
+    # A notebook cell is not a file, except under ipykernel's temp folder, where its debugger
+    # writes cells: the kernel's working directory is the project then too.
+    if os.path.isfile(filename) and not os.path.basename(os.path.dirname(filename)).startswith(
+            "ipykernel_"):
         return os.path.dirname(os.path.realpath(filename))
     return os.getcwd()
 

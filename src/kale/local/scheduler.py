@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kale import macros
-from kale.errors import KaleError, display_path
+from kale.errors import KaleError, display_path, name_cells
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
@@ -163,7 +163,7 @@ class RunFailedError(KaleError):
             lines.append(f"step `{step.name}` {last.error.get('message', 'failed')}{tries}")
             if step.reason:
                 lines.append(f"  then {step.reason}")
-            trace = last.error.get("traceback")
+            trace = name_cells(last.error.get("traceback") or "")
             if trace:
                 lines.extend("  " + line for line in trace.splitlines())
             if last.error.get("fix"):
