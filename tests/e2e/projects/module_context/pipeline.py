@@ -7,8 +7,8 @@ import os
 from random import randint, seed
 
 import numpy as np
-
 from data import wrangle
+
 from kale.sdk import pipeline, step
 
 seed(1)  # setup: every step gets it
