@@ -478,3 +478,29 @@ def p():
     function = module.p.graph.step("use").function
     assert function.futures == ("annotations",)
     assert "__future__" not in "".join(s.text for s in function.context)
+
+
+def test_only_process_configuration_runs_in_every_step(project):
+    context = context_of(project, textwrap.dedent('''
+        import os
+        import subprocess
+        import warnings
+        from random import seed
+        from kale.local import default_parallelism
+
+        seed(3)
+        os.environ["MODE"] = "test"
+        warnings.filterwarnings("ignore")
+        subprocess.run(["true"])
+        default_parallelism()
+        REGISTRY = []
+        REGISTRY.append(1)
+
+        @step
+        def use():
+            return REGISTRY
+    '''))
+    for expected in ("seed(3)", 'os.environ["MODE"] = "test"', 'warnings.filterwarnings',
+                     "REGISTRY.append(1)"):
+        assert expected in context, (expected, context)
+    assert "subprocess.run" not in context and "default_parallelism" not in context

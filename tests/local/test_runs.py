@@ -802,3 +802,38 @@ def test_a_script_run_through_a_symbolic_link_belongs_to_its_real_folder(script,
                             cwd=script.root, env=script.env(), timeout=60)
     assert result.returncode == 0, result.stderr
     assert "GOT 42" in result.stdout
+
+
+def test_a_step_that_runs_a_pipeline_fails_instead_of_starting_itself_again(script):
+    script.write('''
+        from kale.sdk import pipeline, step
+
+        @step
+        def leaf():
+            return 1
+
+        @pipeline
+        def inner():
+            leaf()
+    ''', name="pipes_mod.py")
+    result = script.run('''
+        from kale.sdk import pipeline, step
+
+        @step
+        def nested():
+            import io
+            from kale.local import run_graph
+            from kale.local.progress import PlainProgress
+            from pipes_mod import inner
+            return run_graph(inner.graph, {}, progress=PlainProgress(io.StringIO()))
+
+        @pipeline
+        def outer():
+            nested()
+
+        if __name__ == "__main__":
+            outer()
+    ''')
+    assert result.returncode == 1, result.stderr
+    assert "pipeline `inner` was started inside step `nested`: a step cannot run a pipeline" \
+        in result.stderr

@@ -230,6 +230,54 @@ class _Reader:
         return binds, uses, mutates, where
 
 
+#: Calls and assignments that configure the process for the code that follows (by the full
+#: name of what they call or assign, as imported): they run in every step. Any other top-level
+#: call on an imported module or function (`subprocess.run(...)`, `run_graph(...)`,
+#: `plt.show()`) is work a fresh import would do, that no step needs, and that could start
+#: anything, so it stays in the script.
+_SETUP_CALLS = (
+    "sys.path.", "sys.setrecursionlimit", "os.environ.", "os.putenv", "site.addsitedir",
+    "warnings.filterwarnings", "warnings.simplefilter", "logging.basicConfig",
+    "logging.disable", "logging.captureWarnings", "random.seed", "numpy.random.seed",
+    "numpy.set_printoptions", "numpy.seterr", "torch.manual_seed", "torch.set_num_threads",
+    "torch.set_default_dtype", "torch.use_deterministic_algorithms", "torch.set_printoptions",
+    "tensorflow.random.set_seed", "tensorflow.keras.utils.set_random_seed",
+    "keras.utils.set_random_seed", "matplotlib.use", "matplotlib.rc", "pandas.set_option",
+    "sklearn.set_config", "dotenv.load_dotenv", "mlflow.set_tracking_uri",
+)
+_SETUP_TARGETS = ("os.environ", "pandas.options.", "matplotlib.rcParams",
+                  "matplotlib.pyplot.rcParams", "torch.backends.", "numpy.random.")
+
+
+def _dotted(node: ast.AST, imported: Mapping[str, str]) -> str | None:
+    """The full name an attribute chain stands for, through the module's imports
+    (`np.random.seed` -> numpy.random.seed); None when it does not start at an import."""
+    parts: list[str] = []
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+        else:
+            parts.clear()  # `os.environ["X"]` is os.environ
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in imported:
+        return None
+    return ".".join([imported[node.id], *reversed(parts)])
+
+
+def _is_setup(node: ast.stmt, imported: Mapping[str, str]) -> bool:
+    """A statement that configures the process through an imported module or function."""
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        name = _dotted(node.value.func, imported)
+        return name is not None and name.startswith(_SETUP_CALLS)
+    if isinstance(node, (ast.Assign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [_dotted(t, imported) if isinstance(t, (ast.Attribute, ast.Subscript)) else None
+                 for t in targets]
+        return all(name is not None and (name + ".").startswith(_SETUP_TARGETS)
+                   for name in names)
+    return False
+
+
 def _first_line(node: ast.stmt) -> int:
     return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
 
@@ -295,21 +343,36 @@ class ModuleIndex:
                     pipelines.add(node.name)
                     changed = True
         self.pipelines = pipelines
-        imported = {name for s in self.statements
-                    if isinstance(s.node, (ast.Import, ast.ImportFrom)) for name in s.binds}
+        # What each imported name stands for (`np` -> numpy, `seed` -> random.seed).
+        imported: dict[str, str] = {}
+        for statement in self.statements:
+            node = statement.node
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        imported[alias.asname] = alias.name
+                    else:
+                        top = alias.name.split(".")[0]
+                        imported[top] = top
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    if alias.name != "*":
+                        imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         for statement, called in zip(self.statements, calls, strict=True):
             if statement.kind != "code" or isinstance(
                     statement.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
             if called & pipelines:
                 statement.kind = "pipeline"
-            elif self._is_setup(statement.node, imported):
+            elif _is_setup(statement.node, imported):
                 statement.kind = "setup"
         self.setup = [i for i, s in enumerate(self.statements) if s.kind == "setup"]
+        # Changes in place of the module's own objects (`CONFIG["k"] = v`), never calls on an
+        # imported module (`subprocess.run(...)`, `plt.show()`): those are work, not state.
         self.mutators: dict[str, list[int]] = {}
         for index, statement in enumerate(self.statements):
             if statement.kind == "code":
-                for name in statement.mutates:
+                for name in statement.mutates - imported.keys():
                     self.mutators.setdefault(name, []).append(index)
 
     @staticmethod
@@ -326,16 +389,6 @@ class ModuleIndex:
                           isinstance(node, _CERTAIN) and not (
                               isinstance(node, ast.AnnAssign) and node.value is None),
                           frozenset(uses), frozenset(mutates), star, where)
-
-    @staticmethod
-    def _is_setup(node: ast.stmt, imported: set[str]) -> bool:
-        """A statement that configures the process through an imported module or function."""
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            return _root_name(node.value.func) in imported
-        if isinstance(node, ast.Assign):
-            return all(isinstance(t, (ast.Attribute, ast.Subscript)) and _root_name(t) in imported
-                       for t in node.targets)
-        return False
 
     # -- a step's needs ------------------------------------------------------------------------
 

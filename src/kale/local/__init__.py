@@ -29,6 +29,15 @@ def default_parallelism() -> int:
 def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None = None,
               progress: PlainProgress | None = None) -> Run:
     """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails."""
+    inside = os.environ.get("KALE_IN_STEP")  # kale.runtime.IN_STEP, without importing it
+    if inside:
+        from kale.errors import KaleError
+
+        # A step that starts a pipeline would start itself again, and so on without end.
+        raise KaleError(f"pipeline `{graph.name}` was started inside step `{inside}`: a step "
+                        "cannot run a pipeline",
+                        fix="run pipelines only from the script's top level (under `if "
+                        "__name__ == \"__main__\":`) or from a notebook")
     from kale.local.progress import make_progress
     from kale.local.record import kale_home
     from kale.local.scheduler import Scheduler
