@@ -142,7 +142,10 @@ def _code_reference(filename: str, line: int, text: str, graph: Graph) -> list[A
     of lines]``, or ``[name, line, the code]`` for code from outside the project's files."""
     relative = _bundled_path(filename, graph)
     if relative is None:
-        return [filename, line, text]
+        # Named as the user knows it in the step's logs: `Cell In[3]` rather than the kernel's
+        # temporary file.
+        cell = SourceLocation(filename, line).cell
+        return [cell[0].upper() + cell[1:] if cell else filename, line, text]
     # Counted as Python reads lines (entry reads the file the same way): a form feed or U+2028
     # in a string is not a line break there.
     return [relative, line, text.count("\n") + (not text.endswith("\n"))]
