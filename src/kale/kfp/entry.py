@@ -45,9 +45,9 @@ def _expand_macros(value: Any, run_id: str, created: str) -> Any:
 def _decode_json(text: str) -> Any:
     import json
 
-    from kale.marshal.backends import _decode
+    from kale.marshal.codec import decode
 
-    return _decode(json.loads(text))
+    return decode(json.loads(text))
 
 
 def _shaped(value: Any, template: Any) -> Any:
