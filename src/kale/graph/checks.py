@@ -32,8 +32,8 @@ from kale.errors import KaleError, SourceLocation, StepDefinitionError, raise_al
 from kale.source import FunctionNode, FunctionSpan, SourceFile, read_source
 
 if TYPE_CHECKING:
+    from kale.definitions import StepFunction
     from kale.graph.model import Graph
-    from kale.sdk import StepFunction
 
 #: Module-level names the runtime defines for a step, so a step may use them.
 RUNTIME_NAMES = frozenset({"__file__", "__name__"})
@@ -397,7 +397,7 @@ def _free_names(expression: ast.expr) -> set[str]:
 
 def _module_name_problem(function: StepFunction, graph: Graph, source: SourceFile, name: str,
                          location: SourceLocation) -> KaleError | None:
-    from kale.sdk import StepFunction
+    from kale.definitions import StepFunction
 
     func = function.func
     step = f"`{func.__name__}`"

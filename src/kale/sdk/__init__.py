@@ -10,7 +10,6 @@ only when a pipeline is first used.
 from __future__ import annotations
 
 import difflib
-import functools
 import inspect
 import sys
 import warnings
@@ -18,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from kale import flags
+from kale.definitions import PipelineDefinition, StepFunction
 from kale.errors import (
     InvalidOptionError,
     KaleError,
@@ -117,37 +117,6 @@ def _reject_unknown(unknown: Mapping[str, Any], known: tuple[str, ...], decorato
         )
 
 
-class StepFunction:
-    """A function decorated with ``@step``. Called directly, it is the plain function."""
-
-    decorator = "@step"
-
-    def __init__(self, func: Callable[..., Any], options: Mapping[str, Any],
-                 location: SourceLocation, display_name: str | None = None) -> None:
-        functools.update_wrapper(self, func)
-        self.func = func
-        #: The options given on the decorator, validated (``steps_defaults`` is applied later).
-        self.options = dict(options)
-        self.location = location
-        #: The name as the user wrote it; ``step_name`` is its Kubeflow-safe form.
-        self.display_name = display_name or func.__name__
-
-    @property
-    def step_name(self) -> str:
-        """The step's Kubeflow name before it is made unique within a pipeline."""
-        from kale.options import normalize_name
-
-        if "name" in self.options:
-            return self.options["name"]
-        return normalize_name(self.func.__name__, "name", max_length=63)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.func(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<step {self.func.__module__}.{self.func.__qualname__}>"
-
-
 @overload
 def step(func: F, /) -> F: ...
 @overload
@@ -201,17 +170,12 @@ def step(func: Any = None, /, **options: Any) -> Any:
     return decorate(func)
 
 
-class PipelineFunction:
+class PipelineFunction(PipelineDefinition):
     """A function decorated with ``@pipeline``. Calling it runs the pipeline."""
-
-    decorator = "@pipeline"
 
     def __init__(self, func: Callable[..., Any], options: PipelineOptions,
                  location: SourceLocation) -> None:
-        functools.update_wrapper(self, func)
-        self.func = func
-        self.options = options
-        self.location = location
+        super().__init__(func, options, location)
         self._graph: Graph | None = None
 
     @property
@@ -295,9 +259,6 @@ class PipelineFunction:
         from kale.local import run_graph
 
         return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)
-
-    def __repr__(self) -> str:
-        return f"<pipeline {self.options.name} ({self.func.__module__}.{self.func.__qualname__})>"
 
 
 @overload
