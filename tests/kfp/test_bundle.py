@@ -64,15 +64,20 @@ def test_the_bundled_kale_alone_defines_steps_and_pipelines(tmp_path):
     bundle = build_bundle(tmp_path / "project")
     with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
         archive.extractall(tmp_path / "unpacked", filter="data")
-    code = ("import sys; sys.path[:0] = sys.argv[1:]; import flows, kale.sdk; "
-            "print(kale.sdk.__file__)")
+    # And an API of another Kale fails there with the advice it gets here.
+    code = ("import sys; sys.path[:0] = sys.argv[1:]; import flows, kale.sdk\n"
+            "print(kale.sdk.__file__)\n"
+            "try:\n    import kale.distributed\nexcept ImportError as error:\n"
+            "    print(error.message)\n")
     # -S: no site-packages, so the installed Kale cannot stand in for the bundled one.
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path / "unpacked/_kale"),
                              str(tmp_path / "unpacked/project")],
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith(str(tmp_path / "unpacked/_kale/kale/sdk/"))
+    printed = result.stdout.splitlines()
+    assert printed[0].startswith(str(tmp_path / "unpacked/_kale/kale/sdk/"))
+    assert printed[1].startswith("kale.distributed is not supported by this Kale")
 
 
 def test_an_absurd_bundle_is_refused_with_advice(tmp_path):

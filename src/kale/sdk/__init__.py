@@ -56,6 +56,20 @@ __all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "pipeline", "step"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Names other Kales had here; importing one says what to do instead (see kale.not_provided).
+_NOT_PROVIDED = frozenset({"has_metrics", "artifact"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NOT_PROVIDED or name == "logging":
+        from kale.not_provided import not_provided
+
+        # `from kale.sdk import logging` asks here first: the import system would take the
+        # submodule's ModuleNotFoundError for "no such submodule" and hide its message.
+        raise not_provided(f"kale.sdk.{name}", module=name == "logging")
+    raise AttributeError(f"module 'kale.sdk' has no attribute {name!r}")
+
+
 #: The variable the runtime sets, to the step's name, in a step's process.
 IN_STEP_VARIABLE = "KALE_IN_STEP"
 
@@ -75,8 +89,8 @@ def _prepare_script() -> None:
 
 
 def _in_script(frame_depth: int = 2) -> bool:
-    """Whether the decorator being applied is in the script being run (its caller's module is
-    ``__main__``), outside a step's process."""
+    """Whether the code that called the caller of this (a decorator, or a pipeline's call) is
+    the script being run (module ``__main__``), outside a step's process."""
     module = sys._getframe(frame_depth).f_globals.get("__name__")
     return module == "__main__" and not os.environ.get(IN_STEP_VARIABLE)
 
