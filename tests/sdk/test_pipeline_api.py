@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kale.errors import InvalidOptionError, PipelineArgumentError
+from kale.errors import InvalidOptionError, KaleError, PipelineArgumentError
 from kale.kfp.connection import KubeflowError
 from tests.kfp.fake_kfp import FakeKubeflow
 
@@ -147,6 +147,7 @@ def test_a_package_path_that_is_not_yaml_is_explained_in_the_apis_words(project)
     with pytest.raises(Exception, match="would not be YAML") as caught:
         module.sums.compile(project.root / "p.txt")
     assert caught.value.fix == f"path={str(project.root / 'p.yaml')!r}"
+    assert caught.value.location.file == __file__
 
 
 # submit -------------------------------------------------------------------------------------------
@@ -189,6 +190,7 @@ def test_submit_with_wait_follows_the_run_and_raises_unless_it_succeeds(project,
     ("sums.submit(host=HOST, compile_options={'imag': 'x'})", InvalidOptionError,
      "submit() takes no entry in compile_options 'imag'"),
     ("sums.submit(host=HOST, experiment='')", InvalidOptionError, "experiment=''"),
+    ("sums.submit(2**60 + 1, host=HOST)", KaleError, f"parameter `n` holds {2**60 + 1}"),
 ])
 def test_submit_checks_everything_before_contacting_kubeflow(project, kubeflow_env, call, kind,
                                                              fragment):

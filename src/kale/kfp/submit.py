@@ -117,7 +117,7 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     bundle_store: str | None = None) -> KfpRun:
     """Compile ``graph`` (into ``output`` when given, else a temporary file), upload it and
     start a run with ``values``; a big bundle goes to the bundle store."""
-    _check_values(graph, values)
+    check_run_values(graph, values)
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
         package = compile_package(
             graph, output or os.path.join(folder, f"{graph.name}.yaml"), image=image,
@@ -126,8 +126,10 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                       experiment=experiment)
 
 
-def _check_values(graph: Graph, values: dict[str, Any]) -> None:
-    """Refuse run values Kubeflow would change: its parameters hold numbers as 64-bit floats."""
+def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
+    """Refuse run values Kubeflow would change: its parameters hold numbers as 64-bit floats.
+
+    Raises ``KaleError`` naming the parameter, with the fix (pass it as a string)."""
     from kale.kfp.compiler import exact_number
 
     def inexact(value: Any) -> int | None:

@@ -356,8 +356,12 @@ class PipelineFunction(PipelineDefinition):
         self._refuse_in_step("compiled with .compile()", location)
         chosen = self._compile_options(options, "compile", location)
         graph = self._bind((), {}, location)[0]
-        from kale.kfp.submit import compile_package
+        from kale.kfp.submit import compile_package, package_path
 
+        try:
+            package_path(graph, path, option="path=")  # a bad path is the caller's line
+        except KaleError as error:
+            raise _locate(error, location) from None
         return compile_package(graph, path, option="path=", **chosen)
 
     def submit(self, *args: Any, host: str | None = None, namespace: str | None = None,
@@ -390,8 +394,12 @@ class PipelineFunction(PipelineDefinition):
             raise _locate(InvalidOptionError("experiment", experiment, "the name of an "
                                              "experiment (a non-empty string) is expected"),
                           location)
-        from kale.kfp.submit import submit_pipeline
+        from kale.kfp.submit import check_run_values, submit_pipeline
 
+        try:
+            check_run_values(graph, values)  # a value Kubeflow would round is the caller's line
+        except KaleError as error:
+            raise _locate(error, location) from None
         run = submit_pipeline(graph, values, host=host, namespace=namespace,
                               experiment=experiment, **chosen)
         if wait:
