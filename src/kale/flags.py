@@ -20,7 +20,6 @@ Importing ``kale.sdk`` reads nothing, so a library or a test that imports it kee
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass
@@ -128,6 +127,8 @@ def _long_matches(body: str) -> list[str]:
     # scripts of their own, and a slip there does not start anything that was not asked for.
     if "dryrun".startswith(squashed):
         return ["--dry-run"]
+    import difflib  # only for a mistyped flag: not on the import path of kale.sdk
+
     close = difflib.get_close_matches(squashed, by_squashed, n=1, cutoff=0.9)  # --kfp-hosts
     return [by_squashed[close[0]]] if close else []
 

@@ -18,7 +18,6 @@ process (``KALE_IN_STEP`` set), where a pipeline must not start at all.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import sys
@@ -257,6 +256,8 @@ class PipelineFunction(PipelineDefinition):
         given = dict(zip(positional, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
+                import difflib
+
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise PipelineArgumentError(
