@@ -227,3 +227,180 @@ def test_keyword_only_parameters_are_not_filled_by_position(project):
     with pytest.raises(PipelineArgumentError, match="takes 1 positional value"):
         module.p.bind_arguments(2, "y")
     assert module.p.bind_arguments(2, b="y") == {"a": 2, "b": "y"}
+
+
+# What importing and decorating change in the process -------------------------------------------
+
+
+def _python(tmp_path, *arguments, **env):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120,
+                          env={**os.environ, "KALE_HOME": str(tmp_path / "home"),
+                               "KALE_PROGRESS": "plain", "KALE_PRESTART": "0", **env})
+
+
+LIBRARY = '''
+from kale.sdk import pipeline, step
+
+
+@step
+def double(x):
+    return 2 * x
+
+
+@pipeline(name="doubling")
+def doubling(x=1):
+    double(x)
+'''
+
+
+def test_importing_the_sdk_or_a_library_of_pipelines_leaves_argv_and_hooks_alone(tmp_path):
+    (tmp_path / "flows.py").write_text(LIBRARY)
+    code = ("import sys, warnings\n"
+            "sys.argv[1:] = ['--kfp', '--parallelism', '3', '--', 'x']\n"
+            "hooks = (sys.excepthook, warnings.showwarning)\n"
+            "import kale.sdk, flows\n"
+            "print(sys.argv[1:], hooks == (sys.excepthook, warnings.showwarning))\n")
+    result = _python(tmp_path, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['--kfp', '--parallelism', '3', '--', 'x'] True"
+
+
+SCRIPT_WITH_TWO = '''
+import sys
+
+from kale.sdk import pipeline, step
+
+
+@step
+def show(x):
+    print("STEP GOT", x)
+
+
+@pipeline(name="first")
+def first(x=1):
+    show(x)
+
+
+@pipeline(name="second")
+def second(x=2):
+    show(x)
+
+
+if __name__ == "__main__":
+    print("ARGV", sys.argv[1:], sys.excepthook.__module__)
+    first()
+'''
+
+
+def test_the_script_being_run_has_kales_flags_taken_once_when_it_defines_a_pipeline(tmp_path):
+    (tmp_path / "two.py").write_text(SCRIPT_WITH_TWO)
+    # Taken twice, the second pipeline would take the script's own --parallelism too.
+    result = _python(tmp_path, "two.py", "--parallelism", "1", "--", "--parallelism", "5")
+    assert result.returncode == 0, result.stderr
+    assert "ARGV ['--parallelism', '5'] kale.errors" in result.stdout
+    assert "STEP GOT 1" in result.stdout
+
+
+def test_a_pipeline_imported_by_the_script_reads_the_flags_when_the_script_calls_it(tmp_path):
+    (tmp_path / "flows.py").write_text(LIBRARY)
+    (tmp_path / "main.py").write_text(
+        "import sys\nfrom flows import doubling\n\n"
+        "if __name__ == '__main__':\n"
+        "    package = doubling(x=3)\n"
+        "    print('GOT', type(package).__name__, package.status, sys.argv[1:])\n")
+    result = _python(tmp_path, "main.py", "--kfp", "--dry-run", "-o", "d.yaml", "--", "mine")
+    assert result.returncode == 0, result.stderr
+    assert "GOT PipelinePackage compiled ['mine']" in result.stdout
+    assert (tmp_path / "d.yaml").exists()
+
+
+def test_a_step_decorator_mistake_in_the_script_is_shown_as_kales_error(tmp_path):
+    (tmp_path / "bad.py").write_text("from kale.sdk import step\n\n@step(retry_count=-1)\n"
+                                     "def s():\n    pass\n")
+    result = _python(tmp_path, "bad.py")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "error: retry_count=-1" in result.stderr
+
+
+# In a step's process -----------------------------------------------------------------------------
+
+
+def _as_main(source, filename):
+    """Execute ``source`` as the script being run would be (``__name__ == "__main__"``)."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
+
+
+def _record_script_preparation(monkeypatch):
+    import kale.sdk
+    from kale import flags
+
+    calls = []
+    monkeypatch.setattr(kale.sdk, "_script_prepared", False)
+    monkeypatch.setattr(kale.sdk, "install_excepthook", lambda: calls.append("hook"))
+    monkeypatch.setattr(flags, "load_from_sys_argv", lambda: calls.append("flags"))
+    monkeypatch.setattr(kale.sdk, "_prestart_step_processes", lambda: calls.append("zygote"))
+    return calls
+
+
+TWO_PIPELINES_AS_MAIN = '''
+from kale.sdk import pipeline, step
+
+@step
+def s():
+    return 1
+
+@pipeline
+def p():
+    s()
+
+@pipeline
+def q():
+    s()
+'''
+
+
+def test_a_scripts_pipelines_prepare_the_process_once(monkeypatch, tmp_path):
+    monkeypatch.delenv("KALE_IN_STEP", raising=False)
+    calls = _record_script_preparation(monkeypatch)
+    _as_main(TWO_PIPELINES_AS_MAIN, str(tmp_path / "script.py"))
+    # Each decorator installs the (idempotent) hook; flags are read once; one zygote is kept.
+    assert calls.count("flags") == 1 and "hook" in calls and "zygote" in calls
+
+
+def test_in_a_steps_process_a_pipeline_prepares_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("KALE_IN_STEP", "train")
+    calls = _record_script_preparation(monkeypatch)
+    _as_main(TWO_PIPELINES_AS_MAIN, str(tmp_path / "script.py"))
+    assert calls == []
+
+
+@pytest.mark.parametrize(("call", "what"), [
+    ("p()", "was called"),
+    ("p.run()", "was run with .run()"),
+    ("p.compile()", "was compiled with .compile()"),
+    ("p.submit()", "was submitted with .submit()"),
+])
+def test_in_a_steps_process_a_pipeline_cannot_start(project, monkeypatch, call, what):
+    from kale.errors import KaleError
+
+    module = project.load('''
+        @pipeline(name="nested")
+        def p():
+            load()
+    ''')
+    monkeypatch.setenv("KALE_IN_STEP", "train")
+    with pytest.raises(KaleError) as caught:
+        eval(compile(call, __file__, "eval"), {"p": module.p})
+    error = caught.value
+    assert error.message.startswith(f"pipeline `nested` {what} inside step `train`")
+    assert "a step cannot start a pipeline" in error.message
+    assert 'if __name__ == "__main__":' in error.fix
+    assert error.location.file == __file__
+    assert not (project.root / "nested.yaml").exists()

@@ -1,7 +1,10 @@
 """The command-line flags Kale reads from a pipeline script's own command line.
 
-They are taken out of ``sys.argv`` when ``kale.sdk`` is imported, before the script parses its
-own arguments. What is Kale's depends on the mode:
+They are taken out of ``sys.argv`` once, when the script being run (``__main__``) decorates a
+function with ``@pipeline`` — before its ``if __name__ == "__main__":`` block parses its own
+arguments — or, for a pipeline defined in another module, when the script first calls one.
+Importing ``kale.sdk`` reads nothing, so a library or a test that imports it keeps its
+``sys.argv``. What is Kale's depends on the mode:
 
 - Without ``--kfp``/``-K`` (a local run) only ``--parallelism N`` is Kale's: every other argument
   reaches the script as typed, so a script with its own ``--output`` or ``--dry-run`` works.
@@ -17,7 +20,6 @@ own arguments. What is Kale's depends on the mode:
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass
@@ -125,6 +127,8 @@ def _long_matches(body: str) -> list[str]:
     # scripts of their own, and a slip there does not start anything that was not asked for.
     if "dryrun".startswith(squashed):
         return ["--dry-run"]
+    import difflib  # only for a mistyped flag: not on the import path of kale.sdk
+
     close = difflib.get_close_matches(squashed, by_squashed, n=1, cutoff=0.9)  # --kfp-hosts
     return [by_squashed[close[0]]] if close else []
 
@@ -287,7 +291,20 @@ def take_flags(argv: list[str]) -> Flags:
     return flags
 
 
+_loaded = False
+
+
 def load_from_sys_argv() -> None:
-    """Take Kale's flags out of ``sys.argv`` (once, when ``kale.sdk`` is imported)."""
-    global FLAGS
-    FLAGS = take_flags(sys.argv)
+    """Take Kale's flags out of ``sys.argv`` into ``FLAGS``; only the first call of a process
+    does anything (``kale.sdk`` calls it when a script defines or calls a pipeline).
+
+    Raises ``FlagError`` like ``take_flags``, and then leaves ``sys.argv`` as it was: a second
+    attempt must not see half of the flags gone (``--kfp`` taken, a mistyped ``--dry`` left).
+    """
+    global FLAGS, _loaded
+    if _loaded:
+        return
+    argv = list(sys.argv)
+    FLAGS = take_flags(argv)
+    sys.argv[:] = argv  # the same list: code that kept a reference to it sees the change
+    _loaded = True

@@ -47,7 +47,9 @@ def load_script(path: str) -> types.ModuleType:
     sys.argv = [path]  # as `python script.py` with no arguments would see it
     try:
         exec(code, module.__dict__)
-    except KaleError:
+    except KaleError as error:
+        if isinstance(error, ImportError):  # an API of another Kale (kale.not_provided)
+            _name_the_scripts_line(error, path)
         raise
     except SystemExit as exit_:
         raise ScriptError(
@@ -64,6 +66,19 @@ def load_script(path: str) -> types.ModuleType:
     finally:
         sys.argv = saved_argv
     return module
+
+
+def _name_the_scripts_line(error: KaleError, path: str) -> None:
+    """Make ``error`` name the script's line that led to it: as its location when it has none,
+    else (when it is in a module the script imports) in its message."""
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if frame.filename == path and frame.lineno]
+    if not lines:
+        return
+    if error.location is None:
+        error.location = SourceLocation(path, lines[-1])
+    elif os.path.abspath(error.location.file) != path:
+        error.message += f" (imported by way of {display_path(path)}:{lines[-1]})"
 
 
 def _user_traceback(error: BaseException) -> str:

@@ -6,7 +6,6 @@ bad value and what is allowed, long before a step runs or Kubeflow sees the pipe
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -71,6 +70,8 @@ def suggest(option: str, known: tuple[str, ...]) -> str:
     """' did you mean ...?' for a mistyped option name, or '' when nothing is close."""
     guess = _SYNONYMS.get(option.lower())
     if guess not in known:
+        import difflib  # only for a mistake: not on the import path of kale.sdk
+
         close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
         guess = close[0] if close else None
     return f"did you mean {guess!r}? " if guess else ""

@@ -51,6 +51,35 @@ def test_the_bundle_carries_the_project_and_kale_and_is_reproducible(tmp_path, m
     assert not any(name.startswith("_kale/kale/local/") for name in names)
 
 
+def test_the_bundled_kale_alone_defines_steps_and_pipelines(tmp_path):
+    """What ``import kale.sdk`` loads must travel: a project module a step imports may define
+    steps, and on Kubeflow only the bundle's Kale is there."""
+    import os
+    import subprocess
+    import sys
+
+    flows = "from kale.sdk import pipeline, step\n\n@step\ndef s():\n    return 1\n\n" \
+        "@pipeline\ndef p():\n    s()\n"
+    make(tmp_path / "project", {"flows.py": flows})
+    bundle = build_bundle(tmp_path / "project")
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    # And an API of another Kale fails there with the advice it gets here.
+    code = ("import sys; sys.path[:0] = sys.argv[1:]; import flows, kale.sdk\n"
+            "print(kale.sdk.__file__)\n"
+            "try:\n    import kale.distributed\nexcept ImportError as error:\n"
+            "    print(error.message)\n")
+    # -S: no site-packages, so the installed Kale cannot stand in for the bundled one.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path / "unpacked/_kale"),
+                             str(tmp_path / "unpacked/project")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    assert printed[0].startswith(str(tmp_path / "unpacked/_kale/kale/sdk/"))
+    assert printed[1].startswith("kale.distributed is not supported by this Kale")
+
+
 def test_an_absurd_bundle_is_refused_with_advice(tmp_path):
     import os
 

@@ -43,8 +43,8 @@ from kale.graph.context import (
 from kale.source import FunctionNode, FunctionSpan, SourceFile, read_source
 
 if TYPE_CHECKING:
+    from kale.definitions import StepFunction
     from kale.graph.model import Graph
-    from kale.sdk import StepFunction
 
 _NESTED_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
@@ -265,7 +265,7 @@ def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph,
                     f"{label} collects arguments with `{star}{special.arg}`",
                     location=SourceLocation.of_node(special, span.filename),
                     fix="Kubeflow steps have named inputs: list every parameter by name"))
-    from kale.sdk import PipelineFunction
+    from kale.definitions import PipelineDefinition as PipelineFunction
 
     needed = _needed_names(func, span)
     if not needed and not code.co_freevars and not may_have_setup(func):

@@ -312,7 +312,7 @@ class ModuleIndex:
     with what each binds and reads, and how a step's needs are met from them."""
 
     def __init__(self, sources: list[SourceFile], namespace: Mapping[str, Any]) -> None:
-        from kale.sdk import PipelineFunction
+        from kale.definitions import PipelineDefinition as PipelineFunction
 
         self.sources = sources
         self.namespace = namespace

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kale.definitions import PipelineDefinition, StepFunction
 from kale.errors import PipelineDefinitionError, SourceLocation, raise_all
 from kale.graph.checks import check_steps, return_arity
 from kale.graph.model import (
@@ -348,8 +349,6 @@ class _Parser:
             self.bindings[name] = OutputRef(step.name, name, index if unpacks else None)
 
     def callee(self, node: ast.expr) -> Any:
-        from kale.sdk import PipelineFunction, StepFunction
-
         dotted = _dotted_name(node)
         if dotted is None:
             self.error(node, f"`{self.text(node)}` is not a step", "call a @step function by "
@@ -379,7 +378,7 @@ class _Parser:
         name = ".".join(dotted)
         if isinstance(value, StepFunction):
             return value
-        if isinstance(value, PipelineFunction):
+        if isinstance(value, PipelineDefinition):
             self.error(node, f"`{name}` is a pipeline; pipelines cannot call other pipelines yet",
                        "call its steps from this pipeline directly")
         elif rest and not inspect.ismodule(owner):
@@ -401,8 +400,6 @@ class _Parser:
         return None
 
     def is_step(self, node: ast.expr) -> bool:
-        from kale.sdk import StepFunction
-
         dotted = _dotted_name(node)
         if not dotted or dotted[0] in self.bindings or dotted[0] not in self.namespace:
             return False

@@ -67,8 +67,11 @@ LIMIT_BYTES = 200 * 2**20
 
 # What of Kale runs inside a step (paths relative to the kale package): the runtime, and the
 # decorators, for project modules that define steps and that a step imports.
+# The placeholders of other Kales' APIs travel too, so that a step that imports one fails on
+# Kubeflow with the same advice as here.
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
-                  "kfp/entry.py", "sdk.py", "errors.py", "flags.py", "options.py", "source.py"]
+                  "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
+                  "source.py", "not_provided.py", "distributed.py", "types.py"]
 
 
 def carries_kale_module(module: str) -> bool:

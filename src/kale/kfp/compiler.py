@@ -547,9 +547,9 @@ def write_package(pipeline: Any, package_path: str) -> dict[str, Any]:
 def _plain_json(value: Any) -> str:
     import json
 
-    from kale.marshal.backends import _encode
+    from kale.marshal.codec import encode
 
-    return json.dumps(_encode(value))
+    return json.dumps(encode(value))
 
 
 def _ascii(name: str) -> str:

@@ -40,7 +40,17 @@ def wait_interval() -> float:
         return 5.0
 
 
-def _state(value: Any) -> str:
+class FollowTimeout(Exception):
+    """The run had not ended when following it reached its time limit; ``state`` is its last."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        super().__init__(state)
+
+
+def state_name(value: Any) -> str:
+    """A run's or task's state as KFP names it (``"RUNNING"``), from the enum or string the
+    client gives."""
     text = str(value or "")
     return text.rsplit(".", 1)[-1].upper()  # an enum's name, or the string itself
 
@@ -64,8 +74,12 @@ def _transient(error: BaseException) -> bool:
 
 
 def follow(client: Any, run_id: str, graph: Graph, *, interval: float | None = None,
-           out: Any = None) -> FollowedRun:
-    """Poll the run until it ends; print task states as they change."""
+           out: Any = None, timeout: float | None = None) -> FollowedRun:
+    """Poll the run until it ends; print task states as they change.
+
+    Raises ``FollowTimeout`` when the run has not ended after ``timeout`` seconds (the run goes
+    on: only following stops).
+    """
     from kale.kfp.compiler import task_display_names
 
     out = out or sys.stderr
@@ -94,7 +108,7 @@ def follow(client: Any, run_id: str, graph: Graph, *, interval: float | None = N
             if name not in shown and not _is_kales_own(name):
                 continue
             key = getattr(task, "task_id", None) or name
-            state = _state(getattr(task, "state", None))
+            state = state_name(getattr(task, "state", None))
             if not state or seen.get(key) == state:
                 continue
             seen[key] = state
@@ -107,11 +121,17 @@ def follow(client: Any, run_id: str, graph: Graph, *, interval: float | None = N
             else:
                 failed.pop(name, None)  # a retry that went on, or succeeded
             print(line, file=out, flush=True)
-        state = _state(getattr(run, "state", None))
+        state = state_name(getattr(run, "state", None))
         if state != run_state:
             run_state = state
             if state not in ENDED:
                 print(f"kale: {stamp} run {state.lower()}", file=out, flush=True)
         if state in ENDED:
             return FollowedRun(state, failed)
+        if timeout is not None:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise FollowTimeout(state)
+            time.sleep(min(interval, left))
+            continue
         time.sleep(interval)

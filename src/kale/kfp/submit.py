@@ -3,7 +3,7 @@
 With ``--dry-run`` only the package is written and nothing is contacted. Otherwise the pipeline
 is uploaded (a new version when a pipeline of that name exists), the experiment is created if it
 does not exist, and a run starts with the parameter values of the script's call; ``--wait``
-follows it to its end.
+follows it to its end. ``p.compile()`` and ``p.submit()`` (``kale.sdk``) use the same functions.
 
 How the host, namespace and credentials are found is ``kale.kfp.connection``.
 """
@@ -14,80 +14,122 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kale.errors import KaleError
 from kale.graph.model import Graph
-from kale.kfp.connection import KubeflowError, connect, explain
+from kale.kfp.connection import connect, explain
+
+if TYPE_CHECKING:
+    from kale.kfp.run import KfpRun
 
 
-def package_path(graph: Graph, output: str | None) -> str:
-    """Where to write the package: ``output`` (``-o``), else ``<pipeline name>.yaml`` here."""
+class PipelinePackage(type(Path())):  # Path itself cannot be subclassed before Python 3.12
+    """The path of a compiled pipeline package (a ``pathlib.Path``): what ``p.compile()``
+    returns, and what calling the pipeline returns with ``--kfp --dry-run``.
+
+    Its ``status`` is ``"compiled"``, so that a main block written for the other modes
+    (``run = p(); print(run.status)``) works in a dry run too.
+    """
+
+    status = "compiled"
+
+
+def package_path(graph: Graph, output: str | os.PathLike[str] | None, *,
+                 option: str = "-o") -> str:
+    """Where to write the package: ``output`` (``-o``), else ``<pipeline name>.yaml`` here.
+
+    ``option`` is how the caller gave ``output`` (``-o``, or ``path=`` of ``p.compile``), for
+    the fixes of the errors.
+    """
+    def spelled(value: str) -> str:
+        return f"{option} {value}" if option.startswith("-") else f"{option}{value!r}"
+
+    output = os.fspath(output) if output is not None else None
     path = os.path.abspath(output or f"{graph.name}.yaml")
     if output and (os.path.isdir(path) or output.endswith(("/", os.sep))):
-        raise KaleError(f"-o {output} is a folder; the package is a file",
-                        fix=f"-o {os.path.join(output, graph.name + '.yaml')}")
+        raise KaleError(f"{spelled(output)} is a folder; the package is a file",
+                        fix=spelled(os.path.join(output, graph.name + ".yaml")))
     if not path.lower().endswith((".yaml", ".yml")):
         stem = os.path.splitext(output or graph.name)[0]
         raise KaleError(f"the package {output} would not be YAML: Kubeflow Pipelines packages "
-                        "are .yaml files", fix=f"-o {stem}.yaml")
+                        "are .yaml files", fix=spelled(f"{stem}.yaml"))
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise KaleError(f"the package cannot be written to {output}: the folder {folder} does "
-                        "not exist", fix="create the folder, or choose another path with -o")
+                        "not exist", fix=f"create the folder, or choose another path with "
+                        f"{option.rstrip('=')}")
     return path
 
 
-@dataclass
-class SubmittedRun:
-    """A run started on Kubeflow Pipelines."""
-
-    run_id: str
-    url: str
-    pipeline_id: str
-    version_id: str
-    experiment_id: str
-    state: str | None = None
-    namespace: str | None = None
+#: What compiling takes besides the path, with the command-line flag that sets each.
+COMPILE_OPTIONS = {"image": "--image", "requirements": "--requirements",
+                   "bundle_store": "--bundle-store"}
 
 
-def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any) -> Any:
-    """``--kfp``: write the package (``--dry-run``) or submit it; returns the path or the run."""
+def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
+                    image: str | None = None, requirements: str | None = None,
+                    bundle_store: str | None = None, upload: bool | None = None,
+                    option: str = "-o") -> PipelinePackage:
+    """Write the package of ``graph`` to ``output`` (default ``<pipeline name>.yaml``) and
+    describe it on stderr. A bundle too big for the package is uploaded to the bundle store
+    when ``upload`` (by default: when ``bundle_store`` is given)."""
+    from kale.kfp.compiler import compile_graph, describe
+
+    path = package_path(graph, output, option=option)
+    compiled = compile_graph(graph, path, image=image, requirements=requirements,
+                             bundle_store=bundle_store,
+                             upload=bool(bundle_store) if upload is None else upload)
+    print(describe(graph, compiled, path), file=sys.stderr)
+    return PipelinePackage(path)
+
+
+def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
+                         ) -> KfpRun | PipelinePackage:
+    """``--kfp``: write the package (``--dry-run``, returns its path) or submit it (returns the
+    run; ``--wait`` follows it and raises ``KubeflowError`` unless it succeeds)."""
     try:
-        return _compile_and_submit(graph, values, flags)
+        if flags.dry_run:
+            return compile_package(graph, flags.output, image=flags.image,
+                                   requirements=flags.requirements,
+                                   bundle_store=flags.bundle_store)
+        run = submit_pipeline(graph, values, output=flags.output, host=flags.kfp_host,
+                              namespace=flags.namespace, image=flags.image,
+                              requirements=flags.requirements, bundle_store=flags.bundle_store)
     except KeyboardInterrupt:
         what = ("the package was not written" if flags.dry_run else
                 "no run was started (a pipeline version may have been uploaded)")
         print(f"\nkale: interrupted; {what}", file=sys.stderr)
         raise SystemExit(130) from None
+    if flags.wait:
+        try:
+            run.wait(check=True)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None  # wait() said that the run goes on
+    return run
 
 
-def _compile_and_submit(graph: Graph, values: dict[str, Any], flags: Any) -> Any:
-    from kale.kfp.compiler import compile_graph, describe
-
-    if flags.dry_run:
-        path = package_path(graph, flags.output)
-        compiled = compile_graph(graph, path, image=flags.image,
-                                 requirements=flags.requirements,
-                                 bundle_store=flags.bundle_store,
-                                 upload=bool(flags.bundle_store))
-        print(describe(graph, compiled, path), file=sys.stderr)
-        return path
-    _check_values(graph, values)
+def submit_pipeline(graph: Graph, values: dict[str, Any], *,
+                    output: str | os.PathLike[str] | None = None, host: str | None = None,
+                    namespace: str | None = None, experiment: str | None = None,
+                    image: str | None = None, requirements: str | None = None,
+                    bundle_store: str | None = None) -> KfpRun:
+    """Compile ``graph`` (into ``output`` when given, else a temporary file), upload it and
+    start a run with ``values``; a big bundle goes to the bundle store."""
+    check_run_values(graph, values)
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
-        path = package_path(graph, flags.output or os.path.join(folder, f"{graph.name}.yaml"))
-        compiled = compile_graph(graph, path, image=flags.image,
-                                 requirements=flags.requirements,
-                                 bundle_store=flags.bundle_store, upload=True)
-        print(describe(graph, compiled, path), file=sys.stderr)
-        # Ctrl-C while waiting stops following, not the run: _wait says so itself.
-        return submit(graph, values, path, host=flags.kfp_host, namespace=flags.namespace,
-                      wait=flags.wait)
+        package = compile_package(
+            graph, output or os.path.join(folder, f"{graph.name}.yaml"), image=image,
+            requirements=requirements, bundle_store=bundle_store, upload=True)
+        return submit(graph, values, package, host=host, namespace=namespace,
+                      experiment=experiment)
 
 
-def _check_values(graph: Graph, values: dict[str, Any]) -> None:
-    """Refuse run values Kubeflow would change: its parameters hold numbers as 64-bit floats."""
+def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
+    """Refuse run values Kubeflow would change: its parameters hold numbers as 64-bit floats.
+
+    Raises ``KaleError`` naming the parameter, with the fix (pass it as a string)."""
     from kale.kfp.compiler import exact_number
 
     def inexact(value: Any) -> int | None:
@@ -107,11 +149,16 @@ def _check_values(graph: Graph, values: dict[str, Any]) -> None:
                 fix=f"pass it as a string and convert it in the step: {name}='{number}'")
 
 
-def submit(graph: Graph, values: dict[str, Any], path: str, *, host: str | None = None,
-           namespace: str | None = None, wait: bool = False) -> SubmittedRun:
-    """Upload the package at ``path`` and start a run with ``values``."""
+def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *,
+           host: str | None = None, namespace: str | None = None,
+           experiment: str | None = None) -> KfpRun:
+    """Upload the package at ``path`` and start a run with ``values`` in ``experiment`` (by
+    default the pipeline's, else "Default")."""
+    from kale.kfp.run import KfpRun
+
+    path = os.fspath(path)
     client, connection = connect(host, namespace)
-    experiment_name = graph.options.experiment or "Default"
+    experiment_name = experiment or graph.options.experiment or "Default"
     action, kind = f"look up pipeline {graph.name}", "pipeline"
     try:
         pipeline_id = client.get_pipeline_id(graph.name)
@@ -128,10 +175,9 @@ def submit(graph: Graph, values: dict[str, Any], path: str, *, host: str | None 
                 path, pipeline_version_name=f"{graph.name} {stamp}", pipeline_id=pipeline_id)
             version_id = version.pipeline_version_id
         action, kind = f"find or create experiment {experiment_name}", "experiment"
-        experiment = client.create_experiment(name=experiment_name,
-                                              namespace=connection.namespace)
+        created = client.create_experiment(name=experiment_name, namespace=connection.namespace)
         action, kind = f"start a run of pipeline {graph.name}", "run"
-        run = client.run_pipeline(experiment_id=experiment.experiment_id,
+        run = client.run_pipeline(experiment_id=created.experiment_id,
                                   job_name=f"{graph.name} {stamp}", pipeline_id=pipeline_id,
                                   version_id=version_id, params=values)
     except KaleError:
@@ -140,33 +186,9 @@ def submit(graph: Graph, values: dict[str, Any], path: str, *, host: str | None 
         raise explain(error, connection, action, kind) from error
     ui = os.environ.get("KF_PIPELINES_UI_ENDPOINT") or connection.host  # as kfp.Client links
     url = f"{ui.rstrip('/')}/#/runs/details/{run.run_id}"
-    submitted = SubmittedRun(run.run_id, url, pipeline_id, version_id or "",
-                             experiment.experiment_id, namespace=connection.namespace)
     print(f"kale: started run {run.run_id} of pipeline {graph.name} in experiment "
           f"{experiment_name} ({connection.namespace_text})\n  {url}", file=sys.stderr)
-    if wait:
-        _wait(client, connection, submitted, graph)
-    return submitted
-
-
-def _wait(client: Any, connection: Any, submitted: SubmittedRun, graph: Graph) -> None:
-    from kale.kfp.follow import follow
-
-    run_id, url = submitted.run_id, submitted.url
-    try:
-        followed = follow(client, run_id, graph)
-    except KeyboardInterrupt:
-        # The run is Kubeflow's: stopping to watch it must not look like stopping it.
-        print(f"\nkale: stopped following run {run_id}; it goes on in Kubeflow: {url}",
-              file=sys.stderr)
-        raise SystemExit(130) from None
-    except Exception as error:
-        raise explain(error, connection, f"follow run {run_id}", "wait") from error
-    submitted.state = followed.state
-    print(f"kale: run {run_id} ended: {followed.state}", file=sys.stderr)
-    if followed.state != "SUCCEEDED":
-        steps = "; ".join(f"step {name} failed" + (f": {message}" if message else "")
-                          for name, message in followed.failed.items())
-        raise KubeflowError(f"run {run_id} of pipeline {graph.name} ended {followed.state}"
-                            + (f" ({steps})" if steps else ""),
-                            fix=f"see its steps and logs at {url}")
+    return KfpRun(run.run_id, url, graph=graph, experiment=experiment_name,
+                  pipeline_id=pipeline_id, version_id=version_id or "",
+                  experiment_id=created.experiment_id, namespace=connection.namespace,
+                  client=client, connection=connection)

@@ -6,14 +6,13 @@ DataFrame must not import pandas.
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import os
 import shutil
 import sys
 
 from kale.marshal import Backend, atomic_write
+from kale.marshal.codec import PLAIN_TYPES, NotPlainError, decode, encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,83 +24,23 @@ def _loaded(module: str) -> Any:
     return sys.modules.get(module)
 
 
-# -- plain values: JSON, tagged where JSON alone would change the value ---------------------------
-
-_TAG = "__kale__"
-
-
-class _NotPlain(ValueError):
-    """A value inside a container is not a plain value."""
-
-
-def _encode(value: Any) -> Any:
-    kind = type(value)
-    if value is None or kind is bool or kind is str:
-        return value
-    if kind is int:
-        # JSON holds any int, but Python refuses to print one of more than 4300 digits.
-        return value if value.bit_length() < 10000 else {_TAG: "int", "v": hex(value)}
-    if kind is float:
-        return value if math.isfinite(value) else {_TAG: "float", "v": repr(value)}
-    if kind is list:
-        return [_encode(item) for item in value]
-    if kind is tuple:
-        return {_TAG: "tuple", "v": [_encode(item) for item in value]}
-    if kind is set or kind is frozenset:
-        return {_TAG: kind.__name__, "v": [_encode(item) for item in value]}
-    if kind is bytes:
-        return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
-    if kind is dict:
-        if _TAG not in value and all(type(key) is str for key in value):
-            return {key: _encode(item) for key, item in value.items()}
-        return {_TAG: "dict", "v": [[_encode(key), _encode(item)] for key, item in value.items()]}
-    raise _NotPlain(kind.__name__)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    tag = value.get(_TAG)
-    if tag is None:
-        return {key: _decode(item) for key, item in value.items()}
-    inner = value["v"]
-    if tag == "tuple":
-        return tuple(_decode(item) for item in inner)
-    if tag == "set":
-        return {_decode(item) for item in inner}
-    if tag == "frozenset":
-        return frozenset(_decode(item) for item in inner)
-    if tag == "bytes":
-        return base64.b64decode(inner)
-    if tag == "int":
-        return int(inner, 16)
-    if tag == "float":
-        return float(inner)
-    if tag == "dict":
-        return {_decode(key): _decode(item) for key, item in inner}
-    raise ValueError(f"unknown tag {tag!r} in a stored value")
-
-
-_PLAIN_TYPES = (type(None), bool, int, float, str, bytes, list, tuple, dict, set, frozenset)
-
+# -- plain values: Kale's tagged JSON (kale.marshal.codec) ---------------------------------------
 
 class JsonBackend(Backend):
     name, suffix = "json", ".json"
 
     def accepts(self, value: Any) -> bool:
         # Large binary data would grow by a third in base64: pickle stores it as it is.
-        return type(value) in _PLAIN_TYPES and not (type(value) is bytes and len(value) > 65536)
+        return type(value) in PLAIN_TYPES and not (type(value) is bytes and len(value) > 65536)
 
     def save(self, value: Any, path: str) -> dict[str, Any]:
-        data = json.dumps(_encode(value), allow_nan=False).encode()
+        data = json.dumps(encode(value), allow_nan=False).encode()
         atomic_write(path, lambda handle: handle.write(data))
         return {"hash": _hash_bytes(data)}
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
         with open(path) as handle:
-            return _decode(json.load(handle))
+            return decode(json.load(handle))
 
 
 # -- numpy ---------------------------------------------------------------------------------------
@@ -189,7 +128,7 @@ class ArrowBackend(Backend):
             pandas = _loaded("pandas")
             if isinstance(value, pandas.Series):
                 extra = {"pandas": "series",
-                         "series_name": _encode(_plain_label(value.name, "name"))}
+                         "series_name": encode(_plain_label(value.name, "name"))}
                 value = value.to_frame(name="series")
             _check_frame(value, pandas)
             columns = value.columns
@@ -197,8 +136,8 @@ class ArrowBackend(Backend):
                     and columns.is_unique and columns.name is None
                     and all(type(label) is str for label in columns)):
                 # Arrow wants unique string names: store positions, keep the labels aside.
-                extra["columns"] = _encode([_plain_label(c, "column label") for c in columns])
-                extra["columns_names"] = _encode([_plain_label(n, "column level name")
+                extra["columns"] = encode([_plain_label(c, "column label") for c in columns])
+                extra["columns_names"] = encode([_plain_label(n, "column level name")
                                                   for n in columns.names])
                 if isinstance(columns, pandas.RangeIndex):
                     extra["columns_range"] = [columns.start, columns.stop, columns.step]
@@ -209,7 +148,7 @@ class ArrowBackend(Backend):
                 # A range is three numbers: not a column of them (and slices would get it wrong).
                 index = value.index
                 extra["index_range"] = [index.start, index.stop, index.step]
-                extra["index_name"] = _encode(_plain_label(index.name, "index name"))
+                extra["index_name"] = encode(_plain_label(index.name, "index name"))
         digest = _HashingWriter.new()
         atomic_write(path, lambda handle: _write_ipc(value, digest.wrap(handle),
                                                      "index_range" not in extra))
@@ -227,10 +166,10 @@ class ArrowBackend(Backend):
 
         if "index_range" in meta:
             frame.index = pandas.RangeIndex(*meta["index_range"],
-                                            name=_decode(meta.get("index_name")))
+                                            name=decode(meta.get("index_name")))
         if "columns" in meta:
-            names = _decode(meta["columns"])
-            level_names = _decode(meta.get("columns_names")) or [None]
+            names = decode(meta["columns"])
+            level_names = decode(meta.get("columns_names")) or [None]
             if "columns_range" in meta:
                 index = pandas.RangeIndex(*meta["columns_range"], name=level_names[0])
             elif meta.get("columns_kind") == "multi":
@@ -240,7 +179,7 @@ class ArrowBackend(Backend):
             frame.columns = index
         if meta.get("pandas") == "series":
             series = frame["series"]
-            series.name = _decode(meta.get("series_name"))
+            series.name = decode(meta.get("series_name"))
             return series
         return frame
 
@@ -251,8 +190,8 @@ class _NotExact(ValueError):
 
 def _plain_label(label: Any, what: str) -> Any:
     try:
-        _encode(label)
-    except _NotPlain:
+        encode(label)
+    except NotPlainError:
         raise _NotExact(f"a {what} is a {type(label).__name__}, not a plain value") from None
     return label
 

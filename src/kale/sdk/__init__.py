@@ -5,19 +5,28 @@ The decorators only record: options are validated on the spot, nothing is parsed
 pipeline is used, and calling a step outside a pipeline runs the plain function (so steps can be
 unit-tested). Importing this module stays cheap: no kfp, numpy or pandas, and the parser is loaded
 only when a pipeline is first used.
+
+Importing it changes nothing either: a library or a test that imports it keeps its
+``sys.argv`` and ``sys.excepthook``. The script being run (``__main__``) opts in by using the
+decorators: from its first ``@step`` or ``@pipeline`` on, uncaught Kale errors are shown without
+a traceback; when it decorates a pipeline, Kale's flags (``--kfp``...) are taken out of
+``sys.argv``, before the script's main block parses its own arguments, and the process that
+will fork the steps starts warming up (not with ``--kfp``). A pipeline defined in another
+module reads the flags when the script first calls it. None of this happens inside a step's
+process (``KALE_IN_STEP`` set), where a pipeline must not start at all.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import inspect
+import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from kale import flags
+from kale.definitions import PipelineDefinition, StepFunction
 from kale.errors import (
     InvalidOptionError,
     KaleError,
@@ -38,22 +47,58 @@ from kale.options import (
 
 if TYPE_CHECKING:
     from kale.graph.model import Graph
+    from kale.kfp.run import KfpRun
+    from kale.kfp.submit import PipelinePackage
     from kale.local import Run
 
 __all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "pipeline", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-install_excepthook()
-flags.load_from_sys_argv()
+# Names other Kales had here; importing one says what to do instead (see kale.not_provided).
+_NOT_PROVIDED = frozenset({"has_metrics", "artifact"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NOT_PROVIDED or name == "logging":
+        from kale.not_provided import not_provided
+
+        # `from kale.sdk import logging` asks here first: the import system would take the
+        # submodule's ModuleNotFoundError for "no such submodule" and hide its message.
+        raise not_provided(f"kale.sdk.{name}", module=name == "logging")
+    raise AttributeError(f"module 'kale.sdk' has no attribute {name!r}")
+
+
+#: The variable the runtime sets, to the step's name, in a step's process.
+IN_STEP_VARIABLE = "KALE_IN_STEP"
+
+_script_prepared = False
+
+
+def _prepare_script() -> None:
+    """The script being run defines or calls a pipeline: show uncaught Kale errors compactly,
+    and take Kale's flags out of ``sys.argv`` before its main block parses its own. Once per
+    process, and never at import: a library or a test importing kale.sdk keeps both."""
+    global _script_prepared
+    if _script_prepared:
+        return
+    install_excepthook()  # first: a mistyped flag is then shown as Kale's error, not a traceback
+    flags.load_from_sys_argv()
+    _script_prepared = True
+
+
+def _in_script(frame_depth: int = 2) -> bool:
+    """Whether the code that called the caller of this (a decorator, or a pipeline's call) is
+    the script being run (module ``__main__``), outside a step's process."""
+    module = sys._getframe(frame_depth).f_globals.get("__name__")
+    return module == "__main__" and not os.environ.get(IN_STEP_VARIABLE)
 
 
 def _prestart_step_processes() -> None:
     """A script's pipeline is about to run: start the zygote now, so it warms up while the
     script finishes importing and the graph is built."""
-    import os
-
-    if os.environ.get("KALE_PRESTART", "1") == "0" or not hasattr(os, "fork"):
+    if os.environ.get("KALE_PRESTART", "1") == "0" or not hasattr(os, "fork") or \
+            flags.FLAGS.kfp:  # with --kfp no step runs here
         return
     from kale.local.processes import Zygote
 
@@ -117,37 +162,6 @@ def _reject_unknown(unknown: Mapping[str, Any], known: tuple[str, ...], decorato
         )
 
 
-class StepFunction:
-    """A function decorated with ``@step``. Called directly, it is the plain function."""
-
-    decorator = "@step"
-
-    def __init__(self, func: Callable[..., Any], options: Mapping[str, Any],
-                 location: SourceLocation, display_name: str | None = None) -> None:
-        functools.update_wrapper(self, func)
-        self.func = func
-        #: The options given on the decorator, validated (``steps_defaults`` is applied later).
-        self.options = dict(options)
-        self.location = location
-        #: The name as the user wrote it; ``step_name`` is its Kubeflow-safe form.
-        self.display_name = display_name or func.__name__
-
-    @property
-    def step_name(self) -> str:
-        """The step's Kubeflow name before it is made unique within a pipeline."""
-        from kale.options import normalize_name
-
-        if "name" in self.options:
-            return self.options["name"]
-        return normalize_name(self.func.__name__, "name", max_length=63)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.func(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<step {self.func.__module__}.{self.func.__qualname__}>"
-
-
 @overload
 def step(func: F, /) -> F: ...
 @overload
@@ -172,6 +186,8 @@ def step(func: Any = None, /, **options: Any) -> Any:
     strings such as "45s", "2m", "1h30m".
     """
     location = _caller_location()
+    if _in_script():
+        install_excepthook()  # a mistake in this decorator is then shown as Kale's error
     known = {key: options.pop(key) for key in STEP_OPTIONS if key in options}
     _reject_unknown(options, STEP_OPTIONS, "@step", location)
     try:
@@ -201,17 +217,12 @@ def step(func: Any = None, /, **options: Any) -> Any:
     return decorate(func)
 
 
-class PipelineFunction:
+class PipelineFunction(PipelineDefinition):
     """A function decorated with ``@pipeline``. Calling it runs the pipeline."""
-
-    decorator = "@pipeline"
 
     def __init__(self, func: Callable[..., Any], options: PipelineOptions,
                  location: SourceLocation) -> None:
-        functools.update_wrapper(self, func)
-        self.func = func
-        self.options = options
-        self.location = location
+        super().__init__(func, options, location)
         self._graph: Graph | None = None
 
     @property
@@ -245,6 +256,8 @@ class PipelineFunction:
         given = dict(zip(positional, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
+                import difflib
+
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise PipelineArgumentError(
@@ -272,22 +285,41 @@ class PipelineFunction:
                 ) from None
         return values
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Run | Any:
-        """Run the pipeline on this machine and return the ``Run`` (see ``kale.local``).
+    def _refuse_in_step(self, what: str, location: SourceLocation) -> None:
+        """A step's process must never start a pipeline (it would run the whole pipeline again,
+        inside one of its own steps, on every attempt)."""
+        step_name = os.environ.get(IN_STEP_VARIABLE)
+        if step_name:
+            raise KaleError(
+                f"pipeline `{self.options.name}` was {what} inside step `{step_name}` (the step "
+                "imported a module that starts it, or called it): a step cannot start a pipeline",
+                location=location,
+                fix="guard the call with `if __name__ == \"__main__\":` so that it runs only "
+                "when the script itself is run, not when a step imports its module")
 
-        Raises ``RunFailedError`` (uncaught: a summary and exit status 1) if a step fails. With
-        ``--kfp`` on the script's command line, compile it instead and submit it to Kubeflow
-        Pipelines (returns the started run), or with ``--dry-run`` only write the package
-        (returns its path).
-        """
-        location = _caller_location()
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+              location: SourceLocation) -> tuple[Graph, dict[str, Any]]:
         try:
             graph = self.graph
-            values = self.bind_arguments(*args, **kwargs)
+            return graph, self.bind_arguments(*args, **kwargs)
         except PipelineArgumentError as error:
             raise _locate(error, location) from None
-        from kale import flags
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Run | KfpRun | PipelinePackage:
+        """Run the pipeline as the script's command line says, and return what ran.
+
+        Without ``--kfp``: run it on this machine (see ``run``) and return the ``Run``; raises
+        ``RunFailedError`` (uncaught: a summary and exit status 1) if a step fails. With
+        ``--kfp``: compile it, submit it to Kubeflow Pipelines and return the ``KfpRun``
+        (``--wait`` follows it to its end); with ``--kfp --dry-run`` only write the package and
+        return its path (a ``PipelinePackage``, whose ``status`` is ``"compiled"``). All three
+        have a ``status``.
+        """
+        location = _caller_location()
+        self._refuse_in_step("called", location)
+        if _in_script():
+            _prepare_script()  # a pipeline imported from another module: its flags are read now
+        graph, values = self._bind(args, kwargs, location)
         if flags.FLAGS.kfp:
             from kale.kfp.submit import compile_for_kubeflow
 
@@ -296,8 +328,112 @@ class PipelineFunction:
 
         return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)
 
-    def __repr__(self) -> str:
-        return f"<pipeline {self.options.name} ({self.func.__module__}.{self.func.__qualname__})>"
+    def run(self, *args: Any, **params: Any) -> Run:
+        """Run the pipeline on this machine with these parameter values, whatever the command
+        line says (``--kfp`` is ignored; ``--parallelism`` is honoured once Kale has read its
+        flags), and return the ``Run``.
+
+        Raises ``PipelineArgumentError`` for values that do not match the parameters, and
+        ``RunFailedError`` if a step fails.
+        """
+        location = _caller_location()
+        self._refuse_in_step("run with .run()", location)
+        graph, values = self._bind(args, params, location)
+        from kale.local import run_graph
+
+        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)
+
+    def compile(self, path: str | os.PathLike[str] | None = None, **options: Any
+                ) -> PipelinePackage:
+        """Write the pipeline's Kubeflow Pipelines package and return its path.
+
+        ``path`` defaults to ``<pipeline name>.yaml`` in the working directory. ``options`` are
+        those ``--kfp`` flags set: ``image`` (the steps' base image), ``requirements`` (a
+        requirements file for the steps) and ``bundle_store`` (where a bundle too big for the
+        package is uploaded; without it nothing is contacted). The package holds the
+        parameters' defaults; ``submit`` runs it with other values.
+        """
+        location = _caller_location()
+        self._refuse_in_step("compiled with .compile()", location)
+        chosen = self._compile_options(options, "compile", location)
+        graph = self._bind((), {}, location)[0]
+        from kale.kfp.submit import compile_package, package_path
+
+        try:
+            package_path(graph, path, option="path=")  # a bad path is the caller's line
+        except KaleError as error:
+            raise _locate(error, location) from None
+        return compile_package(graph, path, option="path=", **chosen)
+
+    def submit(self, *args: Any, host: str | None = None, namespace: str | None = None,
+               experiment: str | None = None, wait: bool = False,
+               compile_options: Mapping[str, Any] | None = None, **params: Any) -> KfpRun:
+        """Compile the pipeline, upload it to Kubeflow Pipelines and start a run with these
+        parameter values; return the ``KfpRun`` (``.id``, ``.url``, ``.status``, ``.wait()``).
+
+        ``host`` and ``namespace`` are ``--kfp-host`` and ``--namespace`` (found as for
+        ``--kfp`` when not given), ``experiment`` replaces the pipeline's experiment, and
+        ``compile_options`` are ``compile``'s options (``image``, ``requirements``,
+        ``bundle_store``). ``wait=True`` follows the run to its end, as ``--wait`` does, and
+        raises ``KubeflowError`` unless it succeeds; ``run.wait()`` returns the final status
+        instead. The command line plays no part.
+        """
+        location = _caller_location()
+        self._refuse_in_step("submitted with .submit()", location)
+        chosen = self._compile_options(dict(compile_options or {}), "submit", location)
+        graph, values = self._bind(args, params, location)
+        given = {"host": host, "namespace": namespace, "experiment": experiment, "wait": wait,
+                 "compile_options": compile_options}
+        for parameter in graph.parameters:
+            if given.get(parameter.name) not in (None, False):
+                raise _locate(PipelineArgumentError(
+                    f"`{parameter.name}` is both an option of submit() and a parameter of "
+                    f"pipeline `{self.__name__}`; submit() took it as its option",
+                    fix=f"pass the parameter `{parameter.name}` by position, or rename it"),
+                    location)
+        if experiment is not None and (not isinstance(experiment, str) or not experiment):
+            raise _locate(InvalidOptionError("experiment", experiment, "the name of an "
+                                             "experiment (a non-empty string) is expected"),
+                          location)
+        from kale.kfp.submit import check_run_values, submit_pipeline
+
+        try:
+            check_run_values(graph, values)  # a value Kubeflow would round is the caller's line
+        except KaleError as error:
+            raise _locate(error, location) from None
+        run = submit_pipeline(graph, values, host=host, namespace=namespace,
+                              experiment=experiment, **chosen)
+        if wait:
+            run.wait(check=True)
+        return run
+
+    def _compile_options(self, options: dict[str, Any], method: str,
+                         location: SourceLocation) -> dict[str, Any]:
+        """``options`` checked: known, and strings (a requirements file may be a Path)."""
+        from kale.kfp.submit import COMPILE_OPTIONS
+
+        known = tuple(COMPILE_OPTIONS)
+        what = "option" if method == "compile" else "entry in compile_options"
+        for key, value in options.items():
+            if key in known:
+                if key == "requirements" and isinstance(value, os.PathLike):
+                    value = options[key] = os.fspath(value)
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise _locate(InvalidOptionError(
+                        key, value, f"{COMPILE_OPTIONS[key]} takes a non-empty string"), location)
+                continue
+            if key in ("host", "namespace", "experiment", "wait"):
+                hint = ("it is an option of submit(), which uploads and runs the pipeline; "
+                        "compile() only writes the package" if method == "compile" else
+                        f"it is an option of submit() itself: submit({key}=...)")
+            elif key in ("path", "output"):
+                hint = ("submit() compiles into a temporary file; call compile(path) to keep "
+                        "the package" if method == "submit" else "the path is compile(path)")
+            else:
+                hint = f"{suggest(key, known)}the options are: {', '.join(known)}"
+            raise _locate(InvalidOptionError(key, options[key], f"{method}() takes no {what} "
+                                             f"{key!r}", fix=hint), location)
+        return options
 
 
 @overload
@@ -319,6 +455,9 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
     ``autosnapshot`` and ``steps_defaults`` (options applied to every step; a step's own win).
     """
     location = _caller_location()
+    in_script = _in_script()
+    if in_script:
+        install_excepthook()
     known = {key: options.pop(key) for key in PIPELINE_OPTIONS if key in options}
     _reject_unknown(options, PIPELINE_OPTIONS, "@pipeline", location)
 
@@ -336,7 +475,8 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
                 ) from None
             keyword = error.option.split(".")[0]
             raise _locate(error, location, keyword) from None
-        if target.__module__ == "__main__":
+        if in_script:
+            _prepare_script()
             _prestart_step_processes()
         if checked.autosnapshot:
             warnings.warn_explicit(

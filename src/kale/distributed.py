@@ -1,0 +1,9 @@
+"""``kale.distributed``, Arrikto's Kale's distributed training, is not supported by this Kale.
+
+Importing it raises ``ModuleNotProvidedError`` (a ``ModuleNotFoundError``) that says what to do
+instead; see ``kale.not_provided``.
+"""
+
+from kale.not_provided import not_provided
+
+raise not_provided(__name__, module=True)
