@@ -478,3 +478,55 @@ def p():
     function = module.p.graph.step("use").function
     assert function.futures == ("annotations",)
     assert "__future__" not in "".join(s.text for s in function.context)
+
+
+def test_module_level_calls_that_fill_globals_travel(project):
+    # `load()` assigns CONFIG with `global`; `add(...)` and the `@register` decorator change
+    # REGISTRY in place; a fresh import runs them all, so the step's context does too. A
+    # function that assigns a global but is never called at module level is still an error.
+    context = context_of(project, textwrap.dedent('''
+        REGISTRY = {}
+
+        def add(key, value):
+            REGISTRY[key] = value
+
+        def register(fn):
+            add(fn.__name__, fn)
+            return fn
+
+        def load():
+            global CONFIG
+            CONFIG = {"a": 1}
+
+        add("one", 1)
+        load()
+
+        @register
+        def handler():
+            return "handled"
+
+        def unrelated():
+            return 0
+
+        unrelated()
+
+        @step
+        def use():
+            return CONFIG, REGISTRY
+    '''))
+    for expected in ("REGISTRY = {}\n", "def add(", "def register(", "def load(",
+                     'add("one", 1)\n', "load()\n", "@register\ndef handler():"):
+        assert expected in context, (expected, context)
+    assert "unrelated" not in context
+
+
+def test_a_dotted_import_is_not_replaced_by_a_later_import_of_its_package(project):
+    context = context_of(project, textwrap.dedent('''
+        import xml.etree.ElementTree
+        import xml.dom.minidom
+
+        @step
+        def use():
+            return xml.etree.ElementTree.fromstring("<a/>").tag
+    '''))
+    assert "import xml.etree.ElementTree\n" in context and "import xml.dom.minidom\n" in context

@@ -84,6 +84,9 @@ class _Statement:
     star: str | None = None  # the module of `from M import *`
     #: where each used name first appears, for error locations
     where: dict[str, ast.AST] = field(default_factory=dict)
+    #: names the statement may bind by calling a module function that assigns them with
+    #: `global` (`load()`): never a certain binding
+    maybe: frozenset[str] = frozenset()
 
     @property
     def location(self) -> SourceLocation:
@@ -126,6 +129,17 @@ class _Reader:
             for symbol in table.get_symbols():
                 if symbol.is_global() or symbol.is_declared_global():
                     names.add(symbol.get_name())
+            stack.extend(table.get_children())
+        return names
+
+    def scope_global_writes(self, first: int, last: int) -> set[str]:
+        """Names the scopes within these lines assign with ``global``."""
+        names: set[str] = set()
+        stack = [t for t in self.children if first <= t.get_lineno() <= last]
+        while stack:
+            table = stack.pop()
+            names.update(s.get_name() for s in table.get_symbols()
+                         if s.is_declared_global() and s.is_assigned())
             stack.extend(table.get_children())
         return names
 
@@ -240,6 +254,58 @@ def _called_roots(node: ast.AST) -> set[str]:
             and (root := _root_name(n.func)) is not None}
 
 
+def _invoked_roots(node: ast.stmt) -> set[str]:
+    """The root names of the calls a statement makes when it runs: not those in the bodies of
+    the functions and lambdas it defines, but their decorators (a decorator is called) and
+    defaults, and class bodies (which run)."""
+    found: set[str] = set()
+    stack: list[ast.AST] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in current.decorator_list:
+                root = _root_name(decorator)
+                if root is not None:
+                    found.add(root)
+            stack.extend([*current.decorator_list, *current.args.defaults,
+                          *(d for d in current.args.kw_defaults if d)])
+            continue
+        if isinstance(current, ast.ClassDef):
+            for decorator in current.decorator_list:
+                root = _root_name(decorator)
+                if root is not None:
+                    found.add(root)
+        if isinstance(current, ast.Lambda):
+            continue
+        if isinstance(current, ast.Call):
+            root = _root_name(current.func)
+            if root is not None:
+                found.add(root)
+        stack.extend(ast.iter_child_nodes(current))
+    return found
+
+
+def _mutated_roots(node: ast.AST) -> set[str]:
+    """Root names changed in place anywhere in ``node``: ``X[k] = v``, ``X.a = v``,
+    ``del X[k]``, ``X.append(v)`` (a method call as a statement)."""
+    found: set[str] = set()
+    for part in ast.walk(node):
+        targets: list[ast.AST] = []
+        if isinstance(part, (ast.Assign, ast.Delete)):
+            targets = list(part.targets)
+        elif isinstance(part, (ast.AugAssign, ast.AnnAssign)):
+            targets = [part.target]
+        elif isinstance(part, ast.Expr) and isinstance(part.value, ast.Call) and \
+                isinstance(part.value.func, ast.Attribute):
+            targets = [part.value.func]
+        for target in targets:
+            if isinstance(target, (ast.Attribute, ast.Subscript)):
+                root = _root_name(target)
+                if root is not None:
+                    found.add(root)
+    return found
+
+
 def _binding_line(node: ast.stmt, name: str) -> int:
     """The line inside a statement where ``name`` is bound (the statement's own line when it
     cannot be told)."""
@@ -270,6 +336,7 @@ class ModuleIndex:
         self.namespace = namespace
         self.futures: list[str] = []
         self.statements: list[_Statement] = []
+        readers: list[_Reader] = []
         for source in sources:
             future_annotations = any(
                 isinstance(s, ast.ImportFrom) and s.module == "__future__"
@@ -277,6 +344,8 @@ class ModuleIndex:
             reader = _Reader(source, future_annotations)
             for node in source.tree.body:
                 self.statements.append(self._statement(node, source, reader))
+            readers.append(reader)
+        self._add_call_effects(readers)
         self.binders: dict[str, list[int]] = {}
         for index, statement in enumerate(self.statements):
             for name in statement.binds:
@@ -312,6 +381,55 @@ class ModuleIndex:
                 for name in statement.mutates:
                     self.mutators.setdefault(name, []).append(index)
 
+    def _add_call_effects(self, readers: list[_Reader]) -> None:
+        """Give a module-level statement that calls a function of the module (or decorates
+        with one) that function's effects on module globals, as a fresh import has them:
+        ``load()`` binds what ``load`` assigns with ``global``, ``@register`` changes
+        ``REGISTRY`` as ``register`` does. Without this, a step needing ``CONFIG`` or
+        ``REGISTRY`` would miss the call that fills it (or be told it is made at run time)."""
+        by_source = {id(reader.source): reader for reader in readers}
+        effects: dict[str, tuple[set[str], set[str]]] = {}  # function: (assigns, mutates)
+        calls: dict[str, set[str]] = {}
+        for statement in self.statements:
+            node = statement.node
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            reader = by_source[id(statement.source)]
+            first, last = statement.first, statement.last
+            scoped = reader.scope_globals(first, last)
+            assigns, mutates = effects.setdefault(node.name, (set(), set()))
+            assigns.update(reader.scope_global_writes(first, last))
+            mutates.update(_mutated_roots(ast.Module(body=node.body, type_ignores=[]))
+                           & scoped)
+            calls.setdefault(node.name, set()).update(
+                _called_roots(ast.Module(body=node.body, type_ignores=[])))
+        if not any(a or m for a, m in effects.values()):
+            return
+        changed = True
+        while changed:  # a function has the effects of the module functions it calls
+            changed = False
+            for name, called in calls.items():
+                assigns, mutates = effects[name]
+                for other in called & effects.keys():
+                    more_assigns, more_mutates = effects[other]
+                    if not (more_assigns <= assigns and more_mutates <= mutates):
+                        assigns.update(more_assigns)
+                        mutates.update(more_mutates)
+                        changed = True
+        for statement in self.statements:
+            if statement.kind == "future":
+                continue
+            invoked = _invoked_roots(statement.node) & effects.keys()
+            if isinstance(statement.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                invoked.discard(statement.node.name)  # its own body does not run here
+            assigns = {n for f in invoked for n in effects[f][0]}
+            mutates = {n for f in invoked for n in effects[f][1]}
+            if assigns - statement.binds:
+                statement.maybe = frozenset(assigns - statement.binds)
+                statement.binds = statement.binds | statement.maybe
+            if mutates:
+                statement.mutates = statement.mutates | mutates
+
     @staticmethod
     def _statement(node: ast.stmt, source: SourceFile, reader: _Reader) -> _Statement:
         first, last = _first_line(node), node.end_lineno or node.lineno
@@ -322,9 +440,12 @@ class ModuleIndex:
         star = None
         if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
             star = "." * node.level + (node.module or "")
-        return _Statement(node, source, first, last, kind, frozenset(binds),
-                          isinstance(node, _CERTAIN) and not (
-                              isinstance(node, ast.AnnAssign) and node.value is None),
+        # `import a` and `import a.b` bind the package `a` itself, whose submodules earlier
+        # `import a.x` statements loaded: they add to those, not replace them.
+        certain = isinstance(node, _CERTAIN) and not (
+            isinstance(node, ast.AnnAssign) and node.value is None) and not (
+            isinstance(node, ast.Import) and any(a.asname is None for a in node.names))
+        return _Statement(node, source, first, last, kind, frozenset(binds), certain,
                           frozenset(uses), frozenset(mutates), star, where)
 
     @staticmethod
@@ -400,7 +521,8 @@ class ModuleIndex:
             start = 0
             for index in reversed(binders):
                 statement = self.statements[index]
-                if statement.certain and name not in statement.uses:
+                if statement.certain and name not in statement.uses and \
+                        name not in statement.maybe:
                     start = index
                     break
             chosen_here = [i for i in binders if i >= start]
