@@ -530,3 +530,35 @@ def test_a_dotted_import_is_not_replaced_by_a_later_import_of_its_package(projec
             return xml.etree.ElementTree.fromstring("<a/>").tag
     '''))
     assert "import xml.etree.ElementTree\n" in context and "import xml.dom.minidom\n" in context
+
+
+def test_statements_sharing_a_line_with_a_needed_one_run_with_it(project):
+    # A context is made of whole lines: `X = 2; Y = helper(X)` runs whole, so `helper` travels
+    # too; a pipeline call on a needed line is an error, not a NameError in the step.
+    context = context_of(project, textwrap.dedent('''
+        X = 2; Y = helper(X)
+
+        @step
+        def use():
+            return X
+    '''))
+    assert "def helper(x):" in context and "X = 2; Y = helper(X)\n" in context
+    module = project.load(ISOLATION_PRELUDE + textwrap.dedent('''
+        @step
+        def use():
+            return N
+
+        @pipeline
+        def p():
+            use()
+
+        N = 2; p.__repr__()
+    '''), prelude=False)
+    with pytest.raises(StepDefinitionError) as caught:
+        module.p.graph
+    lines = Path(caught.value.location.file).read_text().splitlines()
+    line = caught.value.location.line
+    assert lines[line - 1] == "N = 2; p.__repr__()" and caught.value.location.column == 7
+    assert f"needs line {line} of" in caught.value.message
+    assert "also holds a statement that runs a pipeline" in caught.value.message
+    assert "on a line of its own" in caught.value.fix

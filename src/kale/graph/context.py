@@ -375,6 +375,13 @@ class ModuleIndex:
             elif self._is_setup(statement.node, imported):
                 statement.kind = "setup"
         self.setup = [i for i, s in enumerate(self.statements) if s.kind == "setup"]
+        # Statements that share a line (`a = 1; b = 2`): a context is made of whole lines.
+        self.line_mates: dict[int, list[int]] = {}
+        for index in range(len(self.statements) - 1):
+            this, after = self.statements[index], self.statements[index + 1]
+            if this.source is after.source and this.last >= after.first:
+                self.line_mates.setdefault(index, []).append(index + 1)
+                self.line_mates.setdefault(index + 1, []).append(index)
         self.mutators: dict[str, list[int]] = {}
         for index, statement in enumerate(self.statements):
             if statement.kind == "code":
@@ -487,15 +494,40 @@ class ModuleIndex:
         chosen: set[int] = set()
         problems: list[KaleError] = []
         reported: set[str] = set()
+        shared: set[int] = set()  # statements reported for sharing a line with a needed one
         pending = list(wanted)
-        for index in self.setup:
-            statement = self.statements[index]
+
+        def choose(index: int) -> None:
+            if index in chosen:
+                return
             chosen.add(index)
-            for name in statement.uses:
-                if name not in wanted:
-                    wanted[name] = SourceLocation.of_node(statement.where.get(
-                        name, statement.node), statement.source.filename)
-                    pending.append(name)
+            statement = self.statements[index]
+            for used in statement.uses | statement.mutates:
+                if used not in wanted:
+                    wanted[used] = SourceLocation.of_node(
+                        statement.where.get(used, statement.node), statement.source.filename)
+                    pending.append(used)
+            # A context travels as whole lines: statements sharing a line with this one
+            # (`N = 2; run = flow()`) run with it, so they need what they use, and one that
+            # must never run in a step is an error.
+            for mate in self.line_mates.get(index, ()):
+                other = self.statements[mate]
+                if other.kind in ("code", "setup"):
+                    choose(mate)
+                elif mate not in shared and other.kind != "future":
+                    shared.add(mate)
+                    what = {"main": "the `if __name__ == \"__main__\":` block",
+                            "pipeline": "a statement that runs a pipeline",
+                            "ipython": "an IPython magic"}[other.kind]
+                    problems.append(StepDefinitionError(
+                        f"step `{step}` needs line {statement.first} of "
+                        f"{statement.location.display_file}, which also holds {what}; a step "
+                        "runs the module-level lines it needs whole",
+                        location=other.location,
+                        fix="put that statement on a line of its own (no `;`)"))
+
+        for index in self.setup:
+            choose(index)
         while pending:
             name = pending.pop()
             if name in RUNTIME_NAMES:
@@ -528,15 +560,7 @@ class ModuleIndex:
             chosen_here = [i for i in binders if i >= start]
             chosen_here += [i for i in self.mutators.get(name, ()) if i > start]
             for index in chosen_here:
-                if index in chosen:
-                    continue
-                chosen.add(index)
-                statement = self.statements[index]
-                for used in statement.uses | statement.mutates:
-                    if used not in wanted:
-                        wanted[used] = SourceLocation.of_node(
-                            statement.where.get(used, statement.node), statement.source.filename)
-                        pending.append(used)
+                choose(index)
         return sorted(chosen), problems
 
     def missing(self, name: str, location: SourceLocation, step: str) -> KaleError | None:
