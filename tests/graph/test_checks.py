@@ -562,3 +562,29 @@ def test_statements_sharing_a_line_with_a_needed_one_run_with_it(project):
     assert f"needs line {line} of" in caught.value.message
     assert "also holds a statement that runs a pipeline" in caught.value.message
     assert "on a line of its own" in caught.value.fix
+
+
+def test_a_step_whose_context_reads_the_command_line_of_a_script_given_arguments(
+        project, monkeypatch):
+    # A step's process gets no arguments (locally and on Kubeflow): with the script given
+    # some, a step using `args` would silently see the defaults.
+    step_source = '''
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--epochs", type=int, default=3)
+        args = parser.parse_args()
+
+        @step
+        def use():
+            return args.epochs
+    '''
+    monkeypatch.setattr("sys.argv", ["flow.py"])
+    assert "args = parser.parse_args()\n" in context_of(project, textwrap.dedent(step_source))
+    monkeypatch.setattr("sys.argv", ["flow.py", "--epochs", "7"])
+    found = problems(project, step_source)
+    assert len(found) == 1
+    assert "reads the command line, but a step's process does not get the script's " \
+        "arguments (`--epochs 7`)" in found[0].message
+    lines = Path(found[0].location.file).read_text().splitlines()
+    assert lines[found[0].location.line - 1] == "args = parser.parse_args()"
+    assert "under `if __name__ == \"__main__\":`" in found[0].fix

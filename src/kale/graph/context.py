@@ -306,6 +306,27 @@ def _mutated_roots(node: ast.AST) -> set[str]:
     return found
 
 
+_PARSE_METHODS = frozenset({"parse_args", "parse_known_args", "parse_intermixed_args",
+                            "parse_known_intermixed_args"})
+
+
+def _command_line_read(node: ast.AST) -> ast.AST | None:
+    """The first place in ``node`` that reads the script's command line: ``sys.argv``, or an
+    argparse ``parse_args()`` given no arguments of its own."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.Attribute) and part.attr == "argv" and \
+                _root_name(part) == "sys":
+            return part
+        if isinstance(part, ast.ImportFrom) and part.module == "sys" and \
+                any(alias.name == "argv" for alias in part.names):
+            return part
+        if isinstance(part, ast.Call) and isinstance(part.func, ast.Attribute) and \
+                part.func.attr in _PARSE_METHODS and not part.args and \
+                not any(k.arg == "args" for k in part.keywords):
+            return part
+    return None
+
+
 def _binding_line(node: ast.stmt, name: str) -> int:
     """The line inside a statement where ``name`` is bound (the statement's own line when it
     cannot be told)."""
@@ -561,7 +582,31 @@ class ModuleIndex:
             chosen_here += [i for i in self.mutators.get(name, ()) if i > start]
             for index in chosen_here:
                 choose(index)
+        problems.extend(self._command_line_problems(chosen, step))
         return sorted(chosen), problems
+
+    def _command_line_problems(self, chosen: Iterable[int], step: str) -> list[KaleError]:
+        """A step whose context reads the command line, when the script was given arguments:
+        a step's process runs with none (``sys.argv`` is ``[its file]``, as the script with no
+        arguments), locally and on Kubeflow, so it would silently see the defaults."""
+        arguments = sys.argv[1:]
+        if not arguments or "ipykernel" in sys.modules:
+            return []
+        for index in sorted(chosen):
+            statement = self.statements[index]
+            found = _command_line_read(statement.node)
+            if found is None:
+                continue
+            location = SourceLocation.of_node(found, statement.source.filename)
+            shown = " ".join(arguments)
+            return [StepDefinitionError(
+                f"step `{step}` runs line {location.line} of {statement.location.display_file}, "
+                "which reads the command line, but a step's process does not get the script's "
+                f"arguments (`{shown[:60]}`): it would see none",
+                location=location,
+                fix="parse the arguments under `if __name__ == \"__main__\":` and pass their "
+                "values to the pipeline as parameters")]
+        return []
 
     def missing(self, name: str, location: SourceLocation, step: str) -> KaleError | None:
         """Why ``name`` cannot exist in the step's process (None: a builtin, all is well)."""
