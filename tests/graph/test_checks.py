@@ -588,3 +588,19 @@ def test_a_step_whose_context_reads_the_command_line_of_a_script_given_arguments
     lines = Path(found[0].location.file).read_text().splitlines()
     assert lines[found[0].location.line - 1] == "args = parser.parse_args()"
     assert "under `if __name__ == \"__main__\":`" in found[0].fix
+
+
+def test_a_deleted_or_only_annotated_module_name_is_reported(project):
+    found = problems(project, '''
+        TMP = 1
+        del TMP
+        y: int
+
+        @step
+        def use():
+            return TMP, y
+    ''')
+    messages = sorted(error.message for error in found)
+    assert len(messages) == 2, messages
+    assert "uses `TMP`, which `del TMP` removes at line" in messages[0]
+    assert "uses `y`, which line" in messages[1] and "only annotates" in messages[1]

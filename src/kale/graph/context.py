@@ -396,6 +396,14 @@ class ModuleIndex:
             elif self._is_setup(statement.node, imported):
                 statement.kind = "setup"
         self.setup = [i for i, s in enumerate(self.statements) if s.kind == "setup"]
+        # `del X` at module level: X is gone for any step that uses it.
+        self.deleters: dict[str, list[int]] = {}
+        for index, statement in enumerate(self.statements):
+            if isinstance(statement.node, ast.Delete) and statement.kind == "code":
+                for target in statement.node.targets:
+                    for part in ast.walk(target):
+                        if isinstance(part, ast.Name) and isinstance(part.ctx, ast.Del):
+                            self.deleters.setdefault(part.id, []).append(index)
         # Statements that share a line (`a = 1; b = 2`): a context is made of whole lines.
         self.line_mates: dict[int, list[int]] = {}
         for index in range(len(self.statements) - 1):
@@ -569,6 +577,17 @@ class ModuleIndex:
                     if problem is not None:
                         problems.append(problem)
                 continue
+            deleted = [i for i in self.deleters.get(name, ()) if i > binders[-1]]
+            if deleted and name not in reported:
+                # `del X` after its last binding: a fresh import has no `X` either.
+                reported.add(name)
+                statement = self.statements[deleted[-1]]
+                problems.append(StepDefinitionError(
+                    f"step `{step}` uses `{name}`, which `del {name}` removes at line "
+                    f"{statement.first} of {statement.location.display_file}, so the module "
+                    f"has no `{name}` once imported", location=wanted[name],
+                    fix=f"remove the `del {name}`, or define `{name}` again after it"))
+                continue
             # From the last certain binding on: earlier ones are replaced (unless it reads the
             # name itself, `x = x + 1`, which the loop below follows).
             start = 0
@@ -651,6 +670,15 @@ class ModuleIndex:
                 "at run time, by code Kale cannot follow), so a step's process would not have it",
                 location=location,
                 fix=f"define `{name}` at module level, or pass it to the step as an argument")
+        for statement in self.statements:
+            node = statement.node
+            if isinstance(node, ast.AnnAssign) and node.value is None and \
+                    isinstance(node.target, ast.Name) and node.target.id == name:
+                return StepDefinitionError(  # `y: int` alone declares, it does not assign
+                    f"{label} uses `{name}`, which line {node.lineno} of "
+                    f"{statement.location.display_file} only annotates (`{name}: ...` with no "
+                    "value), so it is not defined", location=location,
+                    fix=f"give `{name}` a value there (`{name}: ... = value`)")
         known = set(self.binders) | set(dir(builtins))
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"did you mean `{close[0]}`? " if close else ""
