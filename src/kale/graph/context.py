@@ -609,7 +609,9 @@ class ModuleIndex:
         a step's process runs with none (``sys.argv`` is ``[its file]``, as the script with no
         arguments), locally and on Kubeflow, so it would silently see the defaults."""
         arguments = sys.argv[1:]
-        if not arguments or "ipykernel" in sys.modules:
+        # A Jupyter kernel's own arguments (`ipykernel_launcher.py -f kernel.json`) are not
+        # the notebook's.
+        if not arguments or "ipykernel" in os.path.basename(sys.argv[0]):
             return []
         for index in sorted(chosen):
             statement = self.statements[index]
