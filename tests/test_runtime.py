@@ -151,6 +151,23 @@ def test_a_step_of_the_script_is_main_while_it_runs(task_for, tmp_path):
     assert "KALE_IN_STEP" not in os.environ
 
 
+def test_a_step_sees_the_command_line_of_its_script_run_without_arguments(task_for, tmp_path):
+    import sys
+
+    argv = sys.argv
+    context = ((str(tmp_path / "steps.py"), 1,
+                "import argparse, sys\nparser = argparse.ArgumentParser()\n"
+                "parser.add_argument('--epochs', type=int, default=3)\n"
+                "args = parser.parse_args()\n"),)
+    task = task_for("def s():\n    return args.epochs, sys.argv\n", line=6, context=context,
+                    outputs=("epochs", "argv"), unpacks=True)
+    result = run_step(task, lambda *_: None)
+    assert result["status"] == "done", result
+    assert marshal.load(result["outputs"]["epochs"]) == 3
+    assert marshal.load(result["outputs"]["argv"]) == [str(tmp_path / "steps.py")]
+    assert sys.argv is argv  # given back afterwards
+
+
 def test_future_features_of_the_module_apply_to_its_context(task_for, tmp_path):
     context = ((str(tmp_path / "steps.py"), 2, "def f(x: Undefined) -> Nope:\n    return x\n"),)
     task = task_for("def s():\n    return f(2)\n", line=5, context=context,

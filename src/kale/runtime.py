@@ -164,6 +164,9 @@ def _load_function(task: StepInvocation) -> tuple[Callable[..., Any], dict[str, 
     namespace = module.__dict__
     namespace.update({"__file__": task.filename, "__package__": package or None,
                       "__builtins__": builtins})
+    # As `python script.py` with no arguments sees it, locally and on Kubeflow alike (a step
+    # never gets the script's arguments: kale.graph.context reports a step that would read them).
+    sys.argv = [task.filename]
     if task.module == "__main__":
         # As in `python script.py`: pickle and multiprocessing find the step's classes and
         # functions in __main__.
@@ -384,12 +387,13 @@ def _run(task: StepInvocation, report: Report) -> dict[str, Any]:
     os.chdir(task.project_root)
     if task.project_root not in sys.path:
         sys.path.insert(0, task.project_root)
-    main = sys.modules.get("__main__")
+    main, argv = sys.modules.get("__main__"), sys.argv
     try:
         return _call(task, report)
     finally:
         if main is not None:
             sys.modules["__main__"] = main
+        sys.argv = argv
         os.environ.pop(IN_STEP, None)
 
 

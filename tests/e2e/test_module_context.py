@@ -88,3 +88,48 @@ def test_a_name_only_the_main_block_defines_is_an_error_before_anything_runs(tmp
     assert "flow.py:5:12" in result.stderr and "^^^^^^" in result.stderr
     assert "fix: define `EPOCHS` above the `if __name__ == \"__main__\":` block" in result.stderr
     assert not (tmp_path / "kale-home" / "runs").exists()
+
+
+def test_globals_filled_by_module_level_calls_and_decorators_reach_the_steps(tmp_path):
+    # A registry filled by a decorator, a config a function loads with `global`, two imports
+    # of one package's submodules and a `;` line: as a fresh import of the script has them.
+    script = tmp_path / "flow.py"
+    script.write_text(textwrap.dedent('''\
+        import xml.etree.ElementTree
+        import xml.dom.minidom
+        from kale.sdk import pipeline, step
+
+        REGISTRY = {}
+
+        def register(fn):
+            REGISTRY[fn.__name__] = fn
+            return fn
+
+        def load():
+            global CONFIG
+            CONFIG = {"lr": 0.5}
+
+        load()
+        SCALE = 2; OFFSET = CONFIG["lr"] * SCALE
+
+        @register
+        def handler():
+            return "handled"
+
+        @step
+        def use():
+            print("GOT", sorted(REGISTRY), REGISTRY["handler"](), CONFIG, OFFSET,
+                  xml.etree.ElementTree.fromstring("<a/>").tag,
+                  xml.dom.minidom.parseString("<b/>").documentElement.tagName)
+
+        @pipeline(name="registry")
+        def flow():
+            use()
+
+        if __name__ == "__main__":
+            flow()
+    '''))
+    result = run(script, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "GOT ['handler'] handled {'lr': 0.5} 1.0 a b" in output

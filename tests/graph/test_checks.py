@@ -504,3 +504,129 @@ def test_only_process_configuration_runs_in_every_step(project):
                      "REGISTRY.append(1)"):
         assert expected in context, (expected, context)
     assert "subprocess.run" not in context and "default_parallelism" not in context
+
+
+def test_module_level_calls_that_fill_globals_travel(project):
+    # `load()` assigns CONFIG with `global`; `add(...)` and the `@register` decorator change
+    # REGISTRY in place; a fresh import runs them all, so the step's context does too. A
+    # function that assigns a global but is never called at module level is still an error.
+    context = context_of(project, textwrap.dedent('''
+        REGISTRY = {}
+
+        def add(key, value):
+            REGISTRY[key] = value
+
+        def register(fn):
+            add(fn.__name__, fn)
+            return fn
+
+        def load():
+            global CONFIG
+            CONFIG = {"a": 1}
+
+        add("one", 1)
+        load()
+
+        @register
+        def handler():
+            return "handled"
+
+        def unrelated():
+            return 0
+
+        unrelated()
+
+        @step
+        def use():
+            return CONFIG, REGISTRY
+    '''))
+    for expected in ("REGISTRY = {}\n", "def add(", "def register(", "def load(",
+                     'add("one", 1)\n', "load()\n", "@register\ndef handler():"):
+        assert expected in context, (expected, context)
+    assert "unrelated" not in context
+
+
+def test_a_dotted_import_is_not_replaced_by_a_later_import_of_its_package(project):
+    context = context_of(project, textwrap.dedent('''
+        import xml.etree.ElementTree
+        import xml.dom.minidom
+
+        @step
+        def use():
+            return xml.etree.ElementTree.fromstring("<a/>").tag
+    '''))
+    assert "import xml.etree.ElementTree\n" in context and "import xml.dom.minidom\n" in context
+
+
+def test_statements_sharing_a_line_with_a_needed_one_run_with_it(project):
+    # A context is made of whole lines: `X = 2; Y = helper(X)` runs whole, so `helper` travels
+    # too; a pipeline call on a needed line is an error, not a NameError in the step.
+    context = context_of(project, textwrap.dedent('''
+        X = 2; Y = helper(X)
+
+        @step
+        def use():
+            return X
+    '''))
+    assert "def helper(x):" in context and "X = 2; Y = helper(X)\n" in context
+    module = project.load(ISOLATION_PRELUDE + textwrap.dedent('''
+        @step
+        def use():
+            return N
+
+        @pipeline
+        def p():
+            use()
+
+        N = 2; p.__repr__()
+    '''), prelude=False)
+    with pytest.raises(StepDefinitionError) as caught:
+        module.p.graph
+    lines = Path(caught.value.location.file).read_text().splitlines()
+    line = caught.value.location.line
+    assert lines[line - 1] == "N = 2; p.__repr__()" and caught.value.location.column == 7
+    assert f"needs line {line} of" in caught.value.message
+    assert "also holds a statement that runs a pipeline" in caught.value.message
+    assert "on a line of its own" in caught.value.fix
+
+
+def test_a_step_whose_context_reads_the_command_line_of_a_script_given_arguments(
+        project, monkeypatch):
+    # A step's process gets no arguments (locally and on Kubeflow): with the script given
+    # some, a step using `args` would silently see the defaults.
+    step_source = '''
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--epochs", type=int, default=3)
+        args = parser.parse_args()
+
+        @step
+        def use():
+            return args.epochs
+    '''
+    monkeypatch.setattr("sys.argv", ["flow.py"])
+    assert "args = parser.parse_args()\n" in context_of(project, textwrap.dedent(step_source))
+    monkeypatch.setattr("sys.argv", ["flow.py", "--epochs", "7"])
+    found = problems(project, step_source)
+    assert len(found) == 1
+    assert "reads the command line, but a step's process does not get the script's " \
+        "arguments (`--epochs 7`)" in found[0].message
+    lines = Path(found[0].location.file).read_text().splitlines()
+    assert lines[found[0].location.line - 1] == "args = parser.parse_args()"
+    assert "under `if __name__ == \"__main__\":`" in found[0].fix
+
+
+def test_a_deleted_or_only_annotated_module_name_is_reported(project):
+    found = problems(project, '''
+        TMP = 1
+        del TMP
+        y: int
+
+        @step
+        def use():
+            return TMP, y
+    ''')
+    messages = sorted(error.message for error in found)
+    assert len(messages) == 2, messages
+    assert "uses `TMP`, which `del TMP` removes at line" in messages[0]
+    assert "uses `y`, which line" in messages[1] and "only annotates" in messages[1]

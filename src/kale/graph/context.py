@@ -84,6 +84,9 @@ class _Statement:
     star: str | None = None  # the module of `from M import *`
     #: where each used name first appears, for error locations
     where: dict[str, ast.AST] = field(default_factory=dict)
+    #: names the statement may bind by calling a module function that assigns them with
+    #: `global` (`load()`): never a certain binding
+    maybe: frozenset[str] = frozenset()
 
     @property
     def location(self) -> SourceLocation:
@@ -126,6 +129,17 @@ class _Reader:
             for symbol in table.get_symbols():
                 if symbol.is_global() or symbol.is_declared_global():
                     names.add(symbol.get_name())
+            stack.extend(table.get_children())
+        return names
+
+    def scope_global_writes(self, first: int, last: int) -> set[str]:
+        """Names the scopes within these lines assign with ``global``."""
+        names: set[str] = set()
+        stack = [t for t in self.children if first <= t.get_lineno() <= last]
+        while stack:
+            table = stack.pop()
+            names.update(s.get_name() for s in table.get_symbols()
+                         if s.is_declared_global() and s.is_assigned())
             stack.extend(table.get_children())
         return names
 
@@ -288,6 +302,79 @@ def _called_roots(node: ast.AST) -> set[str]:
             and (root := _root_name(n.func)) is not None}
 
 
+def _invoked_roots(node: ast.stmt) -> set[str]:
+    """The root names of the calls a statement makes when it runs: not those in the bodies of
+    the functions and lambdas it defines, but their decorators (a decorator is called) and
+    defaults, and class bodies (which run)."""
+    found: set[str] = set()
+    stack: list[ast.AST] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in current.decorator_list:
+                root = _root_name(decorator)
+                if root is not None:
+                    found.add(root)
+            stack.extend([*current.decorator_list, *current.args.defaults,
+                          *(d for d in current.args.kw_defaults if d)])
+            continue
+        if isinstance(current, ast.ClassDef):
+            for decorator in current.decorator_list:
+                root = _root_name(decorator)
+                if root is not None:
+                    found.add(root)
+        if isinstance(current, ast.Lambda):
+            continue
+        if isinstance(current, ast.Call):
+            root = _root_name(current.func)
+            if root is not None:
+                found.add(root)
+        stack.extend(ast.iter_child_nodes(current))
+    return found
+
+
+def _mutated_roots(node: ast.AST) -> set[str]:
+    """Root names changed in place anywhere in ``node``: ``X[k] = v``, ``X.a = v``,
+    ``del X[k]``, ``X.append(v)`` (a method call as a statement)."""
+    found: set[str] = set()
+    for part in ast.walk(node):
+        targets: list[ast.AST] = []
+        if isinstance(part, (ast.Assign, ast.Delete)):
+            targets = list(part.targets)
+        elif isinstance(part, (ast.AugAssign, ast.AnnAssign)):
+            targets = [part.target]
+        elif isinstance(part, ast.Expr) and isinstance(part.value, ast.Call) and \
+                isinstance(part.value.func, ast.Attribute):
+            targets = [part.value.func]
+        for target in targets:
+            if isinstance(target, (ast.Attribute, ast.Subscript)):
+                root = _root_name(target)
+                if root is not None:
+                    found.add(root)
+    return found
+
+
+_PARSE_METHODS = frozenset({"parse_args", "parse_known_args", "parse_intermixed_args",
+                            "parse_known_intermixed_args"})
+
+
+def _command_line_read(node: ast.AST) -> ast.AST | None:
+    """The first place in ``node`` that reads the script's command line: ``sys.argv``, or an
+    argparse ``parse_args()`` given no arguments of its own."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.Attribute) and part.attr == "argv" and \
+                _root_name(part) == "sys":
+            return part
+        if isinstance(part, ast.ImportFrom) and part.module == "sys" and \
+                any(alias.name == "argv" for alias in part.names):
+            return part
+        if isinstance(part, ast.Call) and isinstance(part.func, ast.Attribute) and \
+                part.func.attr in _PARSE_METHODS and not part.args and \
+                not any(k.arg == "args" for k in part.keywords):
+            return part
+    return None
+
+
 def _binding_line(node: ast.stmt, name: str) -> int:
     """The line inside a statement where ``name`` is bound (the statement's own line when it
     cannot be told)."""
@@ -318,6 +405,7 @@ class ModuleIndex:
         self.namespace = namespace
         self.futures: list[str] = []
         self.statements: list[_Statement] = []
+        readers: list[_Reader] = []
         for source in sources:
             future_annotations = any(
                 isinstance(s, ast.ImportFrom) and s.module == "__future__"
@@ -325,6 +413,8 @@ class ModuleIndex:
             reader = _Reader(source, future_annotations)
             for node in source.tree.body:
                 self.statements.append(self._statement(node, source, reader))
+            readers.append(reader)
+        self._add_call_effects(readers)
         self.binders: dict[str, list[int]] = {}
         for index, statement in enumerate(self.statements):
             for name in statement.binds:
@@ -367,6 +457,21 @@ class ModuleIndex:
             elif _is_setup(statement.node, imported):
                 statement.kind = "setup"
         self.setup = [i for i, s in enumerate(self.statements) if s.kind == "setup"]
+        # `del X` at module level: X is gone for any step that uses it.
+        self.deleters: dict[str, list[int]] = {}
+        for index, statement in enumerate(self.statements):
+            if isinstance(statement.node, ast.Delete) and statement.kind == "code":
+                for target in statement.node.targets:
+                    for part in ast.walk(target):
+                        if isinstance(part, ast.Name) and isinstance(part.ctx, ast.Del):
+                            self.deleters.setdefault(part.id, []).append(index)
+        # Statements that share a line (`a = 1; b = 2`): a context is made of whole lines.
+        self.line_mates: dict[int, list[int]] = {}
+        for index in range(len(self.statements) - 1):
+            this, after = self.statements[index], self.statements[index + 1]
+            if this.source is after.source and this.last >= after.first:
+                self.line_mates.setdefault(index, []).append(index + 1)
+                self.line_mates.setdefault(index + 1, []).append(index)
         # Changes in place of the module's own objects (`CONFIG["k"] = v`), never calls on an
         # imported module (`subprocess.run(...)`, `plt.show()`): those are work, not state.
         self.mutators: dict[str, list[int]] = {}
@@ -374,6 +479,55 @@ class ModuleIndex:
             if statement.kind == "code":
                 for name in statement.mutates - imported.keys():
                     self.mutators.setdefault(name, []).append(index)
+
+    def _add_call_effects(self, readers: list[_Reader]) -> None:
+        """Give a module-level statement that calls a function of the module (or decorates
+        with one) that function's effects on module globals, as a fresh import has them:
+        ``load()`` binds what ``load`` assigns with ``global``, ``@register`` changes
+        ``REGISTRY`` as ``register`` does. Without this, a step needing ``CONFIG`` or
+        ``REGISTRY`` would miss the call that fills it (or be told it is made at run time)."""
+        by_source = {id(reader.source): reader for reader in readers}
+        effects: dict[str, tuple[set[str], set[str]]] = {}  # function: (assigns, mutates)
+        calls: dict[str, set[str]] = {}
+        for statement in self.statements:
+            node = statement.node
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            reader = by_source[id(statement.source)]
+            first, last = statement.first, statement.last
+            scoped = reader.scope_globals(first, last)
+            assigns, mutates = effects.setdefault(node.name, (set(), set()))
+            assigns.update(reader.scope_global_writes(first, last))
+            mutates.update(_mutated_roots(ast.Module(body=node.body, type_ignores=[]))
+                           & scoped)
+            calls.setdefault(node.name, set()).update(
+                _called_roots(ast.Module(body=node.body, type_ignores=[])))
+        if not any(a or m for a, m in effects.values()):
+            return
+        changed = True
+        while changed:  # a function has the effects of the module functions it calls
+            changed = False
+            for name, called in calls.items():
+                assigns, mutates = effects[name]
+                for other in called & effects.keys():
+                    more_assigns, more_mutates = effects[other]
+                    if not (more_assigns <= assigns and more_mutates <= mutates):
+                        assigns.update(more_assigns)
+                        mutates.update(more_mutates)
+                        changed = True
+        for statement in self.statements:
+            if statement.kind == "future":
+                continue
+            invoked = _invoked_roots(statement.node) & effects.keys()
+            if isinstance(statement.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                invoked.discard(statement.node.name)  # its own body does not run here
+            assigns = {n for f in invoked for n in effects[f][0]}
+            mutates = {n for f in invoked for n in effects[f][1]}
+            if assigns - statement.binds:
+                statement.maybe = frozenset(assigns - statement.binds)
+                statement.binds = statement.binds | statement.maybe
+            if mutates:
+                statement.mutates = statement.mutates | mutates
 
     @staticmethod
     def _statement(node: ast.stmt, source: SourceFile, reader: _Reader) -> _Statement:
@@ -385,9 +539,12 @@ class ModuleIndex:
         star = None
         if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
             star = "." * node.level + (node.module or "")
-        return _Statement(node, source, first, last, kind, frozenset(binds),
-                          isinstance(node, _CERTAIN) and not (
-                              isinstance(node, ast.AnnAssign) and node.value is None),
+        # `import a` and `import a.b` bind the package `a` itself, whose submodules earlier
+        # `import a.x` statements loaded: they add to those, not replace them.
+        certain = isinstance(node, _CERTAIN) and not (
+            isinstance(node, ast.AnnAssign) and node.value is None) and not (
+            isinstance(node, ast.Import) and any(a.asname is None for a in node.names))
+        return _Statement(node, source, first, last, kind, frozenset(binds), certain,
                           frozenset(uses), frozenset(mutates), star, where)
 
     # -- a step's needs ------------------------------------------------------------------------
@@ -419,15 +576,40 @@ class ModuleIndex:
         chosen: set[int] = set()
         problems: list[KaleError] = []
         reported: set[str] = set()
+        shared: set[int] = set()  # statements reported for sharing a line with a needed one
         pending = list(wanted)
-        for index in self.setup:
-            statement = self.statements[index]
+
+        def choose(index: int) -> None:
+            if index in chosen:
+                return
             chosen.add(index)
-            for name in statement.uses:
-                if name not in wanted:
-                    wanted[name] = SourceLocation.of_node(statement.where.get(
-                        name, statement.node), statement.source.filename)
-                    pending.append(name)
+            statement = self.statements[index]
+            for used in statement.uses | statement.mutates:
+                if used not in wanted:
+                    wanted[used] = SourceLocation.of_node(
+                        statement.where.get(used, statement.node), statement.source.filename)
+                    pending.append(used)
+            # A context travels as whole lines: statements sharing a line with this one
+            # (`N = 2; run = flow()`) run with it, so they need what they use, and one that
+            # must never run in a step is an error.
+            for mate in self.line_mates.get(index, ()):
+                other = self.statements[mate]
+                if other.kind in ("code", "setup"):
+                    choose(mate)
+                elif mate not in shared and other.kind != "future":
+                    shared.add(mate)
+                    what = {"main": "the `if __name__ == \"__main__\":` block",
+                            "pipeline": "a statement that runs a pipeline",
+                            "ipython": "an IPython magic"}[other.kind]
+                    problems.append(StepDefinitionError(
+                        f"step `{step}` needs line {statement.first} of "
+                        f"{statement.location.display_file}, which also holds {what}; a step "
+                        "runs the module-level lines it needs whole",
+                        location=other.location,
+                        fix="put that statement on a line of its own (no `;`)"))
+
+        for index in self.setup:
+            choose(index)
         while pending:
             name = pending.pop()
             if name in RUNTIME_NAMES:
@@ -448,27 +630,57 @@ class ModuleIndex:
                     if problem is not None:
                         problems.append(problem)
                 continue
+            deleted = [i for i in self.deleters.get(name, ()) if i > binders[-1]]
+            if deleted and name not in reported:
+                # `del X` after its last binding: a fresh import has no `X` either.
+                reported.add(name)
+                statement = self.statements[deleted[-1]]
+                problems.append(StepDefinitionError(
+                    f"step `{step}` uses `{name}`, which `del {name}` removes at line "
+                    f"{statement.first} of {statement.location.display_file}, so the module "
+                    f"has no `{name}` once imported", location=wanted[name],
+                    fix=f"remove the `del {name}`, or define `{name}` again after it"))
+                continue
             # From the last certain binding on: earlier ones are replaced (unless it reads the
             # name itself, `x = x + 1`, which the loop below follows).
             start = 0
             for index in reversed(binders):
                 statement = self.statements[index]
-                if statement.certain and name not in statement.uses:
+                if statement.certain and name not in statement.uses and \
+                        name not in statement.maybe:
                     start = index
                     break
             chosen_here = [i for i in binders if i >= start]
             chosen_here += [i for i in self.mutators.get(name, ()) if i > start]
             for index in chosen_here:
-                if index in chosen:
-                    continue
-                chosen.add(index)
-                statement = self.statements[index]
-                for used in statement.uses | statement.mutates:
-                    if used not in wanted:
-                        wanted[used] = SourceLocation.of_node(
-                            statement.where.get(used, statement.node), statement.source.filename)
-                        pending.append(used)
+                choose(index)
+        problems.extend(self._command_line_problems(chosen, step))
         return sorted(chosen), problems
+
+    def _command_line_problems(self, chosen: Iterable[int], step: str) -> list[KaleError]:
+        """A step whose context reads the command line, when the script was given arguments:
+        a step's process runs with none (``sys.argv`` is ``[its file]``, as the script with no
+        arguments), locally and on Kubeflow, so it would silently see the defaults."""
+        arguments = sys.argv[1:]
+        # A Jupyter kernel's own arguments (`ipykernel_launcher.py -f kernel.json`) are not
+        # the notebook's.
+        if not arguments or "ipykernel" in os.path.basename(sys.argv[0]):
+            return []
+        for index in sorted(chosen):
+            statement = self.statements[index]
+            found = _command_line_read(statement.node)
+            if found is None:
+                continue
+            location = SourceLocation.of_node(found, statement.source.filename)
+            shown = " ".join(arguments)
+            return [StepDefinitionError(
+                f"step `{step}` runs line {location.line} of {statement.location.display_file}, "
+                "which reads the command line, but a step's process does not get the script's "
+                f"arguments (`{shown[:60]}`): it would see none",
+                location=location,
+                fix="parse the arguments under `if __name__ == \"__main__\":` and pass their "
+                "values to the pipeline as parameters")]
+        return []
 
     def missing(self, name: str, location: SourceLocation, step: str) -> KaleError | None:
         """Why ``name`` cannot exist in the step's process (None: a builtin, all is well)."""
@@ -513,6 +725,15 @@ class ModuleIndex:
                 "at run time, by code Kale cannot follow), so a step's process would not have it",
                 location=location,
                 fix=f"define `{name}` at module level, or pass it to the step as an argument")
+        for statement in self.statements:
+            node = statement.node
+            if isinstance(node, ast.AnnAssign) and node.value is None and \
+                    isinstance(node.target, ast.Name) and node.target.id == name:
+                return StepDefinitionError(  # `y: int` alone declares, it does not assign
+                    f"{label} uses `{name}`, which line {node.lineno} of "
+                    f"{statement.location.display_file} only annotates (`{name}: ...` with no "
+                    "value), so it is not defined", location=location,
+                    fix=f"give `{name}` a value there (`{name}: ... = value`)")
         known = set(self.binders) | set(dir(builtins))
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"did you mean `{close[0]}`? " if close else ""
