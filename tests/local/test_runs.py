@@ -837,3 +837,43 @@ def test_a_step_that_runs_a_pipeline_fails_instead_of_starting_itself_again(scri
     assert result.returncode == 1, result.stderr
     assert "pipeline `inner` was started inside step `nested`: a step cannot run a pipeline" \
         in result.stderr
+
+
+def test_classes_and_enums_of_the_script_are_the_receiving_step_s_own(script):
+    result = script.run('''
+        import enum
+        from dataclasses import dataclass
+        from kale.sdk import pipeline, step
+
+        class Color(enum.Enum):
+            RED = 1
+            GREEN = 2
+
+        @dataclass
+        class Point:
+            x: int
+
+        @step
+        def make():
+            return Color.GREEN, Point(3)
+
+        @step
+        def check(color, point):
+            print("SAME", color is Color.GREEN, isinstance(point, Point), point.x)
+
+        @step
+        def blind(point):
+            print("BLIND", type(point).__name__, point.x)  # its module has no Point in view
+
+        @pipeline
+        def p():
+            color, point = make()
+            check(color, point)
+            blind(point)
+
+        if __name__ == "__main__":
+            p()
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "SAME True True 3" in result.stdout
+    assert "BLIND Point 3" in result.stdout

@@ -398,6 +398,8 @@ class _ClassAdoptingUnpickler(_unpickler_base()):  # type: ignore[misc]
             return found
         if name == "_make_skeleton_class":
             return _adopting(found)
+        if name == "_make_skeleton_enum":
+            return _adopting_enum(found)
         if name == "_class_setstate":
             return _setting_unless_adopted(found)
         return found
@@ -413,6 +415,21 @@ def _adopting(make: Any) -> Any:
             _adopted.add(id(own))
             return own
         return make(metaclass, name, bases, type_kwargs, *rest)
+
+    return make_or_adopt
+
+
+def _adopting_enum(make: Any) -> Any:
+    def make_or_adopt(bases: Any, name: str, qualname: str, members: Any, module: str,
+                      *rest: Any) -> Any:
+        home = CLASS_HOMES.get(module)
+        own = home.get(name) if home is not None else None
+        # The step's own enum: `Color(2)` is then its own member, so `is Color.GREEN` holds.
+        if isinstance(own, type) and own.__module__ == module and \
+                own.__qualname__ == qualname and type(own) is type(bases[-1]):
+            _adopted.add(id(own))
+            return own
+        return make(bases, name, qualname, members, module, *rest)
 
     return make_or_adopt
 
