@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).parent / "projects" / "module_context"
 EXPECTED = ("made 5 values, dice 2", "TOTAL 5.672 PID-OK True",
-            'STATS {"high": 5, "mean": 1.134, "spread": 0.189}')
+            'STATS {"high": 5, "mean": 1.134, "spread": 0.189}', "LOG __main__ reporting 3 numbers")
 
 
 def copy_project(tmp_path: Path) -> Path:

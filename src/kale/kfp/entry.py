@@ -9,6 +9,7 @@ timeout and grace period included), and moves the outputs into the artifacts Kub
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -70,7 +71,18 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         futures=tuple(spec.get("futures", ())), timeout=spec.get("timeout"),
         grace=spec.get("grace", 10.0), run_id=run_id, created=_created(created),
     )
-    result = run_step(task, lambda *_: None)
+    # kfp's executor (kfp.dsl.executor_main, kfp 2.x) configures the root logger (INFO, its own
+    # format) before a component runs. A step runs as under `python script.py`, where logging is
+    # what the script's own code configures, so its logs read the same locally and here.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()
+    root.setLevel(logging.WARNING)
+    try:
+        result = run_step(task, lambda *_: None)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     if result["status"] != "done":
         details = result["error"]
         text = f"Kale: step `{spec['step']}` {details['message']}"

@@ -2,6 +2,7 @@
 constants and classes used by steps, and the pipeline called without a __main__ guard."""
 
 import json
+import logging
 import math as m
 import os
 from random import randint, seed
@@ -12,6 +13,8 @@ from data import wrangle
 from kale.sdk import pipeline, step
 
 seed(1)  # setup: every step gets it
+logging.basicConfig(format="LOG %(name)s %(message)s", level=logging.INFO)
+logger = logging.getLogger(__name__)
 np.random.seed(0)
 
 SETTINGS = {"size": 5}
@@ -51,6 +54,7 @@ def inspect_summary(summary):
 
 @step
 def report(stats):
+    logger.info("reporting %d numbers", len(stats))
     print("STATS", json.dumps(stats, sort_keys=True))
 
 
