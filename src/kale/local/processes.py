@@ -151,6 +151,15 @@ def _preload(modules: list[str]) -> bool:
     return _thread_count() == 1
 
 
+def _freeze_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's sight: a collection in a
+    step process would otherwise walk the whole inherited heap and copy every page it touches
+    (copy-on-write after fork), about 1.5 ms per step."""
+    import gc
+
+    gc.freeze()
+
+
 def _thread_count() -> int:
     import threading
 
@@ -171,6 +180,7 @@ def serve(preload: list[str]) -> None:
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
     safe = _preload(preload)
+    _freeze_heap()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     os.set_blocking(wake_read, False)
@@ -208,6 +218,7 @@ def serve(preload: list[str]) -> None:
             for kind, *payload in _unframe(buffer):
                 if kind == "preload":
                     safe = _preload(payload[0]) and safe
+                    _freeze_heap()
                 if kind != "run":
                     continue
                 key, task, log_path = payload
