@@ -15,10 +15,12 @@ differ between the two. What a slice holds, in module order:
 - every module-level statement that binds a name the step needs (``import``, ``def``, ``class``,
   assignments; ``if``/``try``/``with``/``for`` blocks whole), and every one that changes such a
   name in place (``CONFIG["k"] = v``, ``REGISTRY.append(f)``);
-- "setup" statements, which configure the process through an imported module or function
+- "setup" statements, a known list of calls and assignments that configure the process
   (``sys.path.insert(...)``, ``np.random.seed(0)``, ``warnings.filterwarnings(...)``,
-  ``os.environ["X"] = "1"``, ``load_dotenv()``), in every step, since they may change what the
-  step's libraries do without the step naming them;
+  ``os.environ["X"] = "1"``, ``load_dotenv()``: ``_SETUP_CALLS``), in every step, since they may
+  change what the step's libraries do without the step naming them. Other top-level calls on
+  imports are work, not configuration (``subprocess.run``, ``run_graph``), and never travel:
+  a benchmark script whose top level ran a pipeline once started it again in every step;
 - never the ``if __name__ == "__main__":`` block, a statement that runs a pipeline (directly or
   through a function that does), or IPython magics.
 
