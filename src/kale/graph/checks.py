@@ -25,6 +25,7 @@ import builtins
 import dis
 import inspect
 import os
+import re
 import symtable
 import sys
 from collections.abc import Iterable, Iterator
@@ -33,14 +34,8 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from kale.errors import KaleError, SourceLocation, StepDefinitionError, raise_all
-from kale.graph.context import (
-    RUNTIME_NAMES,
-    CodeSegment,
-    iter_futures,
-    may_have_setup,
-    module_index,
-)
-from kale.source import FunctionNode, FunctionSpan, SourceFile, read_source
+from kale.graph.model import RUNTIME_NAMES, CodeSegment, may_be_cell
+from kale.source import FunctionNode, FunctionSpan, SourceFile, read_source, source_lines
 
 if TYPE_CHECKING:
     from kale.definitions import StepFunction
@@ -208,6 +203,28 @@ def check_steps(graph: Graph, steps: Iterable[tuple[StepFunction, FunctionSpan]]
     return contexts
 
 
+def may_have_setup(func: Any) -> bool:
+    """Whether the function's module may hold setup statements or pipeline calls at its top
+    level: a cheap look at its lines, so a module of self-contained steps is never parsed."""
+    filename = func.__code__.co_filename
+    if func.__module__ == "__main__" and may_be_cell(filename):
+        return "IPython" in sys.modules
+    lines = source_lines(filename, func.__globals__)
+    cached = _setup_seen.get(filename)
+    if cached is None or cached[0] is not lines:  # linecache keeps the list while unchanged
+        cached = (lines, _MAYBE_SETUP.search("".join(lines)) is not None)
+        _setup_seen[filename] = cached
+    return cached[1]
+
+
+_setup_seen: dict[str, tuple[list[str], bool]] = {}
+
+
+# A top-level line that may start a setup statement or a pipeline call (`x.y(...)`,
+# `x[...] = `): only a module with one needs reading when no step uses a module-level name.
+_MAYBE_SETUP = re.compile(r"^[A-Za-z_][\w.]*\s*[.(\[]", re.MULTILINE)
+
+
 def _needed_names(func: Any, span: FunctionSpan) -> set[str]:
     """The module-level names a step's code (and its parameters' defaults) reads, per its
     bytecode: what its module context must provide. Builtins the module does not redefine are
@@ -220,7 +237,14 @@ def _needed_names(func: Any, span: FunctionSpan) -> set[str]:
              and (name in module or not hasattr(builtins, name))}
     names.update(name for name in looked_up if name in module and name != code.co_name)
     if func.__defaults__ or func.__kwdefaults__:
-        header = span.parse_header()
+        # Defaults are evaluated where the step is defined, so in its module's context too. A
+        # cheap look at the header's identifiers first: most defaults are literals.
+        words = span.header_names()
+        parameters = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        plain = {"def", "async", code.co_name, "None", "True", "False", *parameters}
+        header = None
+        if words is None or set(words) - plain or any(words.count(p) > 1 for p in parameters):
+            header = span.parse_header()
         if header is not None:
             defaults = [*header.args.defaults,
                         *(d for d in header.args.kw_defaults if d is not None)]
@@ -276,6 +300,8 @@ def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph,
     scope_problems = list(_scope_problems(func, span, uses))
     errors.extend(error for error, _ in scope_problems)
     needed -= set(code.co_freevars) | {name for _, name in scope_problems}
+    from kale.graph.context import iter_futures, module_index
+
     index = module_index(func)
     if index is None:
         return StepContext()

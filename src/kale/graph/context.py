@@ -36,7 +36,6 @@ import builtins
 import difflib
 import importlib
 import os
-import re
 import symtable
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,30 +43,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kale.errors import KaleError, SourceLocation, StepDefinitionError
+from kale.graph.model import RUNTIME_NAMES, CodeSegment, may_be_cell
 from kale.source import SourceFile, read_source
-
-
-@dataclass(frozen=True)
-class CodeSegment:
-    """Consecutive whole lines of module-level code a step runs before its own ``def``."""
-
-    filename: str
-    line: int  # the first line's number in its file
-    text: str
-
-
-#: Names the runtime itself defines in a step's module namespace.
-RUNTIME_NAMES = frozenset({"__file__", "__name__", "__package__", "__builtins__", "__spec__",
-                           "__loader__", "__doc__", "__annotations__"})
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 # Statements whose bindings happen for sure: the binding replaces every earlier one.
 _CERTAIN = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
             ast.Assign, ast.AnnAssign)
-# A top-level line that may start a setup or a pipeline call (`x.y(...)`, `x[...] = `): only
-# modules with one need reading when no step uses a module-level name.
-_MAYBE_SETUP = re.compile(r"^[A-Za-z_][\w.]*\s*[.(\[]", re.MULTILINE)
 
 
 @dataclass
@@ -786,19 +769,12 @@ def module_sources(func: Any) -> list[SourceFile]:
     """The source of a function's module: its file, or the kernel's cells in execution order
     for a function defined in a notebook."""
     filename = func.__code__.co_filename
-    if func.__module__ == "__main__" and _may_be_cell(filename):
+    if func.__module__ == "__main__" and may_be_cell(filename):
         cells = _kernel_cells(func.__globals__)
         if cells:
             return cells
     source = read_source(filename, func.__globals__)
     return [source] if source is not None else []
-
-
-def _may_be_cell(filename: str) -> bool:
-    """Whether code compiled under this name may be a notebook cell: cells are not files,
-    except under ipykernel's temp folder, where its debugger writes them."""
-    return not os.path.isfile(filename) or os.path.basename(os.path.dirname(
-        filename)).startswith("ipykernel_")
 
 
 def _kernel_cells(namespace: Mapping[str, Any]) -> list[SourceFile] | None:
@@ -833,25 +809,6 @@ def module_index(func: Any) -> ModuleIndex | None:
     index = ModuleIndex(sources, func.__globals__)
     _indexes[key] = (identity, index)
     return index
-
-
-def may_have_setup(func: Any) -> bool:
-    """Whether the function's module may hold setup statements or pipeline calls at its top
-    level: a cheap look at its lines, so a module of self-contained steps is never parsed."""
-    from kale.source import source_lines
-
-    filename = func.__code__.co_filename
-    if func.__module__ == "__main__" and _may_be_cell(filename):
-        return "IPython" in sys.modules
-    lines = source_lines(filename, func.__globals__)
-    cached = _setup_seen.get(filename)
-    if cached is None or cached[0] is not lines:  # linecache keeps the list while unchanged
-        cached = (lines, _MAYBE_SETUP.search("".join(lines)) is not None)
-        _setup_seen[filename] = cached
-    return cached[1]
-
-
-_setup_seen: dict[str, tuple[list[str], bool]] = {}
 
 
 def iter_futures(index: ModuleIndex) -> Iterator[str]:

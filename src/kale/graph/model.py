@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from kale.errors import SourceLocation
-from kale.graph.context import CodeSegment
 from kale.graph.imports import ImportReader, Missing, StepModules
 from kale.options import PipelineOptions, StepOptions
 
@@ -117,6 +116,30 @@ class Parameter:
                 pass
             raise ValueError(f"{value!r} cannot be read as {self.type}")
         raise ValueError(f"a {self.type} is expected, not {type(value).__name__} {value!r}")
+
+
+#: Names the runtime itself defines in a step's module namespace, so a step may use them.
+RUNTIME_NAMES = frozenset({"__file__", "__name__", "__package__", "__builtins__", "__spec__",
+                           "__loader__", "__doc__", "__annotations__"})
+
+
+def may_be_cell(filename: str) -> bool:
+    """Whether code compiled under this name may be a notebook cell: cells are not files,
+    except under ipykernel's temp folder, where its debugger writes them."""
+    import os
+
+    return not os.path.isfile(filename) or os.path.basename(os.path.dirname(
+        filename)).startswith("ipykernel_")
+
+
+@dataclass(frozen=True)
+class CodeSegment:
+    """Consecutive whole lines of module-level code a step runs before its own ``def``
+    (``kale.graph.context`` chooses them)."""
+
+    filename: str
+    line: int  # the first line's number in its file
+    text: str
 
 
 @dataclass(frozen=True)
