@@ -357,3 +357,70 @@ def test_links_to_secrets_never_carry_them(tmp_path):
     assert bundle.withheld == (".env", ".kube/", "aws.txt", "aws/", "cluster.yaml",
                                "settings.ini", "ssh_config")
     assert b"s3cr3t" not in gzip.decompress(bundle.data)
+
+
+PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+SERVICE_ACCOUNT = '{"type": "service_account", "private_key": "-----BEGIN"}'
+
+
+def test_keys_are_found_in_files_of_any_size_even_across_chunks(tmp_path):
+    from kale.kfp.bundle import _CHUNK
+
+    filler = "x" * (100 * 1024)
+    marker = '"private_key"'
+    make(tmp_path, {
+        "flow.py": "", "data/notes.txt": filler + PEM,  # over the 64 KB sniffed before
+        "data/sa.json": SERVICE_ACCOUNT + " " * (200 * 1024),
+        # A marker cut in two by the boundary between two reads.
+        "data/straddle.json": "y" * (_CHUNK - 5) + marker + "y" * 10,
+        "data/nearly.json": "y" * (_CHUNK - 5) + marker[:-1] + "y" * 10,  # no marker: travels
+        "big_module.py": filler + f"KEY = {PEM!r}\n",  # Python is code, never withheld
+        "mykey": "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n",
+    })
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == ("big_module.py", "data/nearly.json", "flow.py")
+    assert dict(bundle.reasons) == {
+        "data/notes.txt": "holds a private key", "data/sa.json": "holds a service-account key",
+        "data/straddle.json": "holds a service-account key", "mykey": "holds a PuTTY key",
+    }
+    assert bundle.withheld == tuple(sorted(dict(bundle.reasons)))
+    assert project_files(tmp_path) == list(bundle.files)
+
+
+def test_credential_files_by_name_and_names_alike_that_travel(tmp_path):
+    secrets = {
+        "kubeconfig.yaml": "named like kubeconfig*", "conf/kubeconfig-prod": "named like "
+        "kubeconfig*", "keys/server.ppk": "named like *.ppk",
+        ".config/gcloud/": "named like **/.config/gcloud/", "old/credentials.db": "named like "
+        "credentials.db", ".vault-token": "named like .vault-token",
+        ".bash_history": "named like .*_history", ".zsh_history": "named like .*_history",
+        ".history": "named like .history", "infra/terraform.tfstate": "named like *.tfstate",
+        "infra/terraform.tfstate.backup": "named like *.tfstate.backup",
+        "docker-config.json": "named like docker-config.json",
+        ".dockercfg": "named like .dockercfg", "token.txt": "named like token.txt",
+        "hf.token": "named like *.token", "conf/token.json": "named like token.json",
+        "api.secret": "named like *.secret", "secret.txt": "named like secret.txt",
+    }
+    alike = ["tokenizer.json", "tokens.csv", "special_tokens_map.json", "history.csv",
+             "terraform.tfvars.example", "docs/kubernetes.md", "kubeconfig.py",
+             "secret_santa.txt", "api.secret.json", "token_counts.txt", "flow.py"]
+    make(tmp_path, {**{name: "" for name in alike},
+                    **{name.rstrip("/") + ("/credentials.db" if name.endswith("/") else ""):
+                       "" for name in secrets}})
+    bundle = build_bundle(tmp_path)
+    assert bundle.files == tuple(sorted(alike))
+    assert dict(bundle.reasons) == secrets
+
+
+def test_links_to_secrets_say_where_they_point(tmp_path):
+    import os
+
+    make(tmp_path / "home", {".aws/credentials": "s3cr3t"})
+    make(tmp_path / "project", {"flow.py": "", ".env": "TOKEN=1"})
+    os.symlink(".env", tmp_path / "project" / "settings.ini")
+    os.symlink(tmp_path / "home" / ".aws" / "credentials", tmp_path / "project" / "aws.txt")
+    bundle = build_bundle(tmp_path / "project")
+    assert dict(bundle.reasons) == {
+        ".env": "named like .env", "settings.ini": "a link to .env, named like .env",
+        "aws.txt": f"a link to {tmp_path / 'home' / '.aws' / 'credentials'}, named like .aws/",
+    }

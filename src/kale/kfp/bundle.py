@@ -44,25 +44,38 @@ ALWAYS_EXCLUDED = [
     "kale-bundle-*.tar.gz", "local_outputs/",
 ]
 #: Keys and credentials, never bundled and matched in any letter case; a Python module (``.py``)
-#: or package (a folder holding one) is code, never a secret, whatever its name.
+#: or package (a folder holding one) is code, never a secret, whatever its name. Names that data
+#: files share are left to the content rules below: ``token*`` would take ``tokenizer.json``,
+#: ``*history*`` a ``history.csv``, ``*.tfvars`` example settings.
 SECRETS = [
     ".env", ".env.*", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    "*.ppk", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
     ".ssh/", ".gnupg/", ".aws/", ".gcp/", ".azure/", ".docker/", ".kube/", ".kaggle/",
-    ".huggingface/", "**/.cache/huggingface/token",
+    ".huggingface/", "**/.cache/huggingface/token", "**/.config/gcloud/",
     ".netrc", ".pypirc", ".git-credentials", ".pgpass", ".databrickscfg", ".s3cfg", ".boto",
-    ".npmrc",
+    ".npmrc", ".vault-token", ".dockercfg", "docker-config.json",
     "credentials", "credentials.json", "credentials.yaml", "credentials.yml", "credentials.ini",
     "credentials.toml", "credentials.txt", "credentials.csv", "credentials.cfg",
-    "*credentials*.json",
+    "credentials.db", "*credentials*.json",
     "secrets.json", "secrets.yaml", "secrets.yml", "secrets.toml", "secrets.ini", "secrets.env",
-    "*service-account*.json", "*service_account*.json", "client_secret*.json", "kubeconfig",
+    "secret.txt", "secrets.txt", "*.secret", "token.txt", "token.json", "*.token",
+    "*service-account*.json", "*service_account*.json", "client_secret*.json", "kubeconfig*",
     "*.p8", ".htpasswd",
+    # Shell and REPL histories: commands typed with passwords and tokens in them.
+    ".history", ".*_history", "fish_history",
+    # Terraform state holds every secret of the resources it manages, in clear.
+    "*.tfstate", "*.tfstate.backup",
 ]
-#: Whatever its name, a small file holding one of these is a key (PEM private keys, Google
-#: service-account and OAuth client files).
-_KEY_MARKERS = (b"PRIVATE KEY-----", b'"private_key"', b'"client_secret"')
-_SNIFFED_BYTES = 64 * 1024
+#: Whatever its name and size, a file that holds one of these is a key: PEM private keys
+#: (OpenSSH's too), Google service-account and OAuth client files.
+_KEY_MARKERS = {b"PRIVATE KEY-----": "a private key", b'"private_key"': "a service-account key",
+                b'"client_secret"': "an OAuth client secret"}
+#: A PuTTY key file starts with this, whatever its name.
+_PUTTY_MARKER = b"PuTTY-User-Key-File-"
+#: Files are searched a chunk at a time, never whole in memory, each chunk with the end of the
+#: one before it so that a marker cut in two by a read is found.
+_CHUNK = 1 << 20
+_OVERLAP = max(map(len, _KEY_MARKERS)) - 1
 LIMIT_BYTES = 200 * 2**20
 
 # What of Kale runs inside a step (paths relative to the kale package): the runtime, and the
@@ -106,6 +119,8 @@ class Bundle:
     #: What the secret rules kept out (folders end with ``/``); what ignore files exclude is not
     #: listed.
     withheld: tuple[str, ...] = ()
+    #: Why each of ``withheld`` was kept out, as (path, reason), in the same order.
+    reasons: tuple[tuple[str, str], ...] = ()
 
     @property
     def size(self) -> int:
@@ -317,7 +332,9 @@ def _parse_all(lines: list[str], *, ignore_case: bool = False) -> tuple[_Pattern
 
 
 _ALWAYS = _parse_all(ALWAYS_EXCLUDED)
-_SECRETS = _parse_all(SECRETS, ignore_case=True)
+# With each pattern its line, to say which rule kept a file out.
+_SECRETS = tuple((line, pattern) for line in SECRETS
+                 if (pattern := _parse(line, ignore_case=True)) is not None)
 
 
 @dataclass(frozen=True)
@@ -389,36 +406,69 @@ def _is_python(path: Path, is_folder: bool) -> bool:
         return False
 
 
-def _holds_a_key(real: Path) -> bool:
-    """Whether a small file that is not Python holds a private key, whatever its name."""
+def _key_inside(real: Path) -> str | None:
+    """What key a file that is not Python holds, whatever its name and size (``None``: none).
+    Every file that travels is searched: a key pasted into a big log or data file is a key."""
     if real.suffix in (".py", ".pyi", ".ipynb"):
-        return False
+        return None
     try:
-        if real.stat().st_size > _SNIFFED_BYTES:
-            return False
         with open(real, "rb") as handle:
-            head = handle.read(_SNIFFED_BYTES)
+            # One buffer for the whole file (no bigger than it: most files are small): the last
+            # bytes of a chunk move to its start, the next chunk is read after them, and the
+            # search is done in place.
+            size = min(max(os.fstat(handle.fileno()).st_size, 1), _CHUNK)
+            buffer = bytearray(_OVERLAP + size)
+            view = memoryview(buffer)[_OVERLAP:]
+            read = handle.readinto(view)
+            if buffer.startswith(_PUTTY_MARKER, _OVERLAP):
+                return "holds a PuTTY key"
+            while read:
+                end = _OVERLAP + read
+                # Looking for one byte is many times faster than for a marker: chunks without
+                # a quote (most text that is not JSON) skip the two quoted markers.
+                quoted = buffer.find(b'"', 0, end) >= 0
+                for marker, what in _KEY_MARKERS.items():
+                    if (quoted or not marker.startswith(b'"')) and \
+                            buffer.find(marker, 0, end) >= 0:
+                        return f"holds {what}"
+                buffer[:_OVERLAP] = buffer[read:end]
+                read = handle.readinto(view)
     except OSError:
-        return False
-    return any(marker in head for marker in _KEY_MARKERS)
+        return None
+    return None
 
 
-def _secret(name: str, real: Path, is_folder: bool) -> bool:
-    if is_folder:
-        return _excluded(_SECRETS, name, True) and not _is_python(real, True)
-    return (_excluded(_SECRETS, name, False) and not _is_python(real, False)) or \
-        _holds_a_key(real)
+def _named_secret(name: str, real: Path, is_folder: bool) -> str | None:
+    """Which name rule keeps this entry out, ``None`` if none does (or it is Python code)."""
+    for line, pattern in _SECRETS:
+        if pattern.matches(name, is_folder):
+            return None if _is_python(real, is_folder) else f"named like {line}"
+    return None
 
 
-def _secret_target(real: Path, top: Path, is_folder: bool) -> bool:
-    """Whether a link's target is, or is inside, what the secret rules keep out, wherever it
-    is (``~/.aws/credentials``): each folder on its path from the project, or from the
-    filesystem's root when outside, is looked at as a project folder would be."""
-    base = top if _inside(str(real), str(top)) is not None else Path(real.anchor)
+def _secret(name: str, real: Path, is_folder: bool) -> str | None:
+    """Why this entry is a secret, ``None`` if it is not: its name, else its content."""
+    reason = _named_secret(name, real, is_folder)
+    if reason is None and not is_folder:
+        reason = _key_inside(real)
+    return reason
+
+
+def _secret_target(real: Path, top: Path, is_folder: bool) -> str | None:
+    """Why a link's target is, or is inside, what the name rules keep out, wherever it is
+    (``~/.aws/credentials``): each folder on its path from the project, or from the
+    filesystem's root when outside, is looked at as a project folder would be. (Its content
+    has been searched already, through the link.)"""
+    inside = _inside(str(real), str(top)) is not None
+    base = top if inside else Path(real.anchor)
     parts = real.relative_to(base).parts
-    return any(_secret("/".join(parts[:index]), base.joinpath(*parts[:index]),
-                       is_folder if index == len(parts) else True)
-               for index in range(1, len(parts) + 1))
+    for index in range(1, len(parts) + 1):
+        reason = _named_secret("/".join(parts[:index]), base.joinpath(*parts[:index]),
+                               is_folder if index == len(parts) else True)
+        if reason is not None:
+            shown = "/".join(parts) if inside else str(real)
+            return f"a link to {shown}, {reason}"
+    return None
 
 
 @dataclass
@@ -427,7 +477,7 @@ class _Selection:
 
     files: dict[str, Path] = field(default_factory=dict)  # bundle path -> the file to read
     links: dict[str, str] = field(default_factory=dict)  # bundle path -> relative target
-    withheld: list[str] = field(default_factory=list)
+    withheld: dict[str, str] = field(default_factory=dict)  # bundle path -> why
 
 
 def _inside(real: str, root: str) -> str | None:
@@ -498,8 +548,10 @@ def _select(root: str | os.PathLike[str]) -> _Selection:
                     (is_folder and str(real) in records) or _ignored(ignores, name, is_folder):
                 continue
             # A link to a secret is one too: its content must not travel under another name.
-            if _secret(name, real, is_folder) or (link and _secret_target(real, top, is_folder)):
-                chosen.withheld.append(name + "/" if is_folder else name)
+            reason = _secret(name, real, is_folder) or \
+                (_secret_target(real, top, is_folder) if link else None)
+            if reason is not None:
+                chosen.withheld[name + "/" if is_folder else name] = reason
                 continue
             # A copy of an outside folder may hold the project itself (a link to its parent).
             inside = name if at_home and not link else _inside(str(real), str(top))
@@ -637,4 +689,5 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
             "and have the steps read them from storage instead",
         )
     return Bundle(buffer.getvalue(), tuple(sorted(chosen.files)),
-                  tuple(sorted(chosen.links.items())), tuple(sorted(chosen.withheld)))
+                  tuple(sorted(chosen.links.items())), tuple(sorted(chosen.withheld)),
+                  tuple(sorted(chosen.withheld.items())))
