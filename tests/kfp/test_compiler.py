@@ -535,9 +535,13 @@ def test_the_compile_message_names_what_is_kept_out_as_secrets(tmp_path):
     (tmp_path / "auth").mkdir()
     (tmp_path / "auth" / "credentials.json").write_text("{}")
     (tmp_path / "auth" / "credentials.py").write_text("USER = 'x'\n")
+    (tmp_path / "kubeconfig.yaml").write_text("apiVersion: v1\n")
+    (tmp_path / "run.log").write_text("x" * 100_000 + "-----BEGIN RSA PRIVATE KEY-----\n")
     result = run_compile(tmp_path, VALUES_SCRIPT, "s.yaml")
     assert result.returncode == 0, result.stderr
-    assert "kept out as secrets: .env, auth/credentials.json" in result.stdout
+    assert ("kept out as secrets: .env (named like .env), auth/credentials.json (named like "
+            "credentials.json), kubeconfig.yaml (named like kubeconfig*), run.log (holds a "
+            "private key)\n") in result.stdout
     assert "auth/credentials.py" not in result.stdout.split("kept out")[1].splitlines()[0]
 
 

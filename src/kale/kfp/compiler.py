@@ -590,8 +590,9 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
     lines = [f"kale: compiled pipeline {graph.name} ({steps}{timeout}) to {package_path}; "
              f"project bundle {bundle.size / 1024:.0f} KB "
              f"({_count(len(bundle.files), 'file')}{place})",
-             *([f"  kept out as secrets: {', '.join(bundle.withheld)}"] if bundle.withheld
-               else []),
+             *([f"  kept out as secrets: "
+                f"{', '.join(f'{name} ({why})' for name, why in bundle.reasons)}"]
+               if bundle.withheld else []),
              f"  image {environment.image}; packages ({environment.source}): "
              f"{', '.join(environment.packages) or 'none'}"]
     for step in graph.steps:
