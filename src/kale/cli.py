@@ -181,6 +181,7 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     from pathlib import Path
 
     from kale.loader import ScriptError
+    from kale.local.progress import final_state
     from kale.local.record import find_run
 
     folder = _home(home)
@@ -223,8 +224,10 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
                 line += f": {attempt['error'].get('message', '')}"
             details.append(line + f"\n    log {attempt['log']}")
             if logs and Path(attempt["log"]).exists():
-                text = Path(attempt["log"]).read_text(errors="replace").rstrip()
-                details.extend("    | " + row for row in text.splitlines())
+                # Bytes: reading text would turn each "\r" of a progress bar into a line.
+                text = Path(attempt["log"]).read_bytes().decode(errors="replace").rstrip()
+                rows = text.replace("\r\n", "\n").split("\n") if text else []
+                details.extend("    | " + final_state(row) for row in rows)
             trace = (attempt.get("error") or {}).get("traceback")
             if trace:
                 details.extend("    " + row for row in trace.splitlines())

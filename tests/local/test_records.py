@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tests.local.test_runs import BAR_STEP
 from tests.test_cli import kale
 
 FLOW = '''
@@ -72,3 +73,11 @@ def test_kale_show_errors(script):
     assert ambiguous.returncode == 1 and "matches 2 runs" in ambiguous.stderr
     empty = kale("runs", "--home", str(script.root / "nothing"))
     assert "no runs in" in empty.stdout
+
+
+def test_kale_show_logs_prints_a_progress_bar_in_its_final_state(script):
+    script.run(BAR_STEP)
+    shown = kale("show", script.record()["id"], "--home", str(script.home), "--logs")
+    assert shown.returncode == 0, shown.stderr
+    logged = [line for line in shown.stdout.splitlines() if line.startswith("    | ")]
+    assert logged == ["    | 100%|##########| 20/20", "    | no newline at the end"]

@@ -680,27 +680,42 @@ def test_an_unusable_kale_home_is_explained(script, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_progress_bars_and_text_without_newlines_are_shown(script):
-    result = script.run('''
-        @step
-        def bar():
-            import sys, time
-            for i in (0, 50, 100):
-                sys.stderr.write(f"\\rprogress {i}%")
+BAR_STEP = '''
+    @step
+    def bar():
+        import sys
+        try:
+            from tqdm import tqdm
+        except ImportError:  # the same bytes, drawn by hand
+            tqdm = None
+        if tqdm is not None:
+            for _ in tqdm(range(20), file=sys.stderr, mininterval=0, ascii=True,
+                          bar_format="{percentage:3.0f}%|{bar:10}| {n}/{total}"):
+                pass
+        else:
+            states = [f"\\r{5 * i:3d}%|{'#' * (i // 2):<10}| {i}/20" for i in range(21)]
+            for state in [*states, states[-1]]:
+                sys.stderr.write(state)
                 sys.stderr.flush()
             sys.stderr.write("\\n")
-            sys.stdout.write("no newline at the end")
+        sys.stdout.write("no newline at the end")
 
-        @pipeline
-        def p():
-            bar()
+    @pipeline
+    def p():
+        bar()
 
-        if __name__ == "__main__":
-            p()
-    ''')
+    if __name__ == "__main__":
+        p()
+'''
+
+
+def test_a_progress_bar_is_shown_once_in_its_final_state(script):
+    result = script.run(BAR_STEP)
     assert result.returncode == 0, result.stderr
-    for text in ("progress 0%", "progress 50%", "progress 100%", "no newline at the end"):
-        assert f"  bar │ {text}\n" in result.stdout
+    shown = [line for line in result.stdout.splitlines() if line.startswith("  bar │")]
+    assert shown == ["  bar │ 100%|##########| 20/20", "  bar │ no newline at the end"]
+    log = script.home / "runs" / script.record()["id"] / "steps" / "bar" / "attempt-1.log"
+    assert log.read_bytes().count(b"\r") >= 21  # the log keeps every redraw
 
 
 def test_processes_that_leave_the_step_s_session_die_with_the_step(script):

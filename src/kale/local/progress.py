@@ -2,7 +2,8 @@
 with its name, and a summary table at the end.
 
 On a terminal the step states are a live table that updates in place (``rich``); elsewhere (CI,
-pipes, files) they are plain lines, one per change.
+pipes, files) they are plain lines, one per change. A line a step redraws with carriage returns
+(a progress bar) is printed once, in its final state; the live table shows its latest one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return ""
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
+
+
+def final_state(line: str) -> str:
+    """What a terminal shows of a line redrawn with carriage returns (a progress bar): each part
+    overwrites the start of what the parts before it left."""
+    if "\r" not in line:
+        return line
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part):]
+    return shown
 
 
 def summary_rows(run: Any) -> list[tuple[str, str, str, str]]:
@@ -71,6 +83,10 @@ class PlainProgress:
     def output(self, step: str, line: str) -> None:
         self._write(f"  {step:<{self.width}} │ {line}")
 
+    def partial(self, step: str, text: str) -> None:
+        """The latest state of a line the step is redrawing: in a log, only its final state is
+        worth a line, and ``output`` gets it when the line ends."""
+
     def tick(self) -> None:
         """Nothing to refresh: plain output only writes on events."""
 
@@ -79,6 +95,9 @@ class PlainProgress:
         folder = display_path(run.folder)
         self._write(f"\n{summary_table(run)}\n\nkale: run {run.id[:8]} {run.status} in "
                     f"{duration}; record: {folder}")
+
+
+_DONE = ("succeeded", "failed", "skipped", "cancelled")
 
 
 class LiveProgress(PlainProgress):
@@ -90,6 +109,7 @@ class LiveProgress(PlainProgress):
         self.console = console or Console()
         super().__init__(self.console.file)
         self.states: dict[str, tuple[str, str, float | None]] = {}
+        self.partials: dict[str, str] = {}  # the latest state of a line each step redraws
         self.live: Any = None
         self.pending: list[str] = []  # output lines, printed together once per refresh
 
@@ -99,11 +119,16 @@ class LiveProgress(PlainProgress):
         from rich.table import Table
 
         table = Table(show_header=False, box=None, padding=(0, 1))
+        for _ in range(4):
+            table.add_column()
+        # A progress bar longer than the terminal is cut, not wrapped onto rows of its own.
+        table.add_column(no_wrap=True, overflow="ellipsis")
         now = time.monotonic()
         for step, (status, detail, since) in self.states.items():
             if status == "running" and since is not None:
                 detail = f"{now - since:.1f}s"
-            table.add_row(SYMBOLS.get(status, " "), step, status, detail)
+            table.add_row(SYMBOLS.get(status, " "), step, status, detail,
+                          self.partials.get(step, ""))
         return table
 
     def start(self, run: Any, parallelism: int) -> None:
@@ -118,18 +143,28 @@ class LiveProgress(PlainProgress):
     def step_changed(self, step: str, status: str, detail: str = "") -> None:
         import time
 
-        self.states[step] = (status, detail, time.monotonic() if status == "running" else None)
-        self.flush()
-        if status in ("succeeded", "failed", "retrying", "skipped"):
+        self.partials.pop(step, None)
+        # A step that is done leaves the table: the line printed above it is its one mention.
+        if status in _DONE:
+            self.states.pop(step, None)
+        else:
+            self.states[step] = (status, detail,
+                                 time.monotonic() if status == "running" else None)
+        shown = status in ("retrying", *_DONE)
+        self._redraw(shown)
+        if shown:
             self.console.print(f"{SYMBOLS.get(status, ' ')} {step:<{self.width}}  {status}  "
                                f"{detail}".rstrip(), markup=False, highlight=False,
                            soft_wrap=True)
-        self.tick()
 
     def output(self, step: str, line: str) -> None:
         # Printing above a live display is slow per call; a chatty step must not hold up the
         # scheduler (its timeouts, the other steps), so lines wait for the next refresh.
+        self.partials.pop(step, None)  # the line it was redrawing has ended
         self.pending.append(f"  {step:<{self.width}} │ {line}")
+
+    def partial(self, step: str, text: str) -> None:
+        self.partials[step] = text
 
     def flush(self) -> None:
         if self.pending:
@@ -137,10 +172,16 @@ class LiveProgress(PlainProgress):
                                soft_wrap=True)
             self.pending.clear()
 
-    def tick(self) -> None:
-        self.flush()
+    def _redraw(self, printing: bool) -> None:
+        # The table first, and drawn before anything is printed: each print draws it again
+        # below what it prints, and a stale one would show a bar that has ended or a step
+        # that is done.
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.update(self._table(), refresh=printing or bool(self.pending))
+        self.flush()
+
+    def tick(self) -> None:
+        self._redraw(False)
 
     def finish(self, run: Any) -> None:
         self.flush()

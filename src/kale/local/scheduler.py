@@ -29,7 +29,7 @@ from kale import macros
 from kale.errors import KaleError, display_path, name_cells
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
-from kale.local.progress import PlainProgress
+from kale.local.progress import PlainProgress, final_state
 from kale.local.record import RunRecord
 from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
@@ -418,19 +418,30 @@ class Scheduler:
         """Show what the attempt printed since the last look, a line at a time. A bounded
         amount per turn (all of it at the end), so a chatty step cannot stall the loop."""
         data = attempt.pending_text + attempt.log.read(-1 if final else _TAIL_BYTES)
-        # "\r" ends a line too: progress bars redraw with it.
-        *lines, rest = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        # A line redrawn after "\r" (a progress bar) is one line: shown in its latest state
+        # while it is drawn, and once, in its final state, when it ends.
+        redrawn = b"\r" in data
+        *lines, rest = (data.replace(b"\r\n", b"\n") if redrawn else data).split(b"\n")
+        if len(rest) > _TAIL_BYTES and b"\r" in rest:
+            # A bar drawn for long without a newline: keep what it shows, not every redraw.
+            cut = rest.rfind(b"\r")
+            rest = final_state(rest[:cut].decode(errors="replace")).encode() + rest[cut:]
         if len(rest) > _TAIL_BYTES:  # no newline for a long while: show it anyway
             lines.append(rest)
             rest = b""
         for line in lines:
-            self.progress.output(attempt.step.name, line.decode(errors="replace"))
+            self.progress.output(attempt.step.name, final_state(line.decode(errors="replace")))
         attempt.pending_text = rest
         if final:
             if rest:
-                self.progress.output(attempt.step.name, rest.decode(errors="replace"))
+                self.progress.output(attempt.step.name,
+                                     final_state(rest.decode(errors="replace")))
             attempt.pending_text = b""
             attempt.log.close()
+        elif b"\r" in rest:
+            # The end of what was read may cut a character in two: not worth a "\ufffd".
+            self.progress.partial(attempt.step.name,
+                                  final_state(rest.decode(errors="ignore")))
 
     def finished(self, attempt: _Attempt) -> None:
         step, record = attempt.step, attempt.record
