@@ -103,8 +103,11 @@ def signature_text(func: Any) -> str:
 
 
 def _digits(number: int) -> int:
-    # str() refuses ints past 4300 digits; the bit length gives the count to within one.
-    return int(abs(number).bit_length() * 0.30103) + 1
+    # str() refuses ints past 4300 digits; the bit length gives the count to within one, and
+    # one power of ten settles it.
+    number = abs(number)
+    digits = int(number.bit_length() * 0.30103) + 1
+    return digits - 1 if digits > 1 and number < 10 ** (digits - 1) else digits
 
 
 def _a(noun: str) -> str:
@@ -115,6 +118,16 @@ def _a(noun: str) -> str:
 _JSON = "Kubeflow parameters are JSON values: str, int, float, bool, None, lists and dicts"
 
 
+def _at(chain: tuple[Any, Any] | None) -> tuple[str, str]:
+    """The verb and the place of value_problem's sentence: ("is", "") for the value itself,
+    ("holds", " at [1]['a']") for an item in it."""
+    keys = []
+    while chain is not None:
+        key, chain = chain
+        keys.append(f"[{short_repr(key)}]")
+    return ("holds", " at " + "".join(reversed(keys))) if keys else ("is", "")
+
+
 def value_problem(value: Any) -> ValueProblem | None:
     """Why ``value`` cannot be a pipeline parameter's value as the JSON Kubeflow carries (str,
     int, float, bool, None, lists or tuples, dicts with string keys), or None when it can.
@@ -122,15 +135,16 @@ def value_problem(value: Any) -> ValueProblem | None:
     Walks the value with its own stack, not by recursion: a value passed to a pipeline call can
     be nested arbitrarily deep.
     """
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    # Each entry: the item, its nesting so far, and where it is as a chain (key, parent's
+    # chain), spelled out only for the item at fault, so a long list costs no strings.
+    stack: list[tuple[Any, int, tuple[Any, Any] | None]] = [(value, 0, None)]
     while stack:
-        item, depth, path = stack.pop()
+        item, depth, chain = stack.pop()
         if item is None or isinstance(item, (bool, str)):
             continue
-        where = f" at {path}" if path else ""
-        what = "holds" if path else "is"
         if isinstance(item, int):
             if abs(item) > _FLOAT_MAX:
+                what, where = _at(chain)
                 return ValueProblem(
                     f"{what} an int of about {_digits(item)} digits{where}, beyond the largest "
                     "number Kubeflow parameters can carry (they hold numbers as 64-bit floats, "
@@ -138,6 +152,7 @@ def value_problem(value: Any) -> ValueProblem | None:
                     "pass it as a string and convert it in the step: `int(value)`")
         elif isinstance(item, float):
             if item != item or item in (float("inf"), float("-inf")):
+                what, where = _at(chain)
                 return ValueProblem(
                     f"{what} {item!r}{where}; {_JSON}, which have no NaN or infinity",
                     f"pass it as a string ('{item!r}') and convert it in the step: "
@@ -154,20 +169,22 @@ def value_problem(value: Any) -> ValueProblem | None:
             if isinstance(item, dict):
                 for key in item:
                     if not isinstance(key, str):
+                        what, where = _at(chain)
                         return ValueProblem(
                             f"{what} a dict{where} with the key {short_repr(key)}, "
                             f"{_a(type(key).__name__)}; {_JSON}, and a dict's keys are strings",
                             "use string keys and convert them in the step, e.g. `{str(k): v for "
                             "k, v in value.items()}` to pass it, `int(key)` to read a key")
-                children = [(child, f"{path}[{key!r}]") for key, child in item.items()]
+                children = list(item.items())
             else:
-                children = [(child, f"{path}[{index}]") for index, child in enumerate(item)]
-            stack.extend((child, depth, at) for child, at in reversed(children))
+                children = list(enumerate(item))
+            stack.extend((child, depth, (key, chain)) for key, child in reversed(children))
         else:
             fix = ("pass a list and convert it in the step: `set(value)`"
                    if isinstance(item, (set, frozenset)) else
                    "pass the plain values it is made from (str, int, float, bool, list or "
                    "dict) and build it in the step")
+            what, where = _at(chain)
             return ValueProblem(f"{what} {_a(type(item).__name__)}{where} "
                                 f"({short_repr(item)}); {_JSON}", fix)
     return None
