@@ -239,11 +239,7 @@ class PipelineFunction(PipelineDefinition):
         return self._graph
 
     def bind_arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The value of every parameter for a call with these arguments, defaults filled in.
-
-        Every value is checked as the JSON Kubeflow carries (``Parameter.coerce``), for local
-        runs and ``--kfp`` alike; the defaults were checked when the graph was built.
-        """
+        """The value of every parameter for a call with these arguments, defaults filled in."""
         from kale.graph.model import ValueProblem, short_repr
 
         graph = self.graph
