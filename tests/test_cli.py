@@ -116,6 +116,10 @@ def test_definition_errors_exit_2_without_traceback(script):
         ("def broken(:\n", "is not valid Python"),
         ("import not_a_module_anywhere\n", "raised ModuleNotFoundError while Kale imported it"),
         ("x = 1\n", "defines no @pipeline function"),
+        # compile() raises MemoryError, then RecursionError, for these, not SyntaxError
+        ("x = " + "-" * 100_000 + "1\n", "s.py: it ran out of memory"),
+        ("x = " + "+".join(["1"] * 100_000) + "\n", "s.py: an expression or "
+         "statement is nested too deeply"),
     ],
 )
 def test_script_problems(tmp_path, content, fragment):

@@ -404,3 +404,65 @@ def test_in_a_steps_process_a_pipeline_cannot_start(project, monkeypatch, call, 
     assert 'if __name__ == "__main__":' in error.fix
     assert error.location.file == __file__
     assert not (project.root / "nested.yaml").exists()
+
+
+class _Thing:
+    pass
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment", "fix"),
+    [
+        ({"n": 10**5000}, "'n' of `p` is an int of about 5001 digits", "pass it as a string"),
+        ({"rate": 10**400}, "'rate' of `p` is an int of about 401 digits", "int(value)"),
+        ({"rate": float("nan")}, "'rate' of `p` is nan; Kubeflow parameters are JSON",
+         "pass it as a string ('nan')"),
+        ({"rate": "inf"}, "'rate' of `p` is inf", "float(value)"),
+        ({"items": [1, float("-inf")]}, "'items' of `p` holds -inf at [1]", "float(value)"),
+        ({"items": "[NaN]"}, "'items' of `p` holds nan at [0]", "float(value)"),
+        ({"items": [{1, 2}]}, "'items' of `p` holds a set at [0]", "`set(value)`"),
+        ({"items": [_Thing()]}, "'items' of `p` holds a _Thing at [0]", "build it in the step"),
+        ({"config": {1: "a"}}, "'config' of `p` is a dict with the key 1, an int",
+         "string keys"),
+        ({"items": _nested(5000)}, "'items' of `p` nests lists or dicts too deeply",
+         "json.loads(value)"),
+        ({"items": "[" * 100_000 + "]" * 100_000}, "'items' of `p` is a list (its default is "
+         "[1]): '[[[[[", "pass a list"),
+    ],
+)
+def test_call_values_kubeflow_cannot_carry_are_refused_before_anything_runs(
+        project, tmp_path, monkeypatch, kwargs, fragment, fix):
+    monkeypatch.setenv("KALE_HOME", str(tmp_path / "home"))
+    module = project.load('''
+        @pipeline
+        def p(n=1, rate=0.5, items=[1], config={"a": 1}):
+            load(n)
+    ''')
+    with pytest.raises(PipelineArgumentError) as caught:
+        module.p(**kwargs)
+    assert fragment in caught.value.message
+    assert fix in caught.value.fix
+    assert "module.p(**kwargs)" in caught.value.location.source_line
+    assert not (tmp_path / "home").exists()  # no run folder, with or without run.json
+    with pytest.raises(PipelineArgumentError):  # and the same check before Kubeflow is called
+        module.p.submit(host="http://127.0.0.1:9", **kwargs)
+
+
+def test_call_values_kubeflow_carries_are_kept(project):
+    module = project.load('''
+        @pipeline
+        def p(n=1, rate=0.5, items=[1], config={"a": 1}):
+            load(n)
+    ''')
+    bound = module.p.bind_arguments(n=2**60, rate=10**300, items=(1, (2, None), _nested(49)),
+                                    config={"a": {"b": [1.5, "x"]}})
+    assert bound["n"] == 2**60  # locally; --kfp refuses it with its own advice
+    assert bound["rate"] == 1e300 and isinstance(bound["rate"], float)
+    assert bound["items"] == [1, (2, None), _nested(49)]

@@ -37,6 +37,14 @@ def load_script(path: str) -> types.ModuleType:
             location=SourceLocation(path, error.lineno or 1, max((error.offset or 1) - 1, 0)),
             fix="correct the syntax error",
         ) from None
+    except (RecursionError, MemoryError, ValueError, OverflowError) as error:
+        raise ScriptError(
+            # No location: compile() names no line for these, and line 1 would be a guess.
+            f"Python cannot compile {display_path(path)}: {_compile_failure(error)}",
+            fix="split the deeply nested or very long expression into smaller statements"
+            if isinstance(error, (RecursionError, MemoryError)) else
+            "save the file as plain UTF-8 text (without null bytes)",
+        ) from None
     module = types.ModuleType(SCRIPT_MODULE)
     module.__file__ = path
     root = os.path.dirname(path)
@@ -66,6 +74,16 @@ def load_script(path: str) -> types.ModuleType:
     finally:
         sys.argv = saved_argv
     return module
+
+
+def _compile_failure(error: BaseException) -> str:
+    """Why ``compile()`` gave up on a file, in words (it names no line for these)."""
+    if isinstance(error, RecursionError):
+        return ("an expression or statement is nested too deeply for its compiler (maximum "
+                "recursion depth exceeded)")
+    if isinstance(error, MemoryError):
+        return "it ran out of memory (an expression is too large or too deeply nested)"
+    return str(error) or type(error).__name__
 
 
 def _name_the_scripts_line(error: KaleError, path: str) -> None:

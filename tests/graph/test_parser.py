@@ -471,3 +471,95 @@ def test_non_finite_and_float_defaults(project):
     ''')
     assert graph.parameter("rate").default == 2.0
     assert isinstance(graph.parameter("rate").default, float)
+
+
+# -- values Kubeflow cannot carry, and values no message may choke on (issue 17) ---------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "signature", "fragment", "fix"),
+    [
+        ("", "n: float = 10**400", "is an int of about 401 digits", "pass it as a string"),
+        ("", "n=10**5000", "is an int of about 5001 digits", "convert it in the step"),
+        ("", "n=[1, float('nan')]", "holds nan at [1]", "('nan')"),
+        ("", "n=-float('inf')", "is -inf", "float(value)"),
+        ("", "n={'a': {1: 2}}", "holds a dict at ['a'] with the key 1, an int", "string keys"),
+        ("", "n=[{1, 2}]", "holds a set at [0]", "`set(value)`"),
+        ("DEEP = []\nfor _ in range(5000):\n    DEEP = [DEEP]\n", "n=DEEP",
+         "nests lists or dicts too deeply", "json.loads"),
+        ("DEEP = {}\nfor _ in range(40):\n    DEEP = {'k': DEEP}\n", "n=DEEP",
+         "at most 50 lists or 33 dicts deep", "flatten"),
+    ],
+)
+def test_defaults_kubeflow_cannot_carry_are_named_with_a_fix(project, setup, signature,
+                                                             fragment, fix):
+    error = project.error(setup + textwrap.dedent(f'''
+        @pipeline
+        def p({signature}):
+            load()
+    '''), PipelineDefinitionError)
+    assert error.message.startswith("the default of pipeline parameter `n` ")
+    assert fragment in error.message
+    assert fix in error.fix
+    assert_points_at(error, f"def p({signature})")
+
+
+def test_defaults_as_deep_as_kubeflow_holds_are_kept(project):
+    graph = project.graph('''
+        LISTS, DICTS = [], {}
+        for _ in range(49):  # 50 lists: 100 protobuf levels
+            LISTS = [LISTS]
+        for _ in range(32):  # 33 dicts: 99
+            DICTS = {"k": DICTS}
+
+        @pipeline
+        def p(lists=LISTS, dicts=DICTS, big=10**300, pair=(1, (2, 3))):
+            load()
+    ''')
+    assert graph.parameter("lists").default == eval("[" * 50 + "]" * 50)
+    assert str(graph.parameter("dicts").default).count("{") == 33
+    assert graph.parameter("big").default == 10**300
+    assert graph.parameter("pair").default == [1, (2, 3)]
+
+
+def test_a_default_whose_repr_fails_is_still_named(project):
+    error = project.error('''
+        class Odd:
+            def __repr__(self):
+                raise RuntimeError("no repr")
+
+        @pipeline
+        def p(n=Odd()):
+            load()
+    ''', PipelineDefinitionError)
+    assert "pipeline parameter `n` defaults to <Odd instance at 0x" in error.message
+
+
+def test_a_huge_body_constant_is_refused_with_a_fix(project):
+    error = project.error(f'''
+        @pipeline
+        def p():
+            clean({"9" * 4000})
+    ''', PipelineDefinitionError)
+    assert "is an int of about 4000 digits" in error.message
+    assert "must be JSON values" in error.message
+    assert "pass it as a string" in error.fix
+
+
+def test_a_wrong_call_of_a_step_with_a_deep_default_shows_its_signature(project):
+    error = project.error('''
+        DEEP = []
+        for _ in range(5000):
+            DEEP = [DEEP]
+
+        @step
+        def deep(data, nested=DEEP, huge=10**5000):
+            return data
+
+        @pipeline
+        def p():
+            deep(1, 2, 3, 4)
+    ''', PipelineDefinitionError)
+    assert "step `deep` cannot be called like this" in error.message
+    assert error.fix == ("its signature is deep(data, nested=[[[[[...]]]]], "
+                         "huge=<an int of about 5001 digits>)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import linecache
 import os
 import warnings
@@ -13,10 +14,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kale.errors import DefinitionError
+from kale.errors import DefinitionError, DefinitionErrorGroup, PipelineArgumentError
 from kale.graph import Graph, OutputRef, ParameterRef
 from kale.options import validate_pipeline_options
 from kale.sdk import PipelineFunction
+from kale.sdk import step as step_decorator
 from tests.graph import sample_steps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +92,8 @@ statements = st.recursive(simple_statements(),
                           max_leaves=4)
 
 
-def build(body: list[ast.stmt], parameters: str = "source='db', n=1") -> PipelineFunction:
+def build(body: list[ast.stmt], parameters: str = "source='db', n=1",
+          extra: dict[str, object] | None = None) -> PipelineFunction:
     module = ast.Module(body=body, type_ignores=[])
     ast.fix_missing_locations(module)
     text = f"def generated({parameters}):\n"
@@ -106,7 +109,7 @@ def build(body: list[ast.stmt], parameters: str = "source='db', n=1") -> Pipelin
     lines = text.splitlines(keepends=True)
     linecache.cache[filename] = (len(text), None, lines, filename)
     namespace = {"__name__": "generated", **vars(sample_steps), "os": os,
-                 "sample_steps": sample_steps}
+                 "sample_steps": sample_steps, **(extra or {})}
     exec(code, namespace)
     return PipelineFunction(namespace["generated"], validate_pipeline_options("generated", {}),
                             None)
@@ -186,3 +189,119 @@ def test_valid_bodies_give_exactly_their_data_flow(drawn):
     order = {step.name: index for index, step in enumerate(graph.steps)}
     for edge in graph.edges:
         assert order[edge.source] < order[edge.target]
+
+
+# -- awkward values: huge numbers, deep nesting, what JSON has not (issue 17) -----------------
+
+
+def nest(depth: int, kind: str, leaf: object) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = {"k": value} if kind == "dict" else (value,) if kind == "tuple" else [value]
+    return value
+
+
+# Powers of ten by their exponent: hypothesis shows a strategy's elements with repr(), which
+# refuses ints past 4300 digits.
+huge = st.builds(lambda k, sign: sign * 10**k, st.sampled_from([15, 16, 300, 308, 309, 400,
+                                                                 4300, 5000]),
+                 st.sampled_from([1, -1]))
+scalars = st.one_of(st.integers(), huge, st.floats(),
+                    st.text(max_size=3), st.booleans(), st.none())
+odd = st.one_of(st.frozensets(st.integers(), max_size=2), st.builds(object),
+                st.binary(max_size=2), st.complex_numbers(max_magnitude=2))
+awkward = st.recursive(scalars | odd, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.tuples(inner),
+    st.dictionaries(st.text(max_size=2) | st.integers(0, 3), inner, max_size=2)), max_leaves=6)
+values = awkward | st.builds(nest, st.integers(1, 5000), st.sampled_from(["list", "tuple",
+                                                                           "dict"]), awkward)
+ANNOTATIONS = [None, "int", "float", "str", "bool", "list", "dict"]
+
+
+@st.composite
+def signatures(draw):
+    """Pipeline parameters with awkward defaults (globals of the generated module), some
+    annotated, some keyword-only."""
+    count = draw(st.integers(1, 3))
+    keyword_only = draw(st.integers(0, count))
+    parts, extra = [], {}
+    for index in range(count):
+        if index == keyword_only:
+            parts.append("*")
+        extra[f"V{index}"] = draw(values)
+        annotation = draw(st.sampled_from(ANNOTATIONS))
+        parts.append(f"p{index}" + (f": {annotation}" if annotation else "") + f" = V{index}")
+    return ", ".join(parts), extra
+
+
+def deep_literals():
+    """Literals the body may write, nested as deep as Python compiles brackets (200)."""
+    leaf = st.one_of(st.sampled_from([15, 16, 300, 309, 4000]).map(lambda k: 10**k),
+                     st.sampled_from([float("inf"), float("nan"), 1e308]), st.integers(-3, 3))
+    return st.builds(lambda depth, value, kind: nest_ast(depth, kind, value),
+                     st.integers(0, 190), leaf, st.sampled_from(["list", "tuple", "dict",
+                                                                 "minus"]))
+
+
+def nest_ast(depth: int, kind: str, value: object) -> ast.expr:
+    node: ast.expr = ast.Constant(value)
+    for _ in range(depth):
+        node = {"list": lambda n: ast.List([n], ast.Load()),
+                "tuple": lambda n: ast.Tuple([n], ast.Load()),
+                "dict": lambda n: ast.Dict([ast.Constant("k")], [n]),
+                "minus": lambda n: ast.UnaryOp(ast.USub(), n)}[kind](node)
+    return node
+
+
+def step_with_default(default: object):
+    def odd(a, b=default):
+        return a
+
+    return step_decorator(odd)
+
+
+def located(error: DefinitionError) -> bool:
+    errors = error.errors if isinstance(error, DefinitionErrorGroup) else [error]
+    return all(each.location is not None for each in errors)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signatures(), values,
+       st.lists(st.one_of(
+           statements,
+           st.builds(lambda v: ast.Expr(ast.Call(ast.Name("s1", ast.Load()), [v], [])),
+                     deep_literals()),
+           st.builds(lambda n: ast.Expr(ast.Call(ast.Name("odd", ast.Load()),
+                                                 [ast.Constant(1)] * n, [])), st.integers(0, 4)),
+       ), max_size=4))
+def test_awkward_signatures_and_values_give_a_graph_or_a_located_definition_error(
+        signature, step_default, body):
+    parameters, extra = signature
+    pipeline = build(body, parameters, {**extra, "odd": step_with_default(step_default)})
+    try:
+        graph = parse_from_root(pipeline)
+    except DefinitionError as error:
+        assert str(error).startswith("error: ")
+        assert located(error), str(error)
+        return
+    for parameter in graph.parameters:  # what is kept, Kubeflow carries
+        json.dumps(parameter.default, allow_nan=False)
+
+
+CALLED = None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["n", "rate", "flag", "text", "items", "config"]), values | st.text())
+def test_any_call_value_is_bound_as_json_or_refused_with_a_fix(name, value):
+    global CALLED
+    if CALLED is None:
+        CALLED = build([ast.Expr(ast.Call(ast.Name("s0", ast.Load()), [], []))],
+                       "n=1, rate=0.5, flag=False, text='', items=[1], config={'a': 1}")
+    try:
+        bound = CALLED.bind_arguments(**{name: value})
+    except PipelineArgumentError as error:
+        assert error.message and error.fix
+        str(error)
+        return
+    json.dumps(bound, allow_nan=False)

@@ -33,6 +33,163 @@ PARAMETER_TYPES: Mapping[str, tuple[type, ...]] = {
 }
 
 
+#: How deeply a parameter value (or a constant of the body) may nest lists and dicts, counted as
+#: Kubeflow's pipeline spec holds it: protobuf messages, two per list (Value, ListValue) and three
+#: per dict (Value, Struct, its entry), which protobuf refuses nested deeper than about 100
+#: (kfp 2.17 fails to compile a default 52 lists or 35 dicts deep). So: 50 lists, 33 dicts.
+MAX_VALUE_NESTING = 100
+
+#: The largest number Kubeflow can carry at all: its parameters hold numbers as 64-bit floats.
+_FLOAT_MAX = 1.7976931348623157e308
+
+
+class ValueProblem(ValueError):
+    """Why a value cannot be carried as a pipeline parameter (JSON, as Kubeflow carries it).
+
+    ``what`` continues a sentence about the value ("is nan, ...", "holds a set at [0]"),
+    ``fix`` says what to write instead.
+    """
+
+    def __init__(self, what: str, fix: str) -> None:
+        self.what = what
+        self.fix = fix
+        super().__init__(what)
+
+
+class _Shown:
+    """Stands in for a value in ``inspect.Signature`` text: its repr is the short one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for a message: shortened, and never raising (a huge int has no repr
+    past Python's digit limit, a deeply nested list overflows the recursion, a user's
+    ``__repr__`` may fail)."""
+    import reprlib
+
+    class Short(reprlib.Repr):
+        def repr_int(self, x: int, level: int) -> str:
+            if x.bit_length() > 200:
+                return f"<an int of about {_digits(x)} digits>"
+            return super().repr_int(x, level)
+
+    short = Short()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 4, limit, limit, limit
+    try:
+        text = short.repr(value)
+    except Exception:  # a message must not fail on the value it names
+        text = f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def signature_text(func: Any) -> str:
+    """A function's signature as written (``(a, b=1)``), with defaults shortened so that a
+    huge or deeply nested default cannot break the message that shows it."""
+    import inspect
+
+    try:
+        signature = inspect.signature(func)
+        return str(signature.replace(parameters=[
+            parameter if parameter.default is parameter.empty else
+            parameter.replace(default=_Shown(short_repr(parameter.default)))
+            for parameter in signature.parameters.values()]))
+    except Exception:  # an annotation with a failing repr, say
+        return "(...)"
+
+
+def _digits(number: int) -> int:
+    # str() refuses ints past 4300 digits; the bit length gives the count to within one, and
+    # one power of ten settles it.
+    number = abs(number)
+    digits = int(number.bit_length() * 0.30103) + 1
+    return digits - 1 if digits > 1 and number < 10 ** (digits - 1) else digits
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+#: What Kubeflow carries, the end of most of value_problem's sentences.
+_JSON = "Kubeflow parameters are JSON values: str, int, float, bool, None, lists and dicts"
+
+
+def _at(chain: tuple[Any, Any] | None) -> tuple[str, str]:
+    """The verb and the place of value_problem's sentence: ("is", "") for the value itself,
+    ("holds", " at [1]['a']") for an item in it."""
+    keys = []
+    while chain is not None:
+        key, chain = chain
+        keys.append(f"[{short_repr(key)}]")
+    return ("holds", " at " + "".join(reversed(keys))) if keys else ("is", "")
+
+
+def value_problem(value: Any) -> ValueProblem | None:
+    """Why ``value`` cannot be a pipeline parameter's value as the JSON Kubeflow carries (str,
+    int, float, bool, None, lists or tuples, dicts with string keys), or None when it can.
+
+    Walks the value with its own stack, not by recursion: a value passed to a pipeline call can
+    be nested arbitrarily deep.
+    """
+    # Each entry: the item, its nesting so far, and where it is as a chain (key, parent's
+    # chain), spelled out only for the item at fault, so a long list costs no strings.
+    stack: list[tuple[Any, int, tuple[Any, Any] | None]] = [(value, 0, None)]
+    while stack:
+        item, depth, chain = stack.pop()
+        if item is None or isinstance(item, (bool, str)):
+            continue
+        if isinstance(item, int):
+            if abs(item) > _FLOAT_MAX:
+                what, where = _at(chain)
+                return ValueProblem(
+                    f"{what} an int of about {_digits(item)} digits{where}, beyond the largest "
+                    "number Kubeflow parameters can carry (they hold numbers as 64-bit floats, "
+                    "up to about 1.8e308)",
+                    "pass it as a string and convert it in the step: `int(value)`")
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                what, where = _at(chain)
+                return ValueProblem(
+                    f"{what} {item!r}{where}; {_JSON}, which have no NaN or infinity",
+                    f"pass it as a string ('{item!r}') and convert it in the step: "
+                    "`float(value)`")
+        elif isinstance(item, (list, tuple, dict)):
+            depth += 3 if isinstance(item, dict) else 2
+            if depth > MAX_VALUE_NESTING:
+                return ValueProblem(
+                    "nests lists or dicts too deeply for Kubeflow's pipeline spec, which holds "
+                    f"parameter values at most {MAX_VALUE_NESTING // 2} lists or "
+                    f"{MAX_VALUE_NESTING // 3} dicts deep",
+                    "flatten the value, or pass it as a JSON string and parse it in the step: "
+                    "`json.loads(value)`")
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        what, where = _at(chain)
+                        return ValueProblem(
+                            f"{what} a dict{where} with the key {short_repr(key)}, "
+                            f"{_a(type(key).__name__)}; {_JSON}, and a dict's keys are strings",
+                            "use string keys and convert them in the step, e.g. `{str(k): v for "
+                            "k, v in value.items()}` to pass it, `int(key)` to read a key")
+                children = list(item.items())
+            else:
+                children = list(enumerate(item))
+            stack.extend((child, depth, (key, chain)) for key, child in reversed(children))
+        else:
+            fix = ("pass a list and convert it in the step: `set(value)`"
+                   if isinstance(item, (set, frozenset)) else
+                   "pass the plain values it is made from (str, int, float, bool, list or "
+                   "dict) and build it in the step")
+            what, where = _at(chain)
+            return ValueProblem(f"{what} {_a(type(item).__name__)}{where} "
+                                f"({short_repr(item)}); {_JSON}", fix)
+    return None
+
+
 @dataclass(frozen=True)
 class ParameterRef:
     """A value that comes from a pipeline parameter."""
@@ -93,11 +250,21 @@ class Parameter:
     def coerce(self, value: Any) -> Any:
         """The value as this parameter's type; strings are parsed as Kubeflow's UI parses them.
 
-        Raises ValueError with the reason when the value does not fit.
+        Raises ValueError with the reason when the value does not fit, a ``ValueProblem``
+        (with its fix) when it fits the type but not the JSON Kubeflow carries.
         """
+        coerced = self._coerce(value)
+        problem = value_problem(coerced)
+        if problem is not None:
+            raise problem
+        return coerced
+
+    def _coerce(self, value: Any) -> Any:
         if self.accepts(value):
             if isinstance(value, tuple):
                 return list(value)
+            if self.type == "float" and isinstance(value, int) and abs(value) > _FLOAT_MAX:
+                return value  # float() would overflow: value_problem says why it cannot go
             return float(value) if self.type == "float" else value
         if isinstance(value, str) and self.type != "str":
             text = value.strip()
@@ -112,10 +279,11 @@ class Parameter:
                     parsed = json.loads(text)
                     if self.accepts(parsed):
                         return parsed
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 pass
-            raise ValueError(f"{value!r} cannot be read as {self.type}")
-        raise ValueError(f"a {self.type} is expected, not {type(value).__name__} {value!r}")
+            raise ValueError(f"{short_repr(value)} cannot be read as {self.type}")
+        raise ValueError(f"a {self.type} is expected, not {type(value).__name__} "
+                         f"{short_repr(value)}")
 
 
 #: Names the runtime itself defines in a step's module namespace, so a step may use them.

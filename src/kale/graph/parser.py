@@ -13,7 +13,6 @@ import ast
 import builtins
 import dataclasses
 import inspect
-import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +31,9 @@ from kale.graph.model import (
     Step,
     StepSource,
     ValueSource,
+    short_repr,
+    signature_text,
+    value_problem,
 )
 from kale.loader import SCRIPT_MODULE
 from kale.options import PipelineOptions, StepOptions
@@ -207,15 +209,20 @@ class _Parser:
             return None
         kind = _parameter_type(default)
         if kind is None:
-            self.error(arg, f"pipeline parameter `{name}` defaults to {default!r}, a "
+            self.error(arg, f"pipeline parameter `{name}` defaults to {short_repr(default)}, a "
                        f"{type(default).__name__}; Kubeflow parameters are {types} values",
                        f"use a default of one of those types (e.g. `{name}=''` or `{name}=0`), "
                        "or build the value inside a step from a simpler parameter")
             return None
+        problem = value_problem(default)
+        if problem is not None:
+            self.error(arg, f"the default of pipeline parameter `{name}` {problem.what}",
+                       problem.fix)
+            return None
         annotated = _annotation_type(parameter.annotation)
         if annotated is not None and not isinstance(default, PARAMETER_TYPES[annotated]):
             self.error(arg, f"pipeline parameter `{name}` is annotated `{annotated}` but its "
-                       f"default {default!r} is a {kind}",
+                       f"default {short_repr(default)} is a {kind}",
                        "make the annotation and the default agree")
             return None
         if annotated == "float":
@@ -476,12 +483,12 @@ class _Parser:
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             self.reject_value(node)
             return None
-        problem = _json_problem(value)
+        problem = value_problem(value)
         if problem:
-            self.error(node, f"`{self.text(node)}` {problem}; values written in a pipeline body "
-                       "must be JSON values (numbers, strings, booleans, None, lists, and dicts "
-                       "with string keys), as Kubeflow passes them",
-                       "write a JSON value, or build this value inside the step")
+            self.error(node, f"`{self.text(node)}` {problem.what}; values written in a pipeline "
+                       "body must be JSON values (numbers, strings, booleans, None, lists, and "
+                       "dicts with string keys), as Kubeflow passes them",
+                       f"{problem.fix}; or build the value inside the step")
             return None
         return Constant(value)
 
@@ -519,7 +526,7 @@ class _Parser:
             bound = inspect.signature(func.func).bind(*positional, **keywords)
         except TypeError as reason:
             self.error(node, f"step {label} cannot be called like this: {reason}",
-                       f"its signature is {func.__name__}{inspect.signature(func.func)}")
+                       f"its signature is {func.__name__}{signature_text(func.func)}")
             return None
         if span is None:
             self.error(node, f"Kale cannot read the source of step {label}",
@@ -577,22 +584,6 @@ class _Parser:
         )
 
 
-def _json_problem(value: Any) -> str | None:
-    """Why a literal is not a JSON value (None when it is)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return None
-    if isinstance(value, float):
-        return None if value == value and value not in (float("inf"), float("-inf")) else \
-            "is not a finite number"
-    if isinstance(value, (list, tuple)):
-        return next(filter(None, map(_json_problem, value)), None)
-    if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            return "has keys that are not strings"
-        return next(filter(None, map(_json_problem, value.values())), None)
-    return f"is a {type(value).__name__}"
-
-
 def _dotted_name(node: ast.expr) -> list[str] | None:
     parts = []
     while isinstance(node, ast.Attribute):
@@ -607,18 +598,11 @@ def _dotted_name(node: ast.expr) -> list[str] | None:
 def _parameter_type(value: Any) -> str | None:
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # NaN and infinities are not JSON
     for name in ("str", "int", "float"):
         if type(value) is PARAMETER_TYPES[name][0]:
             return name
+    # What a list or dict holds is value_problem's to check, without recursion.
     if isinstance(value, (list, tuple, dict)):
-        import json
-
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            return None
         return "dict" if isinstance(value, dict) else "list"
     return None
 

@@ -240,6 +240,8 @@ class PipelineFunction(PipelineDefinition):
 
     def bind_arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The value of every parameter for a call with these arguments, defaults filled in."""
+        from kale.graph.model import ValueProblem, short_repr
+
         graph = self.graph
         names = [parameter.name for parameter in graph.parameters]
         signature = inspect.signature(self.func).parameters
@@ -277,10 +279,14 @@ class PipelineFunction(PipelineDefinition):
                 continue
             try:
                 values[parameter.name] = parameter.coerce(given[parameter.name])
+            except ValueProblem as problem:
+                raise PipelineArgumentError(
+                    f"the value of parameter {parameter.name!r} of `{self.__name__}` "
+                    f"{problem.what}", fix=problem.fix) from None
             except ValueError as reason:
                 raise PipelineArgumentError(
                     f"parameter {parameter.name!r} of `{self.__name__}` is a {parameter.type} "
-                    f"(its default is {parameter.default!r}): {reason}",
+                    f"(its default is {short_repr(parameter.default)}): {reason}",
                     fix=f"pass a {parameter.type}, or change the parameter's default",
                 ) from None
         return values
