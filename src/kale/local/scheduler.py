@@ -31,7 +31,7 @@ from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
 from kale.local.record import RunRecord
-from kale.marshal import NO_SPACE
+from kale.marshal import NO_SPACE, is_inside
 from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
 
@@ -532,14 +532,15 @@ class Scheduler:
         if names is None or not (names == expected or (not expected and names <= {"return"})):
             return _bad_result(f"names outputs {sorted(names or ())}, not the "
                                f"{sorted(expected) or 'none or `return`'} its call binds")
-        folder = os.path.realpath(self.record.outputs_folder(step.name))
+        folder = str(self.record.outputs_folder(step.name))
         for name, stored in outputs.items():
             if not (isinstance(stored, dict) and all(
                     isinstance(stored.get(key), str) for key in ("path", "backend", "type"))):
                 return _bad_result(f"describes output `{name}` without a path, backend and "
                                    "type")
-            real = os.path.realpath(stored["path"])
-            if os.path.dirname(real) != folder:
+            path = stored["path"]
+            if os.path.dirname(os.path.normpath(path)) != folder or \
+                    not is_inside(path, str(self.record.folder)):
                 return _bad_result(f"points output `{name}` at {stored['path']}, outside "
                                    f"the step's output folder {folder}")
         return outcome
