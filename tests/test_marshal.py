@@ -438,3 +438,61 @@ def test_a_missing_project_module_is_not_called_a_library(tmp_path):
         marshal.load(stored)
     assert "needs the module `helpers`, which cannot be imported" in str(caught.value)
     assert "a module of the project" in caught.value.advice
+
+
+# -- the store's bounds, and a full disk -------------------------------------------------------
+
+def test_a_value_outside_the_store_is_refused_before_it_is_read(tmp_path):
+    store, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    inside = marshal.save([1, 2], store / "steps" / "a" / "outputs", "x")
+    assert marshal.load(inside.to_json(), store=store) == [1, 2]
+    outside = marshal.save({"a": 1}, elsewhere, "x").to_json()
+    sneaky = {**outside, "path": str(store / ".." / "elsewhere" / "x.json")}
+    (store / "link.json").symlink_to(elsewhere / "x.json")
+    linked = {**outside, "path": str(store / "link.json")}
+    for stored in (outside, sneaky, linked):
+        with pytest.raises(marshal.MarshalError) as caught:
+            marshal.load(stored, store=store)
+        assert f"points at {stored['path']}, outside the run store {store}" in str(caught.value)
+        assert "read values through the run that wrote them" in caught.value.advice
+
+
+def test_a_stored_value_that_is_gone_is_named(tmp_path):
+    stored = marshal.save(b"x" * 100_000, tmp_path, "x")  # pickled
+    Path(stored.path).unlink()
+    with pytest.raises(marshal.MarshalError) as caught:
+        marshal.load(stored.to_json(), store=tmp_path)
+    assert f"the stored bytes is gone: {stored.path} does not exist" in str(caught.value)
+
+
+def test_a_run_reads_outputs_only_from_its_own_store(tmp_path):
+    from kale.local.scheduler import Run, StepRun
+
+    outside = marshal.save(7, tmp_path / "elsewhere", "x").to_json()
+    step = StepRun("s", status="succeeded", outputs={"x": outside})
+    run = Run(id="r", pipeline="p", experiment=None, status="succeeded", started=0.0,
+              ended=1.0, parameters={}, steps={"s": step}, folder=tmp_path / "run",
+              leaves=("s",))
+    with pytest.raises(marshal.MarshalError, match="outside the run store"):
+        run.output("s")
+
+
+@pytest.mark.parametrize("value", [[1, 2], b"x" * 100_000, Path(__file__)])
+def test_a_full_disk_names_the_disk_not_the_value(tmp_path, monkeypatch, value):
+    """Simulated (in-process): every backend's write raises ENOSPC, as a full disk makes it.
+    tests/local/test_trust.py fills a real (tmpfs) disk where it can mount one."""
+    import errno
+    import os
+
+    from kale.marshal import backends
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(backends, "atomic_write", full)
+    monkeypatch.setattr(backends.shutil, "copy2", full)
+    with pytest.raises(marshal.NoSpaceError) as caught:
+        marshal.save(value, tmp_path / "out", "v")
+    assert str(caught.value) == f"there is no space left on the disk that holds {tmp_path / 'out'}"
+    assert "free space on that disk" in caught.value.advice
+    assert "KALE_HOME" in caught.value.advice

@@ -214,14 +214,13 @@ run_step(task, lambda *_: None)
 
 def test_a_step_that_ignores_its_timeout_is_ended_after_the_grace_period(tmp_path):
     """In a process of its own (the runtime ends it): the result says what happened."""
-    import pickle
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", f"ROOT = {str(tmp_path)!r}\n" + STUBBORN],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
-    outcome = pickle.loads((tmp_path / "result").read_bytes())
+    outcome = json.loads((tmp_path / "result").read_bytes())
     assert outcome["status"] == "failed" and outcome["error"]["kind"] == "timeout"
     assert "did not stop within 0.3s" in outcome["error"]["message"]
     assert "did not stop within 0.3s" in done.stderr

@@ -74,12 +74,13 @@ class StepInvocation:
     (a folder ``kale.marshal`` wrote). ``context`` is ``(filename, first line, text)`` of the
     module-level code to run before the ``def``; ``outputs`` are the names the pipeline binds
     the result to (``()`` keeps a returned value as ``"return"``); ``unpacks`` says the result is
-    a tuple to split among them.
+    a tuple to split among them. ``store``, when set (a local run's folder), is the only place
+    ``stored`` inputs are read from.
     """
 
     __slots__ = ("attempt", "context", "created", "filename", "function_name", "futures",
                  "grace", "inputs", "line", "module", "output_dir", "outputs", "project_root",
-                 "result_path", "run_id", "source", "step", "timeout", "unpacks")
+                 "result_path", "run_id", "source", "step", "store", "timeout", "unpacks")
 
     def __init__(self, step: str, function_name: str, source: str, filename: str, line: int,
                  module: str, project_root: str, output_dir: str,
@@ -87,7 +88,8 @@ class StepInvocation:
                  outputs: tuple[str, ...] = (), unpacks: bool = False, attempt: int = 1,
                  context: tuple[tuple[str, int, str], ...] = (), futures: tuple[str, ...] = (),
                  timeout: float | None = None, grace: float = DEFAULT_GRACE, run_id: str = "",
-                 created: float | None = None, result_path: str | None = None) -> None:
+                 created: float | None = None, result_path: str | None = None,
+                 store: str | None = None) -> None:
         self.step, self.function_name, self.source = step, function_name, source
         self.filename, self.line, self.module = filename, line, module
         self.project_root, self.output_dir = project_root, output_dir
@@ -96,6 +98,7 @@ class StepInvocation:
         self.context, self.futures = context, futures
         self.timeout, self.grace = timeout, grace
         self.run_id, self.created, self.result_path = run_id, created, result_path
+        self.store = store
 
 
 class StepFailure(Exception):
@@ -225,7 +228,7 @@ def _read_inputs(task: StepInvocation) -> dict[str, Any]:
     values = {}
     for name, (kind, payload) in task.inputs.items():
         if kind == "stored":
-            values[name] = marshal.load(payload)
+            values[name] = marshal.load(payload, store=task.store)
         elif kind == "artifact":
             values[name] = marshal.load_folder(payload)
         elif kind == "parameter":
@@ -274,6 +277,10 @@ def _save_outputs(task: StepInvocation, result: Any) -> dict[str, dict[str, Any]
     for name, value in named.items():
         try:
             stored[name] = marshal.save(value, folder, name).to_json()
+        except marshal.NoSpaceError as error:
+            raise StepFailure({"kind": "no-space",
+                               "message": f"could not store its output `{name}`: {error}",
+                               "fix": error.advice}) from None
         except marshal.MarshalError as error:
             raise StepFailure({
                 "kind": "output",
@@ -311,12 +318,15 @@ def end_descendants() -> None:
 
 
 def write_result(task: StepInvocation, outcome: dict[str, Any]) -> None:
-    """Write a result where the invocation asks for it (atomically: a reader never sees half)."""
+    """Write a result where the invocation asks for it (atomically: a reader never sees half).
+
+    JSON, not pickle: the result holds only plain data (statuses, messages, the outputs'
+    metadata), and the process that reads it must not run code a step could have put there."""
     if task.result_path is None:
         return
-    import pickle
+    import json
 
-    data = pickle.dumps(outcome)
+    data = json.dumps(outcome, default=str).encode()
     marshal.atomic_write(task.result_path, lambda handle: handle.write(data))
 
 
@@ -357,7 +367,8 @@ class _Deadline:
                               "not BaseException, in the step"}
             with contextlib.suppress(Exception):
                 os.write(2, f"Kale: step `{task.step}` {details['message']}\n".encode())
-            write_result(task, {"status": "failed", "error": details})
+            with contextlib.suppress(OSError):  # a full disk: the exit status still tells
+                write_result(task, {"status": "failed", "error": details})
             end_descendants()
             os._exit(1)
         self.fired = True
@@ -378,7 +389,16 @@ def run_step(task: StepInvocation, report: Report) -> dict[str, Any]:
         outcome: dict[str, Any] = {"status": "done", **_run(task, report)}
     except StepFailure as failure:
         outcome = {"status": "failed", "error": failure.details}
-    write_result(task, outcome)
+    try:
+        write_result(task, outcome)
+    except OSError as error:
+        # The disk is full, most likely (a step's log can fill it): say so through the report
+        # channel, which needs no disk, in a message small enough for one pipe write.
+        message = (outcome.get("error") or {}).get("message")
+        report("unwritten", {
+            "path": task.result_path, "reason": _describe(error)[:300],
+            "no_space": error.errno in marshal.NO_SPACE,
+            "message": message[:1000] if isinstance(message, str) else None})
     return outcome
 
 
@@ -395,6 +415,10 @@ def _run(task: StepInvocation, report: Report) -> dict[str, Any]:
             sys.modules["__main__"] = main
         sys.argv = argv
         os.environ.pop(IN_STEP, None)
+
+
+_NO_SPACE_FIX = ("a disk the step writes to is full (its output and log go to the run "
+                 "record): free space, or set KALE_HOME to a folder on a disk with room")
 
 
 def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
@@ -433,6 +457,8 @@ def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
             "message": deadline.message() if deadline.fired else f"raised {_describe(error)}",
             "traceback": _user_traceback(error),
             "duration": time.perf_counter() - started,
+            **({"fix": _NO_SPACE_FIX} if isinstance(error, OSError)
+               and error.errno in marshal.NO_SPACE else {}),
         }) from None
     deadline.disarm()
     duration = time.perf_counter() - started

@@ -80,9 +80,9 @@ def test_the_package_loads_with_kfp_and_carries_the_options(ml_package):
     assert parameters["iters"]["parameterType"] == "NUMBER_INTEGER"
     assert parameters["iters"]["defaultValue"] == 10
     tasks = spec["root"]["dag"]["tasks"]
-    # The bundle (the example plus Kale's runtime) is about 64 KB, one part or two: any change
-    # to the runtime moves it across PART_BYTES, which is not what this test is about.
-    assert set(tasks) - {"kale-bundle-part-1"} == {"kale-bundle", "process", "validate", "train"}
+    # The bundle travels inline in 64 KB pieces: how many depends on Kale's own size.
+    assert {name for name in tasks if not name.startswith("kale-bundle-part-")} == {
+        "kale-bundle", "process", "validate", "train"}
     retry = tasks["process"]["retryPolicy"]
     assert retry["maxRetryCount"] == 2 and retry["backoffDuration"] == "2s"
     assert retry["backoffFactor"] == 2.0

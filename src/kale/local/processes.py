@@ -11,14 +11,17 @@ started. On Linux a step dies with the zygote, and the zygote exits when Kale's 
 so a killed run leaves no orphans.
 
 Protocol: the scheduler writes requests to the zygote's stdin; the zygote and its children write
-events to its stdout. Every message is a length-prefixed pickle small enough (< PIPE_BUF) for one
+events to its stdout. Every message is length-prefixed and small enough (< PIPE_BUF) for one
 atomic write, so messages from concurrent children never interleave; a step's result, which can
-be large, goes to a file next to its log.
+be large, goes to a file next to its log. Requests are pickles (Kale's own objects, read by
+Kale's own zygote); events are JSON, since a step's process holds the event pipe and could write
+to it: what Kale's process reads from a step must never run code there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import select
@@ -28,6 +31,7 @@ import sys
 
 TYPE_CHECKING = False  # typing is not imported: the zygote must start fast
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, ClassVar
 
 _HEADER = struct.Struct(">I")
@@ -38,15 +42,33 @@ def _frame(message: Any) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def _unframe(buffer: bytearray) -> list[Any]:
+def _event(message: tuple[str, str, Any]) -> bytes:
+    data = json.dumps(message).encode()
+    return _HEADER.pack(len(data)) + data
+
+
+def _unframe(buffer: bytearray, decode: Callable[[bytes], Any] = pickle.loads) -> list[Any]:
     messages = []
     while len(buffer) >= _HEADER.size:
         (size,) = _HEADER.unpack_from(buffer)
         if len(buffer) < _HEADER.size + size:
             break
-        messages.append(pickle.loads(bytes(buffer[_HEADER.size:_HEADER.size + size])))
+        messages.append(decode(bytes(buffer[_HEADER.size:_HEADER.size + size])))
         del buffer[:_HEADER.size + size]
     return messages
+
+
+def _decode_event(data: bytes) -> Any:
+    """An event as ``(kind, key, value)``, or None for bytes that are not one (a step can write
+    anything to the pipe)."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(message, list) and len(message) == 3 and isinstance(message[0], str) and \
+            isinstance(message[1], str):
+        return message
+    return None
 
 
 def result_path(log_path: str) -> str:
@@ -125,7 +147,7 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
     def report(event: str, details: dict[str, Any]) -> None:
-        os.write(events, _frame((event, key, details)))
+        os.write(events, _event((event, key, details)))
 
     task.result_path = result_path(log_path)
     try:
@@ -204,7 +226,7 @@ def serve(preload: list[str]) -> None:
                 break
             key = children.pop(pid, None)
             if key is not None:
-                os.write(events, _frame(("exited", key, os.waitstatus_to_exitcode(status))))
+                os.write(events, _event(("exited", key, os.waitstatus_to_exitcode(status))))
                 _kill_strays(key, set(children))
         if requests in readable:
             chunk = os.read(requests, 65536)
@@ -223,7 +245,7 @@ def serve(preload: list[str]) -> None:
                     continue
                 key, task, log_path = payload
                 if not safe:
-                    os.write(events, _frame(("refused", key, _thread_count())))
+                    os.write(events, _event(("refused", key, _thread_count())))
                     continue
                 pid = os.fork()
                 if pid == 0:
@@ -240,7 +262,7 @@ def serve(preload: list[str]) -> None:
                     finally:
                         os._exit(code)
                 children[pid] = key
-                os.write(events, _frame(("forked", key, pid)))
+                os.write(events, _event(("forked", key, pid)))
 
 
 # -- the scheduler's side -----------------------------------------------------------------------
@@ -338,7 +360,7 @@ class Zygote:
             if not chunk:
                 break
             self.buffer += chunk
-        messages = _unframe(self.buffer)
+        messages = [m for m in _unframe(self.buffer, _decode_event) if m is not None]
         for kind, key, value in messages:
             if kind == "forked":
                 self.pids[key] = value

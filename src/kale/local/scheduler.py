@@ -11,8 +11,8 @@ live, and rewrites the run record at every change of state.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import pickle
 import select
 import signal
 import threading
@@ -31,12 +31,16 @@ from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
 from kale.local.record import RunRecord
+from kale.marshal import NO_SPACE, is_inside
 from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
 
 _POLL = 0.1  # how often logs are tailed while steps run
 _BACKSTOP = 2.0  # seconds past a step's timeout and grace before Kale kills it from outside
 _TAIL_BYTES = 1 << 20
+#: Room kept on the record's disk, given back when it is full so that the final run.json fits.
+_RESERVE_BYTES = 1 << 20
+_NO_SPACE_FIX = "free space on it, or set KALE_HOME to a folder on a disk with room"
 
 
 @dataclass
@@ -101,7 +105,7 @@ class Run:
             if len(stored) != 1:
                 raise KeyError(f"step {step!r} has outputs {sorted(stored)}; name one")
             name = next(iter(stored))
-        return marshal.load(stored[name])
+        return marshal.load(stored[name], store=self.folder)
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -193,6 +197,8 @@ class _Attempt:
     exit_code: int | None = None
     stopped: str = ""
     pending_text: bytes = b""
+    #: the process could not write its result (a full disk): what it reported instead
+    unwritten: dict[str, Any] | None = None
 
 
 class Scheduler:
@@ -221,6 +227,8 @@ class Scheduler:
                 fix="set KALE_HOME to a folder you can write to (by default runs go to .kale/ "
                 "in the project's folder)",
             ) from None
+        self.reserve: Path | None = self.record.folder / ".reserve"
+        self.hold_reserve()
         self.run_state = Run(
             id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
             status="running", started=started, ended=None, parameters=self.values,
@@ -232,6 +240,7 @@ class Scheduler:
         self.waits: dict[str, float] = {}
         self.running: dict[str, _Attempt] = {}
         self.dirty = False
+        self.unsaved = False
         # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
         self.preload = list(graph.external_imports)
         self.zygote = Zygote.acquire(self.preload)
@@ -240,9 +249,48 @@ class Scheduler:
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def save(self) -> None:
+    def hold_reserve(self) -> None:
+        """Set room aside on the record's disk: when a step fills it, the record can still say
+        how the run ended."""
+        assert self.reserve is not None
+        try:
+            descriptor = os.open(self.reserve, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(descriptor, 0, _RESERVE_BYTES)
+                else:  # macOS
+                    os.write(descriptor, bytes(_RESERVE_BYTES))
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            self.release_reserve()
+            if error.errno in NO_SPACE:
+                raise KaleError(f"Kale cannot write the run record to {self.record.folder}: "
+                                "there is no space left on its disk", fix=_NO_SPACE_FIX) from None
+            # a filesystem that cannot allocate ahead: the run goes on without the reserve
+
+    def release_reserve(self) -> None:
+        if self.reserve is not None:
+            with contextlib.suppress(OSError):
+                self.reserve.unlink()
+            self.reserve = None
+
+    def save(self, stopped: bool = False) -> None:
+        """Write run.json. Once the steps are ``stopped``, a full disk gets the reserve back to
+        write the run's end; before, the steps that fill it would take it."""
         self.record.data = self.run_state.to_json()
-        self.record.save()
+        try:
+            self.record.save()
+        except OSError as error:
+            if not stopped or error.errno not in NO_SPACE:
+                raise
+            self.release_reserve()
+            try:
+                self.record.save()
+            except OSError as again:
+                if again.errno not in NO_SPACE:
+                    raise
+                self.unsaved = True  # nothing more can be done: the summary says so
         self.dirty = False
 
     def set_status(self, name: str, status: str, detail: str = "") -> None:
@@ -257,22 +305,28 @@ class Scheduler:
     def run(self) -> Run:
         self.progress.start(self.run_state, self.parallelism)
         self.ready.extend(step for step in self.graph.steps if not step.upstream)
-        self.save()
         terminated = _Terminated.install()
         try:
+            self.save()
             self.loop()
         except BaseException as error:
             interrupted = isinstance(error, (KeyboardInterrupt, _Terminated))
+            full = isinstance(error, OSError) and error.errno in NO_SPACE
             reason = ("terminated (SIGTERM)" if isinstance(error, _Terminated) else
                       "interrupted (Ctrl-C)" if interrupted else
+                      f"the disk that holds the run record ({display_path(self.record.folder)}) "
+                      f"is full: {_NO_SPACE_FIX}" if full else
                       f"stopped by {type(error).__name__}: {error}")
             with _Terminated.shielded():
-                self.stop_everything("cancelled", reason)
-                self.run_state.status = "interrupted" if interrupted else "error"
+                self.stop_everything("failed" if full else "cancelled", reason)
+                self.run_state.status = "interrupted" if interrupted else \
+                    "failed" if full else "error"
                 self.run_state.reason = reason
                 self.finish()
             if isinstance(error, _Terminated):
                 _Terminated.die()
+            if full:  # the user's to fix, not Kale's bug: a summary, not a traceback
+                raise RunFailedError(self.run_state) from None
             raise
         finally:
             Zygote.release(self.zygote)
@@ -288,7 +342,11 @@ class Scheduler:
         if run.status == "running":
             failed = any(step.status != "succeeded" for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
-        self.save()
+        self.save(stopped=True)
+        self.release_reserve()
+        if self.unsaved:
+            run.reason = (f"{run.reason}; " if run.reason else "") + \
+                "the run record could not be updated: its disk is full"
         self.progress.finish(run)
 
     def loop(self) -> None:
@@ -347,6 +405,7 @@ class Scheduler:
             context=tuple((s.filename, s.line, s.text) for s in function.context),
             futures=function.futures, timeout=step.options.timeout, grace=self.grace,
             run_id=self.run_state.id, created=self.run_state.started,
+            store=str(self.record.folder),
         )
 
     def launch(self, step: Step) -> None:
@@ -382,6 +441,8 @@ class Scheduler:
                     attempt.deadline = attempt.user_started + timeout + self.grace + _BACKSTOP
             elif event == "exited":
                 attempt.exit_code = value
+            elif event == "unwritten" and isinstance(value, dict):
+                attempt.unwritten = value
             elif event == "refused":  # the zygote is not safe to fork: use a plain one
                 Zygote.release(self.zygote)
                 self.zygote = Zygote.acquire([], safe=True)
@@ -447,7 +508,7 @@ class Scheduler:
         step, record = attempt.step, attempt.record
         record.ended = time.time()
         record.duration = record.ended - record.started
-        outcome = _read_result(record.log)
+        outcome = self.checked(step, _read_result(record.log))
         if attempt.stopped.startswith("was lost"):
             record.status = "crashed"
             record.error = {"kind": "crash", "message": attempt.stopped}
@@ -462,10 +523,38 @@ class Scheduler:
         elif outcome is not None:
             record.error = outcome["error"]
             record.status = "timed-out" if record.error.get("kind") == "timeout" else "failed"
+        elif attempt.unwritten is not None:
+            record.status = "failed"
+            record.error = _unwritten(attempt.unwritten)
         else:
             record.status = "crashed"
             record.error = {"kind": "crash", "message": _describe_exit(attempt.exit_code)}
         self.attempt_failed(step, attempt.number, record)
+
+    def checked(self, step: Step, outcome: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The result if it is one Kale wrote for this step: the outputs the pipeline binds,
+        each stored in the step's own output folder. A step's process can write anything at
+        the result's path; what points elsewhere becomes a failed attempt, never an input."""
+        if outcome is None or outcome.get("status") != "done":
+            return outcome
+        outputs = outcome.get("outputs")
+        expected = set(step.outputs)
+        names = set(outputs) if isinstance(outputs, dict) else None
+        if names is None or not (names == expected or (not expected and names <= {"return"})):
+            return _bad_result(f"names outputs {sorted(names or ())}, not the "
+                               f"{sorted(expected) or 'none or `return`'} its call binds")
+        folder = str(self.record.outputs_folder(step.name))
+        for name, stored in outputs.items():
+            if not (isinstance(stored, dict) and all(
+                    isinstance(stored.get(key), str) for key in ("path", "backend", "type"))):
+                return _bad_result(f"describes output `{name}` without a path, backend and "
+                                   "type")
+            path = stored["path"]
+            if os.path.dirname(os.path.normpath(path)) != folder or \
+                    not is_inside(path, str(self.record.folder)):
+                return _bad_result(f"points output `{name}` at {stored['path']}, outside "
+                                   f"the step's output folder {folder}")
+        return outcome
 
     def succeeded(self, step: Step, record: AttemptRecord, result: dict[str, Any]) -> None:
         record.status = "succeeded"
@@ -517,7 +606,7 @@ class Scheduler:
             record = attempt.record
             record.ended = time.time()
             record.duration = record.ended - (record.started or record.ended)
-            outcome = _read_result(record.log)
+            outcome = self.checked(attempt.step, _read_result(record.log))
             if outcome is not None and outcome["status"] == "done":  # finished just in time
                 self.succeeded(attempt.step, record, outcome)
                 continue
@@ -532,7 +621,7 @@ class Scheduler:
                 self.set_status(name, "skipped" if status == "failed" else "cancelled", reason)
         self.ready.clear()
         self.delayed.clear()
-        self.save()
+        self.save(stopped=True)
 
     def pipeline_timed_out(self) -> None:
         limit = format_duration(self.graph.options.timeout or 0)
@@ -586,12 +675,53 @@ class _Terminated(BaseException):
 
 
 def _read_result(log_path: str) -> dict[str, Any] | None:
-    """What the attempt's process reported, or None if it died before reporting."""
+    """What the attempt's process reported, or None if it died before reporting. Plain JSON,
+    read as data only: the step's process could have written anything there."""
     try:
         with open(result_path(log_path), "rb") as handle:
-            return pickle.load(handle)
-    except (OSError, EOFError, pickle.UnpicklingError):
+            data = handle.read()
+    except OSError:
         return None
+    try:
+        outcome = json.loads(data)
+    except ValueError:
+        return _bad_result("is not JSON")
+    if not isinstance(outcome, dict) or outcome.get("status") not in ("done", "failed"):
+        return _bad_result("has no status")
+    if outcome["status"] == "failed":
+        error = outcome.get("error")
+        if not (isinstance(error, dict) and isinstance(error.get("message"), str)):
+            return _bad_result("says it failed without a message")
+        # Only what the record and the summary show, as the types they show.
+        outcome["error"] = {key: value for key, value in error.items()
+                            if (key in _ERROR_TEXTS and isinstance(value, str)) or (
+                                key == "duration" and type(value) in (int, float))}
+    return outcome
+
+
+_ERROR_TEXTS = ("kind", "message", "traceback", "fix")
+
+
+def _bad_result(why: str) -> dict[str, Any]:
+    return {"status": "failed", "error": {
+        "kind": "result",
+        "message": f"left a result Kale did not write: it {why}",
+        "fix": "do not write to the step's result file (attempt-<n>.result, next to its log); "
+               "return values from the step instead"}}
+
+
+def _unwritten(report: dict[str, Any]) -> dict[str, Any]:
+    """The error of an attempt whose process could not write its result file."""
+    path = display_path(str(report.get("path")))
+    why = "there is no space left on its disk" if report.get("no_space") else report.get("reason")
+    message = f"could not write its result to {path}: {why}"
+    if isinstance(report.get("message"), str):
+        message = f"{report['message']}, then {message}"
+    error: dict[str, Any] = {"kind": "no-space" if report.get("no_space") else "result",
+                             "message": message}
+    if report.get("no_space"):
+        error["fix"] = "free space on that disk, or set KALE_HOME to a folder on a disk with room"
+    return error
 
 
 def _first_line(text: str) -> str:

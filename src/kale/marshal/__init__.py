@@ -28,6 +28,7 @@ code that wrote it. Kale only reads values from the run's own store.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -39,8 +40,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["Backend", "MarshalError", "StoredValue", "atomic_write", "load", "load_folder",
-           "register", "save", "type_name"]
+__all__ = ["NO_SPACE", "Backend", "MarshalError", "NoSpaceError", "StoredValue", "atomic_write",
+           "is_inside", "load", "load_folder", "register", "save", "type_name"]
+
+#: The errors of a disk (or a quota) with no room left: not the value's fault.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class MarshalError(Exception):
@@ -49,6 +53,16 @@ class MarshalError(Exception):
     def __init__(self, message: str, advice: str = "") -> None:
         self.advice = advice
         super().__init__(message)
+
+
+class NoSpaceError(MarshalError):
+    """The disk that holds the store is full: any value would have failed, so the advice is
+    about the disk, not the value."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(f"there is no space left on the disk that holds {folder}",
+                         "free space on that disk, or (for a local run) set KALE_HOME to a "
+                         "folder on a disk with room")
 
 
 class StoredValue:
@@ -222,13 +236,24 @@ def _library_version(library: str | None) -> str | None:
 
 def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
     """Write ``value`` as ``folder/name.<suffix>`` with the first backend that takes it."""
-    from kale.marshal.backends import advice, content_hash
+    from kale.marshal.backends import advice
 
     if isinstance(value, io.IOBase):
         # cloudpickle would snapshot a readable file's contents: surprising, and the file
         # itself does not exist where the next step runs.
         raise MarshalError("an open file cannot be passed to another step", advice(value))
     folder = os.fspath(folder)
+    try:
+        return _save(value, folder, name)
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise NoSpaceError(folder) from None
+        raise
+
+
+def _save(value: Any, folder: str, name: str) -> StoredValue:
+    from kale.marshal.backends import advice, content_hash
+
     os.makedirs(folder, exist_ok=True)  # a registered backend's save writes into it directly
     notes: list[str] = []
     for backend in _backends():
@@ -240,6 +265,8 @@ def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
         except MarshalError:
             raise
         except Exception as error:
+            if isinstance(error, OSError) and error.errno in NO_SPACE:
+                raise  # the next backend would hit the same full disk
             if backend.name == "json":
                 continue  # a container holding other kinds of values: not worth a note
             if backend.name == "pickle":
@@ -277,7 +304,7 @@ def load_folder(folder: str | os.PathLike[str]) -> Any:
     with open(os.path.join(folder, metas[0])) as handle:
         meta = json.load(handle)
     meta["path"] = os.path.join(folder, os.path.basename(meta["path"]))
-    return load(meta)
+    return load(meta, store=folder)
 
 
 def _size(path: str) -> int:
@@ -287,14 +314,27 @@ def _size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def load(stored: StoredValue | dict[str, Any]) -> Any:
-    """Read a value back, in the reader's own process."""
+def load(stored: StoredValue | dict[str, Any],
+         store: str | os.PathLike[str] | None = None) -> Any:
+    """Read a value back, in the reader's own process. With ``store`` (a run's folder), only a
+    value stored inside it is read: reading pickle, joblib or torch files runs code, so a path
+    that points elsewhere (a run record or a result changed by hand or by a step) is refused."""
     meta = stored.to_json() if isinstance(stored, StoredValue) else dict(stored)
+    path = meta["path"]
+    if store is not None:
+        _check_inside(path, os.fspath(store), meta)
     for backend in _backends():
         if backend.name != meta["backend"]:
             continue
         try:
-            return backend.load(meta["path"], meta)
+            return backend.load(path, meta)
+        except FileNotFoundError:
+            if os.path.lexists(path):
+                raise  # something the value's own loader looked for
+            raise MarshalError(
+                f"the stored {meta.get('type', 'value')} is gone: {path} does not exist",
+                "it was deleted or moved after its step wrote it: run the pipeline again",
+            ) from None
         except ModuleNotFoundError as error:
             module = error.name or meta.get("library") or "a library"
             top = module.split(".")[0]
@@ -325,6 +365,32 @@ def load(stored: StoredValue | dict[str, Any]) -> Any:
                 f"registered in module `{module}`, which cannot be imported here: {error}",
                 f"make `{module}` importable where the steps run (a module of the project)",
             ) from None
-        return load(meta)
+        return load(meta, store)
     raise MarshalError(f"no backend {meta['backend']!r} for {meta['path']}",
                        "register it (kale.marshal.register) in a module the steps import")
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is in ``folder``, with neither ``..`` nor a symbolic link below
+    ``folder`` leading out of it. A few ``lstat`` calls: ``os.path.realpath`` of a deep path
+    costs tens of microseconds, paid per value read."""
+    root, target = os.path.abspath(folder), os.path.abspath(path)
+    if not target.startswith(root + os.sep):
+        return False
+    part = root
+    for name in target[len(root) + 1:].split(os.sep):
+        part = os.path.join(part, name)
+        if os.path.islink(part):  # rare: resolve it, and stay inside
+            real = os.path.realpath(target)
+            return real.startswith(os.path.realpath(root) + os.sep)
+    return True
+
+
+def _check_inside(path: str, store: str, meta: dict[str, Any]) -> None:
+    if not is_inside(path, store):
+        raise MarshalError(
+            f"the stored {meta.get('type', 'value')} points at {path}, outside the run store "
+            f"{store}: Kale reads values only from the run's own store",
+            "read values through the run that wrote them; a record or result that points "
+            "elsewhere was changed after Kale wrote it",
+        )
