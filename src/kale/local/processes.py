@@ -185,6 +185,12 @@ def _ended(folders: tuple[str, ...]) -> None:
         remove_partial_writes(folder)
 
 
+def _send(events: int, message: Any) -> None:
+    # Kale's process may be gone (SIGKILLed): the zygote must go on to clean up, not die of it.
+    with contextlib.suppress(OSError):
+        os.write(events, _frame(message))
+
+
 def serve(preload: list[str]) -> None:
     """The zygote's main loop: fork a child per request, report forks and exits."""
     requests, events = os.dup(0), os.dup(1)
@@ -241,7 +247,7 @@ def serve(preload: list[str]) -> None:
                 # follows never races what this one left.
                 _kill_strays(own | set(children))
                 _ended(ended[1])
-                os.write(events, _frame(("exited", ended[0], os.waitstatus_to_exitcode(status))))
+                _send(events, ("exited", ended[0], os.waitstatus_to_exitcode(status)))
         if reaped:
             _kill_strays(own | set(children))
         if stopping and open_requests:
@@ -265,7 +271,7 @@ def serve(preload: list[str]) -> None:
                     continue
                 key, task, log_path = payload
                 if not safe:
-                    os.write(events, _frame(("refused", key, _thread_count())))
+                    _send(events, ("refused", key, _thread_count()))
                     continue
                 pid = os.fork()
                 if pid == 0:
@@ -282,7 +288,7 @@ def serve(preload: list[str]) -> None:
                     finally:
                         os._exit(code)
                 children[pid] = (key, (task.output_dir, os.path.dirname(log_path)))
-                os.write(events, _frame(("forked", key, pid)))
+                _send(events, ("forked", key, pid))
     _reap_strays(own)
 
 

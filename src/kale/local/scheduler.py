@@ -30,7 +30,7 @@ from kale.errors import KaleError, display_path, name_cells
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
-from kale.local.record import RunRecord
+from kale.local.record import RunRecord, runner_identity, sweep_gone_runs
 from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
 
@@ -83,6 +83,8 @@ class Run:
     folder: Path
     leaves: tuple[str, ...] = ()
     reason: str = ""
+    #: the process running it (``kale.local.record.runner_identity``)
+    runner: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -123,7 +125,7 @@ class Run:
             "ended": None if self.ended is None else
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
-            "leaves": list(self.leaves),
+            "leaves": list(self.leaves), "runner": self.runner,
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -225,8 +227,9 @@ class Scheduler:
             id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
             status="running", started=started, ended=None, parameters=self.values,
             steps={step.name: StepRun(step.name) for step in graph.steps},
-            folder=self.record.folder, leaves=graph.leaves,
+            folder=self.record.folder, leaves=graph.leaves, runner=runner_identity(),
         )
+        sweep_gone_runs(home, run_id)
         self.ready: deque[Step] = deque()
         self.delayed: dict[str, float] = {}
         self.waits: dict[str, float] = {}
@@ -258,6 +261,7 @@ class Scheduler:
         self.progress.start(self.run_state, self.parallelism)
         self.ready.extend(step for step in self.graph.steps if not step.upstream)
         self.save()
+        self.record.mark_running(self.run_state.runner)
         terminated = _Terminated.install()
         try:
             self.loop()
@@ -289,6 +293,7 @@ class Scheduler:
             failed = any(step.status != "succeeded" for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
         self.save()
+        self.record.mark_ended()
         self.progress.finish(run)
 
     def loop(self) -> None:

@@ -100,7 +100,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None],
 def remove_partial_writes(folder: str | os.PathLike[str]) -> int:
     """Remove what writes killed midway left in ``folder`` (a killed process runs no
     ``except``): the temporary files of ``atomic_write`` and the ``.partial`` folders of the
-    path backend. Only for a folder no live process writes to. Returns the bytes freed."""
+    path backend and registered backends. Only for a folder no live process writes to. Returns
+    the bytes freed."""
     import shutil
 
     freed = 0
@@ -120,6 +121,9 @@ def remove_partial_writes(folder: str | os.PathLike[str]) -> int:
                         with contextlib.suppress(OSError):
                             freed += os.lstat(os.path.join(root, file)).st_size
                 shutil.rmtree(entry.path, ignore_errors=True)
+            elif name.endswith(".partial"):
+                freed += entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
     return freed
 
 
