@@ -481,9 +481,11 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
         time.sleep(0.05)
     step_pid, child_pid, zygote_pid = map(int, pids_file.read_text().split())
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode != 0
-    assert "KeyboardInterrupt" in err
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err  # as a shell reports Ctrl-C
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert re.search(r"^slow +cancelled +1 ", out, re.MULTILINE), out  # the summary, only
+    assert "kale: run " in out and " interrupted in " in out
     for pid in (step_pid, child_pid, zygote_pid):
         deadline = time.monotonic() + 5
         while pid_alive(pid) and time.monotonic() < deadline:
@@ -494,6 +496,34 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
     assert record["steps"]["quick"]["status"] == "succeeded"
     assert record["steps"]["slow"]["status"] == "cancelled"
     assert os.path.exists(record["steps"]["quick"]["outputs"]["x"]["path"])
+
+
+def test_ctrl_c_reaches_a_script_that_catches_it(script):
+    process = script.start('''
+        @step
+        def slow():
+            import time
+            open("started", "w").close()
+            time.sleep(60)
+
+        @pipeline
+        def p():
+            slow()
+
+        if __name__ == "__main__":
+            try:
+                p()
+            except KeyboardInterrupt:
+                print("CAUGHT")
+    ''')
+    deadline = time.monotonic() + 30
+    while not (script.root / "started").exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "CAUGHT" in out
 
 
 def test_steps_in_indented_blocks_and_renamed_functions_run(script):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kale import macros
-from kale.errors import KaleError, display_path, name_cells
+from kale.errors import SUMMARIZED, KaleError, display_path, name_cells
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
@@ -277,6 +277,8 @@ class Scheduler:
                 self.finish()
             if isinstance(error, _Terminated):
                 _Terminated.die()
+            if isinstance(error, KeyboardInterrupt):  # uncaught in a script: no traceback
+                setattr(error, SUMMARIZED, True)
             raise
         finally:
             Zygote.release(self.zygote)
