@@ -270,37 +270,14 @@ def _paint(text: str, stream: Any) -> str:
     return painted(text) if getattr(stream, "isatty", lambda: False)() else text
 
 
-#: Set on a KeyboardInterrupt once a local run has printed its summary for it.
-SUMMARIZED = "_kale_summarized"
-
-#: The exit status of a script stopped with Ctrl-C, as shells give it (128 + SIGINT).
-INTERRUPTED_EXIT = 130
-
-
-def _interrupted_in_kale(error: BaseException, tb: TracebackType | None) -> bool:
-    """A Ctrl-C that stopped Kale's own code (a run, the start of one), not the user's."""
-    if getattr(error, SUMMARIZED, False):
-        return True
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(package)
-
-
 def _kale_excepthook(
     kind: type[BaseException], error: BaseException, tb: TracebackType | None
 ) -> None:
-    interrupted = isinstance(error, KeyboardInterrupt) and _interrupted_in_kale(error, tb)
-    if not isinstance(error, KaleError) and not interrupted:
+    if not isinstance(error, KaleError):
         _previous_excepthook(kind, error, tb)
         return
     if os.environ.get("KALE_DEBUG"):
         traceback.print_exception(kind, error, tb)
-    elif interrupted:
-        # A run prints its summary (what finished, where the record is) before this: a
-        # traceback through Kale's scheduler would only hide it.
-        if not getattr(error, SUMMARIZED, False):
-            sys.stderr.write("kale: interrupted (Ctrl-C)\n")
     else:
         sys.stderr.write(_paint(error.render(), sys.stderr) + "\n")
         if isinstance(error, DefinitionError):
@@ -313,7 +290,7 @@ def _kale_excepthook(
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe must not add a second traceback
             stream.flush()
-    os._exit(INTERRUPTED_EXIT if interrupted else error.exit_code)
+    os._exit(error.exit_code)
 
 
 _previous_excepthook = sys.excepthook

@@ -176,11 +176,39 @@ def _thread_count() -> int:
     return threading.active_count()
 
 
+def remove_partial_writes(folder: str | os.PathLike[str]) -> int:
+    """Remove what writes killed midway left in ``folder`` (a killed process runs no
+    ``except``): the temporary files of ``kale.marshal.atomic_write`` and the ``.partial`` files
+    and folders of the path backend and registered backends. Only for a folder no live process
+    writes to. Returns the bytes freed."""
+    import shutil
+
+    freed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        with contextlib.suppress(OSError):
+            if name.startswith(".") and name.endswith(".tmp") and entry.is_file():
+                freed += entry.stat().st_size
+                os.unlink(entry.path)
+            elif name.endswith(".partial") and entry.is_dir(follow_symlinks=False):
+                for root, _, files in os.walk(entry.path):
+                    for file in files:
+                        with contextlib.suppress(OSError):
+                            freed += os.lstat(os.path.join(root, file)).st_size
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif name.endswith(".partial"):
+                freed += entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
+    return freed
+
+
 def _ended(folders: tuple[str, ...]) -> None:
     """An attempt is over and its leftovers are killed: remove what it was writing (a kill
     mid-write leaves the temporary file of an atomic write, which can be gigabytes)."""
-    from kale.marshal import remove_partial_writes
-
     for folder in folders:
         remove_partial_writes(folder)
 

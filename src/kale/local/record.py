@@ -24,7 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kale.marshal import atomic_write, remove_partial_writes
+from kale.local.processes import remove_partial_writes
+from kale.marshal import atomic_write
 
 RUN_FILE = "run.json"
 RUNNING = "running"  # <home>/running/<run-id>.json: runs in flight, and who runs them

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kale import macros
-from kale.errors import SUMMARIZED, KaleError, display_path, name_cells
+from kale.errors import KaleError, display_path, name_cells
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress
@@ -277,8 +277,8 @@ class Scheduler:
                 self.finish()
             if isinstance(error, _Terminated):
                 _Terminated.die()
-            if isinstance(error, KeyboardInterrupt):  # uncaught in a script: no traceback
-                setattr(error, SUMMARIZED, True)
+            if isinstance(error, KeyboardInterrupt):
+                _exit_quietly_if_uncaught(error)
             raise
         finally:
             Zygote.release(self.zygote)
@@ -536,6 +536,34 @@ class Scheduler:
         self.run_state.reason = reason
         self.stop_everything("failed", reason)
         self.run_state.status = "failed"
+
+
+def _exit_quietly_if_uncaught(interrupt: KeyboardInterrupt) -> None:
+    """Ctrl-C stopped a run, which has printed its summary. Should the script not catch the
+    KeyboardInterrupt, exit with status 130 (as shells report Ctrl-C) and no traceback through
+    Kale's scheduler to bury the summary; a caller that catches it (a notebook, a test) gets it
+    as usual. Chained to the hook in place, so every other exception is shown as it was."""
+    import sys
+
+    interrupt._kale_summarized = True  # type: ignore[attr-defined]
+    previous = sys.excepthook
+    if getattr(previous, "kale_interrupt_hook", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if not getattr(error, "_kale_summarized", False) or os.environ.get("KALE_DEBUG"):
+            previous(kind, error, tb)
+            return
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(130)
+
+    hook.kale_interrupt_hook = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 class _Terminated(BaseException):

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["Backend", "MarshalError", "StoredValue", "atomic_write", "load", "load_folder",
-           "register", "remove_partial_writes", "save", "type_name"]
+           "register", "save", "type_name"]
 
 
 class MarshalError(Exception):
@@ -95,36 +95,6 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None],
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-
-
-def remove_partial_writes(folder: str | os.PathLike[str]) -> int:
-    """Remove what writes killed midway left in ``folder`` (a killed process runs no
-    ``except``): the temporary files of ``atomic_write`` and the ``.partial`` folders of the
-    path backend and registered backends. Only for a folder no live process writes to. Returns
-    the bytes freed."""
-    import shutil
-
-    freed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        name = entry.name
-        with contextlib.suppress(OSError):
-            if name.startswith(".") and name.endswith(".tmp") and entry.is_file():
-                freed += entry.stat().st_size
-                os.unlink(entry.path)
-            elif name.endswith(".partial") and entry.is_dir(follow_symlinks=False):
-                for root, _, files in os.walk(entry.path):
-                    for file in files:
-                        with contextlib.suppress(OSError):
-                            freed += os.lstat(os.path.join(root, file)).st_size
-                shutil.rmtree(entry.path, ignore_errors=True)
-            elif name.endswith(".partial"):
-                freed += entry.stat(follow_symlinks=False).st_size
-                os.unlink(entry.path)
-    return freed
 
 
 class Backend:
