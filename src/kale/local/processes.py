@@ -267,16 +267,16 @@ def serve(preload: list[str]) -> None:
                 break
             if pid == 0:
                 break
-            reaped = True
             own.discard(pid)
             ended = children.pop(pid, None)
+            reaped = reaped or ended is None
             if ended is not None:
                 # Killed and cleaned before the scheduler hears of the end, so a step that
                 # follows never races what this one left.
                 _kill_strays(own | set(children))
                 _ended(ended[1])
                 _send(events, ("exited", ended[0], os.waitstatus_to_exitcode(status)))
-        if reaped:
+        if reaped:  # a stray: its children, if any, are the zygote's now
             _kill_strays(own | set(children))
         if stopping and open_requests:
             readable, open_requests = [], False
