@@ -149,6 +149,12 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _status(run: dict[str, Any]) -> str:
+    from kale.local.record import RUNNER_GONE
+
+    return f"{run['status']} ({RUNNER_GONE})" if run.get("runner_gone") else run["status"]
+
+
 _HOME_OPTION = click.option("--home", metavar="DIR", help="Where run records are: "
                             "default $KALE_HOME, else ./.kale")
 
@@ -168,7 +174,7 @@ def runs(home: str | None, limit: int) -> None:
     rows = [("run", "pipeline", "experiment", "status", "started", "duration")]
     for run in found[:limit]:
         rows.append((run["id"][:8], run["pipeline"], run.get("experiment") or "-",
-                     run["status"], _when(run.get("started")), _took(run.get("duration"))))
+                     _status(run), _when(run.get("started")), _took(run.get("duration"))))
     click.echo(_table(rows))
 
 
@@ -195,7 +201,10 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     run = found
     click.echo(f"run {run['id']}\npipeline {run['pipeline']}"
                + (f" (experiment {run['experiment']})" if run.get("experiment") else ""))
-    click.echo(f"status {run['status']}" + (f": {run['reason']}" if run.get("reason") else ""))
+    reason = run.get("reason") or ""
+    if run.get("runner_gone"):  # the reason starts with "runner gone", said by _status already
+        reason = reason.partition(": ")[2]
+    click.echo(f"status {_status(run)}" + (f": {reason}" if reason else ""))
     click.echo(f"started {_when(run.get('started'))}, took {_took(run.get('duration'))}")
     click.echo(f"record {run['folder']}")
     if run.get("parameters"):

@@ -3,6 +3,7 @@ the run record (times are compared from the record, never against wall-clock thr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -480,9 +481,11 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
         time.sleep(0.05)
     step_pid, child_pid, zygote_pid = map(int, pids_file.read_text().split())
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode != 0
-    assert "KeyboardInterrupt" in err
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err  # as a shell reports Ctrl-C
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert re.search(r"^slow +cancelled +1 ", out, re.MULTILINE), out  # the summary, only
+    assert "kale: run " in out and " interrupted in " in out
     for pid in (step_pid, child_pid, zygote_pid):
         deadline = time.monotonic() + 5
         while pid_alive(pid) and time.monotonic() < deadline:
@@ -493,6 +496,34 @@ def test_ctrl_c_stops_every_step_and_records_what_finished(script):
     assert record["steps"]["quick"]["status"] == "succeeded"
     assert record["steps"]["slow"]["status"] == "cancelled"
     assert os.path.exists(record["steps"]["quick"]["outputs"]["x"]["path"])
+
+
+def test_ctrl_c_reaches_a_script_that_catches_it(script):
+    process = script.start('''
+        @step
+        def slow():
+            import time
+            open("started", "w").close()
+            time.sleep(60)
+
+        @pipeline
+        def p():
+            slow()
+
+        if __name__ == "__main__":
+            try:
+                p()
+            except KeyboardInterrupt:
+                print("CAUGHT")
+    ''')
+    deadline = time.monotonic() + 30
+    while not (script.root / "started").exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "CAUGHT" in out
 
 
 def test_steps_in_indented_blocks_and_renamed_functions_run(script):
@@ -740,6 +771,93 @@ def test_processes_that_leave_the_step_s_session_die_with_the_step(script):
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(pid)
+
+
+DOUBLE_FORK = """
+        def daemonise(name, exec_sleep):
+            import os, time
+            # The classic daemon: fork, setsid, fork again; the middle process exits, so the
+            # daemon is an orphan in a session and group of its own.
+            middle = os.fork()
+            if middle == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    open(name, "w").write(str(os.getpid()))
+                    if exec_sleep:
+                        os.execvp("sleep", ["sleep", "120"])
+                    time.sleep(120)
+                    os._exit(0)
+                os._exit(0)
+            os.waitpid(middle, 0)
+            while not os.path.exists(name) or not open(name).read():
+                time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("exec_sleep", [False, True], ids=["fork-only", "exec"])
+def test_a_daemon_a_step_starts_ends_with_the_step(script, exec_sleep):
+    result = script.run(DOUBLE_FORK + f'''
+        @step
+        def start():
+            daemonise("daemon.pid", {exec_sleep})
+            return int(open("daemon.pid").read())
+
+        @step
+        def after(pid):
+            import os, time
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    state = open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    return "gone"
+                if state == "Z":
+                    return "gone"
+                time.sleep(0.01)
+            return "alive"
+
+        @pipeline
+        def p():
+            pid = start()
+            after(pid)
+
+        if __name__ == "__main__":
+            print("AFTER", p().outputs["after"])
+    ''')
+    assert result.returncode == 0, result.stderr
+    pid = int((script.root / "daemon.pid").read_text())
+    try:
+        assert "AFTER gone" in result.stdout  # dead before the next step started
+        assert not pid_alive(pid)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("exec_sleep", [False, True], ids=["fork-only", "exec"])
+def test_a_daemon_of_a_timed_out_step_dies_with_it(script, exec_sleep):
+    result = script.run(DOUBLE_FORK + f'''
+        @step(timeout=1)
+        def hang():
+            import time
+            daemonise("daemon.pid", {exec_sleep})
+            time.sleep(60)
+
+        @pipeline
+        def p():
+            hang()
+
+        if __name__ == "__main__":
+            p()
+    ''', KALE_TIMEOUT_GRACE="0.5", timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert "step `hang` timed out after 1s" in result.stderr
+    pid = int((script.root / "daemon.pid").read_text())
+    try:
+        assert not pid_alive(pid)  # the run has returned: nothing of it is left
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_the_ml_stack_crosses_step_boundaries_by_type(script):

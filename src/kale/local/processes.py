@@ -7,8 +7,13 @@ loaded, and forks every attempt from it: a new, isolated process (its own memory
 directory, nothing of the user's script) in about a millisecond.
 
 Each attempt leads its own process group, so a timeout or Ctrl-C kills the step and everything it
-started. On Linux a step dies with the zygote, and the zygote exits when Kale's process goes away,
-so a killed run leaves no orphans.
+started. On Linux the zygote and every attempt are child subreapers: a process a step started that
+left the step's group and session (a daemon that forked twice) is re-parented to its attempt
+while that lives, then to the zygote, never to init. So any child of the zygote that is not a
+live attempt (nor the zygote's own) is a leftover of an ended attempt, and is killed; no mark
+that a daemon could lose (an environment variable, a process group) is needed. A step dies with
+the zygote, and the zygote, when Kale's process goes away, kills every attempt and leftover
+before it exits, so a killed run leaves no orphans.
 
 Protocol: the scheduler writes requests to the zygote's stdin; the zygote and its children write
 events to its stdout. Every message is length-prefixed and small enough (< PIPE_BUF) for one
@@ -79,47 +84,50 @@ def result_path(log_path: str) -> str:
 # -- the zygote (runs in its own process) -------------------------------------------------------
 
 
-def _die_with_parent() -> None:
+_libc = None
+
+
+def _prctl(option: int, value: int) -> None:
+    global _libc
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(Exception):
-        import ctypes
+        if _libc is None:  # loaded once in the zygote, inherited by every fork
+            import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-_MARKER = "KALE_STEP_ATTEMPT"
-
-
-def _become_subreaper() -> None:
-    """Orphans of steps (a daemon that left its step's process group) come back to the zygote,
-    which can then find and kill them when their step ends."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+            _libc = ctypes.CDLL(None)
+        _libc.prctl(option, value)
 
 
-def _kill_strays(key: str, known: set[int]) -> None:
-    """Kill the zygote's adopted orphans that a step attempt started (marked by environment)."""
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _adopted() -> list[int]:
+    """This process's children (its own, and orphans re-parented to it as a subreaper)."""
     me = os.getpid()
     try:
         with open(f"/proc/{me}/task/{me}/children") as handle:
-            adopted = [int(pid) for pid in handle.read().split()]
+            return [int(pid) for pid in handle.read().split()]
     except (OSError, ValueError):
-        return
-    marker = f"{_MARKER}={key}".encode()
-    for pid in adopted:
-        if pid in known:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                environment = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if marker in environment:
+        pass
+    found = []  # a kernel without the children file: read each process's parent
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError), \
+                        open(f"/proc/{entry}/stat", "rb") as handle:
+                    if int(handle.read().rsplit(b")", 1)[1].split()[1]) == me:
+                        found.append(int(entry))
+    return found
+
+
+def _kill_strays(keep: set[int]) -> None:
+    """Kill the zygote's children that are not in ``keep`` (the live attempts and the zygote's
+    own helpers): a subreaper is handed only orphans of ended attempts. A stray's own children
+    come back to the zygote when it dies, and are killed when it is reaped."""
+    for pid in _adopted():
+        if pid not in keep:
             _kill_group_or_process(pid)
 
 
@@ -137,8 +145,10 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     from kale.runtime import run_step, write_result
 
     os.setpgid(0, 0)
-    os.environ[_MARKER] = key  # inherited by whatever the step starts
-    _die_with_parent()
+    # Orphans of what the step starts (a daemon that forked twice) come to the attempt while it
+    # runs, so its timeout's end_descendants finds them, and to the zygote when it ends.
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(descriptor, 1)
     os.dup2(descriptor, 2)
@@ -188,6 +198,49 @@ def _thread_count() -> int:
     return threading.active_count()
 
 
+def remove_partial_writes(folder: str | os.PathLike[str]) -> int:
+    """Remove what writes killed midway left in ``folder`` (a killed process runs no
+    ``except``): the temporary files of ``kale.marshal.atomic_write`` and the ``.partial`` files
+    and folders of the path backend and registered backends. Only for a folder no live process
+    writes to. Returns the bytes freed."""
+    import shutil
+
+    freed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        with contextlib.suppress(OSError):
+            if name.startswith(".") and name.endswith(".tmp") and entry.is_file():
+                freed += entry.stat().st_size
+                os.unlink(entry.path)
+            elif name.endswith(".partial") and entry.is_dir(follow_symlinks=False):
+                for root, _, files in os.walk(entry.path):
+                    for file in files:
+                        with contextlib.suppress(OSError):
+                            freed += os.lstat(os.path.join(root, file)).st_size
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif name.endswith(".partial"):
+                freed += entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
+    return freed
+
+
+def _ended(folders: tuple[str, ...]) -> None:
+    """An attempt is over and its leftovers are killed: remove what it was writing (a kill
+    mid-write leaves the temporary file of an atomic write, which can be gigabytes)."""
+    for folder in folders:
+        remove_partial_writes(folder)
+
+
+def _send(events: int, message: Any) -> None:
+    # Kale's process may be gone (SIGKILLed): the zygote must go on to clean up, not die of it.
+    with contextlib.suppress(OSError):
+        os.write(events, _event(message))
+
+
 def serve(preload: list[str]) -> None:
     """The zygote's main loop: fork a child per request, report forks and exits."""
     requests, events = os.dup(0), os.dup(1)
@@ -196,19 +249,30 @@ def serve(preload: list[str]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
-    _die_with_parent()
-    _become_subreaper()
+    stopping = []
+
+    def stop(*_: Any) -> None:
+        stopping.append(True)
+
+    # Not SIGKILL: when Kale's process dies (even SIGKILLed) the zygote must outlive it long
+    # enough to kill every attempt and the daemons they started, which would go to init.
+    signal.signal(signal.SIGTERM, stop)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above
+        stopping.append(True)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     import kale.marshal.backends
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
     safe = _preload(preload)
     _freeze_heap()
+    own = set(_adopted())  # helpers a preloaded library started, if any: not strays
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     os.set_blocking(wake_read, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_write)
-    children: dict[int, str] = {}
+    children: dict[int, tuple[str, tuple[str, ...]]] = {}
     buffer = bytearray()
     open_requests = True
     while open_requests or children:
@@ -217,43 +281,55 @@ def serve(preload: list[str]) -> None:
         if wake_read in readable:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_read, 4096)
-        while children:
+        reaped = False
+        while True:  # strays too: reaping one lets its own children come here to be killed
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            key = children.pop(pid, None)
-            if key is not None:
-                os.write(events, _event(("exited", key, os.waitstatus_to_exitcode(status))))
-                _kill_strays(key, set(children))
+            own.discard(pid)
+            ended = children.pop(pid, None)
+            reaped = reaped or ended is None
+            if ended is not None:
+                # Killed and cleaned before the scheduler hears of the end, so a step that
+                # follows never races what this one left.
+                _kill_strays(own | set(children))
+                _ended(ended[1])
+                _send(events, ("exited", ended[0], os.waitstatus_to_exitcode(status)))
+        if reaped:  # a stray: its children, if any, are the zygote's now
+            _kill_strays(own | set(children))
+        if stopping and open_requests:
+            readable, open_requests = [], False
+            for pid in children:
+                _kill_group_or_process(pid)
         if requests in readable:
             chunk = os.read(requests, 65536)
             if not chunk:
                 open_requests = False
                 for pid in children:
-                    with contextlib.suppress(OSError):
-                        os.killpg(pid, signal.SIGKILL)
+                    _kill_group_or_process(pid)
                 continue
             buffer += chunk
             for kind, *payload in _unframe(buffer):
                 if kind == "preload":
                     safe = _preload(payload[0]) and safe
                     _freeze_heap()
+                    own |= set(_adopted()) - set(children)
                 if kind != "run":
                     continue
                 key, task, log_path = payload
                 if not safe:
-                    os.write(events, _event(("refused", key, _thread_count())))
+                    _send(events, ("refused", key, _thread_count()))
                     continue
                 pid = os.fork()
                 if pid == 0:
                     code = 0
                     try:
                         signal.set_wakeup_fd(-1)
-                        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                        signal.signal(signal.SIGINT, signal.SIG_DFL)
+                        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+                            signal.signal(number, signal.SIG_DFL)
                         for descriptor in (requests, wake_read, wake_write, devnull):
                             os.close(descriptor)
                         _run_child(key, task, log_path, events)
@@ -261,8 +337,27 @@ def serve(preload: list[str]) -> None:
                         code = 70
                     finally:
                         os._exit(code)
-                children[pid] = key
-                os.write(events, _event(("forked", key, pid)))
+                children[pid] = (key, (task.output_dir, os.path.dirname(log_path)))
+                _send(events, ("forked", key, pid))
+    _reap_strays(own)
+
+
+def _reap_strays(own: set[int]) -> None:
+    """Before the zygote exits: kill what the ended attempts left, until nothing comes back (a
+    stray's children are handed to the zygote as it dies), for at most a few seconds."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        _kill_strays(own)
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if not set(_adopted()) - own:
+                return
+            time.sleep(0.01)
 
 
 # -- the scheduler's side -----------------------------------------------------------------------

@@ -9,19 +9,125 @@ Layout::
         steps/<step>/outputs/<name>.meta.json   how it was stored (backend, type, size)
 
 ``run.json`` is rewritten atomically at every change of state, so after a crash, a kill or
-Ctrl-C it still says which steps finished and where their outputs are.
+Ctrl-C it still says which steps finished and where their outputs are. It names the process that
+runs it (pid, start time, boot and host), and ``<home>/running/<run-id>.json`` says the same
+while the run is in flight: a run whose process is gone without finishing the record (killed
+with SIGKILL, its machine stopped) is shown as ``interrupted (runner gone)``, and the next run
+started in that home sweeps what it left (partial files, the record's last state).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from kale.local.processes import remove_partial_writes
 from kale.marshal import atomic_write
 
 RUN_FILE = "run.json"
+RUNNING = "running"  # <home>/running/<run-id>.json: runs in flight, and who runs them
+RUNNER_GONE = "runner gone"
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), None if none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def runner_identity() -> dict[str, Any]:
+    """This process, so that a later reader can tell whether it still runs: its pid, its start
+    time (clock ticks since boot, from /proc: a reused pid has another), the boot and host."""
+    fields = _stat_fields(os.getpid())
+    return {"pid": os.getpid(), "start": int(fields[19]) if fields else None,
+            "boot": _boot_id(), "host": os.uname().nodename}
+
+
+def runner_gone(runner: dict[str, Any] | None) -> bool:
+    """Whether the process ``runner_identity`` described has ended. Unknown (no identity, or
+    another host, which may share this folder) counts as alive."""
+    if not runner or runner.get("host") != os.uname().nodename:
+        return False
+    boot = _boot_id()
+    if boot and runner.get("boot") and boot != runner["boot"]:
+        return True  # the machine restarted since
+    if os.path.isdir("/proc/self"):
+        fields = _stat_fields(runner["pid"])
+        return fields is None or fields[0] == b"Z" or (
+            runner.get("start") is not None and int(fields[19]) != runner["start"])
+    try:
+        os.kill(runner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def settle_gone_run(data: dict[str, Any]) -> bool:
+    """Mark a run that says ``running`` but whose runner is gone as interrupted, with the steps
+    and attempts that were in flight; False (and no change) for any other run."""
+    if data.get("status") != "running" or not runner_gone(data.get("runner")):
+        return False
+    pid = data["runner"]["pid"]
+    data.update(status="interrupted", runner_gone=True,
+                reason=f"{RUNNER_GONE}: the process that ran it (pid {pid}) ended before the "
+                       "run did (killed with SIGKILL, or the machine stopped)")
+    for step in data.get("steps", {}).values():
+        if step.get("status") in ("waiting", "running", "retrying"):
+            step.update(status="cancelled", reason=RUNNER_GONE)
+        for attempt in step.get("attempts", []):
+            if attempt.get("status") == "running":
+                attempt.update(status="killed", error={
+                    "kind": "stopped", "message": f"was stopped: {RUNNER_GONE}"})
+    return True
+
+
+def sweep_gone_runs(home: Path, current: str) -> None:
+    """Clean up after runs of ``home`` whose runner died: the partial files their steps were
+    writing (a kill mid-write leaves them, gigabytes at times) and a record still saying
+    ``running``. Reads only the runs in flight, not every run's record."""
+    try:
+        entries = list(os.scandir(home / RUNNING))
+    except OSError:
+        return
+    for entry in entries:
+        run_id = entry.name.removesuffix(".json")
+        if run_id == current:
+            continue
+        try:
+            runner = json.loads(Path(entry.path).read_text())
+        except (OSError, ValueError):
+            runner = None
+        if not runner_gone(runner):
+            continue
+        folder = home / "runs" / run_id
+        remove_partial_writes(folder)
+        for step in (folder / "steps").glob("*"):
+            remove_partial_writes(step)
+            remove_partial_writes(step / "outputs")
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads((folder / RUN_FILE).read_text())
+            if settle_gone_run(data):
+                text = json.dumps(data, default=str)
+                atomic_write(folder / RUN_FILE, lambda handle, text=text: handle.write(text),
+                             mode="w")
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
 
 
 def kale_home(project_root: str | None = None) -> Path:
@@ -52,6 +158,17 @@ class RunRecord:
         text = json.dumps(self.data, default=str)
         atomic_write(self.folder / RUN_FILE, lambda handle: handle.write(text), mode="w")
 
+    def running_path(self) -> Path:
+        return self.folder.parent.parent / RUNNING / f"{self.folder.name}.json"
+
+    def mark_running(self, runner: dict[str, Any]) -> None:
+        text = json.dumps(runner)
+        atomic_write(self.running_path(), lambda handle: handle.write(text), mode="w")
+
+    def mark_ended(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.running_path())
+
 
 def list_runs(home: Path) -> list[dict[str, Any]]:
     """Every readable run under ``home``, newest first."""
@@ -62,6 +179,7 @@ def list_runs(home: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         data["folder"] = str(path.parent)
+        settle_gone_run(data)  # as shown, not written: the next run in this home does that
         runs.append(data)
     return sorted(runs, key=lambda run: run.get("started") or "", reverse=True)
 

@@ -30,7 +30,7 @@ from kale.errors import KaleError, display_path, name_cells
 from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
-from kale.local.record import RunRecord
+from kale.local.record import RunRecord, runner_identity, sweep_gone_runs
 from kale.marshal import NO_SPACE, is_inside
 from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
@@ -87,6 +87,8 @@ class Run:
     folder: Path
     leaves: tuple[str, ...] = ()
     reason: str = ""
+    #: the process running it (``kale.local.record.runner_identity``)
+    runner: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -127,7 +129,7 @@ class Run:
             "ended": None if self.ended is None else
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
-            "leaves": list(self.leaves),
+            "leaves": list(self.leaves), "runner": self.runner,
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -233,8 +235,9 @@ class Scheduler:
             id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
             status="running", started=started, ended=None, parameters=self.values,
             steps={step.name: StepRun(step.name) for step in graph.steps},
-            folder=self.record.folder, leaves=graph.leaves,
+            folder=self.record.folder, leaves=graph.leaves, runner=runner_identity(),
         )
+        sweep_gone_runs(home, run_id)
         self.ready: deque[Step] = deque()
         self.delayed: dict[str, float] = {}
         self.waits: dict[str, float] = {}
@@ -308,6 +311,7 @@ class Scheduler:
         terminated = _Terminated.install()
         try:
             self.save()
+            self.record.mark_running(self.run_state.runner)
             self.loop()
         except BaseException as error:
             interrupted = isinstance(error, (KeyboardInterrupt, _Terminated))
@@ -327,6 +331,8 @@ class Scheduler:
                 _Terminated.die()
             if full:  # the user's to fix, not Kale's bug: a summary, not a traceback
                 raise RunFailedError(self.run_state) from None
+            if isinstance(error, KeyboardInterrupt):
+                _exit_quietly_if_uncaught(error)
             raise
         finally:
             Zygote.release(self.zygote)
@@ -343,6 +349,7 @@ class Scheduler:
             failed = any(step.status != "succeeded" for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
         self.save(stopped=True)
+        self.record.mark_ended()
         self.release_reserve()
         if self.unsaved:
             run.reason = (f"{run.reason}; " if run.reason else "") + \
@@ -629,6 +636,34 @@ class Scheduler:
         self.run_state.reason = reason
         self.stop_everything("failed", reason)
         self.run_state.status = "failed"
+
+
+def _exit_quietly_if_uncaught(interrupt: KeyboardInterrupt) -> None:
+    """Ctrl-C stopped a run, which has printed its summary. Should the script not catch the
+    KeyboardInterrupt, exit with status 130 (as shells report Ctrl-C) and no traceback through
+    Kale's scheduler to bury the summary; a caller that catches it (a notebook, a test) gets it
+    as usual. Chained to the hook in place, so every other exception is shown as it was."""
+    import sys
+
+    interrupt._kale_summarized = True  # type: ignore[attr-defined]
+    previous = sys.excepthook
+    if getattr(previous, "kale_interrupt_hook", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if not getattr(error, "_kale_summarized", False) or os.environ.get("KALE_DEBUG"):
+            previous(kind, error, tb)
+            return
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(130)
+
+    hook.kale_interrupt_hook = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 class _Terminated(BaseException):
