@@ -203,3 +203,39 @@ def test_an_output_that_does_not_fit_names_the_disk_not_the_value(script):
         "disk that holds " in errors
     assert "fix: free space on that disk, or (for a local run) set KALE_HOME" in errors
     assert "return plain data" not in errors
+
+
+def test_a_forged_fork_event_cannot_make_kale_kill_another_process(script):
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        result = script.run('''
+            from kale.sdk import pipeline, step
+
+            @step
+            def forge():
+                import json, os, stat, struct
+                # The attempt's key, from its log's path: <run>/steps/<step>/attempt-<n>.log
+                log = os.readlink("/proc/self/fd/1").split(os.sep)
+                key = f"{log[-4]}/{log[-2]}/{log[-1].split('-')[1].split('.')[0]}"
+                data = json.dumps(["forked", key, int(os.environ["BYSTANDER"])]).encode()
+                for name in os.listdir("/proc/self/fd"):
+                    fd = int(name)
+                    try:
+                        if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                            os.write(fd, struct.pack(">I", len(data)) + data)
+                    except OSError:
+                        pass
+                return 1
+
+            @pipeline
+            def forged():
+                forge()
+
+            if __name__ == "__main__":
+                forged()
+        ''', BYSTANDER=str(bystander.pid))
+        assert result.returncode == 0, result.stderr
+        assert bystander.poll() is None, "Kale killed a process that was not its step's"
+    finally:
+        bystander.kill()
+        bystander.wait()

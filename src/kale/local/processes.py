@@ -131,6 +131,18 @@ def _kill_strays(keep: set[int]) -> None:
             _kill_group_or_process(pid)
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent of a process (Linux: from /proc), 0 when it is gone, None when it cannot be
+    told (another system)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except FileNotFoundError:
+        return 0 if os.path.isdir("/proc/self") else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _kill_group_or_process(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -458,7 +470,11 @@ class Zygote:
         messages = [m for m in _unframe(self.buffer, _decode_event) if m is not None]
         for kind, key, value in messages:
             if kind == "forked":
-                self.pids[key] = value
+                # Steps write to this pipe too: a "forked" naming a process that is not the
+                # zygote's child would make Kale kill a process of someone else's.
+                if isinstance(value, int) and key not in self.pids and \
+                        _parent_of(value) in (self.process.pid, None):
+                    self.pids[key] = value
             elif kind == "refused":
                 self.refused = True
         return messages
