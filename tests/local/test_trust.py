@@ -88,19 +88,34 @@ def test_an_output_pointing_outside_the_step_folder_is_refused(script):
     assert record["steps"]["forge"]["outputs"] == {}
 
 
+#: A project module for steps that write a length-prefixed frame to every pipe they hold (the
+#: pipe to Kale's process among them).
+PIPES_HELPER = '''
+import os
+import stat
+import struct
+
+
+def write_to_every_pipe(data):
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, struct.pack(">I", len(data)) + data)
+        except OSError:
+            pass
+'''
+
+
 def test_a_step_that_writes_to_the_event_pipe_runs_no_code_in_kale(script):
+    script.write(PIPES_HELPER, name="pipes_helper.py")
     result = script.run(marked(script, '''
         @step
         def forge():
-            import os, pickle, stat, struct
+            import pickle
             frame = pickle.dumps(Payload())
-            for name in os.listdir("/proc/self/fd"):
-                fd = int(name)
-                try:
-                    if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
-                        os.write(fd, struct.pack(">I", len(frame)) + frame)
-                except OSError:
-                    pass
+            from pipes_helper import write_to_every_pipe
+            write_to_every_pipe(frame)
             return 1
 
         @pipeline
@@ -206,6 +221,7 @@ def test_an_output_that_does_not_fit_names_the_disk_not_the_value(script):
 
 
 def test_a_forged_fork_event_cannot_make_kale_kill_another_process(script):
+    script.write(PIPES_HELPER, name="pipes_helper.py")
     bystander = subprocess.Popen(["sleep", "60"])
     try:
         result = script.run('''
@@ -213,18 +229,13 @@ def test_a_forged_fork_event_cannot_make_kale_kill_another_process(script):
 
             @step
             def forge():
-                import json, os, stat, struct
+                import json, os
                 # The attempt's key, from its log's path: <run>/steps/<step>/attempt-<n>.log
                 log = os.readlink("/proc/self/fd/1").split(os.sep)
                 key = f"{log[-4]}/{log[-2]}/{log[-1].split('-')[1].split('.')[0]}"
                 data = json.dumps(["forked", key, int(os.environ["BYSTANDER"])]).encode()
-                for name in os.listdir("/proc/self/fd"):
-                    fd = int(name)
-                    try:
-                        if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
-                            os.write(fd, struct.pack(">I", len(data)) + data)
-                    except OSError:
-                        pass
+                from pipes_helper import write_to_every_pipe
+                write_to_every_pipe(data)
                 return 1
 
             @pipeline
