@@ -46,7 +46,6 @@ from kale.errors import KaleError, SourceLocation, StepDefinitionError
 from kale.graph.model import RUNTIME_NAMES, CodeSegment, may_be_cell
 from kale.source import SourceFile, read_source
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 # Statements whose bindings happen for sure: the binding replaces every earlier one.
 _CERTAIN = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
@@ -388,7 +387,6 @@ class ModuleIndex:
 
         self.sources = sources
         self.namespace = namespace
-        self.futures: list[str] = []
         self.statements: list[_Statement] = []
         readers: list[_Reader] = []
         for source in sources:
@@ -738,17 +736,12 @@ class ModuleIndex:
                     found.append((owner.name if owner else "?", node.lineno))
         return found
 
-    def segments(self, chosen: Iterable[int], skip: tuple[str, int] | None = None
-                 ) -> tuple[CodeSegment, ...]:
-        """The chosen statements as code, adjacent ones merged; ``skip`` leaves out the
-        statement that starts at (file, line): the step's own ``def``, which runs separately."""
+    def segments(self, chosen: Iterable[int]) -> tuple[CodeSegment, ...]:
+        """The chosen statements as code, adjacent ones merged."""
         result: list[CodeSegment] = []
         for index in chosen:
             statement = self.statements[index]
             source = statement.source
-            if skip is not None and source.filename == skip[0] and \
-                    statement.first <= skip[1] <= statement.last:
-                continue
             text = "".join(source.lines[statement.first - 1 : statement.last])
             if result and result[-1].filename == source.filename and \
                     result[-1].line + result[-1].text.count("\n") == statement.first:
