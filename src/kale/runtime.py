@@ -75,12 +75,19 @@ class StepInvocation:
     module-level code to run before the ``def``; ``outputs`` are the names the pipeline binds
     the result to (``()`` keeps a returned value as ``"return"``); ``unpacks`` says the result is
     a tuple to split among them. ``store``, when set (a local run's folder), is the only place
-    ``stored`` inputs are read from.
+    ``stored`` inputs are read from. ``item`` is one item of a loop: ``(token, the list or
+    None)`` (``kale.items``), the list as an input of its own; ``collected`` a list of inputs,
+    one per iteration of a loop.
+
+    ``item_outputs`` are the outputs a loop of the pipeline iterates: the result reports their
+    items' tokens (``reports``, ``"items:<output>"``). A condition step (``branch``) returns the
+    index of the branch to run, reported as ``"branch"``; it stores nothing.
     """
 
     __slots__ = ("attempt", "context", "created", "filename", "function_name", "futures",
                  "grace", "inputs", "line", "module", "output_dir", "outputs", "project_root",
-                 "result_path", "run_id", "source", "step", "store", "timeout", "unpacks")
+                 "result_path", "run_id", "source", "step", "store", "timeout", "unpacks",
+                 "item_outputs", "branch")
 
     def __init__(self, step: str, function_name: str, source: str, filename: str, line: int,
                  module: str, project_root: str, output_dir: str,
@@ -89,7 +96,8 @@ class StepInvocation:
                  context: tuple[tuple[str, int, str], ...] = (), futures: tuple[str, ...] = (),
                  timeout: float | None = None, grace: float = DEFAULT_GRACE, run_id: str = "",
                  created: float | None = None, result_path: str | None = None,
-                 store: str | None = None) -> None:
+                 store: str | None = None, item_outputs: tuple[str, ...] = (),
+                 branch: bool = False) -> None:
         self.step, self.function_name, self.source = step, function_name, source
         self.filename, self.line, self.module = filename, line, module
         self.project_root, self.output_dir = project_root, output_dir
@@ -99,6 +107,7 @@ class StepInvocation:
         self.timeout, self.grace = timeout, grace
         self.run_id, self.created, self.result_path = run_id, created, result_path
         self.store = store
+        self.item_outputs, self.branch = item_outputs, branch
 
 
 class StepFailure(Exception):
@@ -225,25 +234,34 @@ _NEW_KEY = object()  # no default to follow
 
 
 def _read_inputs(task: StepInvocation) -> dict[str, Any]:
-    values = {}
-    for name, (kind, payload) in task.inputs.items():
-        if kind == "stored":
-            values[name] = marshal.load(payload, store=task.store)
-        elif kind == "artifact":
-            values[name] = marshal.load_folder(payload)
-        elif kind == "parameter":
-            values[name] = _expand(payload, task)
-        elif kind == "shaped":
-            values[name] = _shaped(*payload)
-        elif kind == "json":
-            import json
+    return {name: _read_input(kind, payload, task)
+            for name, (kind, payload) in task.inputs.items()}
 
-            from kale.marshal.codec import decode
 
-            values[name] = decode(json.loads(payload))
-        else:  # "value", "constant"
-            values[name] = payload
-    return values
+def _read_input(kind: str, payload: Any, task: StepInvocation) -> Any:
+    if kind == "stored":
+        return marshal.load(payload, store=task.store)
+    if kind == "artifact":
+        return marshal.load_folder(payload)
+    if kind == "parameter":
+        return _expand(payload, task)
+    if kind == "shaped":
+        return _shaped(*payload)
+    if kind == "json":
+        import json
+
+        from kale.marshal.codec import decode
+
+        return decode(json.loads(payload))
+    if kind == "item":
+        from kale.items import read_item
+
+        token, whole = payload
+        return read_item(token, None if whole is None else
+                         lambda: _read_input(whole[0], whole[1], task))
+    if kind == "collected":
+        return [_read_input(part_kind, part, task) for part_kind, part in payload]
+    return payload  # "value", "constant"
 
 
 def _expand(value: Any, task: StepInvocation) -> Any:
@@ -467,4 +485,28 @@ def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
         raise StepFailure({"kind": "timeout", "message": deadline.message(),
                            "fix": "let StepTimeout (a BaseException) propagate",
                            "duration": duration})
-    return {"outputs": _save_outputs(task, result), "duration": duration}
+    if task.branch:
+        return {"outputs": {}, "reports": {"branch": result}, "duration": duration}
+    outcome = {"outputs": _save_outputs(task, result), "duration": duration}
+    if task.item_outputs:
+        outcome["reports"] = _item_reports(task, result)
+    return outcome
+
+
+def _item_reports(task: StepInvocation, result: Any) -> dict[str, list[str]]:
+    """The tokens of the items of each output a loop iterates (``kale.items``)."""
+    from kale.items import NotIterableError, item_tokens
+
+    named = dict(zip(task.outputs, result, strict=True)) if task.unpacks else \
+        {task.outputs[0]: result}
+    reports = {}
+    for name in task.item_outputs:
+        try:
+            reports[f"items:{name}"] = item_tokens(named[name])
+        except NotIterableError as error:
+            raise StepFailure({
+                "kind": "output",
+                "message": f"returned `{name}` as a {error}, which is not iterable, but the "
+                           f"pipeline loops over it: `for ... in {name}:`",
+                "fix": f"return a list from `{task.function_name}`"}) from None
+    return reports

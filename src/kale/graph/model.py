@@ -3,11 +3,16 @@
 A Graph is immutable and built only by the parser. It is the single description that both places
 a pipeline runs from (the local runner and the Kubeflow compiler) read.
 
-Room to grow: every step carries ``scopes``, the blocks that enclose its call in the pipeline
-body, outermost first. The body language has no blocks yet, so it is always empty; a condition
-on step results (``if``) or a fan-out loop over them (``for``) becomes a ``Scope`` whose
-``references`` are the values it reads, which makes them dependencies of every step inside it,
-exactly as KFP nests tasks in ``dsl.If`` and ``dsl.ParallelFor`` groups.
+Control flow: every step carries ``scopes``, the blocks that enclose its call in the pipeline
+body, outermost first: a ``Branch`` of an ``if``/``elif``/``else`` chain, or a ``Loop`` (``for``
+or a list comprehension) that runs the step once per item. An ``if`` chain is itself a small
+step of the graph (``Step.condition`` set), whose generated function returns the index of the
+branch that holds; the steps of the other branches are skipped. So a Graph's steps are of two
+kinds, both run by the one step contract (``kale.runtime``): the user's steps and conditions.
+Inside a loop, ``OutputRef`` means the output of the same iteration; ``ItemRef`` is the loop's
+variable, ``CollectedRef`` the list of a step's outputs over every iteration of a loop, and
+``OneOfRef`` a name bound in every branch of an ``if`` chain (KFP's ``dsl.ParallelFor``,
+``dsl.Collected`` and ``dsl.OneOf``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 from kale.errors import SourceLocation
 from kale.graph.imports import ImportReader, Missing, StepModules
@@ -222,15 +227,112 @@ class Constant:
         return repr(self.value)
 
 
-ValueSource = ParameterRef | OutputRef | Constant
+@dataclass(frozen=True)
+class ItemRef:
+    """The variable of a ``for`` loop (or comprehension): one item of its list per iteration.
+    ``items`` is what the loop iterates (a step output, a list parameter, a literal list)."""
+
+    loop: str
+    variable: str
+    items: ParameterRef | OutputRef | Constant
+
+    def __str__(self) -> str:
+        return self.variable
 
 
-class Scope(Protocol):
-    """A block of the pipeline body that encloses steps (a condition, a loop)."""
+@dataclass(frozen=True)
+class CollectedRef:
+    """The list of a step's output over every iteration of a loop, in item order
+    (``results = [train(x) for x in items]``)."""
 
-    def references(self) -> tuple[ValueSource, ...]:
-        """The values the block reads; the steps inside depend on their producers."""
-        ...
+    step: str
+    variable: str
+    loop: str
+
+    def __str__(self) -> str:
+        return f"[{self.step}.{self.variable} ...]"
+
+
+@dataclass(frozen=True)
+class OneOfRef:
+    """A name bound in every branch of an ``if``/``elif``/``else`` chain: the output of the
+    branch that ran. ``options`` holds one value per branch, in branch order."""
+
+    condition: str
+    options: tuple[OutputRef, ...]
+
+    def __str__(self) -> str:
+        return " | ".join(str(option) for option in self.options)
+
+
+ValueSource = ParameterRef | OutputRef | Constant | ItemRef | CollectedRef | OneOfRef
+
+
+def producers(source: ValueSource) -> frozenset[str]:
+    """The steps (conditions included) whose results a value needs."""
+    if isinstance(source, (OutputRef, CollectedRef)):
+        return frozenset((source.step,))
+    if isinstance(source, ItemRef):
+        return producers(source.items)
+    if isinstance(source, OneOfRef):
+        return frozenset((source.condition, *(option.step for option in source.options)))
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A block of an ``if`` chain: its steps run when the condition step ``condition`` chooses
+    branch ``index`` (0 for the ``if``, 1 for the first ``elif``...; the last is ``else``)."""
+
+    condition: str
+    index: int
+
+    def needs(self) -> frozenset[str]:
+        return frozenset((self.condition,))
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A ``for`` loop or a list comprehension of the pipeline body: its steps run once per item
+    of ``items``, each iteration in parallel. ``scopes`` are the blocks that enclose the loop."""
+
+    name: str
+    variable: str
+    items: ParameterRef | OutputRef | Constant
+    location: SourceLocation | None = None
+    scopes: tuple[Branch | Loop, ...] = ()
+    #: written as a comprehension, whose results are collected
+    collects: bool = False
+
+    def needs(self) -> frozenset[str]:
+        return producers(self.items)
+
+    @property
+    def depth(self) -> int:
+        """How many loops enclose this one, itself included."""
+        return 1 + sum(isinstance(scope, Loop) for scope in self.scopes)
+
+
+Scope = Branch | Loop
+
+
+@dataclass(frozen=True)
+class ConditionInfo:
+    """What makes a step a condition: the tests of an ``if`` chain, as written, in order, and
+    whether it ends with ``else``. Its function returns the index of the branch to run."""
+
+    tests: tuple[str, ...]
+    has_else: bool
+
+    @property
+    def branches(self) -> int:
+        return len(self.tests) + self.has_else
+
+    def describe(self, index: int) -> str:
+        """How the body writes branch ``index``: ``if x > 1``, ``elif ...``, ``else``."""
+        if index >= len(self.tests):
+            return "else"
+        return f"{'if' if index == 0 else 'elif'} {self.tests[index]}"
 
 
 @dataclass(frozen=True)
@@ -344,6 +446,9 @@ class Edge:
     variable: str
     argument: str
     index: int | None = None
+    #: "output" (a value of the same iteration), "collected" (the list over a loop), "items"
+    #: (the list a loop iterates, one item each) or "one-of" (a branch's output)
+    kind: str = "output"
 
 
 @dataclass(frozen=True)
@@ -358,18 +463,32 @@ class Step:
     unpacks: bool
     options: StepOptions
     location: SourceLocation | None = None
+    #: the blocks of the body around the call, outermost first
     scopes: tuple[Scope, ...] = ()
+    #: set for the step an ``if`` chain becomes
+    condition: ConditionInfo | None = None
+    #: outputs a ``for`` loop iterates over, whose items the step reports
+    item_outputs: tuple[str, ...] = ()
 
     def references(self) -> Iterator[ValueSource]:
         for argument in self.arguments:
             yield argument.source
-        for scope in self.scopes:
-            yield from scope.references()
+
+    @property
+    def loops(self) -> tuple[Loop, ...]:
+        """The loops around the step, outermost first: a task runs per item of each."""
+        return tuple(scope for scope in self.scopes if isinstance(scope, Loop))
 
     @property
     def upstream(self) -> frozenset[str]:
-        """Names of the steps whose outputs this step needs."""
-        return frozenset(ref.step for ref in self.references() if isinstance(ref, OutputRef))
+        """Names of the steps (conditions included) this step needs: the producers of its
+        inputs, the conditions of its branches and what its loops iterate over."""
+        names: set[str] = set()
+        for source in self.references():
+            names |= producers(source)
+        for scope in self.scopes:
+            names |= scope.needs()
+        return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -383,6 +502,8 @@ class Graph:
     line: int
     project_root: str
     docstring: str | None = None
+    #: the body's loops, in body order
+    loops: tuple[Loop, ...] = ()
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -401,14 +522,24 @@ class Graph:
                 return parameter
         raise KeyError(name)
 
+    def loop(self, name: str) -> Loop:
+        for loop in self.loops:
+            if loop.name == name:
+                return loop
+        raise KeyError(name)
+
+    @property
+    def user_steps(self) -> tuple[Step, ...]:
+        """The steps the user wrote (conditions left out)."""
+        return tuple(step for step in self.steps if step.condition is None)
+
     @cached_property
     def edges(self) -> tuple[Edge, ...]:
-        return tuple(
-            Edge(arg.source.step, step.name, arg.source.variable, arg.name, arg.source.index)
-            for step in self.steps
-            for arg in step.arguments
-            if isinstance(arg.source, OutputRef)
-        )
+        edges = []
+        for step in self.steps:
+            for arg in step.arguments:
+                edges.extend(_edges(arg.source, step.name, arg.name))
+        return tuple(edges)
 
     def upstream(self, name: str) -> frozenset[str]:
         return self._by_name[name].upstream
@@ -441,7 +572,9 @@ class Graph:
 
     @property
     def leaves(self) -> tuple[str, ...]:
-        return tuple(step.name for step in self.steps if not self._downstream[step.name])
+        """The user's steps nothing depends on: the pipeline's results."""
+        return tuple(step.name for step in self.steps
+                     if not self._downstream[step.name] and step.condition is None)
 
     @cached_property
     def levels(self) -> tuple[tuple[str, ...], ...]:
@@ -521,8 +654,23 @@ class Graph:
                     "unpacks": step.unpacks,
                     "upstream": sorted(step.upstream),
                     "options": _describe_options(step.options),
+                    "scopes": [_describe_scope(scope) for scope in step.scopes],
+                    **({"condition": {"tests": list(step.condition.tests),
+                                      "else": step.condition.has_else}}
+                       if step.condition else {}),
                 }
                 for step in self.steps
+            ],
+            "loops": [
+                {
+                    "name": loop.name,
+                    "variable": loop.variable,
+                    "items": _describe_source(loop.items),
+                    "line": loop.location.line if loop.location else None,
+                    "scopes": [_describe_scope(scope) for scope in loop.scopes],
+                    "collects": loop.collects,
+                }
+                for loop in self.loops
             ],
             "edges": [
                 {
@@ -530,10 +678,31 @@ class Graph:
                     "to": edge.target,
                     "output": edge.variable,
                     "input": edge.argument,
+                    **({"kind": edge.kind} if edge.kind != "output" else {}),
                 }
                 for edge in self.edges
             ],
         }
+
+
+def _edges(source: ValueSource, target: str, argument: str) -> list[Edge]:
+    if isinstance(source, OutputRef):
+        return [Edge(source.step, target, source.variable, argument, source.index)]
+    if isinstance(source, CollectedRef):
+        return [Edge(source.step, target, source.variable, argument, kind="collected")]
+    if isinstance(source, ItemRef) and isinstance(source.items, OutputRef):
+        items = source.items
+        return [Edge(items.step, target, items.variable, argument, items.index, kind="items")]
+    if isinstance(source, OneOfRef):
+        return [Edge(option.step, target, option.variable, argument, option.index,
+                     kind="one-of") for option in source.options]
+    return []
+
+
+def _describe_scope(scope: Scope) -> dict[str, Any]:
+    if isinstance(scope, Branch):
+        return {"condition": scope.condition, "branch": scope.index}
+    return {"loop": scope.name}
 
 
 def _describe_source(source: ValueSource) -> dict[str, Any]:
@@ -541,6 +710,14 @@ def _describe_source(source: ValueSource) -> dict[str, Any]:
         return {"parameter": source.name}
     if isinstance(source, OutputRef):
         return {"step": source.step, "output": source.variable, "index": source.index}
+    if isinstance(source, ItemRef):
+        return {"item_of": source.loop}
+    if isinstance(source, CollectedRef):
+        return {"collected": {"step": source.step, "output": source.variable,
+                              "loop": source.loop}}
+    if isinstance(source, OneOfRef):
+        return {"one_of": [_describe_source(option) for option in source.options],
+                "condition": source.condition}
     value = source.value
     try:
         json.dumps(value)

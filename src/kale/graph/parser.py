@@ -1,10 +1,13 @@
 """From the source of a ``@pipeline`` function to a Graph, following the pipeline language's rules.
 
-The body is read, never run. It may hold a docstring and three kinds of statement:
-``step(...)``, ``x = step(...)`` and ``a, b = step(...)``, whose arguments are pipeline parameters,
-outputs of earlier steps or literal constants. Names may be re-bound: a use reads the latest
-binding, so ``x = clean(x)`` is a new step fed by the previous ``x``, never a cycle. Everything else
-is reported, all at once, with its file, line, the source line and how to fix it.
+The body is read, never run. It may hold a docstring and these statements: ``step(...)``,
+``x = step(...)`` and ``a, b = step(...)``, whose arguments are pipeline parameters, outputs of
+earlier steps, loop variables or literal constants; ``if``/``elif``/``else`` on those values;
+``for x in items:`` over a step's output, a list parameter or a literal list; and
+``results = [step(x) for x in items]``, which collects one result per item. Names may be
+re-bound: a use reads the latest binding, so ``x = clean(x)`` is a new step fed by the previous
+``x``, never a cycle. Everything else is reported, all at once, with its file, line, the source
+line and how to fix it.
 """
 
 from __future__ import annotations
@@ -20,14 +23,22 @@ from typing import Any
 from kale.definitions import PipelineDefinition, StepFunction
 from kale.errors import PipelineDefinitionError, SourceLocation, raise_all
 from kale.graph.checks import check_steps, return_arity
+from kale.graph.conditions import TEST_BUILTINS, condition_source, test_problem
 from kale.graph.model import (
     PARAMETER_TYPES,
     Argument,
+    Branch,
+    CollectedRef,
+    ConditionInfo,
     Constant,
     Graph,
+    ItemRef,
+    Loop,
+    OneOfRef,
     OutputRef,
     Parameter,
     ParameterRef,
+    Scope,
     Step,
     StepSource,
     ValueSource,
@@ -40,25 +51,32 @@ from kale.options import PipelineOptions, StepOptions
 from kale.source import FunctionSpan, function_source, function_span
 
 _UNSUPPORTED_BLOCKS = {
-    ast.If: "`if`",
-    ast.For: "`for`",
-    ast.AsyncFor: "`async for`",
-    ast.While: "`while`",
-    ast.With: "`with`",
-    ast.AsyncWith: "`async with`",
-    ast.Try: "`try`",
-    ast.Match: "`match`",
+    ast.AsyncFor: ("`async for`", "use `for x in items:`; each iteration is a step of its own"),
+    ast.While: ("`while`", "a pipeline's loops run a known number of times, one task per item "
+                "(as Kubeflow's ParallelFor does): loop with `for x in items:` over a step's "
+                "output or a list parameter, or put the `while` inside a step"),
+    ast.With: ("`with`", "put the `with` block inside the step that needs it"),
+    ast.AsyncWith: ("`async with`", "put the `with` block inside the step that needs it"),
+    ast.Try: ("`try`", "catch the error inside the step; a step that fails is retried with "
+              "`retry_count=`, and the steps that need it are skipped"),
+    ast.Match: ("`match`", "use `if`/`elif`/`else` on the value"),
 }
 if hasattr(ast, "TryStar"):  # Python 3.11+
-    _UNSUPPORTED_BLOCKS[ast.TryStar] = "`try`"
+    _UNSUPPORTED_BLOCKS[ast.TryStar] = _UNSUPPORTED_BLOCKS[ast.Try]
 
 _BODY_RULE = (
-    "a pipeline body can only call steps: `step(...)`, `x = step(...)` or `a, b = step(...)`"
+    "a pipeline body can only call steps (`step(...)`, `x = step(...)`, `a, b = step(...)`), "
+    "branch with `if` and loop with `for`"
 )
 
 
 class _Unusable:
-    """The binding left by a statement that failed: later uses are not reported a second time."""
+    """A name that cannot be used: left by a statement that failed (later uses are not
+    reported a second time), or bound where it is not visible (``message``/``fix`` say why)."""
+
+    def __init__(self, message: str | None = None, fix: str = "") -> None:
+        self.message = message
+        self.fix = fix
 
 
 _UNUSABLE = _Unusable()
@@ -120,6 +138,9 @@ class _Parser:
         self.step_functions: dict[int, Any] = {}
         self.step_function_of: dict[str, int] = {}  # step name -> id of its function
         self.spans: dict[int, FunctionSpan | None] = {}
+        self.scopes: list[Scope] = []  # the blocks around the statement being read
+        self.loops: list[Loop] = []
+        self.conditions = 0
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -142,13 +163,14 @@ class _Parser:
             self.error(node, f"{pipeline} is `async def`",
                        "define it with `def`: steps run in their own processes, not as coroutines")
         parameters = self.parameters(node)
+        self.parameter_list = parameters
         body = list(node.body)
         docstring = ast.get_docstring(node)
         if docstring is not None:
             body = body[1:]
         for statement in body:
             self.statement(statement)
-        if not self.steps and not self.errors:
+        if not any(step.condition is None for step in self.steps) and not self.errors:
             self.error(node, f"{pipeline} calls no steps",
                        "call at least one @step function in its body")
         raise_all(f"{{count}} problems in {pipeline}", self.errors)
@@ -160,6 +182,7 @@ class _Parser:
             line=node.lineno,
             project_root=project_root_of(self.filename),
             docstring=docstring,
+            loops=tuple(self.loops),
         )
         contexts = check_steps(graph, [(func, self.spans[key])
                                        for key, func in self.step_functions.items()])
@@ -167,6 +190,9 @@ class _Parser:
             return graph
         steps = []
         for step in graph.steps:
+            if step.condition is not None:
+                steps.append(step)
+                continue
             context = contexts[self.step_function_of[step.name]]
             steps.append(dataclasses.replace(step, function=dataclasses.replace(
                 step.function, context=context.segments, futures=context.futures)))
@@ -249,11 +275,19 @@ class _Parser:
             self.assignment(node)
         elif isinstance(node, ast.Pass):
             return
+        elif isinstance(node, ast.If):
+            self.if_chain(node)
+        elif isinstance(node, ast.For):
+            self.for_loop(node)
+        elif isinstance(node, (ast.Break, ast.Continue)):
+            word = "break" if isinstance(node, ast.Break) else "continue"
+            self.error(node, f"`{word}` is not supported in a pipeline body: every iteration "
+                       "of a pipeline's loop runs, in parallel",
+                       "loop over only the items to process (have a step filter the list), or "
+                       f"put the `{word}` inside a step")
         elif type(node) in _UNSUPPORTED_BLOCKS:
-            keyword = _UNSUPPORTED_BLOCKS[type(node)]
-            self.error(node, f"{keyword} statements are not supported in a pipeline body yet",
-                       "put the logic inside a step; the pipeline body only wires steps "
-                       "together")
+            keyword, fix = _UNSUPPORTED_BLOCKS[type(node)]
+            self.error(node, f"{keyword} statements are not supported in a pipeline body", fix)
             self.unbind_targets(node)
         elif isinstance(node, ast.Return):
             self.error(node, "a pipeline body cannot `return`",
@@ -296,6 +330,9 @@ class _Parser:
         if names is None:
             self.unbind_targets(node)
             return
+        if isinstance(node.value, ast.ListComp) and not unpacks:
+            self.comprehension(node.value, names[0], node)
+            return
         if not isinstance(node.value, ast.Call):
             self.error(node.value, f"`{self.text(node)}` is not a step call", _BODY_RULE
                        + "; compute the value inside a step and return it")
@@ -333,6 +370,246 @@ class _Parser:
         self.error(target, f"a step output cannot be stored in {what} (`{self.text(target)}`)",
                    "bind it to a plain name: `x = step(...)`")
         return None, False
+
+    # -- control flow -------------------------------------------------------------------------
+
+    def if_chain(self, node: ast.If) -> None:
+        links = [node]
+        while len(links[-1].orelse) == 1 and isinstance(links[-1].orelse[0], ast.If) and \
+                links[-1].orelse[0].col_offset == links[-1].col_offset:  # an `elif`
+            links.append(links[-1].orelse[0])
+        else_body = links[-1].orelse
+        condition = self.condition_step(links, bool(else_body))
+        if condition is not None:
+            self.steps.append(condition)
+        before = dict(self.bindings)
+        branches: list[dict[str, ValueSource | _Unusable]] = []
+        for index, body in enumerate([link.body for link in links] + [else_body] * bool(
+                else_body)):
+            self.bindings = dict(before)
+            if condition is not None:
+                self.scopes.append(Branch(condition.name, index))
+            for statement in body:
+                self.statement(statement)
+            if condition is not None:
+                self.scopes.pop()
+            branches.append(self.bindings)
+        self.bindings = dict(before)
+        changed = dict.fromkeys(name for bound in branches for name, value in bound.items()
+                                if before.get(name) is not value)
+        line = node.lineno
+        for name in changed:
+            values = [bound.get(name) for bound in branches]
+            everywhere = bool(else_body) and all(
+                value is not None and value is not before.get(name) for value in values)
+            if condition is None or any(value is _UNUSABLE for value in values):
+                self.bindings[name] = _UNUSABLE
+            elif everywhere and all(isinstance(value, OutputRef) for value in values):
+                self.bindings[name] = OneOfRef(condition.name, tuple(
+                    value for value in values if isinstance(value, OutputRef)))
+            elif everywhere:
+                self.bindings[name] = _Unusable(
+                    f"`{{name}}` is bound in every branch of the `if` at line {line}, but not "
+                    "by a step call of the branch itself (in a loop or a nested `if`), so Kale "
+                    "cannot pass on the value of the branch that ran",
+                    "bind it with a step call directly in each branch, e.g. `x = step(...)`")
+            else:
+                self.bindings[name] = _Unusable(
+                    f"`{{name}}` is bound in only some branches of the `if` at line {line}, so "
+                    "after it, it may hold no value (or still the one from before the `if`)",
+                    "bind it in every branch, with an `else:` too (Kale then passes on the "
+                    "value of the branch that ran), or use it only inside the branch that "
+                    "binds it")
+
+    def condition_step(self, links: list[ast.If], has_else: bool) -> Step | None:
+        """The step that evaluates an ``if`` chain's tests, or None when a test is invalid."""
+        operands: dict[str, ValueSource] = {}
+        tests: list[tuple[int, str]] = []
+        complete = True
+        for link in links:
+            problem = test_problem(link.test)
+            if problem is not None:
+                at, what, fix = problem
+                self.error(at, f"`{self.text(at)}` {what}", fix)
+                complete = False
+                continue
+            for child in ast.walk(link.test):
+                if not isinstance(child, ast.Name) or child.id in operands:
+                    continue
+                if child.id not in self.bindings and child.id in TEST_BUILTINS:
+                    continue
+                source = self.value(child)
+                if source is None:
+                    complete = False
+                    continue
+                operands[child.id] = source
+            tests.append((link.test.lineno, ast.unparse(link.test)))
+        if not complete:
+            return None
+        self.conditions += 1
+        name = self.unique_name(f"condition-{self.conditions}")
+        function_name = name.replace("-", "_")
+        text, def_line = condition_source(function_name, tests, list(operands), links[0].lineno)
+        shown = tuple(self.text(link.test) for link in links)
+        return Step(
+            name=name,
+            display_name=_shorten(f"if {shown[0]}"),
+            function=StepSource(function_name=function_name, qualname=function_name,
+                                module="__main__", filename=self.filename, line=def_line,
+                                text=text),
+            arguments=tuple(Argument(operand, source, self.where(links[0].test))
+                            for operand, source in operands.items()),
+            outputs=(),
+            unpacks=False,
+            options=StepOptions(),
+            location=self.where(links[0]),
+            scopes=tuple(self.scopes),
+            condition=ConditionInfo(shown, has_else),
+        )
+
+    def for_loop(self, node: ast.For) -> None:
+        if node.orelse:
+            self.error(node.orelse[0], "`for ... else` is not supported in a pipeline body",
+                       "remove the `else:` and put its statements after the loop (a "
+                       "pipeline's loop has no `break`, so its `else` would always run)")
+        variable = self.loop_variable(node.target)
+        items = self.loop_items(node.iter)
+        loop = self.new_loop(variable, items, node, collects=False) \
+            if variable is not None and items is not None else None
+        before = dict(self.bindings)
+        if loop is not None:
+            self.scopes.append(loop)
+            self.bindings[loop.variable] = ItemRef(loop.name, loop.variable, loop.items)
+        else:
+            self.unbind_targets(node.target)
+        steps_before, errors_before = len(self.steps), len(self.errors)
+        for statement in node.body:
+            self.statement(statement)
+        if loop is not None:
+            self.scopes.pop()
+            if len(self.steps) == steps_before and len(self.errors) == errors_before:
+                self.error(node, "this `for` loop calls no steps",
+                           "call a step in its body, or remove the loop")
+        inside, self.bindings = self.bindings, before
+        for name, value in inside.items():
+            if before.get(name) is not value:
+                self.bindings[name] = _UNUSABLE if value is _UNUSABLE else _Unusable(
+                    f"`{{name}}` is bound inside the `for` loop at line {node.lineno}, once "
+                    "per item, so after the loop it holds no one value",
+                    "collect the results with a comprehension, `results = [step(x) for x in "
+                    "items]`, and pass `results` (a list, in item order)")
+
+    def comprehension(self, node: ast.ListComp, target: str, statement: ast.stmt) -> None:
+        """``results = [step(x) for x in items]``: a loop whose results are collected."""
+        self.bindings[target] = _UNUSABLE  # until the call is known to be valid
+        if len(node.generators) != 1:
+            self.error(node, f"`{self.text(node)}` loops over more than one list",
+                       "write a `for` loop with a comprehension inside for the inner list")
+            return
+        generator = node.generators[0]
+        if generator.is_async:
+            self.error(node, "`async for` is not supported in a pipeline body",
+                       "use `[step(x) for x in items]`")
+            return
+        if generator.ifs:
+            self.error(generator.ifs[0], f"the comprehension filters its items "
+                       f"(`if {self.text(generator.ifs[0])}`)", "have a step return only the "
+                       "items to process, and loop over its output")
+            return
+        if not isinstance(node.elt, ast.Call):
+            self.error(node.elt, f"`{self.text(node.elt)}` in `{self.text(node)}` is not a "
+                       "step call", "collect the results of one step call: `results = "
+                       "[step(x) for x in items]`")
+            return
+        variable = self.loop_variable(generator.target)
+        items = self.loop_items(generator.iter)
+        if variable is None or items is None:
+            return
+        loop = self.new_loop(variable, items, node, collects=True)
+        before = dict(self.bindings)
+        self.scopes.append(loop)
+        self.bindings[variable] = ItemRef(loop.name, variable, loop.items)
+        self.call(node.elt, targets=(target,), unpacks=False, statement=statement)
+        self.scopes.pop()
+        produced = self.bindings.get(target)
+        self.bindings = before
+        self.bindings[target] = CollectedRef(produced.step, produced.variable, loop.name) \
+            if isinstance(produced, OutputRef) else _UNUSABLE
+
+    def loop_variable(self, target: ast.expr) -> str | None:
+        if isinstance(target, ast.Name):
+            return target.id
+        if isinstance(target, (ast.Tuple, ast.List)):
+            self.error(target, f"the loop unpacks each item into `{self.text(target)}`",
+                       "loop over the items with one name, `for item in items:`, and unpack "
+                       "it inside the step that receives it")
+        else:
+            self.error(target, f"`{self.text(target)}` cannot be a loop variable",
+                       "loop with a plain name: `for item in items:`")
+        return None
+
+    def loop_items(self, node: ast.expr) -> ParameterRef | OutputRef | Constant | None:
+        """What a loop iterates: a step's output, a list parameter or a literal list."""
+        fix = ("loop over a step's output (`items = list_them()`, then `for x in items:`), a "
+               "list parameter, or a literal list")
+        if isinstance(node, ast.Name) and node.id in self.bindings:
+            bound = self.value(node)
+            if bound is None:
+                return None
+            if isinstance(bound, OutputRef):
+                return bound
+            if isinstance(bound, ParameterRef):
+                kind = next(p.type for p in self.parameter_list if p.name == bound.name)
+                if kind == "list":
+                    return bound
+                self.error(node, f"the loop iterates pipeline parameter `{node.id}`, a {kind}",
+                           f"give `{node.id}` a list default to loop over its items; " + fix)
+                return None
+            what = {ItemRef: "the variable of an enclosing loop",
+                    CollectedRef: "results collected from a loop",
+                    OneOfRef: "the output of one branch of an `if`"}.get(type(bound), "a value")
+            self.error(node, f"the loop iterates `{node.id}`, {what}",
+                       f"have a step return the list to loop over (e.g. `items = "
+                       f"prepare({node.id})`), then `for x in items:`")
+            return None
+        if isinstance(node, ast.Call) and _dotted_name(node.func) == ["range"] and \
+                "range" not in self.bindings:
+            try:
+                bounds = [ast.literal_eval(arg) for arg in node.args]
+                values = list(range(*bounds)) if not node.keywords and all(
+                    type(b) is int for b in bounds) else None
+            except (ValueError, TypeError, SyntaxError):
+                values = None
+            if values is None or len(values) > _MAX_LITERAL_ITEMS:
+                self.error(node, f"`{self.text(node)}` is not a range of literal ints (at most "
+                           f"{_MAX_LITERAL_ITEMS} items)", fix)
+                return None
+            return Constant(values)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            constant = self.value(node)
+            if constant is None:
+                return None
+            assert isinstance(constant, Constant)
+            return Constant(list(constant.value))
+        if isinstance(node, ast.Call) and self.is_step(node.func):
+            self.error(node, f"the loop calls step `{self.text(node.func)}` for its items",
+                       f"bind its output first, `items = {self.text(node)}`, then `for x in "
+                       "items:`")
+            return None
+        self.error(node, f"a loop cannot iterate `{self.text(node)}`", fix)
+        return None
+
+    def new_loop(self, variable: str, items: ParameterRef | OutputRef | Constant,
+                 node: ast.AST, *, collects: bool) -> Loop:
+        loop = Loop(name=f"loop-{len(self.loops) + 1}", variable=variable, items=items,
+                    location=self.where(node), scopes=tuple(self.scopes), collects=collects)
+        self.loops.append(loop)
+        if isinstance(items, OutputRef):
+            for index, step in enumerate(self.steps):
+                if step.name == items.step and items.variable not in step.item_outputs:
+                    self.steps[index] = dataclasses.replace(
+                        step, item_outputs=(*step.item_outputs, items.variable))
+        return loop
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -464,6 +741,8 @@ class _Parser:
         if isinstance(node, ast.Name):
             bound = self.bindings.get(node.id)
             if isinstance(bound, _Unusable):
+                if bound.message:
+                    self.error(node, bound.message.replace("{name}", node.id), bound.fix)
                 return None
             if bound is not None:
                 return bound
@@ -499,6 +778,10 @@ class _Parser:
         if isinstance(node, ast.Call) and self.is_step(node.func):
             self.error(node, f"nested call `{text}`", "give each step call its own line: "
                        "`inner = first_step(...)`, then pass `inner` to the next step")
+        elif isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.SetComp, ast.DictComp)):
+            self.error(node, f"`{text}` is a comprehension inside a step call",
+                       "bind it on a line of its own, `results = [step(x) for x in items]`, "
+                       "then pass `results`")
         elif isinstance(node, ast.Attribute) and outputs:
             self.error(node, f"`{text}` reads an attribute of `{outputs[0]}`",
                        f"pass `{outputs[0]}` itself and read `.{node.attr}` inside the step "
@@ -554,13 +837,8 @@ class _Parser:
             at = argument_nodes.get(name) or next(positional_nodes)
             arguments.append(Argument(name, value, self.where(at)))
         self.step_functions[id(func)] = func
-        base = func.step_name
-        unique, suffix = base, 1
-        while unique in self.step_names:
-            suffix += 1
-            # Keep within Kubeflow's 63 characters: shorten the base, not the suffix.
-            unique = f"{base[: 63 - len(str(suffix)) - 1].rstrip('-')}-{suffix}"
-        self.step_names.add(unique)
+        # Within Kubeflow's 63 characters: unique_name shortens the base, not the suffix.
+        unique = self.unique_name(func.step_name)
         self.step_function_of[unique] = id(func)
         return Step(
             name=unique,
@@ -581,7 +859,24 @@ class _Parser:
             unpacks=unpacks,
             options=StepOptions.resolve(func.options, self.options.steps_defaults),
             location=self.where(node),
+            scopes=tuple(self.scopes),
         )
+
+    def unique_name(self, base: str) -> str:
+        unique, suffix = base, 1
+        while unique in self.step_names:
+            suffix += 1
+            unique = f"{base[: 63 - len(str(suffix)) - 1].rstrip('-')}-{suffix}"
+        self.step_names.add(unique)
+        return unique
+
+
+#: The most items a literal loop (``range(...)`` included) may have: each is a task.
+_MAX_LITERAL_ITEMS = 10_000
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _dotted_name(node: ast.expr) -> list[str] | None:
