@@ -35,6 +35,7 @@ PIPELINE_OPTIONS = (
     "description",
     "autosnapshot",
     "steps_defaults",
+    "loop_parallelism",
 )
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)", re.IGNORECASE)
@@ -374,6 +375,9 @@ class PipelineOptions:
     description: str | None = None
     autosnapshot: bool = False
     steps_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: how many iterations of each `for` loop run at once (Kubeflow's ParallelFor parallelism);
+    #: None: as many as the cluster (or, locally, the run's parallelism) allows
+    loop_parallelism: int | None = None
 
 
 def validate_pipeline_options(function_name: str, given: Mapping[str, Any]) -> PipelineOptions:
@@ -401,4 +405,6 @@ def validate_pipeline_options(function_name: str, given: Mapping[str, Any]) -> P
         description=description,
         autosnapshot=bool(autosnapshot),
         steps_defaults=validate_steps_defaults(given.get("steps_defaults")),
+        loop_parallelism=None if given.get("loop_parallelism") is None else
+        _number(given["loop_parallelism"], "loop_parallelism", minimum=1, integer=True),
     )

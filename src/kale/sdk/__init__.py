@@ -453,12 +453,14 @@ def pipeline(
     description: str | None = None,
     autosnapshot: bool | None = None,
     steps_defaults: Mapping[str, Any] | None = None,
+    loop_parallelism: int | None = None,
 ) -> Callable[[F], F]: ...
 def pipeline(func: Any = None, /, **options: Any) -> Any:
     """Mark the function whose body calls the steps; its arguments are the pipeline parameters.
 
     Options: ``name``, ``timeout`` (for the whole run), ``experiment``, ``description``,
-    ``autosnapshot`` and ``steps_defaults`` (options applied to every step; a step's own win).
+    ``autosnapshot``, ``steps_defaults`` (options applied to every step; a step's own win) and
+    ``loop_parallelism`` (how many iterations of each ``for`` loop run at once).
     """
     location = _caller_location()
     in_script = _in_script()
