@@ -109,6 +109,8 @@ class Run:
     reason: str = ""
     #: the process running it (``kale.local.record.runner_identity``)
     runner: dict[str, Any] = field(default_factory=dict)
+    #: the steps in body order (``steps`` holds tasks as they were created)
+    order: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -168,7 +170,7 @@ class Run:
             "ended": None if self.ended is None else
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
-            "leaves": list(self.leaves), "runner": self.runner,
+            "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -283,7 +285,7 @@ class Scheduler:
             id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
             status="running", started=started, ended=None, parameters=self.values,
             steps={}, folder=self.record.folder, leaves=graph.leaves,
-            runner=runner_identity(),
+            runner=runner_identity(), order=tuple(step.name for step in graph.steps),
         )
         self.plan = Plan(graph, self.values)
         self.ready: deque[Task] = deque()
