@@ -4,6 +4,7 @@ the run record."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -326,4 +327,4 @@ def test_loop_parallelism_caps_the_iterations_running_at_once(script):
     steps = script.record()["steps"]
     spans = sorted((steps[f"nap[{i}]"]["attempts"][0]["started"],
                     steps[f"nap[{i}]"]["attempts"][0]["ended"]) for i in range(3))
-    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
