@@ -151,11 +151,19 @@ def test_names_bound_in_every_branch_pass_on_the_branch_that_ran(script):
                 y = negate(x)
             show(y)
 
+        @pipeline
+        def ternary(n=4):
+            x = pick(n)
+            y = double(x) if x > 2 else negate(x) if x > 0 else pick(100)
+            show(y)
+
         if __name__ == "__main__":
             print("RESULT", json.dumps([one_of(n=4).outputs, one_of(n=1).outputs]))
+            print("TERNARY", json.dumps([ternary(n=n).outputs["show"] for n in (4, 1, 0)]))
     ''')
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"show": 8' in result.stdout and '"show": -1' in result.stdout
+    assert "TERNARY [8, -1, 100]" in result.stdout
 
 
 def test_a_failing_iteration_fails_its_task_and_skips_what_collects_the_loop(script):
