@@ -67,12 +67,14 @@ def test_a_definition_error_shows_as_kales_message_naming_the_cell(kernels):
     assert error.ename == "PipelineDefinitionError"
     lines = [plain(line) for line in error.traceback]
     assert lines == [
-        "error: `while` statements are not supported in a pipeline body yet",
+        "error: `while` statements are not supported in a pipeline body",
         f"  --> cell In[{spin_cell.execution_count}], line 3",
         "  |",
         "3 |     while True:",
         "  |     ^^^^^^^^^^^",
-        "  fix: put the logic inside a step; the pipeline body only wires steps together",
+        "  fix: a pipeline's loops run a known number of times, one task per item (as "
+        "Kubeflow's ParallelFor does): loop with `for x in items:` over a step's output or a "
+        "list parameter, or put the `while` inside a step",
         "(run %env KALE_DEBUG=1 to see the Python traceback)",
     ]
     assert error.traceback[0].startswith("\x1b[1;31merror:")  # colored, as notebooks show ANSI
