@@ -64,10 +64,12 @@ def read_item(token: str, whole: Callable[[], Any] | None) -> Any:
 
 
 def numbered(tokens: list[str]) -> list[str]:
-    """The tokens as a Kubeflow loop carries them: each with its position (``"at"``), which
-    ``read_item`` leaves aside. An iteration's outputs carry it, so the step that collects
-    them can put them in item order, whatever order Kubeflow hands them over in."""
-    return [json.dumps({**json.loads(token), "at": index}, separators=(",", ":"))
+    """The tokens as a Kubeflow loop carries them: each with its position and the number of
+    items (``"at"``, ``"of"``), which ``read_item`` leaves aside. An iteration's outputs carry
+    them, so the step that collects them can put them in item order, whatever order Kubeflow
+    hands them over in, and tell that none is missing."""
+    return [json.dumps({**json.loads(token), "at": index, "of": len(tokens)},
+                       separators=(",", ":"))
             for index, token in enumerate(tokens)]
 
 

@@ -326,14 +326,14 @@ def _loop_item_type(parameter: Parameter, loop: Loop) -> str:
         "list or dict), or have a step return the list to loop over")
 
 
-def _ordering(loop: Loop, graph: Graph, local: str) -> tuple[list[str], str]:
+def _ordering(loop: Loop, local: str) -> tuple[list[str], str]:
     """How a collecting step checks and orders what Kubeflow collected from ``loop``: the
-    component's extra parameters, and the order's expression (``kale.kfp.entry``)."""
-    items = loop.items
-    if isinstance(items, Constant):
-        return [], f"('count', {len(items.value)})"
-    kind = "tokens" if isinstance(items, OutputRef) else "values"
-    return [f"kale_order_{local}: list"], f"({kind!r}, kale_order_{local})"
+    component's extra parameters, and the order's expression (``kale.kfp.entry``). The tokens
+    a loop iterates carry their position and count; a list parameter's items are matched to
+    the parameter."""
+    if isinstance(loop.items, ParameterRef):
+        return [f"kale_order_{local}: list"], f"('values', kale_order_{local})"
+    return [], "('positions', None)"
 
 
 def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
@@ -367,7 +367,7 @@ def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
         template = parameter.default[0]
         return [f"{local}: {kind}"], f"('shaped', ({local}, {template!r}))"
     if isinstance(source, CollectedRef):
-        extra, order = _ordering(graph.loop(source.loop), graph, local)
+        extra, order = _ordering(graph.loop(source.loop), local)
         return [f"{local}: Input[List[Artifact]]", *extra], \
             f"('collected', ([(part.path, part.metadata) for part in {local}], {order}))"
     if _plain_constant(source.value):
@@ -719,8 +719,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                     arguments[local] = dsl.Collected(tasks[value.step].outputs[
                         all_ports[value.step][("out", value.variable)]])
                     items = graph.loop(value.loop).items
-                    if not isinstance(items, Constant):
-                        arguments[f"kale_order_{local}"] = blocks.items(items)
+                    if isinstance(items, ParameterRef):
+                        arguments[f"kale_order_{local}"] = values[items.name]
                 else:
                     arguments[local] = blocks.one_of(value)
             if step.name in flow.collected:

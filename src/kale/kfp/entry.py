@@ -89,9 +89,9 @@ def _in_item_order(name: str, parts: list[tuple[str, dict[str, Any]]],
     Metadata returns, and it may hand over fewer than all (kubeflow/pipelines#13901); later
     drivers sort by iteration. So every iteration marks its outputs with its item
     (``"kale_item"`` in the artifact's metadata), and the order is rebuilt from the marks:
-    positions (``"at"`` of the loop's tokens, ``kale.items.numbered``), or, for a loop over a
-    list parameter, the items themselves, matched to the list (equal items ran with equal
-    inputs). Anything missing or doubled fails the step rather than give a wrong list."""
+    positions (``"at"`` and ``"of"`` of the loop's tokens, ``kale.items.numbered``), or, for
+    a loop over a list parameter, the items themselves, matched to the list (equal items ran
+    with equal inputs). Anything missing or doubled fails the step rather than give a wrong list."""
     import json
 
     kind, expected = order
@@ -109,20 +109,24 @@ def _in_item_order(name: str, parts: list[tuple[str, dict[str, Any]]],
                 folders = []
                 break
     else:
-        count = expected if kind == "count" else len(expected)
-        folders = [None] * count
-        for (path, _), mark in zip(parts, marks, strict=True):
-            at = json.loads(json.loads(mark))["at"] if isinstance(mark, str) else None
-            if not isinstance(at, int) or not 0 <= at < count or folders[at] is not None:
+        tokens = [json.loads(json.loads(mark)) if isinstance(mark, str) else {}
+                  for mark in marks]
+        counts = {token.get("of") for token in tokens}
+        count = counts.pop() if len(counts) == 1 else None
+        folders = [None] * count if isinstance(count, int) else []
+        for (path, _), token in zip(parts, tokens, strict=True):
+            at = token.get("at")
+            if not isinstance(at, int) or not 0 <= at < len(folders) or \
+                    folders[at] is not None:
                 folders = []
                 break
             folders[at] = path
     if len(parts) != len(folders) or any(folder is None for folder in folders):
         raise SystemExit(
-            f"Kale: input `{name}` collects a loop of {len(folders) or len(expected)} "
-            f"iterations, but Kubeflow handed over {len(parts)} results that do not match "
-            "them one to one; this KFP release does not pass a loop's collected artifacts "
-            "faithfully (kubeflow/pipelines#13901)")
+            f"Kale: input `{name}` collects the results of a loop, but the {len(parts)} "
+            "Kubeflow handed over do not match its iterations one to one: this KFP release "
+            "does not pass a loop's collected artifacts faithfully "
+            "(kubeflow/pipelines#13901)")
     return [folder for folder in folders if folder is not None]
 
 
