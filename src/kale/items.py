@@ -61,3 +61,18 @@ def read_item(token: str, whole: Callable[[], Any] | None) -> Any:
         raise ValueError(f"the loop item {token} needs the list it came from")
     items = whole()
     return (items if isinstance(items, (list, tuple)) else list(items))[data["index"]]
+
+
+def numbered(tokens: list[str]) -> list[str]:
+    """The tokens as a Kubeflow loop carries them: each with its position and the number of
+    items (``"at"``, ``"of"``), which ``read_item`` leaves aside. An iteration's outputs carry
+    them, so the step that collects them can put them in item order, whatever order Kubeflow
+    hands them over in, and tell that none is missing."""
+    return [json.dumps({**json.loads(token), "at": index, "of": len(tokens)},
+                       separators=(",", ":"))
+            for index, token in enumerate(tokens)]
+
+
+def by_position(tokens: list[str]) -> bool:
+    """Whether any token stands for its item by position (the list must come along)."""
+    return any("index" in json.loads(token) for token in tokens)

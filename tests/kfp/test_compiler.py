@@ -238,7 +238,10 @@ def test_tasks_are_named_after_their_steps_whatever_the_name(tmp_path):
         "@step(name='str')\ndef d(x):\n    return x * 10\n\n"
         "@pipeline(name='names')\ndef p():\n    x = a()\n    y = b(x)\n    z = c(y)\n"
         "    w = d(z)\n    w = d(w)\n    c(w)\n"), "n.yaml")
-    tasks = next(yaml.safe_load_all(package.read_text()))["root"]["dag"]["tasks"]
+    tasks = {name: task for name, task in
+             next(yaml.safe_load_all(package.read_text()))["root"]["dag"]["tasks"].items()
+             # The bundle travels inline in 64 KB pieces: how many depends on Kale's own size.
+             if not name.startswith("kale-bundle-part-")}
     assert set(tasks) == {"step-class", "step-1st", "kale-bundle", "step-kale-bundle",
                           "kale-bundle-2", "step-str", "str-2"}
     assert {name: task["taskInfo"]["name"] for name, task in tasks.items()} == {

@@ -17,12 +17,26 @@ import contextlib
 import linecache
 import os
 import re
+import typing
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from kale.errors import CompileWarning, KaleError, SourceLocation
-from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
+from kale.graph.model import (
+    Branch,
+    CollectedRef,
+    Constant,
+    Graph,
+    ItemRef,
+    Loop,
+    OneOfRef,
+    OutputRef,
+    Parameter,
+    ParameterRef,
+    Step,
+)
+from kale.items import by_position, item_tokens, numbered
 from kale.kfp.bundle import Bundle, build_bundle, carries_kale_module
 from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
@@ -44,7 +58,7 @@ def _identifier(name: str) -> str:
 
 # Names the generated components' annotations and kfp's executor module rely on.
 _TAKEN = {"str", "int", "float", "bool", "list", "dict", "Input", "Output", "Artifact", "Dataset",
-          "Model", "kfp", "dsl", "importer"}
+          "Model", "kfp", "dsl", "importer", "List", "NamedTuple", "OutputPath"}
 
 
 def task_display_names(graph: Graph) -> dict[str, str]:
@@ -92,7 +106,10 @@ def _function_names(graph: Graph, reserved: tuple[str, ...] = ()) -> dict[str, s
         used.add(name)
         return name
 
-    return {step.name: unique(_identifier(step.name)) for step in graph.steps}
+    # A condition's task is named apart from kfp's own groups (`condition-1`, `for-loop-2`).
+    return {step.name: unique(_identifier(
+        f"kale_{step.name}" if step.condition is not None else step.name))
+        for step in graph.steps}
 
 
 def _check_kale_imports(graph: Graph) -> None:
@@ -115,7 +132,7 @@ def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
     """Every step's file in the project must be in the bundle: the step, and any module that
     imports it, could not run on Kubeflow otherwise. (Code outside the project, such as a
     notebook's cells, travels in the component itself.)"""
-    for step in graph.steps:
+    for step in graph.user_steps:
         relative = _bundled_path(step.function.filename, graph)
         if relative is not None and not bundle.carries(relative):
             raise KaleError(
@@ -252,54 +269,197 @@ def exact_number(value: int) -> bool:
     return abs(value) <= 2**53
 
 
-def _component_source(step: Step, graph: Graph, function_name: str) -> str:
+@dataclass(frozen=True)
+class _Flow:
+    """What the pipeline's control flow asks of the steps' components beyond their own inputs
+    and outputs."""
+
+    #: steps whose output a comprehension collects, with that comprehension's loop: each
+    #: iteration marks its outputs with its item, so the collecting step can put them in order
+    collected: dict[str, Loop]
+    #: (step, output) that a name bound in every branch of an ``if`` may come from
+    one_of: frozenset[tuple[str, str]]
+
+
+def _flow(graph: Graph) -> _Flow:
+    collected: dict[str, Loop] = {}
+    one_of: set[tuple[str, str]] = set()
+    for step in graph.steps:
+        for source in step.references():
+            if isinstance(source, CollectedRef):
+                collected[source.step] = graph.loop(source.loop)
+            elif isinstance(source, OneOfRef):
+                one_of.update((option.step, option.variable) for option in source.options)
+    return _Flow(collected, frozenset(one_of))
+
+
+def _items_output(step: Step, output: str, ports: dict[tuple[str, str], str]) -> str:
+    """The name of the component output that holds the item tokens of ``output``.
+
+    kfp.local (2.17) iterates a task's output only if it is the return value named ``Output``
+    (its loop resolves ``pipelinechannel--<task>-Output`` by name; any other name, and items
+    from an ``OutputPath``, fail there), so the first iterated output of a step is its return
+    value; further ones are named return values, which Kubeflow iterates alike."""
+    if output == step.item_outputs[0]:
+        return "Output"
+    return f"kale_items_{ports[('out', output)]}"
+
+
+def _loop_item_type(parameter: Parameter, loop: Loop) -> str:
+    """The KFP type of the items of a list parameter a loop iterates, from its default.
+
+    The loop hands each item to a typed component input, as Kubeflow carries it (a protobuf
+    value: any number a float): the default's items say which type; the step then reads the
+    item back in the default's shape (``shaped``)."""
+    kinds = {"float" if type(item) in (int, float) else _PARAMETER_TYPES.get(
+        "list" if isinstance(item, tuple) else type(item).__name__, "?")
+        for item in parameter.default}
+    if len(kinds) == 1 and "?" not in kinds:
+        return kinds.pop()
+    what = "is empty" if not kinds else "holds items of different types"
+    raise KaleError(
+        f"the loop over pipeline parameter `{parameter.name}` cannot be compiled: its default "
+        f"{what}, and Kubeflow hands each item to a typed input of the step, whose type Kale "
+        "takes from the default's items",
+        location=loop.location,
+        fix=f"give `{parameter.name}` a default with items of one type (str, number, bool, "
+        "list or dict), or have a step return the list to loop over")
+
+
+def _ordering(loop: Loop, local: str) -> tuple[list[str], str]:
+    """How a collecting step checks and orders what Kubeflow collected from ``loop``: the
+    component's extra parameters, and the order's expression (``kale.kfp.entry``). The tokens
+    a loop iterates carry their position and count; a list parameter's items are matched to
+    the parameter."""
+    if isinstance(loop.items, ParameterRef):
+        return [f"kale_order_{local}: list"], f"('values', kale_order_{local})"
+    return [], "('positions', None)"
+
+
+def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
+    """A step argument's component parameters and its input expression (kind, payload)."""
+    source = argument.source
+    if isinstance(source, (OutputRef, OneOfRef)):
+        # A OneOf arrives through an importer of the chosen branch's artifact (see _one_of).
+        return [f"{local}: Input[Artifact]"], f"('artifact', {local}.path)"
+    if isinstance(source, ParameterRef):
+        parameter = graph.parameter(source.name)
+        if parameter.type in ("list", "dict"):
+            # KFP carries lists and dicts as protobuf values: every number a float, keys
+            # sorted. The default's shape gives the ints and the key order back.
+            _kfp_default(parameter)  # checks it can be carried
+            return [f"{local}: {_PARAMETER_TYPES[parameter.type]}"], \
+                f"('shaped', ({local}, {parameter.default!r}))"
+        return [f"{local}: {_PARAMETER_TYPES[parameter.type]}"], f"('value', {local})"
+    if isinstance(source, ItemRef):
+        items = source.items
+        if isinstance(items, OutputRef):
+            # The token; the whole list too, for an item carried by its position.
+            return [f"{local}: str", f"kale_whole_{local}: Input[Artifact]"], \
+                f"('item', ({local}, ('artifact', kale_whole_{local}.path)))"
+        if isinstance(items, Constant):
+            if by_position(item_tokens(items.value)):
+                return [f"{local}: str", f"kale_whole_{local}: str"], \
+                    f"('item', ({local}, ('json', kale_whole_{local})))"
+            return [f"{local}: str"], f"('item', ({local}, None))"
+        parameter = graph.parameter(items.name)
+        kind = _loop_item_type(parameter, graph.loop(source.loop))
+        template = parameter.default[0]
+        return [f"{local}: {kind}"], f"('shaped', ({local}, {template!r}))"
+    if isinstance(source, CollectedRef):
+        extra, order = _ordering(graph.loop(source.loop), local)
+        return [f"{local}: Input[List[Artifact]]", *extra], \
+            f"('collected', ([(part.path, part.metadata) for part in {local}], {order}))"
+    if _plain_constant(source.value):
+        # A literal in the pipeline body: never a macro (as in a local run).
+        return [f"{local}: {type(source.value).__name__}"], f"('constant', {local})"
+    # None, lists, dicts, tuples: exact, as Kale's tagged JSON in a string
+    return [f"{local}: str"], f"('json', {local})"
+
+
+def _iteration_type(loop: Loop, graph: Graph) -> str:
+    """The type of a loop's item as a component input: a token (str), or a list parameter's
+    item."""
+    if isinstance(loop.items, ParameterRef):
+        return _loop_item_type(graph.parameter(loop.items.name), loop)
+    return "str"
+
+
+def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow) -> str:
     """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
     parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
     ports = _port_names(step)
     for argument in step.arguments:
-        source = argument.source
-        local = ports[("in", argument.name)]
-        if isinstance(source, OutputRef):
-            parameters.append(f"{local}: Input[Artifact]")
-            inputs.append(f"{argument.name!r}: ('artifact', {local}.path)")
-        elif isinstance(source, ParameterRef):
-            parameter = graph.parameter(source.name)
-            parameters.append(f"{local}: {_PARAMETER_TYPES[parameter.type]}")
-            if parameter.type in ("list", "dict"):
-                # KFP carries lists and dicts as protobuf values: every number a float, keys
-                # sorted. The default's shape gives the ints and the key order back.
-                _kfp_default(parameter)  # checks it can be carried
-                shape = parameter.default
-                inputs.append(f"{argument.name!r}: ('shaped', ({local}, {shape!r}))")
-            else:
-                inputs.append(f"{argument.name!r}: ('value', {local})")
-        elif _plain_constant(source.value):
-            # A literal in the pipeline body: never a macro (as in a local run).
-            parameters.append(f"{local}: {type(source.value).__name__}")
-            inputs.append(f"{argument.name!r}: ('constant', {local})")
-        else:  # None, lists, dicts, tuples: exact, as Kale's tagged JSON in a string
-            parameters.append(f"{local}: str")
-            inputs.append(f"{argument.name!r}: ('json', {local})")
+        extra, expression = _input(argument, ports[("in", argument.name)], graph)
+        parameters.extend(extra)
+        inputs.append(f"{argument.name!r}: {expression}")
     # The artifact's metadata travels too: the step records each value's type and format there.
     outputs = [f"{name!r}: ({ports[('out', name)]}.path, {ports[('out', name)]}.metadata)"
                for name in step.outputs]
     classes = _output_classes(step)
     parameters.extend(f"{ports[('out', name)]}: Output[{classes[name]}]"
                       for name in step.outputs)
+    flow_ports = []
+    if step.name in flow.collected:
+        parameters.append(f"kale_item: {_iteration_type(flow.collected[step.name], graph)}")
+        flow_ports.append("'item': kale_item")
+    uris = [name for name in step.outputs if (step.name, name) in flow.one_of]
+    for name in uris:
+        parameters.append(f"kale_uri_{ports[('out', name)]}: OutputPath(str)")
+    if uris:
+        flow_ports.append("'uris': {" + ", ".join(
+            f"{name!r}: (kale_uri_{ports[('out', name)]}, {ports[('out', name)]}.uri)"
+            for name in uris) + "}")
+    returns = ""
+    if step.condition is not None:
+        # The index of the branch to run, as the return value: kfp.local (2.17) reads a task's
+        # output in a dsl.If's condition only when it is named `Output`.
+        returns = " -> int"
+    elif len(step.item_outputs) == 1:
+        returns = " -> List[str]"
+    elif step.item_outputs:
+        fields = ", ".join(f"({_items_output(step, name, ports)!r}, List[str])"
+                           for name in step.item_outputs)
+        returns = f" -> NamedTuple('Items', [{fields}])"
     function = step.function
-    # The step's code travels in the bundle; the component only says where it is.
-    file, line, lines = _code_reference(function.filename, function.line, function.text, graph)
+    if step.condition is not None:
+        # Generated by the parser, so in no file of the project: the code travels here, named
+        # as the pipeline's file (each test sits on its own line), so a failing test reads as
+        # the user's `if` in the step's log.
+        relative = _bundled_path(function.filename, graph)
+        file, line, lines = relative or function.filename, function.line, function.text
+        context: list[Any] = []
+    else:
+        # The step's code travels in the bundle; the component only says where it is.
+        file, line, lines = _code_reference(function.filename, function.line, function.text,
+                                            graph)
+        context = [_code_reference(piece.filename, piece.line, piece.text, graph)
+                   for piece in function.context]
     spec = {
         "step": step.name, "function": function.function_name, "file": file, "line": line,
         "lines": lines, "module": function.module, "outputs": list(step.outputs),
         "unpacks": step.unpacks, "timeout": step.options.timeout, "grace": grace_seconds(),
-        "context": [_code_reference(piece.filename, piece.line, piece.text, graph)
-                    for piece in function.context],
-        "futures": list(function.futures),
+        "context": context, "futures": list(function.futures),
+        "item_outputs": list(step.item_outputs), "branch": step.condition is not None,
     }
+    call = (f"run_component({spec!r}, root,\n"
+            f"                      {{{', '.join(inputs)}}},\n"
+            f"                      {{{', '.join(outputs)}}},\n"
+            "                      kale_bundle.metadata.get('run_id', ''),\n"
+            "                      kale_bundle.metadata.get('created', ''),\n"
+            f"                      {{{', '.join(flow_ports)}}})\n")
+    if step.condition is not None:
+        body = f"        return {call.rstrip()}['branch']\n"
+    elif len(step.item_outputs) == 1:  # the tokens of the items a loop iterates
+        body = f"        return {call.rstrip()}['items'][{step.item_outputs[0]!r}]\n"
+    elif step.item_outputs:
+        body = (f"        items = {call.rstrip()}['items']\n"
+                f"        return tuple(items[name] for name in {list(step.item_outputs)!r})\n")
+    else:
+        body = f"        {call}"
     return (
-        f"def {function_name}({', '.join(parameters)}):\n"
+        f"def {function_name}({', '.join(parameters)}){returns}:\n"
         "    import os, sys, tarfile, tempfile\n"
         # Removed at the end: kfp.local runs every step on the same machine.
         "    with tempfile.TemporaryDirectory(prefix='kale-') as root:\n"
@@ -307,11 +467,7 @@ def _component_source(step: Step, graph: Graph, function_name: str) -> str:
         "            archive.extractall(root)\n"
         "        sys.path.insert(0, os.path.join(root, '_kale'))\n"
         "        from kale.kfp.entry import run_component\n"
-        f"        run_component({spec!r}, root,\n"
-        f"                      {{{', '.join(inputs)}}},\n"
-        f"                      {{{', '.join(outputs)}}},\n"
-        "                      kale_bundle.metadata.get('run_id', ''),\n"
-        "                      kale_bundle.metadata.get('created', ''))\n"
+        f"{body}"
     )
 
 
@@ -371,6 +527,111 @@ def _resources(task: Any, step: Step) -> None:
                           CompileWarning, stacklevel=3)
 
 
+class _Blocks:
+    """The KFP groups open while the pipeline body is built (``dsl.If``/``Elif``/``Else``,
+    ``dsl.ParallelFor``), kept to the scopes of the step being added. Steps come in body order,
+    so a block once left never opens again, and the branches of an ``if`` chain come one after
+    the other: they become one If/Elif/Else chain, which ``dsl.OneOf`` requires."""
+
+    def __init__(self, graph: Graph, tasks: dict[str, Any],
+                 ports: dict[str, dict[tuple[str, str], str]], values: dict[str, Any]) -> None:
+        self.graph, self.tasks, self.ports, self.values = graph, tasks, ports, values
+        self.open: list[tuple[tuple[Any, ...], Any]] = []  # (scope's key, its group)
+        #: by depth: the `if` chain whose branches the groups opened last at that depth are
+        #: (condition, branch indexes in order); None after any other group
+        self.chains: dict[int, tuple[str, list[int]] | None] = {}
+        self.loop_items: dict[str, Any] = {}  # loop name -> the channel of its item
+        self.importers: dict[tuple[Any, ...], Any] = {}
+
+    @staticmethod
+    def key(scope: Branch | Loop) -> tuple[Any, ...]:
+        if isinstance(scope, Loop):
+            return ("loop", scope.name)
+        return ("branch", scope.condition, scope.index)
+
+    def enter(self, scopes: tuple[Branch | Loop, ...]) -> None:
+        """Close the groups the next step is not in, open the ones it is in."""
+        keys = [self.key(scope) for scope in scopes]
+        common = 0
+        while common < min(len(keys), len(self.open)) and self.open[common][0] == keys[common]:
+            common += 1
+        while len(self.open) > common:
+            _, group = self.open.pop()
+            group.__exit__(None, None, None)
+            for depth in [depth for depth in self.chains if depth > len(self.open)]:
+                del self.chains[depth]
+        for scope in scopes[common:]:
+            self.open.append((self.key(scope), self.group(scope, len(self.open))))
+
+    def group(self, scope: Branch | Loop, depth: int) -> Any:
+        from kfp import dsl
+
+        if isinstance(scope, Loop):
+            self.chains[depth] = None
+            group = dsl.ParallelFor(self.items(scope.items),
+                                    parallelism=self.graph.options.loop_parallelism)
+            self.loop_items[scope.name] = group.__enter__()
+            return group
+        info = self.graph.step(scope.condition).condition
+        assert info is not None
+        branch = self.tasks[scope.condition].outputs["Output"]
+        chain = self.chains.get(depth)
+        if chain is None or chain[0] != scope.condition:
+            group, before = dsl.If(branch == scope.index), []
+        elif info.has_else and scope.index == len(info.tests) and chain[1] == list(
+                range(scope.index)):
+            # An Else negates the branches before it: only where each of them is a group.
+            group, before = dsl.Else(), chain[1]
+        else:
+            group, before = dsl.Elif(branch == scope.index), chain[1]
+        self.chains[depth] = (scope.condition, [*before, scope.index])
+        group.__enter__()
+        return group
+
+    def item(self, loop: str) -> Any:
+        return self.loop_items[loop]
+
+    def output(self, ref: OutputRef) -> Any:
+        """A step output's artifact."""
+        return self.tasks[ref.step].outputs[self.ports[ref.step][("out", ref.variable)]]
+
+    def items(self, items: ParameterRef | OutputRef | Constant) -> Any:
+        """What a loop iterates: never the values themselves (Kubeflow makes ints floats) but
+        their tokens, numbered (``kale.items``); a list parameter as it is."""
+        if isinstance(items, ParameterRef):
+            return self.values[items.name]
+        if isinstance(items, Constant):
+            return numbered(item_tokens(items.value))
+        step = self.graph.step(items.step)
+        return self.tasks[items.step].outputs[_items_output(step, items.variable,
+                                                             self.ports[items.step])]
+
+    def one_of(self, ref: OneOfRef) -> Any:
+        """The artifact of the branch that ran.
+
+        Not ``dsl.OneOf`` of the artifacts themselves: kfp.local 2.17 cannot run that
+        ("Expected 1 artifact in ArtifactSelectorSpec"), and Kubeflow's driver took the last
+        branch's artifact whichever ran until kubeflow/pipelines#13436 was fixed (#13437,
+        2026; KFP 2.16 has the bug). A OneOf of parameters works on both: each branch's step
+        also writes its artifact's URI, and an importer brings in the one of the branch that
+        ran (as a bundle from the bundle store comes in, with the cluster's credentials)."""
+        from kfp import dsl
+
+        key = (ref, tuple(key for key, _ in self.open))
+        if key not in self.importers:
+            uris = [self.tasks[option.step].outputs[
+                f"kale_uri_{self.ports[option.step][('out', option.variable)]}"]
+                for option in ref.options]
+            classes = {_output_classes(self.graph.step(option.step))[option.variable]
+                       for option in ref.options}
+            kind = classes.pop() if len(classes) == 1 else "Artifact"
+            importer = dsl.importer(artifact_uri=dsl.OneOf(*uris),
+                                    artifact_class=getattr(dsl, kind), reimport=False)
+            importer.set_display_name(f"{ref.options[0].variable} (one of)")
+            self.importers[key] = importer
+        return self.importers[key].output
+
+
 @dataclass(frozen=True)
 class Compiled:
     """What went into a package: the project bundle, and the image and packages of its steps."""
@@ -402,7 +663,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
                               upload=upload)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact,
-                                 "Dataset": Dataset, "Model": Model}
+                                 "Dataset": Dataset, "Model": Model, "List": list,
+                                 "NamedTuple": typing.NamedTuple, "OutputPath": dsl.OutputPath}
     prefix = f"<kale {graph.name}"
     delivery = BundleDelivery(bundle, bundle_uri)
     # kfp's loader takes the component named like the pipeline for the pipeline itself.
@@ -411,11 +673,13 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
                     environment.image)
     components = {}
+    flow = _flow(graph)
     for step in graph.steps:
         name = step_names[step.name]
-        function = _define(_component_source(step, graph, name), f"{prefix} {step.name}>",
-                           namespace)
-        own = environment.of(step.name)
+        function = _define(_component_source(step, graph, name, flow),
+                           f"{prefix} {step.name}>", namespace)
+        # A condition reads what the steps before it made: the pipeline's packages have it all.
+        own = environment.of(step.name) if step.condition is None else environment.pipeline
         components[step.name] = dsl.component(
             function, base_image=own.image, packages_to_install=list(own.packages) or None,
             pip_index_urls=list(own.index_urls) or None)
@@ -425,23 +689,42 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     def body(**values: Any) -> None:
         source = delivery.add_tasks()
         tasks: dict[str, Any] = {}
+        blocks = _Blocks(graph, tasks, all_ports, values)
         for step in graph.steps:
+            blocks.enter(step.scopes)
             arguments: dict[str, Any] = {
                 "kale_bundle": source.outputs["bundle"],
             }
             ports = all_ports[step.name]
             for argument in step.arguments:
+                local = ports[("in", argument.name)]
                 value = argument.source
                 if isinstance(value, ParameterRef):
-                    arguments[ports[("in", argument.name)]] = values[value.name]
+                    arguments[local] = values[value.name]
                 elif isinstance(value, Constant):
                     constant = value.value
-                    arguments[ports[("in", argument.name)]] = constant if \
+                    arguments[local] = constant if \
                         _plain_constant(constant) else _plain_json(constant)
-                else:
-                    producer = tasks[value.step]
-                    arguments[ports[("in", argument.name)]] = producer.outputs[
+                elif isinstance(value, OutputRef):
+                    arguments[local] = tasks[value.step].outputs[
                         all_ports[value.step][("out", value.variable)]]
+                elif isinstance(value, ItemRef):
+                    arguments[local] = blocks.item(value.loop)
+                    if isinstance(value.items, OutputRef):
+                        arguments[f"kale_whole_{local}"] = blocks.output(value.items)
+                    elif isinstance(value.items, Constant) and by_position(
+                            item_tokens(value.items.value)):
+                        arguments[f"kale_whole_{local}"] = _plain_json(value.items.value)
+                elif isinstance(value, CollectedRef):
+                    arguments[local] = dsl.Collected(tasks[value.step].outputs[
+                        all_ports[value.step][("out", value.variable)]])
+                    items = graph.loop(value.loop).items
+                    if isinstance(items, ParameterRef):
+                        arguments[f"kale_order_{local}"] = values[items.name]
+                else:
+                    arguments[local] = blocks.one_of(value)
+            if step.name in flow.collected:
+                arguments["kale_item"] = blocks.item(flow.collected[step.name].name)
             task = components[step.name](**arguments)
             task.set_display_name(display[step.name])
             task.set_caching_options(False)  # a step runs every time, as in a local run
@@ -449,6 +732,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             _resources(task, step)
             _kubernetes(task, step)
             tasks[step.name] = task
+        blocks.enter(())
 
     pipeline_function = _pipeline_function(graph, body)
     config = dsl.PipelineConfig(active_deadline_seconds=int(graph.options.timeout)) \
@@ -486,7 +770,7 @@ def _check_root_size(spec: dict[str, Any], graph: Graph) -> None:
     else:
         advice = "split it into smaller pipelines"
     warnings.warn(
-        f"the DAG of pipeline {graph.name} ({_count(len(graph.steps), 'step')}) is "
+        f"the DAG of pipeline {graph.name} ({_shape(graph)}) is "
         f"{size // 1024} KB as JSON; Kubeflow hands it to the run's first driver as one "
         f"command-line argument, and Linux refuses one over {ARGUMENT_LIMIT // 1024} KB, so the "
         f"run may not start (\"argument list too long\"): {advice}",
@@ -495,6 +779,15 @@ def _check_root_size(spec: dict[str, Any], graph: Graph) -> None:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _shape(graph: Graph) -> str:
+    """``3 steps``, ``3 steps, 1 condition, 2 loops``: the user's steps, then the control flow
+    (a condition is a task of its own, but not a step the user wrote)."""
+    conditions = len(graph.steps) - len(graph.user_steps)
+    return ", ".join([_count(len(graph.user_steps), "step"),
+                      *([_count(conditions, "condition")] if conditions else []),
+                      *([_count(len(graph.loops), "loop")] if graph.loops else [])])
 
 
 def _comment_lines(header: str) -> str:
@@ -586,8 +879,7 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
         else ""
     bundle, environment = compiled.bundle, compiled.environment
     place = f", uploaded to {compiled.bundle_uri}" if compiled.bundle_uri else ""
-    steps = _count(len(graph.steps), "step")
-    lines = [f"kale: compiled pipeline {graph.name} ({steps}{timeout}) to {package_path}; "
+    lines = [f"kale: compiled pipeline {graph.name} ({_shape(graph)}{timeout}) to {package_path}; "
              f"project bundle {bundle.size / 1024:.0f} KB "
              f"({_count(len(bundle.files), 'file')}{place})",
              *([f"  kept out as secrets: "
@@ -595,7 +887,7 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
                if bundle.withheld else []),
              f"  image {environment.image}; packages ({environment.source}): "
              f"{', '.join(environment.packages) or 'none'}"]
-    for step in graph.steps:
+    for step in graph.user_steps:
         own = environment.of(step.name)
         if (own.image, own.source) != (environment.image, environment.source):
             lines.append(f"  step {step.name}: image {own.image}; packages: "

@@ -40,7 +40,10 @@ def _code(project: str, where: str, line: int, lines: int | str) -> tuple[str, i
     """One piece of the step's code: ``lines`` lines of a bundled file from ``line`` on, or
     (a str) the code itself, carried in the component."""
     if isinstance(lines, str):
-        return where, line, lines
+        # A notebook cell is named as the user knows it; a condition's code is named as the
+        # pipeline's file, found in the project, where tracebacks read its lines.
+        bundled = os.path.join(project, where)
+        return bundled if os.path.isfile(bundled) else where, line, lines
     filename = os.path.join(project, where)
     # As Python reads source: its coding declaration, universal newlines.
     with tokenize.open(filename) as handle:
@@ -48,12 +51,98 @@ def _code(project: str, where: str, line: int, lines: int | str) -> tuple[str, i
     return filename, line, "".join(text[line - 1 : line - 1 + lines])
 
 
+def _input(name: str, kind: str, payload: Any) -> tuple[str, Any]:
+    """A component input as the runtime reads it."""
+    if kind == "item":
+        token, whole = payload
+        return "item", (token, None if whole is None else _input(name, *whole))
+    if kind == "collected":
+        parts, order = payload
+        return "collected", [("artifact", path) for path in _in_item_order(name, parts, order)]
+    return _KINDS[kind], payload
+
+
+def _mark(item: Any) -> str:
+    """What an iteration's outputs carry of its item (its token, or a list parameter's item
+    as Kubeflow gave it): JSON with whole numbers as ints and keys sorted, so that the same
+    item reads the same whether a number came as 1 or 1.0."""
+    import json
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, list):
+            return [canonical(element) for element in value]
+        if isinstance(value, dict):
+            return {key: canonical(element) for key, element in value.items()}
+        return value
+
+    return json.dumps(canonical(item), sort_keys=True)
+
+
+def _in_item_order(name: str, parts: list[tuple[str, dict[str, Any]]],
+                   order: tuple[str, Any]) -> list[str]:
+    """The folders of a collected output, one per iteration of the loop, in item order.
+
+    Kubeflow does not promise an order: kfp.local 2.17 gives iteration order, the driver of
+    the KFP releases that keep artifacts in ML Metadata (2.x up to at least 2.18) the order ML
+    Metadata returns, and it may hand over fewer than all (kubeflow/pipelines#13901); later
+    drivers sort by iteration. So every iteration marks its outputs with its item
+    (``"kale_item"`` in the artifact's metadata), and the order is rebuilt from the marks:
+    positions (``"at"`` and ``"of"`` of the loop's tokens, ``kale.items.numbered``), or, for
+    a loop over a list parameter, the items themselves, matched to the list (equal items ran
+    with equal inputs). Anything missing or doubled fails the step rather than give a wrong list."""
+    import json
+
+    kind, expected = order
+    marks = [metadata.get("kale_item") for _, metadata in parts]
+    folders: list[str | None]
+    if kind == "values":
+        wanted = [_mark(item) for item in expected]
+        folders = [None] * len(wanted)
+        for (path, _), mark in zip(parts, marks, strict=True):
+            free = [index for index, text in enumerate(wanted)
+                    if text == mark and folders[index] is None]
+            if free:
+                folders[free[0]] = path
+            else:
+                folders = []
+                break
+    else:
+        tokens = [json.loads(json.loads(mark)) if isinstance(mark, str) else {}
+                  for mark in marks]
+        counts = {token.get("of") for token in tokens}
+        count = counts.pop() if len(counts) == 1 else None
+        folders = [None] * count if isinstance(count, int) else []
+        for (path, _), token in zip(parts, tokens, strict=True):
+            at = token.get("at")
+            if not isinstance(at, int) or not 0 <= at < len(folders) or \
+                    folders[at] is not None:
+                folders = []
+                break
+            folders[at] = path
+    if len(parts) != len(folders) or any(folder is None for folder in folders):
+        raise SystemExit(
+            f"Kale: input `{name}` collects the results of a loop, but the {len(parts)} "
+            "Kubeflow handed over do not match its iterations one to one: this KFP release "
+            "does not pass a loop's collected artifacts faithfully "
+            "(kubeflow/pipelines#13901)")
+    return [folder for folder in folders if folder is not None]
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
-                  created: str = "") -> None:
+                  created: str = "", flow: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one step: read inputs (parameters, or artifacts written by ``kale.marshal``), run the
     user's function from its source, write each output into its artifact folder (path) and
-    describe it in the artifact's metadata (the KFP UI shows it)."""
+    describe it in the artifact's metadata (the KFP UI shows it).
+
+    ``flow`` holds what the pipeline's control flow adds: ``item``, the loop item of a step
+    whose outputs are collected (it marks them); ``uris``, per output, the file to write the
+    artifact's URI to (a name bound in every branch of an ``if`` is the URI of the branch that
+    ran). Returns what the component returns to Kubeflow: ``branch``, a condition's branch
+    index, and ``items``, the numbered tokens of the items of each output a loop iterates."""
+    flow = flow or {}
     project = os.path.join(root, "project")
     # Reading an input may need the project's own modules (a class defined there, a backend
     # registered there), as in a local run: the project comes first on the path from the start.
@@ -65,11 +154,12 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         step=spec["step"], function_name=spec["function"], source=source,
         filename=filename, line=line, module=spec["module"],
         project_root=project, output_dir=scratch,
-        inputs={name: (_KINDS[kind], payload) for name, (kind, payload) in inputs.items()},
+        inputs={name: _input(name, kind, payload) for name, (kind, payload) in inputs.items()},
         outputs=tuple(spec["outputs"]), unpacks=spec["unpacks"],
         context=tuple(_code(project, *piece) for piece in spec.get("context", ())),
         futures=tuple(spec.get("futures", ())), timeout=spec.get("timeout"),
         grace=spec.get("grace", 10.0), run_id=run_id, created=_created(created),
+        item_outputs=tuple(spec.get("item_outputs", ())), branch=spec.get("branch", False),
     )
     # kfp's executor (kfp.dsl.executor_main, kfp 2.x) configures the root logger (INFO, its own
     # format) before a component runs. A step runs as under `python script.py`, where logging is
@@ -91,15 +181,26 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         if details.get("fix"):
             text += f"\nfix: {details['fix']}"
         raise SystemExit(text)
+    reports = result.get("reports", {})
     for name, stored in result["outputs"].items():
         if name not in outputs:
             continue
         target, metadata = outputs[name]
         metadata.update({key: stored[key] for key in ("type", "backend", "size", "library",
                                                       "library_version") if stored.get(key)})
+        if "item" in flow:
+            metadata["kale_item"] = _mark(flow["item"])
         os.makedirs(target, exist_ok=True)
         base = os.path.basename(stored["path"])
         shutil.move(stored["path"], os.path.join(target, base))
         shutil.move(os.path.join(scratch, f"{name}.meta.json"),
                     os.path.join(target, f"{name}.meta.json"))
     shutil.rmtree(scratch, ignore_errors=True)
+    for path, uri in flow.get("uris", {}).values():
+        with open(path, "w") as handle:
+            handle.write(uri)
+    from kale.items import numbered
+
+    return {"branch": reports.get("branch"),
+            "items": {name[len("items:"):]: numbered(tokens) for name, tokens in reports.items()
+                      if name.startswith("items:")}}
