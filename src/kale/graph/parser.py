@@ -482,7 +482,9 @@ class _Parser:
         name = self.unique_name(f"condition-{self.conditions}")
         function_name = name.replace("-", "_")
         text, def_line = condition_source(function_name, tests, list(operands), links[0].lineno)
-        shown = tuple(self.text(link.test) for link in links)
+        # As written; a test written over several lines is shown on one.
+        shown = tuple(_shorten(ast.unparse(link.test)) if link.test.lineno !=
+                      link.test.end_lineno else self.text(link.test) for link in links)
         return Step(
             name=name,
             display_name=_shorten(f"if {shown[0]}"),
