@@ -210,4 +210,4 @@ def test_graph_shows_conditions_and_loops(tmp_path, fmt, shown):
     assert result.returncode == 0, result.stderr
     assert shown in result.stdout.splitlines() if fmt != "json" else shown in result.stdout
     if fmt == "text":
-        assert "   3      double         double(x=x)" in result.stdout.splitlines()
+        assert "   3      double       double(x=x)" in result.stdout.splitlines()
