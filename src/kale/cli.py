@@ -187,7 +187,7 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     from pathlib import Path
 
     from kale.loader import ScriptError
-    from kale.local.progress import final_state
+    from kale.local.progress import final_state, task_rows
     from kale.local.record import find_run
 
     folder = _home(home)
@@ -211,11 +211,15 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
         click.echo("\nparameters")
         for name, value in run["parameters"].items():
             click.echo(f"  {name} = {value!r}")
-    rows = [("step", "status", "attempts", "duration")]
+    tasks = []
     for name, step in run["steps"].items():
         spans = [a["duration"] for a in step["attempts"] if a.get("duration") is not None]
-        rows.append((name, step["status"], str(len(step["attempts"])),
-                     _took(sum(spans) if spans else None)))
+        tasks.append({"name": name, "step": step.get("step", name),
+                      "index": step.get("index", ()), "status": step["status"],
+                      "by_condition": step.get("by_condition", False),
+                      "attempts": len(step["attempts"]),
+                      "duration": sum(spans) if spans else None})
+    rows = [("step", "status", "attempts", "duration"), *task_rows(tasks, run.get("order", ()))]
     click.echo("\n" + _table(rows))
     for name, step in run["steps"].items():
         details = []
@@ -240,6 +244,10 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
             trace = (attempt.get("error") or {}).get("traceback")
             if trace:
                 details.extend("    " + row for row in trace.splitlines())
+        if step.get("reason") and step["status"] != "succeeded":
+            details.insert(0, f"  {step['status']}: {step['reason']}")
+        if step.get("reports", {}).get("branch") is not None:
+            details.insert(0, f"  chose branch {step['reports']['branch']}")
         if details:
             click.echo(f"\n{name}")
             click.echo("\n".join(details))

@@ -84,10 +84,10 @@ class StepInvocation:
     index of the branch to run, reported as ``"branch"``; it stores nothing.
     """
 
-    __slots__ = ("attempt", "context", "created", "filename", "function_name", "futures",
-                 "grace", "inputs", "line", "module", "output_dir", "outputs", "project_root",
-                 "result_path", "run_id", "source", "step", "store", "timeout", "unpacks",
-                 "item_outputs", "branch")
+    __slots__ = ("attempt", "branch", "context", "created", "filename", "function_name",
+                 "futures", "grace", "inputs", "item_outputs", "line", "module", "output_dir",
+                 "outputs", "project_root", "result_path", "run_id", "source", "step", "store",
+                 "timeout", "unpacks")
 
     def __init__(self, step: str, function_name: str, source: str, filename: str, line: int,
                  module: str, project_root: str, output_dir: str,

@@ -106,3 +106,17 @@ def test_example_graphs_have_the_seed_structure(monkeypatch):
     )
     assert diamond.upstream("compare") == {"train-and-predict-random-forest",
                                            "train-and-predict-svm"}
+
+
+def test_sweep_fans_out_collects_in_order_and_branches(tmp_path):
+    result = run(EXAMPLES / "sweep" / "pipeline.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "outcome: published k=9" in result.stdout
+    record = only_run(tmp_path / "kale-home")
+    assert [name for name in record["steps"] if name.startswith("evaluate")] == [
+        f"evaluate[{i}]" for i in range(5)]
+    assert record["steps"]["needs-work"]["by_condition"]
+    assert record["status"] == "succeeded"
+    # The collected scores reach `choose` in the order of `ks`.
+    lines = [line for line in result.stdout.splitlines() if "scores:" in line]
+    assert lines and "{1: " in lines[0] and lines[0].index("1:") < lines[0].index("15:")

@@ -116,7 +116,7 @@ def test_the_tail_shows_a_redrawn_line_live_and_prints_it_once_when_it_ends(tmp_
     progress = Recorder()
     scheduler = SimpleNamespace(progress=progress)
     with open(log_path, "rb") as log:
-        attempt = SimpleNamespace(step=SimpleNamespace(name="s"), log=log, pending_text=b"")
+        attempt = SimpleNamespace(task=SimpleNamespace(key="s"), log=log, pending_text=b"")
         parts = tqdm_like(4)
 
         def write_and_tail(text: bytes, final: bool = False) -> None:
@@ -176,7 +176,7 @@ def test_a_bar_drawn_for_long_without_a_newline_is_kept_as_it_shows(tmp_path, mo
     log_path.write_bytes("".join(tqdm_like(50)[:-1]).encode())
     progress = Recorder()
     with open(log_path, "rb") as log:
-        attempt = SimpleNamespace(step=SimpleNamespace(name="s"), log=log, pending_text=b"")
+        attempt = SimpleNamespace(task=SimpleNamespace(key="s"), log=log, pending_text=b"")
         for _ in range(20):
             module.Scheduler.tail(SimpleNamespace(progress=progress), attempt)
             assert len(attempt.pending_text) <= 100  # what it shows, not every redraw

@@ -338,6 +338,10 @@ class _Parser:
         if isinstance(node.value, ast.ListComp) and not unpacks:
             self.comprehension(node.value, names[0], node)
             return
+        if isinstance(node.value, ast.IfExp):
+            # `x = a() if test else b()` is the `if`/`else` that binds x in both branches.
+            self.if_chain(_as_if(target, node.value, node))
+            return
         if not isinstance(node.value, ast.Call):
             self.error(node.value, f"`{self.text(node)}` is not a step call", _BODY_RULE
                        + "; compute the value inside a step and return it")
@@ -921,6 +925,18 @@ class _Parser:
 
 #: The most items a literal loop (``range(...)`` included) may have: each is a task.
 _MAX_LITERAL_ITEMS = 10_000
+
+
+def _as_if(target: ast.expr, choice: ast.IfExp, statement: ast.stmt) -> ast.If:
+    """The ``if`` statement a conditional expression assignment stands for: ``x = a() if t
+    else b() if u else c()`` is ``if t: x = a()``, ``elif u: x = b()``, ``else: x = c()``."""
+    def assign(value: ast.expr) -> ast.stmt:
+        if isinstance(value, ast.IfExp):
+            return _as_if(target, value, statement)  # same column: an `elif`
+        return ast.copy_location(ast.Assign([target], value), value)
+
+    return ast.copy_location(ast.If(choice.test, [assign(choice.body)], [assign(choice.orelse)]),
+                             statement)
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -37,12 +37,56 @@ def final_state(line: str) -> str:
     return shown
 
 
-def summary_rows(run: Any) -> list[tuple[str, str, str, str]]:
+#: Iterations of one step beyond which the summary shows them as one row per status.
+GROUP_ITERATIONS = 10
+
+
+def task_rows(tasks: list[dict[str, Any]],
+              order: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str, str, str]]:
+    """Rows of (task, status, attempts, duration) from tasks as the run record holds them
+    (``name``, ``step``, ``index``, ``status``, ``by_condition``, ``attempts``, ``duration``):
+    in body order, a loop's iterations in item order; a step of more than
+    ``GROUP_ITERATIONS`` iterations as one row per status (``square[0..199]``). ``order``
+    lists the steps in body order."""
+    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    for task in tasks:
+        groups.setdefault(task.get("step") or task["name"], []).append(task)
     rows = []
-    for step in run.steps.values():
-        rows.append((step.name, step.status, str(len(step.attempts)),
-                     _seconds(step.duration)))
+    for step, members in groups.items():
+        if not members:
+            continue
+        members.sort(key=lambda task: tuple(task.get("index") or ()))
+        if len(members) <= GROUP_ITERATIONS:
+            rows.extend((task["name"], _status_text(task), str(task["attempts"]),
+                         _seconds(task["duration"])) for task in members)
+            continue
+        by_status: dict[str, list[dict[str, Any]]] = {}
+        for task in members:
+            by_status.setdefault(_status_text(task), []).append(task)
+        for status, same in by_status.items():
+            first = same[0]["name"]
+            span = f"{step}[{_index_text(same[0])}..{_index_text(same[-1])}]"
+            durations = [task["duration"] for task in same if task["duration"] is not None]
+            rows.append((span if len(same) > 1 else first,
+                         f"{len(same)} {status}" if len(same) > 1 else status,
+                         str(sum(task["attempts"] for task in same)),
+                         _seconds(sum(durations) if durations else None)))
     return rows
+
+
+def _index_text(task: dict[str, Any]) -> str:
+    return "][".join(str(i) for i in task.get("index") or ())
+
+
+def _status_text(task: dict[str, Any]) -> str:
+    return "skipped (condition)" if task.get("by_condition") else task["status"]
+
+
+def summary_rows(run: Any) -> list[tuple[str, str, str, str]]:
+    return task_rows([{"name": step.name, "step": step.step, "index": step.index,
+                       "status": step.status, "by_condition": step.by_condition,
+                       "attempts": len(step.attempts), "duration": step.duration}
+                      for step in run.steps.values()], run.order)
 
 
 def summary_table(run: Any) -> str:

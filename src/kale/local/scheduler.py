@@ -11,6 +11,7 @@ live, and rewrites the run record at every change of state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -27,7 +28,18 @@ from typing import IO, Any
 
 from kale import macros
 from kale.errors import KaleError, display_path, name_cells
-from kale.graph.model import Constant, Graph, OutputRef, ParameterRef, Step
+from kale.graph.model import (
+    CollectedRef,
+    Constant,
+    Graph,
+    ItemRef,
+    OneOfRef,
+    OutputRef,
+    ParameterRef,
+    Step,
+    ValueSource,
+)
+from kale.local.plan import Changes, Plan, Task
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
 from kale.local.record import RunRecord, runner_identity, sweep_gone_runs
@@ -58,13 +70,21 @@ class AttemptRecord:
 
 @dataclass
 class StepRun:
-    """A step's state in a run, and its attempts."""
+    """A task's state in a run (a step, or one iteration of a step in a loop), and its
+    attempts."""
 
     name: str
     status: str = "waiting"
     attempts: list[AttemptRecord] = field(default_factory=list)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     reason: str = ""
+    #: the step it runs, and its iteration of each loop around it
+    step: str = ""
+    index: tuple[int, ...] = ()
+    #: skipped because a condition chose another branch, which is no failure
+    by_condition: bool = False
+    #: what a condition step chose, or the number of items of outputs a loop iterates
+    reports: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -89,6 +109,8 @@ class Run:
     reason: str = ""
     #: the process running it (``kale.local.record.runner_identity``)
     runner: dict[str, Any] = field(default_factory=dict)
+    #: the steps in body order (``steps`` holds tasks as they were created)
+    order: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -99,7 +121,8 @@ class Run:
         return [step for step in self.steps.values() if step.status == "failed"]
 
     def output(self, step: str, name: str | None = None) -> Any:
-        """The value a step returned (``name``: which of its outputs)."""
+        """The value a task returned (``name``: which of its outputs). ``step`` names a step, or
+        one iteration of a step in a loop (``square[2]``)."""
         from kale import marshal
 
         stored = self.steps[step].outputs
@@ -109,16 +132,34 @@ class Run:
             name = next(iter(stored))
         return marshal.load(stored[name], store=self.folder)
 
+    def _value(self, key: str) -> Any:
+        stored = self.steps[key].outputs
+        if len(stored) == 1:
+            return self.output(key)
+        return {name: self.output(key, name) for name in stored}
+
     @property
     def outputs(self) -> dict[str, Any]:
-        """The values returned by the pipeline's last steps, by step (and output) name."""
+        """The values returned by the pipeline's last steps, by step (and output) name. A step
+        in a loop gives the list of its iterations' values, in item order (nested loops: lists
+        of lists); a step whose branch did not run is left out."""
         result: dict[str, Any] = {}
         for leaf in self.leaves:
-            stored = self.steps[leaf].outputs
-            if len(stored) == 1:
-                result[leaf] = self.output(leaf)
-            elif stored:
-                result[leaf] = {name: self.output(leaf, name) for name in stored}
+            tasks = [task for task in self.steps.values() if task.step == leaf and task.outputs]
+            if not tasks:
+                continue
+            if not tasks[0].index:
+                result[leaf] = self._value(tasks[0].name)
+                continue
+            nested: list[Any] = []
+            for task in sorted(tasks, key=lambda t: t.index):
+                place = nested
+                for position in task.index[:-1]:
+                    while len(place) <= position:
+                        place.append([])
+                    place = place[position]
+                place.append(self._value(task.name))
+            result[leaf] = nested
         return result
 
     def to_json(self) -> dict[str, Any]:
@@ -129,11 +170,15 @@ class Run:
             "ended": None if self.ended is None else
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
-            "leaves": list(self.leaves), "runner": self.runner,
+            "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
                     "attempts": [vars(attempt) for attempt in step.attempts],
+                    **({"step": step.step} if step.step != name else {}),
+                    **({"index": list(step.index)} if step.index else {}),
+                    **({"by_condition": True} if step.by_condition else {}),
+                    **({"reports": step.reports} if step.reports else {}),
                 }
                 for name, step in self.steps.items()
             },
@@ -175,7 +220,8 @@ class RunFailedError(KaleError):
             if last.error.get("fix"):
                 lines.append(f"  fix: {last.error['fix']}")
             lines.append(f"  log: {display_path(last.log)}")
-        skipped = [s for s in self.run.steps.values() if s.status == "skipped"]
+        skipped = [s for s in self.run.steps.values() if s.status == "skipped" and
+                   not s.by_condition]
         if skipped:
             lines.append("")
             lines.extend(f"skipped `{s.name}`: {s.reason}" for s in skipped)
@@ -189,7 +235,7 @@ class RunFailedError(KaleError):
 class _Attempt:
     """A step attempt in flight."""
 
-    step: Step
+    task: Task
     number: int
     key: str
     log: IO[bytes]
@@ -201,6 +247,10 @@ class _Attempt:
     pending_text: bytes = b""
     #: the process could not write its result (a full disk): what it reported instead
     unwritten: dict[str, Any] | None = None
+
+    @property
+    def step(self) -> Step:
+        return self.task.step
 
 
 class Scheduler:
@@ -234,11 +284,14 @@ class Scheduler:
         self.run_state = Run(
             id=run_id, pipeline=graph.name, experiment=graph.options.experiment,
             status="running", started=started, ended=None, parameters=self.values,
-            steps={step.name: StepRun(step.name) for step in graph.steps},
-            folder=self.record.folder, leaves=graph.leaves, runner=runner_identity(),
+            steps={}, folder=self.record.folder, leaves=graph.leaves,
+            runner=runner_identity(), order=tuple(step.name for step in graph.steps),
         )
+        self.plan = Plan(graph, self.values)
+        self.ready: deque[Task] = deque()
+        self.opening = self.plan.start()
+        self.record_tasks(self.opening)
         sweep_gone_runs(home, run_id)
-        self.ready: deque[Step] = deque()
         self.delayed: dict[str, float] = {}
         self.waits: dict[str, float] = {}
         self.running: dict[str, _Attempt] = {}
@@ -303,11 +356,30 @@ class Scheduler:
             self.run_state.steps[name].reason = detail
         self.progress.step_changed(name, status, detail)
 
+    def record_tasks(self, changes: Changes) -> None:
+        """Add the tasks the plan created to the run, without telling the progress."""
+        for task in changes.created:
+            self.run_state.steps[task.key] = StepRun(task.key, step=task.step.name,
+                                                     index=task.index)
+
+    def advance(self, changes: Changes) -> None:
+        """Act on what the plan says after a change: new tasks, tasks to start or skip."""
+        self.record_tasks(changes)
+        if changes.created:
+            self.dirty = True
+        for key, reason, by_condition in changes.skipped:
+            state = self.run_state.steps.get(key)
+            if state is None:  # stands for the iterations of a loop that never ran
+                state = self.run_state.steps[key] = StepRun(key, step=key.split("[", 1)[0])
+            state.by_condition = by_condition
+            self.set_status(key, "skipped", reason)
+        self.ready.extend(changes.ready)
+
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> Run:
         self.progress.start(self.run_state, self.parallelism)
-        self.ready.extend(step for step in self.graph.steps if not step.upstream)
+        self.advance(dataclasses.replace(self.opening, created=[]))
         terminated = _Terminated.install()
         try:
             self.save()
@@ -346,7 +418,8 @@ class Scheduler:
         run = self.run_state
         run.ended = time.time()
         if run.status == "running":
-            failed = any(step.status != "succeeded" for step in run.steps.values())
+            failed = any(step.status != "succeeded" and not step.by_condition
+                         for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
         self.save(stopped=True)
         self.record.mark_ended()
@@ -365,9 +438,8 @@ class Scheduler:
             for name, when in list(self.delayed.items()):
                 if now >= when:
                     del self.delayed[name]
-                    self.ready.append(self.graph.step(name))
-            while self.ready and len(self.running) < self.parallelism:
-                self.launch(self.ready.popleft())
+                    self.ready.append(self.plan.tasks[name])
+            self.launch_ready()
             timeout = self.next_wakeup(now)
             if self.running:
                 select.select([self.zygote], [], [], timeout)
@@ -390,46 +462,90 @@ class Scheduler:
 
     # -- attempts ------------------------------------------------------------------------------
 
-    def task_for(self, step: Step, number: int) -> StepInvocation:
-        inputs: dict[str, tuple[str, Any]] = {}
-        for argument in step.arguments:
-            source = argument.source
-            if isinstance(source, ParameterRef):
-                # Unexpanded: the runtime expands macros, as it does on Kubeflow.
-                inputs[argument.name] = ("parameter", self.given[source.name])
-            elif isinstance(source, Constant):
-                inputs[argument.name] = ("constant", source.value)
-            elif isinstance(source, OutputRef):
-                stored = self.run_state.steps[source.step].outputs[source.variable]
-                inputs[argument.name] = ("stored", stored)
+    def launch_ready(self) -> None:
+        """Start ready tasks while there is room: the run's parallelism, and each loop's
+        ``loop_parallelism`` (iterations of one loop with a task running, as Kubeflow counts
+        for ``ParallelFor``)."""
+        limit = self.graph.options.loop_parallelism
+        if limit is None:
+            while self.ready and len(self.running) < self.parallelism:
+                self.launch(self.ready.popleft())
+            return
+        held: deque[Task] = deque()
+        while self.ready and len(self.running) < self.parallelism:
+            task = self.ready.popleft()
+            if self.loop_full(task, limit):
+                held.append(task)
+            else:
+                self.launch(task)
+        self.ready.extendleft(reversed(held))
+
+    def loop_full(self, task: Task, limit: int) -> bool:
+        for depth in range(1, len(task.index) + 1):
+            prefix = task.index[:depth]
+            active = {attempt.task.index[:depth] for attempt in self.running.values()
+                      if attempt.task.index[:depth - 1] == prefix[:-1] and
+                      len(attempt.task.step.loops) >= depth and
+                      attempt.task.step.loops[depth - 1] == task.step.loops[depth - 1]}
+            if prefix not in active and len(active) >= limit:
+                return True
+        return False
+
+    def task_for(self, task: Task, number: int) -> StepInvocation:
+        step = task.step
+        inputs = {argument.name: self.input_of(task, argument.source)
+                  for argument in step.arguments}
         function = step.function
         return StepInvocation(
-            step=step.name, function_name=function.function_name, source=function.text,
+            step=task.key, function_name=function.function_name, source=function.text,
             filename=function.filename, line=function.line, module=function.module,
             project_root=self.graph.project_root,
-            output_dir=str(self.record.outputs_folder(step.name)),
+            output_dir=str(self.record.outputs_folder(task.key)),
             inputs=inputs, outputs=step.outputs, unpacks=step.unpacks, attempt=number,
             context=tuple((s.filename, s.line, s.text) for s in function.context),
             futures=function.futures, timeout=step.options.timeout, grace=self.grace,
             run_id=self.run_state.id, created=self.run_state.started,
-            store=str(self.record.folder),
+            store=str(self.record.folder), item_outputs=step.item_outputs,
+            branch=step.condition is not None,
         )
 
-    def launch(self, step: Step) -> None:
-        state = self.run_state.steps[step.name]
+    def input_of(self, task: Task, source: ValueSource) -> tuple[str, Any]:
+        """How the task's process reads one input (``kale.runtime`` input kinds)."""
+        steps = self.run_state.steps
+        if isinstance(source, ParameterRef):
+            # Unexpanded: the runtime expands macros, as it does on Kubeflow.
+            return ("parameter", self.given[source.name])
+        if isinstance(source, Constant):
+            return ("constant", source.value)
+        if isinstance(source, OneOfRef):
+            source = self.plan.chosen(task, source)
+        if isinstance(source, OutputRef):
+            return ("stored", steps[self.plan.producer(task, source)].outputs[source.variable])
+        if isinstance(source, CollectedRef):
+            return ("collected", [("stored", steps[key].outputs[source.variable])
+                                  for key in self.plan.collected(task, source)])
+        assert isinstance(source, ItemRef)
+        token, whole = self.plan.item(task, source)
+        list_input = None if whole is None or not isinstance(source.items, OutputRef) else \
+            ("stored", steps[whole].outputs[source.items.variable])
+        return ("item", (token, list_input))
+
+    def launch(self, task: Task) -> None:
+        step, name = task.step, task.key
+        state = self.run_state.steps[name]
         number = len(state.attempts) + 1
-        log_path = self.record.log_path(step.name, number)
+        log_path = self.record.log_path(name, number)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.touch()
         record = AttemptRecord(number=number, started=time.time(), log=str(log_path),
-                               waited=self.waits.pop(step.name, 0.0))
+                               waited=self.waits.pop(name, 0.0))
         state.attempts.append(record)
-        key = f"{self.run_state.id}/{step.name}/{number}"
-        self.zygote.start(key, self.task_for(step, number), str(log_path))
+        key = f"{self.run_state.id}/{name}/{number}"
+        self.zygote.start(key, self.task_for(task, number), str(log_path))
         log = open(log_path, "rb")  # noqa: SIM115 - kept open to tail; closed in tail(final)
-        self.running[step.name] = _Attempt(step, number, key, log, record)
+        self.running[name] = _Attempt(task, number, key, log, record)
         detail = f"attempt {number} of {step.options.retry_count + 1}" if number > 1 else ""
-        self.set_status(step.name, "running", detail)
+        self.set_status(name, "running", detail)
 
     def apply_events(self) -> None:
         """What the zygote and the step processes reported since the last look."""
@@ -453,7 +569,7 @@ class Scheduler:
             elif event == "refused":  # the zygote is not safe to fork: use a plain one
                 Zygote.release(self.zygote)
                 self.zygote = Zygote.acquire([], safe=True)
-                self.zygote.start(key, self.task_for(attempt.step, attempt.number),
+                self.zygote.start(key, self.task_for(attempt.task, attempt.number),
                                   attempt.record.log)
 
     def collect(self) -> None:
@@ -498,24 +614,24 @@ class Scheduler:
             lines.append(rest)
             rest = b""
         for line in lines:
-            self.progress.output(attempt.step.name, final_state(line.decode(errors="replace")))
+            self.progress.output(attempt.task.key, final_state(line.decode(errors="replace")))
         attempt.pending_text = rest
         if final:
             if rest:
-                self.progress.output(attempt.step.name,
+                self.progress.output(attempt.task.key,
                                      final_state(rest.decode(errors="replace")))
             attempt.pending_text = b""
             attempt.log.close()
         elif b"\r" in rest:
             # The end of what was read may cut a character in two: not worth a "\ufffd".
-            self.progress.partial(attempt.step.name,
+            self.progress.partial(attempt.task.key,
                                   final_state(rest.decode(errors="ignore")))
 
     def finished(self, attempt: _Attempt) -> None:
-        step, record = attempt.step, attempt.record
+        task, record = attempt.task, attempt.record
         record.ended = time.time()
         record.duration = record.ended - record.started
-        outcome = self.checked(step, _read_result(record.log))
+        outcome = self.checked(task, _read_result(record.log))
         if attempt.stopped.startswith("was lost"):
             record.status = "crashed"
             record.error = {"kind": "crash", "message": attempt.stopped}
@@ -524,8 +640,8 @@ class Scheduler:
             record.error = {"kind": "timeout",
                             "message": f"{attempt.stopped} (its processes were killed)"}
         elif outcome is not None and outcome["status"] == "done":
-            self.succeeded(step, record, outcome)
-            self.release_children(step)
+            self.succeeded(task, record, outcome)
+            self.advance(self.plan.finished(task.key, "succeeded", outcome.get("reports")))
             return
         elif outcome is not None:
             record.error = outcome["error"]
@@ -536,21 +652,25 @@ class Scheduler:
         else:
             record.status = "crashed"
             record.error = {"kind": "crash", "message": _describe_exit(attempt.exit_code)}
-        self.attempt_failed(step, attempt.number, record)
+        self.attempt_failed(task, attempt.number, record)
 
-    def checked(self, step: Step, outcome: dict[str, Any] | None) -> dict[str, Any] | None:
+    def checked(self, task: Task, outcome: dict[str, Any] | None) -> dict[str, Any] | None:
         """The result if it is one Kale wrote for this step: the outputs the pipeline binds,
         each stored in the step's own output folder. A step's process can write anything at
         the result's path; what points elsewhere becomes a failed attempt, never an input."""
         if outcome is None or outcome.get("status") != "done":
             return outcome
+        step = task.step
+        problem = _report_problem(step, outcome.get("reports"))
+        if problem:
+            return _bad_result(problem)
         outputs = outcome.get("outputs")
         expected = set(step.outputs)
         names = set(outputs) if isinstance(outputs, dict) else None
         if names is None or not (names == expected or (not expected and names <= {"return"})):
             return _bad_result(f"names outputs {sorted(names or ())}, not the "
                                f"{sorted(expected) or 'none or `return`'} its call binds")
-        folder = str(self.record.outputs_folder(step.name))
+        folder = str(self.record.outputs_folder(task.key))
         for name, stored in outputs.items():
             if not (isinstance(stored, dict) and all(
                     isinstance(stored.get(key), str) for key in ("path", "backend", "type"))):
@@ -563,35 +683,40 @@ class Scheduler:
                                    f"the step's output folder {folder}")
         return outcome
 
-    def succeeded(self, step: Step, record: AttemptRecord, result: dict[str, Any]) -> None:
+    def succeeded(self, task: Task, record: AttemptRecord, result: dict[str, Any]) -> None:
         record.status = "succeeded"
-        self.run_state.steps[step.name].outputs = result["outputs"]
-        self.set_status(step.name, "succeeded", f"in {record.duration:.2f}s")
+        state = self.run_state.steps[task.key]
+        state.outputs = result["outputs"]
+        reports = result.get("reports") or {}
+        detail = f"in {record.duration:.2f}s"
+        if "branch" in reports:
+            info = task.step.condition
+            assert info is not None
+            state.reports = {"branch": reports["branch"]}
+            detail += (f": runs `{info.describe(reports['branch'])}`"
+                       if reports["branch"] < info.branches else ": no branch runs")
+        for name, tokens in reports.items():
+            if name.startswith("items:"):
+                state.reports[name] = len(tokens)
+                count = len(tokens)
+                detail += f"; `{name[6:]}` has {count} item{'s' if count != 1 else ''}"
+        self.set_status(task.key, "succeeded", detail)
 
-    def attempt_failed(self, step: Step, number: int, record: AttemptRecord) -> None:
+    def attempt_failed(self, task: Task, number: int, record: AttemptRecord) -> None:
+        step, name = task.step, task.key
         allowed = step.options.retry_count + 1
         message = (record.error or {}).get("message", "failed")
         if number < allowed:
             delay = step.options.retry_delay(number)
-            self.delayed[step.name] = time.monotonic() + delay
-            self.waits[step.name] = delay
-            self.set_status(step.name, "retrying",
+            self.delayed[name] = time.monotonic() + delay
+            self.waits[name] = delay
+            self.set_status(name, "retrying",
                             f"attempt {number} of {allowed} failed: {_first_line(message)}; "
                             f"next in {format_duration(delay) if delay else 'no time'}")
             return
-        self.set_status(step.name, "failed", f"after {number} attempt{'s' if number > 1 else ''}"
+        self.set_status(name, "failed", f"after {number} attempt{'s' if number > 1 else ''}"
                         f": {_first_line(message)}")
-        for name in sorted(self.graph.descendants(step.name)):
-            if self.run_state.steps[name].status == "waiting":
-                self.set_status(name, "skipped", f"needs `{step.name}`, which failed")
-
-    def release_children(self, step: Step) -> None:
-        steps = self.run_state.steps
-        for name in self.graph.downstream(step.name):
-            child = self.graph.step(name)
-            if steps[name].status == "waiting" and all(
-                    steps[parent].status == "succeeded" for parent in child.upstream):
-                self.ready.append(child)
+        self.advance(self.plan.finished(name, "failed"))
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -613,9 +738,9 @@ class Scheduler:
             record = attempt.record
             record.ended = time.time()
             record.duration = record.ended - (record.started or record.ended)
-            outcome = self.checked(attempt.step, _read_result(record.log))
+            outcome = self.checked(attempt.task, _read_result(record.log))
             if outcome is not None and outcome["status"] == "done":  # finished just in time
-                self.succeeded(attempt.step, record, outcome)
+                self.succeeded(attempt.task, record, outcome)
                 continue
             record.status = "killed"
             record.error = {"kind": "stopped", "message": f"was stopped: {reason}"}
@@ -626,6 +751,9 @@ class Scheduler:
                 self.set_status(name, "failed", step.reason)
             elif step.status in ("waiting", "retrying"):
                 self.set_status(name, "skipped" if status == "failed" else "cancelled", reason)
+        for key in self.plan.unopened():  # loops whose items never came
+            self.run_state.steps[key] = StepRun(key, step=key.split("[", 1)[0])
+            self.set_status(key, "skipped" if status == "failed" else "cancelled", reason)
         self.ready.clear()
         self.delayed.clear()
         self.save(stopped=True)
@@ -636,6 +764,24 @@ class Scheduler:
         self.run_state.reason = reason
         self.stop_everything("failed", reason)
         self.run_state.status = "failed"
+
+
+def _report_problem(step: Step, reports: Any) -> str | None:
+    """What is wrong with the reports of a result, or None: a condition reports the branch it
+    chose, a step whose outputs a loop iterates reports their items' tokens, nothing else."""
+    expected = ({"branch"} if step.condition is not None else set()) | {
+        f"items:{name}" for name in step.item_outputs}
+    given = reports if isinstance(reports, dict) else {}
+    if (reports is not None and not isinstance(reports, dict)) or set(given) != expected:
+        return f"reports {sorted(given)}, not {sorted(expected)}"
+    for name, value in given.items():
+        if name == "branch":
+            assert step.condition is not None
+            if type(value) is not int or not 0 <= value <= len(step.condition.tests):
+                return f"reports branch {value!r}"
+        elif not (isinstance(value, list) and all(isinstance(token, str) for token in value)):
+            return f"reports `{name}` as something other than a list of item tokens"
+    return None
 
 
 def _exit_quietly_if_uncaught(interrupt: KeyboardInterrupt) -> None:
