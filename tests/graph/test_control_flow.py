@@ -834,3 +834,30 @@ def test_several_problems_in_one_chain_are_all_reported(project):
         module.p.graph
     messages = " / ".join(e.message for e in caught.value.errors)
     assert "calls a function" in messages and "assigns" in messages and "`while`" in messages
+
+
+def test_a_conditional_expression_chain_keeps_its_tests_on_the_users_line(project):
+    module = project.load('''
+        @pipeline
+        def p(limit=3, mode="a"):
+            x = load()
+            y = clean(x) if mode == "a" else clean(x, 1) if x > limit else clean(x, 2)
+            report(y)
+    ''')
+    graph = module.p.graph
+    condition = graph.step("condition-1")
+    assert condition.condition.tests == ('mode == "a"', "x > limit")
+    assert condition.condition.has_else
+    line = line_of(Path(module.__file__), "y = clean(x) if")
+    assert condition.function.text.splitlines()[line - condition.function.line].startswith(
+        "    if (_kale_branch := 0 if (mode == 'a') else 1 if (x > limit) else None)")
+    values = {"mode": "b", "limit": 3}
+    assert call_condition(condition, x=5, **values) == 1
+    assert call_condition(condition, x=1, **values) == 2
+    assert call_condition(condition, x=1, mode="a", limit=3) == 0
+    with pytest.raises(TypeError) as caught:
+        call_condition(condition, x="text", **values)  # "text" > 3, the second test
+    frame = traceback.extract_tb(caught.value.__traceback__)[-1]
+    assert (frame.filename, frame.lineno) == (module.__file__, line)
+    assert sources(graph.step("report"))["model"] == OneOfRef("condition-1", (
+        OutputRef("clean", "y"), OutputRef("clean-2", "y"), OutputRef("clean-3", "y")))

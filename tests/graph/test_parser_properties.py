@@ -444,6 +444,9 @@ def check_graph(graph: Graph, body: list[ast.stmt]) -> None:
     elifs = sum(isinstance(node, ast.If) and len(node.orelse) == 1 and
                 isinstance(node.orelse[0], ast.If) for node in nodes)
     ifs = sum(isinstance(node, ast.If) for node in nodes) - elifs
+    # `x = a() if t else b()` is an `if` too, and a nested one in its `else` an `elif`
+    ifs += sum(isinstance(node, ast.IfExp) for node in nodes) - sum(
+        isinstance(node, ast.IfExp) and isinstance(node.orelse, ast.IfExp) for node in nodes)
     assert len(graph.user_steps) == calls
     assert len(graph.steps) - len(graph.user_steps) == ifs
     assert len(graph.loops) == sum(isinstance(node, (ast.For, ast.ListComp)) for node in nodes)
@@ -495,7 +498,7 @@ def flow_bodies(draw, bound=None, depth=0):
         return _name(draw(st.sampled_from(outputs)))
 
     for _ in range(draw(st.integers(1, 3 if depth else 5))):
-        kind = draw(st.sampled_from(["call", "bind", "bind", "unpack"] +
+        kind = draw(st.sampled_from(["call", "bind", "bind", "unpack", "choose"] +
                                     (["if", "if", "for", "comp"] if depth < 3 else [])))
         if kind == "call":
             body.append(ast.Expr(call()))
@@ -510,6 +513,12 @@ def flow_bodies(draw, bound=None, depth=0):
             else:
                 body.append(ast.Assign([ast.Name(target, ast.Store())], call()))
             bound.append(target)
+        elif kind == "choose":  # o = a() if t else b() if u else c()
+            choice: ast.expr = call()
+            for _ in range(draw(st.integers(1, 2))):
+                choice = ast.IfExp(test(), call(), choice)
+            body.append(ast.Assign([ast.Name("o", ast.Store())], choice))
+            bound.append("o")
         elif kind == "if":
             count = draw(st.integers(1, 3))
             has_else = draw(st.booleans())
