@@ -170,7 +170,7 @@ def parse_from_root(pipeline: PipelineFunction) -> Graph:
         os.chdir(here)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(statements, max_size=6))
 def test_any_body_gives_a_graph_or_a_definition_error(body):
     pipeline = build(body, FLOW_PARAMETERS)
@@ -553,7 +553,7 @@ def flow_bodies(draw, bound=None, depth=0):
     return body
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flow_bodies())
 def test_control_flow_bodies_give_graphs_that_keep_the_scope_rules(body):
     pipeline = build(body, FLOW_PARAMETERS)
