@@ -176,3 +176,38 @@ def test_scripts_that_parse_arguments_at_import_see_no_kale_arguments(tmp_path):
     '''))
     result = kale("graph", str(path))
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("fmt", "shown"), [
+    ("text", "      for x in xs (loop-1, over listed.xs):"),
+    ("mermaid", '    subgraph l0 ["for x in xs (loop-1, over listed.xs)"]'),
+    ("dot", '    subgraph "cluster_loop-1" {'),
+    ("json", '"item_of": "loop-1"'),
+])
+def test_graph_shows_conditions_and_loops(tmp_path, fmt, shown):
+    path = tmp_path / "branchy.py"
+    path.write_text(textwrap.dedent('''
+        from kale.sdk import pipeline, step
+
+        @step
+        def listed():
+            return [1, 2]
+
+        @step
+        def double(x):
+            return x * 2
+
+        @pipeline(name="branchy")
+        def branchy(limit=1):
+            xs = listed()
+            for x in xs:
+                if x > limit:
+                    double(x)
+            doubled = [double(x) for x in xs]
+            double(doubled)
+    '''))
+    result = kale("graph", str(path), "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    assert shown in result.stdout.splitlines() if fmt != "json" else shown in result.stdout
+    if fmt == "text":
+        assert "   3      double       double(x=x)" in result.stdout.splitlines()

@@ -53,13 +53,26 @@ def condition_source(function_name: str, tests: Sequence[tuple[int, str]],
 
     Each test sits on the line of the file it was written on, so a test that fails (a
     comparison of a str and an int, the truth of an array) is reported at the user's ``if``;
-    ``first_line`` is where the chain starts. Returns the index of the first test that holds,
-    or the number of tests (the ``else``, or nothing) when none does."""
+    ``first_line`` is where the chain starts. Tests written on one line (``x = a() if t else
+    b() if u else c()``) are evaluated by one statement on that line. Returns the index of the
+    first test that holds, or the number of tests (the ``else``, or nothing) when none does."""
     def_line = max(1, first_line - 1)
     lines = [f"def {function_name}({', '.join(parameters)}):"]
+    groups: list[list[tuple[int, int, str]]] = []  # tests by line: (line, index, text)
     for index, (line, text) in enumerate(tests):
-        while def_line + len(lines) < line:
+        if groups and groups[-1][-1][0] >= line:
+            groups[-1].append((line, index, text))
+        else:
+            groups.append([(line, index, text)])
+    for group in groups:
+        while def_line + len(lines) < group[0][0]:
             lines.append("")
-        lines.append(f"    if {text}: return {index}")
+        if len(group) == 1:
+            _, index, text = group[0]
+            lines.append(f"    if {text}: return {index}")
+        else:
+            chosen = " else ".join(f"{index} if ({text})" for _, index, text in group)
+            lines.append(f"    if (_kale_branch := {chosen} else None) is not None: "
+                         "return _kale_branch")
     lines.append(f"    return {len(tests)}")
     return "\n".join(lines) + "\n", def_line

@@ -634,6 +634,7 @@ class Graph:
             "experiment": options.experiment,
             "description": options.description,
             "timeout": options.timeout,
+            "loop_parallelism": options.loop_parallelism,
             "file": self.filename,
             "line": self.line,
             "project_root": self.project_root,
@@ -655,8 +656,12 @@ class Graph:
                     "upstream": sorted(step.upstream),
                     "options": _describe_options(step.options),
                     "scopes": [_describe_scope(scope) for scope in step.scopes],
+                    "item_outputs": list(step.item_outputs),
                     **({"condition": {"tests": list(step.condition.tests),
-                                      "else": step.condition.has_else}}
+                                      "else": step.condition.has_else,
+                                      "branches": [step.condition.describe(index) for index
+                                                   in range(step.condition.branches)],
+                                      "source": step.function.text}}
                        if step.condition else {}),
                 }
                 for step in self.steps
@@ -711,7 +716,7 @@ def _describe_source(source: ValueSource) -> dict[str, Any]:
     if isinstance(source, OutputRef):
         return {"step": source.step, "output": source.variable, "index": source.index}
     if isinstance(source, ItemRef):
-        return {"item_of": source.loop}
+        return {"item_of": source.loop, "variable": source.variable}
     if isinstance(source, CollectedRef):
         return {"collected": {"step": source.step, "output": source.variable,
                               "loop": source.loop}}

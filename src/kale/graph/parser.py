@@ -266,6 +266,11 @@ class _Parser:
             elif isinstance(node.value, ast.Await):
                 self.error(node, "`await` is not supported in a pipeline body",
                            "call steps directly; a step can use asyncio.run(...) inside")
+            elif isinstance(node.value, ast.ListComp):
+                self.error(node, f"the results of `{self.text(node)}` are not kept",
+                           "to run a step once per item, write `for x in items:` and call it "
+                           "in the loop; to collect the results, bind them: `results = "
+                           "[step(x) for x in items]`")
             elif isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                 self.error(node, "a string in the middle of a pipeline body does nothing",
                            "use a `#` comment, or move the docstring to the first line")
@@ -406,8 +411,11 @@ class _Parser:
             values = [bound.get(name) for bound in branches]
             everywhere = bool(else_body) and all(
                 value is not None and value is not before.get(name) for value in values)
+            unusable = [value for value in values if isinstance(value, _Unusable)]
             if condition is None or any(value is _UNUSABLE for value in values):
                 self.bindings[name] = _UNUSABLE
+            elif unusable:  # e.g. bound by a loop in a branch: that is what to tell
+                self.bindings[name] = unusable[0]
             elif everywhere and all(isinstance(value, OutputRef) for value in values):
                 self.bindings[name] = OneOfRef(condition.name, tuple(
                     value for value in values if isinstance(value, OutputRef)))
@@ -438,9 +446,33 @@ class _Parser:
                 complete = False
                 continue
             for child in ast.walk(link.test):
+                if isinstance(child, ast.Call) and isinstance(child.func, ast.Name) and \
+                        child.func.id in self.bindings:
+                    # `len(x)` where the body bound `len`: the test would call that value
+                    self.error(child, f"`{self.text(child)}` calls "
+                               f"{self.describe_binding(child.func.id)} in the condition of an "
+                               "`if`", f"rename `{child.func.id}`: it hides the built-in "
+                               "function of that name")
+                    complete = False
+                    continue
                 if not isinstance(child, ast.Name) or child.id in operands:
                     continue
                 if child.id not in self.bindings and child.id in TEST_BUILTINS:
+                    continue
+                if child.id not in self.bindings and child.id in vars(builtins):
+                    self.error(child, f"`{child.id}` is a built-in a condition cannot use",
+                               "a test may use only the built-ins " + ", ".join(
+                                   sorted(TEST_BUILTINS)) + "; compute the value in a step "
+                               "and test its result")
+                    complete = False
+                    continue
+                if child.id not in self.bindings and child.id in self.namespace:
+                    self.error(child, f"`{child.id}` is defined outside the pipeline; the "
+                               "condition of an `if` can read pipeline parameters, outputs of "
+                               "earlier steps, loop variables and literal values",
+                               f"make it a pipeline parameter (`def {self.node.name}(..., "
+                               f"{child.id}={child.id})`), or write its value")
+                    complete = False
                     continue
                 source = self.value(child)
                 if source is None:
@@ -454,7 +486,9 @@ class _Parser:
         name = self.unique_name(f"condition-{self.conditions}")
         function_name = name.replace("-", "_")
         text, def_line = condition_source(function_name, tests, list(operands), links[0].lineno)
-        shown = tuple(self.text(link.test) for link in links)
+        # As written; a test written over several lines is shown on one.
+        shown = tuple(_shorten(ast.unparse(link.test)) if link.test.lineno !=
+                      link.test.end_lineno else self.text(link.test) for link in links)
         return Step(
             name=name,
             display_name=_shorten(f"if {shown[0]}"),
@@ -505,30 +539,36 @@ class _Parser:
 
     def comprehension(self, node: ast.ListComp, target: str, statement: ast.stmt) -> None:
         """``results = [step(x) for x in items]``: a loop whose results are collected."""
-        self.bindings[target] = _UNUSABLE  # until the call is known to be valid
+        # The target is bound only once the comprehension is read: its element and items may
+        # use the name's previous binding (`x = [step(x) for i in items]`), as in Python.
+        collected = self.collect(node, target, statement)
+        self.bindings[target] = _UNUSABLE if collected is None else collected
+
+    def collect(self, node: ast.ListComp, target: str,
+                statement: ast.stmt) -> CollectedRef | None:
         if len(node.generators) != 1:
             self.error(node, f"`{self.text(node)}` loops over more than one list",
                        "write a `for` loop with a comprehension inside for the inner list")
-            return
+            return None
         generator = node.generators[0]
         if generator.is_async:
             self.error(node, "`async for` is not supported in a pipeline body",
                        "use `[step(x) for x in items]`")
-            return
+            return None
         if generator.ifs:
             self.error(generator.ifs[0], f"the comprehension filters its items "
                        f"(`if {self.text(generator.ifs[0])}`)", "have a step return only the "
                        "items to process, and loop over its output")
-            return
+            return None
         if not isinstance(node.elt, ast.Call):
             self.error(node.elt, f"`{self.text(node.elt)}` in `{self.text(node)}` is not a "
                        "step call", "collect the results of one step call: `results = "
                        "[step(x) for x in items]`")
-            return
+            return None
         variable = self.loop_variable(generator.target)
         items = self.loop_items(generator.iter)
         if variable is None or items is None:
-            return
+            return None
         loop = self.new_loop(variable, items, node, collects=True)
         before = dict(self.bindings)
         self.scopes.append(loop)
@@ -537,8 +577,9 @@ class _Parser:
         self.scopes.pop()
         produced = self.bindings.get(target)
         self.bindings = before
-        self.bindings[target] = CollectedRef(produced.step, produced.variable, loop.name) \
-            if isinstance(produced, OutputRef) else _UNUSABLE
+        if not isinstance(produced, OutputRef):
+            return None
+        return CollectedRef(produced.step, produced.variable, loop.name)
 
     def loop_variable(self, target: ast.expr) -> str | None:
         if isinstance(target, ast.Name):
@@ -590,6 +631,13 @@ class _Parser:
                 return None
             return Constant(values)
         if isinstance(node, (ast.List, ast.Tuple)):
+            names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+            if names:
+                self.error(node, f"the loop iterates `{self.text(node)}`, a list built from "
+                           "pipeline values", "have a step return the list (e.g. `items = "
+                           f"gather({', '.join(dict.fromkeys(names))})`), then `for x in "
+                           "items:`")
+                return None
             constant = self.value(node)
             if constant is None:
                 return None
