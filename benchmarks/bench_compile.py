@@ -4,6 +4,10 @@ A generated 500-step pipeline (the one of ``bench_definition.py``) compiled by K
 same DAG written by hand with ``kfp.dsl`` (500 components, the same edges) compiled by kfp (goal:
 Kale within 1.2x). Each is timed in a fresh interpreter, from defining the components to the
 written package, imports excluded; package sizes are reported too. Prints a table.
+
+Also the 200-item fan-out of ``bench_local.py`` (c), compiled: its package holds one
+``ParallelFor``, whatever the number of items. ``--kfp-local`` runs that package under kfp.local
+too (SubprocessRunner; minutes: kfp.local runs the iterations one at a time).
 """
 
 from __future__ import annotations
@@ -61,6 +65,43 @@ def hand_written(steps: int) -> str:
     return "".join(parts)
 
 
+FANOUT = '''
+from kale.sdk import pipeline, step
+
+
+@step
+def items(n):
+    return list(range(n))
+
+
+@step
+def square(x):
+    return x * x
+
+
+@step
+def total(values):
+    return sum(values)
+
+
+@pipeline(name="fanout")
+def fanout(n=200):
+    numbers = items(n)
+    squares = [square(x) for x in numbers]
+    total(squares)
+'''
+
+KFP_LOCAL_PROBE = '''
+import json, sys, time
+from kfp import components, local
+local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])
+pipeline = components.load_component_from_file(sys.argv[1])
+start = time.perf_counter()
+pipeline(n=int(sys.argv[3]))
+print("BENCH " + json.dumps({"seconds": time.perf_counter() - start}))
+'''
+
+
 def run(code: str, *args: str) -> float | str:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(code)
@@ -71,7 +112,8 @@ def run(code: str, *args: str) -> float | str:
         os.unlink(handle.name)
     lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH ")]
     if result.returncode != 0 or not lines:
-        return f"failed: {(result.stderr.strip().splitlines() or ['?'])[-1][:70]}"
+        said = (result.stderr.strip() or result.stdout.strip()).splitlines() or ["?"]
+        return f"failed: {said[-1][:70]}"
     return json.loads(lines[-1][6:])["seconds"]
 
 
@@ -79,6 +121,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kfp-local", action="store_true",
+                        help="also run the fan-out package under kfp.local (minutes)")
+    parser.add_argument("--items", type=int, default=200, help="items of the fan-out")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
@@ -92,8 +137,20 @@ def main() -> None:
             kfp_times.append(run(hand_written(args.steps), "", str(folder / "kfp.yaml")))
         kale = min((t for t in kale_times if isinstance(t, float)), default=kale_times[0])
         hand = min((t for t in kfp_times if isinstance(t, float)), default=kfp_times[0])
+        (project / "fanout_pipeline.py").write_text(FANOUT.replace("n=200", f"n={args.items}"))
+        fanout_times = [run(KALE_PROBE.replace("module.big.graph", "module.fanout.graph")
+                            .replace('"big_pipeline"', '"fanout_pipeline"'),
+                            str(project / "fanout_pipeline.py"), str(folder / "fanout.yaml"))
+                        for _ in range(args.repeats)]
+        fanout = min((t for t in fanout_times if isinstance(t, float)),
+                     default=fanout_times[0])
+        kfp_local: float | str = "not run (--kfp-local)"
+        if args.kfp_local and (folder / "fanout.yaml").exists():
+            kfp_local = run(KFP_LOCAL_PROBE, str(folder / "fanout.yaml"), str(folder / "root"),
+                            str(args.items))
         sizes = {label: (folder / file).stat().st_size if (folder / file).exists() else 0
-                 for label, file in (("kale", "kale.yaml"), ("kfp", "kfp.yaml"))}
+                 for label, file in (("kale", "kale.yaml"), ("kfp", "kfp.yaml"),
+                                     ("fanout", "fanout.yaml"))}
     rows = [("scenario", "time", "package")]
     rows.append((f"Kale, {args.steps} steps", f"{kale:.2f} s" if isinstance(kale, float)
                  else kale, f"{sizes['kale'] / 2**20:.1f} MB"))
@@ -101,6 +158,11 @@ def main() -> None:
         hand, float) else hand, f"{sizes['kfp'] / 2**20:.1f} MB"))
     if isinstance(kale, float) and isinstance(hand, float):
         rows.append(("ratio (goal <= 1.2)", f"{kale / hand:.2f}x", ""))
+    rows.append((f"Kale, fan-out of {args.items} + collect", f"{fanout:.2f} s" if isinstance(
+        fanout, float) else fanout, f"{sizes['fanout'] / 2**10:.0f} KB"))
+    rows.append((f"  run under kfp.local, {args.items} items", (
+        f"{kfp_local:.1f} s ({kfp_local / args.items * 1000:.0f} ms/iteration)"
+        if isinstance(kfp_local, float) else kfp_local), ""))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for index, row in enumerate(rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
