@@ -686,6 +686,8 @@ def test_the_partial_binding_message_names_the_if_line(project):
      "a list parameter", "for x in undefined_name:"),
     ("for x in rates:\n    pass", "this `for` loop calls no steps", "call a step in its body",
      "for x in rates:"),
+    ("if n > 1:\n    pass\nelse:\n    pass", "this `if` calls no steps in any branch",
+     "call a step in one of its branches", "if n > 1:"),
 ])
 def test_refused_loops_and_statements(project, body, message, fix, marker):
     refused(project, body, message, fix, marker)

@@ -391,6 +391,7 @@ class _Parser:
         condition = self.condition_step(links, bool(else_body))
         if condition is not None:
             self.steps.append(condition)
+        steps_before, errors_before = len(self.steps), len(self.errors)
         before = dict(self.bindings)
         branches: list[dict[str, ValueSource | _Unusable]] = []
         for index, body in enumerate([link.body for link in links] + [else_body] * bool(
@@ -403,6 +404,10 @@ class _Parser:
             if condition is not None:
                 self.scopes.pop()
             branches.append(self.bindings)
+        if condition is not None and len(self.steps) == steps_before and \
+                len(self.errors) == errors_before:
+            self.error(node, "this `if` calls no steps in any branch",
+                       "call a step in one of its branches, or remove the `if`")
         self.bindings = dict(before)
         changed = dict.fromkeys(name for bound in branches for name, value in bound.items()
                                 if before.get(name) is not value)
