@@ -130,7 +130,7 @@ def test_normalised_names_are_always_kubeflow_safe(text):
         ({"retry_count": 1.5}, "whole number"),
         ({"retry_count": True}, "whole number"),
         ({"retry_factor": 0.5}, "at least 1"),
-        ({"retry_factor": "2"}, "a number is expected"),
+        ({"retry_factor": "2"}, "a whole number is expected"),
         ({"timeout": 0}, "more than zero"),
         ({"timeout": "soon"}, "not a duration"),
         ({"retry_max_interval": "1m", "retry_interval": "2m"}, "cannot be shorter"),
@@ -247,6 +247,19 @@ def test_pipeline_options_defaults_and_normalisation():
 def test_pipeline_options_are_validated(options, fragment):
     with pytest.raises(InvalidOptionError, match=fragment):
         validate_pipeline_options("f", options)
+
+
+def test_a_retry_factor_that_is_not_whole_is_refused_with_the_kubeflow_reason():
+    # Argo reads backoff.factor as an int (argo-workflows util/intstr/parametrizable.go).
+    with pytest.raises(InvalidOptionError) as caught:
+        validate_step_options({"retry_factor": 1.5})
+    error = caught.value
+    assert error.option == "retry_factor"
+    assert "fails the first retry on Kubeflow Pipelines 2.14 and later" in error.message
+    assert "cut to 1 on earlier ones" in error.message
+    assert error.fix.startswith("use 1 or 2")
+    assert validate_step_options({"retry_factor": 3.0}) == {"retry_factor": 3}
+    assert type(validate_step_options({"retry_factor": 3.0})["retry_factor"]) is int
 
 
 def test_describe_lists_what_differs_from_the_defaults():

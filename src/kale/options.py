@@ -162,6 +162,29 @@ def _number(value: Any, option: str, *, minimum: float, integer: bool) -> Any:
     return value
 
 
+def _retry_factor(value: Any, option: str) -> int:
+    """A whole number of at least 1. Kubeflow hands the factor to Argo Workflows, which reads
+    ``retryStrategy.backoff.factor`` as an integer (argo-workflows@v4.0.8
+    ``util/intstr/parametrizable.go``, ``Int``: ``strconv.Atoi``): from KFP 2.14 the factor
+    travels as the text of a float, so 1.5 fails the step's first retry ("cannot be resolved
+    to an int"), and KFP 2.5's compiler truncates it to 1 (``int32(GetBackoffFactor())`` in
+    ``backend/src/v2/compiler/argocompiler/container.go@2.5.0``). A local run would wait as
+    asked, so the same pipeline would behave differently; refused for both."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() \
+            and 1 <= value < 10**9:
+        return int(value)  # 2.0 is 2
+    if isinstance(value, float) and math.isfinite(value) and value >= 1:
+        lower, upper = math.floor(value), math.ceil(value)
+        raise InvalidOptionError(
+            option, value,
+            "Kubeflow's retries (Argo Workflows' backoff.factor) take a whole number: a factor "
+            f"of {value:g} fails the first retry on Kubeflow Pipelines 2.14 and later, and is "
+            f"cut to {lower} on earlier ones",
+            fix=f"use {lower} or {upper} (each wait is the previous one times it), or widen "
+            "retry_interval instead")
+    return _number(value, option, minimum=1, integer=True)
+
+
 def _mapping(value: Any, option: str) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise InvalidOptionError(option, value, "a dict is expected")
@@ -258,7 +281,7 @@ _STEP_VALIDATORS = {
     "timeout": lambda v, o: parse_duration(v, o),
     "retry_count": lambda v, o: _number(v, o, minimum=0, integer=True),
     "retry_interval": lambda v, o: parse_duration(v, o, allow_zero=True),
-    "retry_factor": lambda v, o: _number(v, o, minimum=1, integer=False),
+    "retry_factor": lambda v, o: _retry_factor(v, o),
     "retry_max_interval": lambda v, o: parse_duration(v, o),
     "limits": validate_limits,
     "labels": validate_labels,
@@ -313,7 +336,7 @@ class StepOptions:
     timeout: float | None = None
     retry_count: int = 0
     retry_interval: float = 0.0
-    retry_factor: float = 1.0
+    retry_factor: int = 1
     retry_max_interval: float | None = None
     limits: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

@@ -171,7 +171,7 @@ def step(
     timeout: int | float | str | None = None,
     retry_count: int | None = None,
     retry_interval: int | float | str | None = None,
-    retry_factor: int | float | None = None,
+    retry_factor: int | None = None,
     retry_max_interval: int | float | str | None = None,
     limits: Mapping[str, str | int | float] | None = None,
     labels: Mapping[str, str] | None = None,
