@@ -170,6 +170,8 @@ def _retry_factor(value: Any, option: str) -> int:
     to an int"), and KFP 2.5's compiler truncates it to 1 (``int32(GetBackoffFactor())`` in
     ``backend/src/v2/compiler/argocompiler/container.go@2.5.0``). A local run would wait as
     asked, so the same pipeline would behave differently; refused for both."""
+    if isinstance(value, float) and math.isfinite(value) and value < 1:
+        _number(value, option, minimum=1, integer=False)  # "at least 1"
     if isinstance(value, float) and math.isfinite(value) and value.is_integer() \
             and 1 <= value < 10**9:
         return int(value)  # 2.0 is 2
