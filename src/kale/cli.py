@@ -103,19 +103,25 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
 @click.option("--bundle-store", metavar="URI", help="Upload a project bundle too big for the "
               "package here (minio://, s3://, gs:// or a folder); without it nothing is "
               "contacted.")
+@click.option("--server-version", metavar="X.Y.Z", help="The Kubeflow Pipelines release to "
+              "compile for (default: the newest; the message names the oldest that runs it).")
 def compile_command(script: str, output: str | None, pipeline_name: str | None,
                     image: str | None, requirements: str | None,
-                    bundle_store: str | None) -> None:
+                    bundle_store: str | None, server_version: str | None) -> None:
     """Compile the pipeline in SCRIPT to a Kubeflow Pipelines (v2) package."""
     from kale.kfp.compiler import compile_graph, describe
+    from kale.kfp.server import NEWEST, Target, check_version_flag
     from kale.kfp.submit import package_path
     from kale.loader import load_script
 
+    target = NEWEST if not server_version else Target(
+        check_version_flag(server_version), "--server-version", server_version)
     module = load_script(script)
     chosen = _pick_pipeline(module, script, pipeline_name)
     path = package_path(chosen.graph, output)
     compiled = compile_graph(chosen.graph, path, image=image, requirements=requirements,
-                             bundle_store=bundle_store, upload=bool(bundle_store))
+                             bundle_store=bundle_store, upload=bool(bundle_store),
+                             target=target)
     click.echo(describe(chosen.graph, compiled, path))
 
 

@@ -10,10 +10,11 @@ Importing ``kale.sdk`` reads nothing, so a library or a test that imports it kee
   reaches the script as typed, so a script with its own ``--output`` or ``--dry-run`` works.
 - With ``--kfp``/``-K``, Kale's Kubeflow flags are Kale's too (``--dry-run``/``-D``,
   ``--output``/``-o``, ``--wait``, ``--kfp-host``, ``--namespace``, ``--image``,
-  ``--requirements``, ``--bundle-store``; the short ones as in open-source Kale, combinable as
-  argparse combines them: ``-KD``, ``-Do FILE``). An argument that looks like a mistyped one
-  (``--dry``, ``-d``, ``-dry-run``, ``—dry-run``, ``--kfp_host``) is an error, because leaving it
-  to the script would submit the pipeline for real.
+  ``--requirements``, ``--bundle-store``, ``--server-version``; the short ones as in
+  open-source Kale, combinable as argparse combines them: ``-KD``, ``-Do FILE``). An argument
+  that looks like a mistyped one (``--dry``, ``-d``, ``-dry-run``, ``—dry-run``,
+  ``--kfp_host``) is an error, because leaving it to the script would submit the pipeline for
+  real.
 - In both modes the first ``--`` ends Kale's flags: it is removed, and everything after it is the
   script's, exactly as typed.
 """
@@ -47,6 +48,7 @@ class Flags:
     image: str | None = None
     requirements: str | None = None
     bundle_store: str | None = None
+    server_version: str | None = None
 
 
 FLAGS = Flags()
@@ -55,13 +57,14 @@ _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run
              "--wait": "wait"}
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
-           "--requirements": "requirements", "--bundle-store": "bundle_store"}
+           "--requirements": "requirements", "--bundle-store": "bundle_store",
+           "--server-version": "server_version"}
 _LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED) if flag.startswith("--"))
 # A value each flag could take, for the fix of "needs a value".
 _EXAMPLES = {"--parallelism": "4", "--output": "pipeline.yaml", "-o": "pipeline.yaml",
              "--kfp-host": "http://localhost:8080", "--namespace": "my-profile",
              "--image": "python:3.11", "--requirements": "requirements.txt",
-             "--bundle-store": "minio://mlpipeline/kale"}
+             "--bundle-store": "minio://mlpipeline/kale", "--server-version": "2.14.3"}
 # Kale's short flags by upper-cased letter, so that -k, -d and -O are recognised as typos.
 _SHORT = {"K": "-K", "D": "-D", "O": "-o"}
 # A hyphen and what documents, word processors and chat programs turn hyphens into (a pasted
@@ -88,6 +91,8 @@ parses its own arguments; every other argument reaches the script as typed.
     --image IMAGE             the steps' base image
     --requirements FILE       the packages the steps install
     --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
+    --server-version X.Y.Z    the Kubeflow Pipelines release to compile for (a dry run, or a
+                              server that does not say; a submission reads the server's own)
 
 Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
@@ -207,6 +212,14 @@ def _value(argv: list[str], index: int, name: str, attached: str | None) -> str:
 def _set(flags: Flags, name: str, value: str) -> None:
     if name == "--parallelism":
         flags.parallelism = _whole_number(name, value)
+    elif name == "--server-version":
+        from kale.kfp.server import check_version_flag
+
+        try:
+            check_version_flag(value)
+        except KaleError as error:
+            raise FlagError(error.message, fix=error.fix) from None
+        flags.server_version = value
     else:
         setattr(flags, _VALUED[name], value)
 

@@ -4,17 +4,29 @@ every request (with its ``Authorization`` header), so submission can be tested w
 ``FakeKubeflow(status=403)`` refuses every request; ``fake.fail("POST", "/experiments", 403)``
 refuses only that one, with KFP's JSON error (or a given body); ``multi_user=True`` makes the
 health endpoint say so and, like KFP, refuses experiments without a namespace.
+
+``tag_name`` is the release the health endpoint reports (``"unknown"``, as a development build
+says, or ``None`` for an answer without it). ``require_namespace=True`` (with ``multi_user``)
+is a multi-user server that refuses pipelines without a namespace, as KFP 2.15 does with
+``REQUIRE_NAMESPACE_FOR_PIPELINES`` and its Kubernetes pipeline store always does; it also
+refuses pipeline and version names that are not DNS-1123 names, as that store does at HEAD
+(``pipeline_store_kubernetes.go``, ``pipeline_version_name.go``). Recurring runs are
+created with ``POST /recurringruns``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 PREFIX = "/apis/v2beta1"
+# k8s.io/apimachinery's IsDNS1123Subdomain, as the Kubernetes pipeline store checks names.
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+                            r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # gRPC codes KFP's REST gateway puts in its JSON errors.
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 500: 13}
 _MESSAGES = {401: "Unauthenticated: request has no valid credentials",
@@ -31,7 +43,11 @@ def kfp_error(status: int, message: str | None = None) -> dict[str, Any]:
 
 
 class FakeKubeflow:
-    def __init__(self, status: int | None = None, *, multi_user: bool = False) -> None:
+    def __init__(self, status: int | None = None, *, multi_user: bool = False,
+                 tag_name: str | None = "2.17.0", require_namespace: bool = False) -> None:
+        self.tag_name = tag_name
+        self.require_namespace = require_namespace
+        self.recurring_runs: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.failures: dict[tuple[str, str], tuple[int, Any]] = {}
         self.failures_left: dict[tuple[str, str], int] = {}  # absent: for ever
@@ -118,19 +134,38 @@ class FakeKubeflow:
               ) -> tuple[int, Any]:
         path = path.removeprefix(PREFIX)
         if path == "/healthz":
-            return 200, {"multi_user": self.multi_user}
+            answer: dict[str, Any] = {"commit_sha": "0123abc", "multi_user": self.multi_user}
+            if self.tag_name is not None:
+                answer["tag_name"] = self.tag_name
+            return 200, answer
+        strict = self.multi_user and self.require_namespace
+        # A single-user server ignores namespaces, as KFP does.
+        namespace = (query.get("namespace") or "") if self.multi_user else ""
         if path == "/pipelines" and method == "GET":
             name = json.loads(query.get("filter", "{}")).get("predicates", [{}])[0] \
                 .get("string_value") or json.loads(query.get("filter", "{}")) \
                 .get("predicates", [{}])[0].get("stringValue")
-            found = [p for p in self.pipelines.values() if p["display_name"] == name]
+            if strict and not namespace:
+                return 400, kfp_error(400, "Namespace is required for pipeline operations")
+            found = [p for p in self.pipelines.values()
+                     if p["display_name"] == name and p["namespace"] == namespace]
             return 200, ({"pipelines": found, "total_size": len(found)} if found else {})
         if path == "/pipelines/upload":
+            if strict and not namespace:
+                return 400, kfp_error(400, "A namespace is required")
+            if strict and not _DNS_SUBDOMAIN.match(query["name"]):
+                return 400, kfp_error(400, f"Invalid pipeline name {query['name']!r}: a "
+                                      "lowercase RFC 1123 subdomain must consist of lower case "
+                                      "alphanumeric characters, '-' or '.'. Use 'display_name' "
+                                      "for human-readable labels")
             number = len(self.pipelines) + 1
-            pipeline = {"pipeline_id": f"pipeline-{number}", "display_name": query["name"]}
+            pipeline = {"pipeline_id": f"pipeline-{number}", "name": query["name"],
+                        "display_name": query.get("display_name") or query["name"],
+                        "namespace": namespace}
             self.pipelines[pipeline["pipeline_id"]] = pipeline
             self.versions[pipeline["pipeline_id"]] = [{
-                "pipeline_id": pipeline["pipeline_id"], "display_name": query["name"],
+                "pipeline_id": pipeline["pipeline_id"], "name": query["name"],
+                "display_name": query.get("display_name") or query["name"],
                 "pipeline_version_id": f"version-{number}-1"}]
             return 200, pipeline
         if path.startswith("/pipelines/") and path.endswith("/versions"):
@@ -139,8 +174,18 @@ class FakeKubeflow:
             return 200, {"pipeline_versions": versions, "total_size": len(versions)}
         if path == "/pipelines/upload_version":
             pipeline_id = query["pipelineid"]
+            if strict and not self.pipelines[pipeline_id]["namespace"]:
+                return 400, kfp_error(400, "Namespace is required for pipeline operations")
+            if strict and not _DNS_SUBDOMAIN.match(query["name"]):
+                return 400, kfp_error(400, f"Invalid pipeline version name {query['name']!r}: "
+                                      "a lowercase RFC 1123 subdomain must consist of lower "
+                                      "case alphanumeric characters, '-' or '.'. Use "
+                                      "'display_name' for human-readable labels")
             versions = self.versions.setdefault(pipeline_id, [])
-            version = {"pipeline_id": pipeline_id, "display_name": query["name"],
+            if any(v["name"] == query["name"] for v in versions):
+                return 409, kfp_error(409, f"pipeline version {query['name']} already exists")
+            version = {"pipeline_id": pipeline_id, "name": query["name"],
+                       "display_name": query.get("display_name") or query["name"],
                        "pipeline_version_id": f"version-{pipeline_id}-{len(versions) + 1}"}
             versions.append(version)
             return 200, version
@@ -163,6 +208,17 @@ class FakeKubeflow:
                           "namespace": data.get("namespace") if self.multi_user else None}
             self.experiments[experiment["experiment_id"]] = experiment
             return 200, experiment
+        if path == "/recurringruns" and method == "POST":
+            data = json.loads(body)
+            concurrency = int(data.get("max_concurrency") or 0)
+            if not 1 <= concurrency <= 10:
+                return 400, kfp_error(400, "Max concurrency of a recurring run must be at least "
+                                      f"1 and at most 10. Received {concurrency}")
+            recurring = {"recurring_run_id": f"recurring-{len(self.recurring_runs) + 1}",
+                         "display_name": data["display_name"], "status": "ENABLED",
+                         "experiment_id": data.get("experiment_id")}
+            self.recurring_runs[recurring["recurring_run_id"]] = {**recurring, "request": data}
+            return 200, recurring
         if path == "/runs" and method == "POST":
             data = json.loads(body)
             run = {"run_id": f"run-{len(self.runs) + 1}", "display_name": data["display_name"],

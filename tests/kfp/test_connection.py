@@ -54,14 +54,16 @@ def test_a_context_file_that_is_not_json_is_explained(machine):
         kc.resolve_namespace(None)
 
 
-def test_the_pods_namespace_spares_the_health_check(machine):
+def test_the_pods_namespace_is_used_and_the_health_endpoint_is_asked_once(machine):
     (machine / "sa-namespace").write_text("team-pod")
     with FakeKubeflow(multi_user=True) as kubeflow:
         client, connection = kc.connect(kubeflow.host)
         assert (connection.namespace, connection.namespace_source) == \
             ("team-pod", "the pod's service account")
         assert client.get_user_namespace() == "team-pod"
-        assert kubeflow.calls() == []
+        # Once, for the server's release and mode (kale.kfp.server).
+        assert kubeflow.calls() == [("GET", "/healthz")]
+        assert client.healthz["tag_name"] == "2.17.0" and client.multi_user
 
 
 def test_the_host_comes_from_the_flag_then_kf_pipelines_endpoint_then_the_cluster(machine,

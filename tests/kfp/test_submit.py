@@ -304,11 +304,12 @@ def test_a_refusal_to_list_experiments_is_the_same_missing_permission(tmp_path):
 
 
 @pytest.mark.parametrize(("status", "fragment"), [
-    (401, "refused to look up pipeline sums (401 Unauthorized): no credentials were sent"),
-    (403, "refused to look up pipeline sums (403 Forbidden): your account lacks the permission"),
-    (404, "answered 404 Not Found to the request to look up pipeline sums: no Kubeflow "
+    # The health endpoint is asked first (the server's release and mode).
+    (401, "refused to check its health (401 Unauthorized): no credentials were sent"),
+    (403, "refused to check its health (403 Forbidden): your account lacks the permission"),
+    (404, "answered 404 Not Found to the request to check its health: no Kubeflow "
           "Pipelines API (/apis/v2beta1) there"),
-    (500, "answered 500 Internal Server Error to the request to look up pipeline sums"),
+    (500, "answered 500 Internal Server Error to the request to check its health"),
 ])
 def test_refusals_are_explained(tmp_path, status, fragment):
     with FakeKubeflow(status=status) as kubeflow:
@@ -376,7 +377,7 @@ def test_an_unreachable_host_is_explained(tmp_path):
                         "--namespace", "team-a")
     assert result.returncode == 1
     assert "Kubeflow Pipelines at http://127.0.0.1:9 (namespace team-a, from --namespace) " \
-        "could not be reached to look up pipeline sums" in result.stderr
+        "could not be reached to check its health" in result.stderr
     assert "Connection refused" in result.stderr
     assert "check --kfp-host (http://127.0.0.1:9)" in result.stderr
     assert "--dry-run" in result.stderr
@@ -439,7 +440,7 @@ def test_ctrl_c_while_compiling_says_what_happened(project, monkeypatch, capsys)
     graph = project.graph("@step\ndef s():\n    return 1\n\n@pipeline\ndef p():\n    s()\n")
     flags = SimpleNamespace(dry_run=True, output=str(project.root / "p.yaml"), image=None,
                             requirements=None, bundle_store=None, kfp_host=None,
-                            namespace=None, wait=False)
+                            namespace=None, wait=False, server_version=None)
     with pytest.raises(SystemExit) as caught:
         compile_for_kubeflow(graph, {}, flags)
     assert caught.value.code == 130

@@ -37,9 +37,11 @@ from kale.graph.model import (
     Step,
 )
 from kale.items import by_position, item_tokens, numbered
+from kale.kfp import server
 from kale.kfp.bundle import Bundle, build_bundle, carries_kale_module
 from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
+from kale.kfp.server import NEWEST, Target
 from kale.kfp.store import configured_store
 from kale.options import format_duration
 from kale.runtime import grace_seconds
@@ -385,7 +387,8 @@ def _iteration_type(loop: Loop, graph: Graph) -> str:
     return "str"
 
 
-def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow) -> str:
+def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
+                      settings: _Settings) -> str:
     """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
     parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
@@ -443,6 +446,9 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow)
         "context": context, "futures": list(function.futures),
         "item_outputs": list(step.item_outputs), "branch": step.condition is not None,
     }
+    if settings.deadline:
+        # The pipeline's timeout, kept by the runtime from the run's start (see _Settings).
+        spec["deadline"] = settings.deadline
     call = (f"run_component({spec!r}, root,\n"
             f"                      {{{', '.join(inputs)}}},\n"
             f"                      {{{', '.join(outputs)}}},\n"
@@ -501,14 +507,14 @@ def _retry(task: Any, step: Step) -> None:
 SETUP_ALLOWANCE = 900
 
 
-def _kubernetes(task: Any, step: Step) -> None:
+def _kubernetes(task: Any, step: Step, settings: _Settings) -> None:
     from kfp import kubernetes
 
     for key, value in step.options.labels.items():
         kubernetes.add_pod_label(task, key, value)
     for key, value in step.options.annotations.items():
         kubernetes.add_pod_annotation(task, key, value)
-    if step.options.timeout:
+    if step.options.timeout and settings.pod_deadlines:
         # The runtime stops the user's code on time; this is the backstop for the whole pod.
         kubernetes.set_timeout(task, int(step.options.timeout) + SETUP_ALLOWANCE)
 
@@ -639,17 +645,117 @@ class Compiled:
     bundle: Bundle
     environment: Environments
     bundle_uri: str | None = None  # where the bundle was uploaded; None: inline
+    #: what was compiled another way than asked, for the server it is compiled for, and why
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How the package is compiled for its server (``kale.kfp.server``)."""
+
+    #: the pipeline's timeout as ``pipelineConfig`` (KFP 2.17 and later)
+    pipeline_config: bool = True
+    #: the pipeline's timeout kept by Kale's runtime instead: each step stops at the run's
+    #: start (as the kale-bundle task recorded it) plus this many seconds
+    deadline: float | None = None
+    #: a step's timeout as its pod's activeDeadlineSeconds too (KFP 2.1 and later)
+    pod_deadlines: bool = True
+
+
+def uses_run_id(graph: Graph, values: dict[str, Any] | None = None) -> bool:
+    """Whether a parameter's default, or a value of this run, holds ``[[RunUUID]]`` (the
+    runtime expands macros in parameters only; a literal in the body is never a macro)."""
+    def holds(value: Any) -> bool:
+        if isinstance(value, str):
+            return "[[RunUUID" in value
+        if isinstance(value, dict):
+            return any(holds(item) for item in value.values())
+        return isinstance(value, (list, tuple)) and any(holds(item) for item in value)
+
+    return any(holds(p.default) for p in graph.parameters) or any(
+        holds(value) for value in (values or {}).values())
+
+
+def _for_server(graph: Graph, target: Target) -> tuple[_Settings, list[str]]:
+    """How to compile ``graph`` for ``target``, and the notes that say what was done another
+    way; raises ``KaleError`` for what that server would drop or break (the rules and their
+    sources are in ``kale.kfp.server``)."""
+    steps = graph.user_steps
+    labelled = [s.name for s in steps if s.options.labels or s.options.annotations]
+    retried = [s.name for s in steps if s.options.retry_count]
+    timed = [s.name for s in steps if s.options.timeout]
+    refused = []
+
+    def needs(release: server.Version, what: str, why: str, fix: str) -> None:
+        if not target.supports(release):
+            refused.append(f"{what} needs Kubeflow Pipelines {server.spelled(release)} or "
+                           f"later ({why}); fix: {fix}")
+
+    if labelled:
+        needs(server.POD_METADATA_PER_TASK, f"the labels or annotations of {_names(labelled)}",
+              "earlier releases put the first task's labels on every pod of the steps without "
+              "retries, kubeflow/pipelines#12049, and 2.0.x fails the task",
+              "upgrade the server, or remove labels and annotations from the steps")
+    if retried:
+        needs(server.RETRIES, f"the retries of {_names(retried)}",
+              "earlier releases ignore a task's retry policy",
+              "upgrade the server, or set retry_count=0")
+    if uses_run_id(graph):
+        needs(server.RUN_ID, "[[RunUUID]] in a parameter's default",
+              "earlier drivers do not replace the run-id placeholder Kale reads it from",
+              "upgrade the server, or leave [[RunUUID]] out of the parameters")
+    if refused:
+        raise KaleError(f"pipeline {graph.name} cannot run as written on {target.named}: "
+                        + "; ".join(refused),
+                        fix="see each fix above; Kale's README lists what each release honours")
+    settings, notes = _Settings(), []
+    if graph.options.timeout and not target.supports(server.PIPELINE_TIMEOUT):
+        settings = _Settings(pipeline_config=False, deadline=graph.options.timeout)
+        notes.append(
+            f"the pipeline's timeout ({format_duration(graph.options.timeout)}) is kept by "
+            "Kale in each step, counted from the run's start: "
+            f"{target.named} would drop the pipelineConfig that carries it (known from "
+            f"{server.spelled(server.PIPELINE_TIMEOUT)}), and with it every step's timeout, "
+            "labels and annotations; a step still running at the deadline is stopped and "
+            "fails the run, but a step waiting for its pod is not")
+    if timed and not target.supports(server.STEP_POD_SETTINGS):
+        settings = _Settings(settings.pipeline_config, settings.deadline, pod_deadlines=False)
+        notes.append(
+            f"the timeouts of {_names(timed)} are kept by Kale's runtime alone, without the "
+            f"pod deadline that backs them: {target.named} fails a task whose pod has one "
+            f"(known from {server.spelled(server.STEP_POD_SETTINGS)})")
+    if target.version is None:
+        wanted = max([server.MINIMUM]
+                     + [server.PIPELINE_TIMEOUT] * bool(graph.options.timeout)
+                     + [server.POD_METADATA_PER_TASK] * bool(labelled)
+                     + [server.RETRIES] * bool(retried or uses_run_id(graph))
+                     + [server.STEP_POD_SETTINGS] * bool(timed))
+        if wanted > server.MINIMUM:
+            said = f" ({target.source})" if target.source != "not known" else ""
+            notes.append(f"compiled for Kubeflow Pipelines {server.spelled(wanted)} or later"
+                         f"{said}; for an older server give --server-version, and Kale "
+                         "compiles for it or says what it cannot run")
+    return settings, notes
+
+
+def _names(steps: list[str]) -> str:
+    shown = ", ".join(f"`{name}`" for name in steps[:5])
+    more = f" and {len(steps) - 5} more" if len(steps) > 5 else ""
+    return f"step{'s' if len(steps) > 1 else ''} {shown}{more}"
 
 
 def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                   requirements: str | None = None, bundle: Bundle | None = None,
-                  bundle_store: str | None = None, upload: bool = False) -> Compiled:
+                  bundle_store: str | None = None, upload: bool = False,
+                  target: Target = NEWEST) -> Compiled:
     """Write the pipeline package (YAML) for ``graph`` to ``package_path``.
 
     The image and packages come from ``kale.kfp.requirements`` (flags, environment,
     ``[tool.kale]``, the project's declarations, or inferred). A bundle too big for the package
     is uploaded to the bundle store (``bundle_store``, else the configured one) when ``upload``;
-    otherwise it stays inline, with a warning."""
+    otherwise it stays inline, with a warning. ``target`` is the server it is compiled for
+    (``kale.kfp.server``): what that release would drop or break is refused, or compiled
+    another way and said in ``Compiled.notes``."""
     try:
         from kfp import dsl
         from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -659,6 +765,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     bundle = bundle or build_bundle(graph.project_root)
     _check_steps_travel(graph, bundle)
     _check_kale_imports(graph)
+    settings, notes = _for_server(graph, target)
     environment = resolve(graph, image, requirements)
     bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
                               upload=upload)
@@ -676,7 +783,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     flow = _flow(graph)
     for step in graph.steps:
         name = step_names[step.name]
-        function = _define(_component_source(step, graph, name, flow),
+        function = _define(_component_source(step, graph, name, flow, settings),
                            f"{prefix} {step.name}>", namespace)
         # A condition reads what the steps before it made: the pipeline's packages have it all.
         own = environment.of(step.name) if step.condition is None else environment.pipeline
@@ -730,19 +837,19 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             task.set_caching_options(False)  # a step runs every time, as in a local run
             _retry(task, step)
             _resources(task, step)
-            _kubernetes(task, step)
+            _kubernetes(task, step, settings)
             tasks[step.name] = task
         blocks.enter(())
 
     pipeline_function = _pipeline_function(graph, body)
     config = dsl.PipelineConfig(active_deadline_seconds=int(graph.options.timeout)) \
-        if graph.options.timeout else None
+        if graph.options.timeout and settings.pipeline_config else None
     decorated = dsl.pipeline(name=graph.name, display_name=graph.options.display_name,
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
     spec = write_package(decorated, package_path)
     _check_root_size(spec, graph)
-    return Compiled(bundle, environment, bundle_uri)
+    return Compiled(bundle, environment, bundle_uri, tuple(notes))
 
 
 #: Linux's limit on one command-line argument (MAX_ARG_STRLEN).
@@ -892,4 +999,5 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
         if (own.image, own.source) != (environment.image, environment.source):
             lines.append(f"  step {step.name}: image {own.image}; packages: "
                          f"{', '.join(own.packages) or 'none'}")
+    lines.extend(f"  note: {note}" for note in compiled.notes)
     return "\n".join(lines)

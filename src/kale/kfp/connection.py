@@ -364,18 +364,27 @@ def _client(connection: Connection) -> Any:
     from kfp.client import ServiceAccountTokenVolumeCredentials
 
     class KaleClient(Client):
-        """kfp.Client asking the health endpoint once, and remembering if it is multi-user."""
+        """kfp.Client asking the health endpoint once, and remembering what it said: whether
+        the server is multi-user, and its release (``tag_name``, which kfp's model of the
+        answer leaves out, so the JSON is read as it came)."""
 
         multi_user: bool | None = None
+        healthz: dict[str, Any] | None = None
 
         def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
             # kfp.Client asks this while it is built when it has no namespace, and retries any
             # refusal five times five seconds apart, logging a traceback each time; one answer
             # is enough, and a refusal is explained like any other.
-            _insist_on_json(self._healthz_api.api_client)
-            answer = self._healthz_api.healthz_service_get_healthz()
-            self.multi_user = bool(getattr(answer, "multi_user", False))
-            return answer
+            api = self._healthz_api
+            _insist_on_json(api.api_client)
+            if self.healthz is None:
+                response = api.healthz_service_get_healthz(_preload_content=False)
+                answer = json.loads(response.data or b"{}")
+                self.healthz = answer if isinstance(answer, dict) else {}
+                self.multi_user = bool(self.healthz.get("multi_user", False))
+            from types import SimpleNamespace
+
+            return SimpleNamespace(multi_user=self.multi_user)  # what kfp.Client reads
 
     options: dict[str, Any] = {"host": connection.host}
     if connection.namespace:
@@ -396,6 +405,7 @@ def connect(host: str | None = None, namespace: str | None = None) -> tuple[Any,
     connection = resolve_connection(host, namespace)
     try:
         client = _client(connection)
+        client.get_kfp_healthz()  # asked once; kfp.Client asks it itself without a namespace
     except Exception as error:
         raise explain(error, connection, "check its health", "health") from error
     if connection.namespace is None and client.multi_user:

@@ -34,11 +34,29 @@ _STAMP = (
 )
 
 
+def _size(bundle: Bundle) -> str:
+    return f"{bundle.size / 2**20:.1f} MB" if bundle.size >= 2**20 else \
+        f"{bundle.size / 1024:.1f} KB"
+
+
+_ADVICE = ("set a bundle store the cluster can read: --bundle-store minio://mlpipeline/kale "
+           "(Kubeflow's own object store), s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, or "
+           "bundle_store in [tool.kale]; or leave data files out with a .kaleignore file")
+
+
+def check_placeable(bundle: Bundle, store: str | None) -> None:
+    """Refuse a bundle too big for the package when there is no store to upload it to."""
+    if bundle.size > INLINE_LIMIT and not store:
+        raise KaleError(
+            f"the project bundle is {_size(bundle)}, more than the {INLINE_LIMIT // 1024} KB a "
+            "pipeline package can carry (Argo refuses a run's workflow over 1 MiB, and the "
+            "workflow holds the inline bundle several times), and no bundle store is set to "
+            "upload it to", fix=_ADVICE)
+
+
 def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | None:
     """Where the bundle travels: ``None`` for inline in the package, else the URI it was
     uploaded to. Small bundles always go inline."""
-    size = f"{bundle.size / 2**20:.1f} MB" if bundle.size >= 2**20 else \
-        f"{bundle.size / 1024:.1f} KB"
     if bundle.size <= INLINE_LIMIT:
         return None
     if upload and store:
@@ -47,19 +65,13 @@ def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | No
                           "or a cluster that mounts it at the same path can read it",
                           CompileWarning, stacklevel=3)
         return upload_bundle(bundle, store)
-    advice = ("set a bundle store the cluster can read: --bundle-store minio://mlpipeline/kale "
-              "(Kubeflow's own MinIO), s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, or "
-              "bundle_store in [tool.kale]; or leave data files out with a .kaleignore file")
     if upload:
-        raise KaleError(
-            f"the project bundle is {size}, more than the {INLINE_LIMIT // 1024} KB a pipeline "
-            "package can carry (Kubernetes keeps a run's workflow under about 1.5 MB), and no "
-            "bundle store is set to upload it to", fix=advice)
+        check_placeable(bundle, store)
     warnings.warn(
-        f"the package carries the {size} project bundle inline: kfp.local runs it, but "
+        f"the package carries the {_size(bundle)} project bundle inline: kfp.local runs it, but "
         "Kubeflow may refuse a run this large. "
         + (f"Submitting with --kfp uploads it to {store} instead." if store else
-           advice[0].upper() + advice[1:] + "."),
+           _ADVICE[0].upper() + _ADVICE[1:] + "."),
         CompileWarning, stacklevel=3)
     return None
 

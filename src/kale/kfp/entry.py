@@ -130,6 +130,23 @@ def _in_item_order(name: str, parts: list[tuple[str, dict[str, Any]]],
     return [folder for folder in folders if folder is not None]
 
 
+def _within_deadline(spec: dict[str, Any], created: str) -> float | None:
+    """The step's timeout, shortened to what is left of the pipeline's when Kale keeps that one
+    (``deadline``: for a server that would drop the pipeline's own, see
+    ``kale.kfp.compiler._for_server``), counted from the run's start as the kale-bundle task
+    recorded it."""
+    import time
+
+    timeout, deadline, started = spec.get("timeout"), spec.get("deadline"), _created(created)
+    if not deadline or started is None:
+        return timeout
+    left = started + deadline - time.time()
+    if left <= 0:
+        raise SystemExit(f"Kale: step `{spec['step']}` was not started: the pipeline's timeout "
+                         f"({deadline:g}s from the run's start) has passed")
+    return left if timeout is None else min(timeout, left)
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
                   created: str = "", flow: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,6 +165,7 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     # registered there), as in a local run: the project comes first on the path from the start.
     if project not in sys.path:
         sys.path.insert(0, project)
+    timeout = _within_deadline(spec, created)
     scratch = tempfile.mkdtemp(prefix="kale-outputs-")
     filename, line, source = _code(project, spec["file"], spec["line"], spec["lines"])
     task = StepInvocation(
@@ -157,7 +175,7 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         inputs={name: _input(name, kind, payload) for name, (kind, payload) in inputs.items()},
         outputs=tuple(spec["outputs"]), unpacks=spec["unpacks"],
         context=tuple(_code(project, *piece) for piece in spec.get("context", ())),
-        futures=tuple(spec.get("futures", ())), timeout=spec.get("timeout"),
+        futures=tuple(spec.get("futures", ())), timeout=timeout,
         grace=spec.get("grace", 10.0), run_id=run_id, created=_created(created),
         item_outputs=tuple(spec.get("item_outputs", ())), branch=spec.get("branch", False),
     )

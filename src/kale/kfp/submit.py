@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from kale.errors import KaleError
 from kale.graph.model import Graph
-from kale.kfp.connection import connect, explain
+from kale.kfp.connection import Connection, connect, explain
+from kale.kfp.server import Target
 
 if TYPE_CHECKING:
+    from kale.kfp.bundle import Bundle
     from kale.kfp.run import KfpRun
 
 
@@ -65,22 +67,33 @@ def package_path(graph: Graph, output: str | os.PathLike[str] | None, *,
 
 #: What compiling takes besides the path, with the command-line flag that sets each.
 COMPILE_OPTIONS = {"image": "--image", "requirements": "--requirements",
-                   "bundle_store": "--bundle-store"}
+                   "bundle_store": "--bundle-store", "server_version": "--server-version"}
 
 
 def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, upload: bool | None = None,
-                    option: str = "-o") -> PipelinePackage:
+                    option: str = "-o", server_version: str | None = None,
+                    target: Target | None = None, bundle: Bundle | None = None
+                    ) -> PipelinePackage:
     """Write the package of ``graph`` to ``output`` (default ``<pipeline name>.yaml``) and
     describe it on stderr. A bundle too big for the package is uploaded to the bundle store
-    when ``upload`` (by default: when ``bundle_store`` is given)."""
+    when ``upload`` (by default: when ``bundle_store`` is given). The package is compiled for
+    ``target`` (the server of a submission), else for the release ``server_version`` names,
+    else for the newest (``kale.kfp.server``)."""
     from kale.kfp.compiler import compile_graph, describe
+    from kale.kfp.server import NEWEST, check_version_flag
 
     path = package_path(graph, output, option=option)
+    if target is None:
+        target = NEWEST if not server_version else Target(
+            check_version_flag(server_version, COMPILE_OPTIONS["server_version"]
+                               if option.startswith("-") else "server_version="),
+            "--server-version", server_version)
     compiled = compile_graph(graph, path, image=image, requirements=requirements,
-                             bundle_store=bundle_store,
-                             upload=bool(bundle_store) if upload is None else upload)
+                             bundle_store=bundle_store, bundle=bundle,
+                             upload=bool(bundle_store) if upload is None else upload,
+                             target=target)
     print(describe(graph, compiled, path), file=sys.stderr)
     return PipelinePackage(path)
 
@@ -93,10 +106,12 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
         if flags.dry_run:
             return compile_package(graph, flags.output, image=flags.image,
                                    requirements=flags.requirements,
-                                   bundle_store=flags.bundle_store)
+                                   bundle_store=flags.bundle_store,
+                                   server_version=flags.server_version)
         run = submit_pipeline(graph, values, output=flags.output, host=flags.kfp_host,
                               namespace=flags.namespace, image=flags.image,
-                              requirements=flags.requirements, bundle_store=flags.bundle_store)
+                              requirements=flags.requirements, bundle_store=flags.bundle_store,
+                              server_version=flags.server_version)
     except KeyboardInterrupt:
         what = ("the package was not written" if flags.dry_run else
                 "no run was started (a pipeline version may have been uploaded)")
@@ -114,16 +129,46 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     output: str | os.PathLike[str] | None = None, host: str | None = None,
                     namespace: str | None = None, experiment: str | None = None,
                     image: str | None = None, requirements: str | None = None,
-                    bundle_store: str | None = None) -> KfpRun:
-    """Compile ``graph`` (into ``output`` when given, else a temporary file), upload it and
-    start a run with ``values``; a big bundle goes to the bundle store."""
+                    bundle_store: str | None = None, server_version: str | None = None
+                    ) -> KfpRun:
+    """Compile ``graph`` (into ``output`` when given, else a temporary file) for the server at
+    ``host`` (its release read from its health endpoint; ``server_version`` when it does not
+    say), upload it and start a run with ``values``; a big bundle goes to the bundle store."""
+    from kale.kfp.bundle import build_bundle
+    from kale.kfp.delivery import check_placeable
+    from kale.kfp.server import target_from_healthz
+    from kale.kfp.store import configured_store
+
     check_run_values(graph, values)
+    if output:
+        package_path(graph, output)
+    # What cannot be submitted at all is refused before anything is contacted.
+    bundle = build_bundle(graph.project_root)
+    check_placeable(bundle, configured_store(graph.project_root, bundle_store))
+    client, connection = connect(host, namespace)
+    target = target_from_healthz(client.healthz or {}, server_version, connection.namespace)
+    check_run_id(graph, values, target)
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
         package = compile_package(
             graph, output or os.path.join(folder, f"{graph.name}.yaml"), image=image,
-            requirements=requirements, bundle_store=bundle_store, upload=True)
-        return submit(graph, values, package, host=host, namespace=namespace,
-                      experiment=experiment)
+            requirements=requirements, bundle_store=bundle_store, upload=True,
+            target=target, bundle=bundle)
+        return submit(graph, values, package, experiment=experiment,
+                      connected=(client, connection))
+
+
+def check_run_id(graph: Graph, values: dict[str, Any], target: Target) -> None:
+    """Refuse ``[[RunUUID]]`` in this run's values where the server would not give Kale the
+    run's id (see ``kale.kfp.server.RUN_ID``)."""
+    from kale.kfp import server
+    from kale.kfp.compiler import uses_run_id
+
+    if uses_run_id(graph, values) and not target.supports(server.RUN_ID):
+        raise KaleError(
+            f"[[RunUUID]] in a value of this run needs Kubeflow Pipelines "
+            f"{server.spelled(server.RUN_ID)} or later: the driver of {target.named} does not "
+            "replace the run-id placeholder Kale reads it from",
+            fix="upgrade the server, or pass a value without [[RunUUID]]")
 
 
 def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
@@ -151,13 +196,14 @@ def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
 
 def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *,
            host: str | None = None, namespace: str | None = None,
-           experiment: str | None = None) -> KfpRun:
+           experiment: str | None = None,
+           connected: tuple[Any, Connection] | None = None) -> KfpRun:
     """Upload the package at ``path`` and start a run with ``values`` in ``experiment`` (by
-    default the pipeline's, else "Default")."""
+    default the pipeline's, else "Default"); ``connected`` is a client already connected."""
     from kale.kfp.run import KfpRun
 
     path = os.fspath(path)
-    client, connection = connect(host, namespace)
+    client, connection = connected or connect(host, namespace)
     experiment_name = experiment or graph.options.experiment or "Default"
     action, kind = f"look up pipeline {graph.name}", "pipeline"
     try:

@@ -1,0 +1,174 @@
+"""What each Kubeflow Pipelines release does with Kale's packages (``kale.kfp.server``): the
+server's version read at submission, ``--server-version`` for a dry run, and the settings an
+older server would drop or break refused or compiled another way, visibly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from kale.errors import KaleError
+from kale.kfp.server import Target, parse_version, target_from_healthz
+from tests.kfp.fake_kfp import FakeKubeflow
+from tests.kfp.test_submit import run_script
+
+pytest.importorskip("kfp")
+
+TIMED = textwrap.dedent('''
+    from kale.sdk import pipeline, step
+
+    @step(timeout="5m")
+    def make(n):
+        return list(range(n))
+
+    @pipeline(name="timed", timeout="1h")
+    def timed(n=3):
+        make(n)
+
+    if __name__ == "__main__":
+        timed(n=2)
+''')
+
+
+def documents(body: bytes) -> list[dict]:
+    """The YAML documents of an uploaded package (the multipart body of the upload)."""
+    text = body.decode()
+    start = text.index("# PIPELINE DEFINITION")
+    end = text.index("\r\n--", start)
+    return [d for d in yaml.safe_load_all(text[start:end]) if d]
+
+
+def uploaded(kubeflow: FakeKubeflow) -> list[dict]:
+    request = next(r for r in kubeflow.requests if "/pipelines/upload" in r["path"])
+    return documents(request["body"])
+
+
+def step_spec(spec: dict, step: str) -> dict:
+    """The run_component spec written into a step's component."""
+    executor = next(e for name, e in spec["deploymentSpec"]["executors"].items()
+                    if name == f"exec-{step}")
+    source = executor["container"]["command"][-1]
+    start = source.index("run_component(") + len("run_component(")
+    import ast
+
+    return ast.literal_eval(source[start:source.index("}, root,", start) + 1])
+
+
+def test_versions_are_read_as_the_health_endpoint_reports_them():
+    assert parse_version("2.14.3") == (2, 14, 3)
+    assert parse_version("v2.5.0") == (2, 5, 0)
+    assert parse_version("2.17.0-rc.1") == (2, 17, 0)
+    assert parse_version("unknown") is None and parse_version("") is None
+    assert target_from_healthz({"tag_name": "2.16.1", "multi_user": True}).multi_user
+    assert target_from_healthz({"tag_name": "unknown"}, "2.4.0").version == (2, 4, 0)
+    with pytest.raises(KaleError, match=r"older than 2\.0\.0"):
+        target_from_healthz({"tag_name": "1.8.5"})
+
+
+def test_a_server_before_2_17_gets_the_pipeline_timeout_from_kale_not_a_dropped_platform_spec(
+        tmp_path):
+    """KFP 2.16 drops the whole Kubernetes platform document when it holds pipelineConfig
+    (v2_template.go@2.16.0): the step's pod deadline would go with it."""
+    (tmp_path / "timed.py").write_text(TIMED)
+    with FakeKubeflow(tag_name="2.16.0") as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="timed.py")
+        assert result.returncode == 0, result.stderr
+        spec, platform = uploaded(kubeflow)
+    kubernetes = platform["platforms"]["kubernetes"]
+    assert "pipelineConfig" not in kubernetes
+    assert kubernetes["deploymentSpec"]["executors"]["exec-make"]["activeDeadlineSeconds"]
+    assert step_spec(spec, "make")["deadline"] == 3600
+    assert "note: the pipeline's timeout (1h) is kept by Kale in each step" in result.stderr
+    assert "Kubeflow Pipelines 2.16.0 (the server's tag_name) would drop the pipelineConfig" \
+        in result.stderr
+    # A 2.17 server gets the pipeline's own deadline, and no note.
+    with FakeKubeflow(tag_name="2.17.0") as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="timed.py")
+        assert result.returncode == 0, result.stderr
+        spec, platform = uploaded(kubeflow)
+    assert platform["platforms"]["kubernetes"]["pipelineConfig"] == {
+        "activeDeadlineSeconds": 3600}
+    assert "deadline" not in step_spec(spec, "make") and "note:" not in result.stderr
+
+
+def test_what_an_older_server_would_break_is_refused_before_uploading(tmp_path):
+    labelled = TIMED.replace('@step(timeout="5m")', '@step(labels={"team": "a"}, retry_count=1)')
+    (tmp_path / "labelled.py").write_text(labelled)
+    with FakeKubeflow(tag_name="2.4.1") as kubeflow:
+        result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host,
+                            script="labelled.py")
+        assert ("POST", "/pipelines/upload") not in kubeflow.calls()
+    assert result.returncode == 1
+    assert "cannot run as written on Kubeflow Pipelines 2.4.1 (the server's tag_name)" \
+        in result.stderr
+    assert "the labels or annotations of step `make` needs Kubeflow Pipelines 2.14.0" \
+        in result.stderr
+    assert "the retries of step `make` needs Kubeflow Pipelines 2.5.0" in result.stderr
+    assert "fix: upgrade the server, or set retry_count=0" in result.stderr
+
+
+def test_a_dry_run_compiles_for_the_server_version_given(tmp_path):
+    (tmp_path / "timed.py").write_text(TIMED)
+    newest = run_script(tmp_path, "--kfp", "--dry-run", "-o", "new.yaml", script="timed.py")
+    assert newest.returncode == 0, newest.stderr
+    assert "note: compiled for Kubeflow Pipelines 2.17.0 or later; for an older server give " \
+        "--server-version" in newest.stderr
+    old = run_script(tmp_path, "--kfp", "--dry-run", "-o", "old.yaml", "--server-version",
+                     "2.0.5", script="timed.py")
+    assert old.returncode == 0, old.stderr
+    spec, *rest = [d for d in yaml.safe_load_all((tmp_path / "old.yaml").read_text()) if d]
+    assert rest == []  # no platform document: 2.0.x fails a task with a pod deadline
+    assert step_spec(spec, "make")["deadline"] == 3600
+    assert "the timeouts of step `make` are kept by Kale's runtime alone" in old.stderr
+    bad = run_script(tmp_path, "--kfp", "--dry-run", "--server-version", "latest",
+                     script="timed.py")
+    assert bad.returncode == 2
+    assert "error: --server-version 'latest' is not a Kubeflow Pipelines release" in bad.stderr
+    assert "for example --server-version 2.14.3" in bad.stderr
+
+
+def test_a_step_past_the_pipelines_deadline_kept_by_kale_is_not_started(tmp_path):
+    code = textwrap.dedent('''
+        import sys
+        from kale.kfp.entry import _within_deadline
+        print(_within_deadline({"step": "make", "timeout": 300, "deadline": 3600},
+                               "2020-01-01T00:00:00+00:00"))
+    ''')
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "step `make` was not started: the pipeline's timeout (3600s from the run's start) " \
+        "has passed" in result.stderr
+    from datetime import datetime, timezone
+
+    from kale.kfp.entry import _within_deadline
+
+    now = datetime.now(timezone.utc).isoformat()
+    assert 3500 < _within_deadline({"step": "s", "deadline": 3600}, now) <= 3600
+    assert _within_deadline({"step": "s", "timeout": 60, "deadline": 3600}, now) == 60
+
+
+def test_run_id_needs_2_5(project):
+    from kale.kfp.compiler import compile_graph
+
+    flow = project.load('''
+        from kale.sdk import pipeline, step
+
+        @step
+        def tag(name):
+            return name
+
+        @pipeline(name="tagged")
+        def tagged(name="run-[[RunUUID]]"):
+            tag(name)
+    ''', prelude=False).tagged
+    with pytest.raises(KaleError) as caught:
+        compile_graph(flow.graph, str(project.root / "t.yaml"),
+                      target=Target((2, 4, 0), "--server-version", "2.4.0"))
+    assert "[[RunUUID]] in a parameter's default needs Kubeflow Pipelines 2.5.0" \
+        in caught.value.message
+    compile_graph(flow.graph, str(project.root / "t.yaml"),
+                  target=Target((2, 5, 0), "--server-version", "2.5.0"))
