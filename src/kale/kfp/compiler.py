@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import linecache
+import math
 import os
 import re
 import typing
@@ -485,21 +486,58 @@ def _define(source: str, filename: str, namespace: dict[str, Any]) -> Any:
     return namespace[source.split("(", 1)[0].removeprefix("def ")]
 
 
-def _retry(task: Any, step: Step) -> None:
+#: The retry window (Argo's backoff.maxDuration) of a step without a timeout: ten years, so that
+#: it never cuts retries short. Leaving it out is no way to say "none": kfp's ``RetryPolicy``
+#: writes 3600s when none is given (``kfp/dsl/structures.py``), and from KFP 2.14 a task
+#: without one gets the executor template's default, "0" (``addParameterDefault`` in
+#: ``backend/src/v2/compiler/argocompiler/container.go@2.14.0``), which Argo reads as a window
+#: that closed when the first attempt started: no retry at all.
+UNBOUNDED_RETRY_WINDOW = 10 * 365 * 86400
+
+#: Per attempt, beyond its pod's deadline: the time a retried pod may wait to be scheduled,
+#: which its activeDeadlineSeconds does not count but the retry window does.
+SCHEDULING_ALLOWANCE = 900
+
+
+def retry_waits(options: Any) -> list[float]:
+    """The waits before each retry on Kubeflow: ``retry_interval * retry_factor**(n-1)``,
+    uncapped. KFP maps no per-wait cap: its ``backoff_max_duration`` becomes Argo's
+    ``backoff.maxDuration``, a window from the first attempt's start, and Argo's ``backoff.cap``
+    is never set (``getTaskRetryStrategyFromInput``,
+    ``backend/src/v2/compiler/argocompiler/container.go@2.17.0``)."""
+    return [options.retry_interval * options.retry_factor ** (n - 1)
+            for n in range(1, options.retry_count + 1)]
+
+
+def _retry(task: Any, step: Step, notes: list[str]) -> None:
     options = step.options
     if not options.retry_count:
         return
-    # KFP's backoff_max_duration is the cap of one wait (Kale's retry_max_interval), but Argo
-    # also reads it as the window for all retries; make it long enough for every attempt.
-    waits = sum(options.retry_delay(n) for n in range(1, options.retry_count + 1))
-    cap = options.retry_max_interval or max(options.retry_delay(options.retry_count), 1)
-    window = waits + (options.retry_count + 1) * (options.timeout or 24 * 3600)
+    waits = retry_waits(options)
+    # Argo fails the node once its window has passed, counted from the first attempt's start,
+    # and gives each retried pod only what is left of it as its deadline
+    # (argo-workflows@v4.0.8 workflow/controller/operator.go, processNodeRetries:
+    # "Max duration limit exceeded", executionDeadline). The window must hold every attempt
+    # at its longest, the waits, and the time each pod may wait to be scheduled.
+    if options.timeout:
+        attempt = options.timeout + SETUP_ALLOWANCE + SCHEDULING_ALLOWANCE
+        window = math.ceil(sum(waits) + (options.retry_count + 1) * attempt)
+    else:
+        window = UNBOUNDED_RETRY_WINDOW
     task.set_retry(
         num_retries=options.retry_count,
         backoff_duration=f"{int(options.retry_interval)}s",
         backoff_factor=float(options.retry_factor),
-        backoff_max_duration=f"{int(max(cap, window))}s",
+        backoff_max_duration=f"{window}s",
     )
+    cap = options.retry_max_interval
+    if cap is not None and any(wait > cap for wait in waits):
+        shown = ", ".join(format_duration(wait) for wait in waits)
+        notes.append(
+            f"step `{step.name}`: retry_max_interval={format_duration(cap)} caps the waits "
+            "between retries in local runs only; Kubeflow Pipelines sets no cap on a wait "
+            f"(Argo's backoff.cap), so on Kubeflow the retries wait {shown}: lower retry_factor "
+            "or retry_interval to shorten them")
 
 
 # Seconds a step's container may take beyond the step's own timeout: unpacking the bundle and
@@ -835,7 +873,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
             task = components[step.name](**arguments)
             task.set_display_name(display[step.name])
             task.set_caching_options(False)  # a step runs every time, as in a local run
-            _retry(task, step)
+            _retry(task, step, notes)
             _resources(task, step)
             _kubernetes(task, step, settings)
             tasks[step.name] = task
