@@ -4,6 +4,7 @@ older server would drop or break refused or compiled another way, visibly."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -172,3 +173,38 @@ def test_run_id_needs_2_5(project):
         in caught.value.message
     compile_graph(flow.graph, str(project.root / "t.yaml"),
                   target=Target((2, 5, 0), "--server-version", "2.5.0"))
+
+
+def test_a_multi_user_server_gets_the_pipeline_in_the_namespace_under_dns_names(tmp_path):
+    """From 2.15 a multi-user server may require a namespace for pipelines, and its Kubernetes
+    store requires DNS-1123 names; the fake does both (require_namespace)."""
+    import re
+
+    with FakeKubeflow(multi_user=True, require_namespace=True) as kubeflow:
+        first = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                           "team-a")
+        assert first.returncode == 0, first.stderr
+        second = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                            "team-a")
+        assert second.returncode == 0, second.stderr
+        uploads = [r["query"] for r in kubeflow.requests if "/pipelines/upload" in r["path"]]
+        lookups = [r["query"] for r in kubeflow.requests
+                   if r["path"].endswith("/pipelines") and r["method"] == "GET"]
+    pipeline, version = uploads
+    assert pipeline == {"name": "sums", "display_name": "sums", "namespace": "team-a"}
+    assert re.fullmatch(r"sums-\d{8}-\d{6}-[0-9a-f]{4}", version["name"])
+    assert re.fullmatch(r"sums \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", version["display_name"])
+    assert version["pipelineid"] == "pipeline-1"  # found in its namespace the second time
+    assert all(lookup["namespace"] == "team-a" for lookup in lookups)
+
+
+def test_long_names_become_dns_labels_that_stay_apart():
+    from kale.kfp.submit import ResourceNames, dns_label
+
+    long = "a-pipeline-" + "x" * 100
+    label = dns_label(long)
+    assert len(label) == 63 and label.startswith("a-pipeline-xxx") and label[-9] == "-"
+    assert dns_label(long + "y") != label
+    assert dns_label("Weird Name!") == "weird-name"
+    version = ResourceNames.of(long).version()
+    assert len(version) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", version)

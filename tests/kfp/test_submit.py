@@ -195,8 +195,8 @@ def test_the_namespace_flag_goes_on_the_experiment_and_into_the_messages(tmp_pat
         assert posted(kubeflow, "/experiments")["namespace"] == "team-a"
         # A run has no namespace of its own: it is its experiment's.
         assert posted(kubeflow, "/runs")["experiment_id"] == "experiment-1"
-        # With a namespace known, kfp.Client has no reason to ask the health endpoint.
-        assert ("GET", "/healthz") not in kubeflow.calls()
+        # Asked once, for the server's release and mode, namespace or not.
+        assert kubeflow.calls().count(("GET", "/healthz")) == 1
     assert "kale: started run run-1 of pipeline sums in experiment arithmetic " \
         "(namespace team-a)" in result.stderr
 

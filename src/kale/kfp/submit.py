@@ -171,6 +171,67 @@ def check_run_id(graph: Graph, values: dict[str, Any], target: Target) -> None:
             fix="upgrade the server, or pass a value without [[RunUUID]]")
 
 
+#: A DNS-1123 label: what Kubernetes names objects with, and so what the Kubernetes pipeline
+#: store takes as pipeline and version names (IsDNS1123Subdomain at HEAD,
+#: backend/src/crd/kubernetes/v2beta1/pipeline_version_name.go; a label is also a subdomain).
+_LABEL_LIMIT = 63
+
+
+def dns_label(text: str, limit: int = _LABEL_LIMIT) -> str:
+    """``text`` as a DNS-1123 label of at most ``limit`` characters: lowercase letters, digits
+    and '-', a letter or digit at each end; a name too long keeps its start and a hash of the
+    whole, so two long names stay apart."""
+    import hashlib
+    import re
+
+    label = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "kale"
+    if len(label) > limit:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        label = f"{label[: limit - 9].rstrip('-')}-{digest}"
+    return label
+
+
+class ResourceNames:
+    """The names a pipeline and its versions are uploaded under (DNS-1123 labels, which every
+    pipeline store takes), beside their display names, which keep the pipeline's own name and
+    the upload's date and time for the UI (servers from 2.14 show them)."""
+
+    def __init__(self, pipeline: str) -> None:
+        self.display = pipeline
+        self.pipeline = dns_label(pipeline)
+
+    @classmethod
+    def of(cls, pipeline: str) -> ResourceNames:
+        return cls(pipeline)
+
+    def version(self) -> str:
+        """``sums-20260101-100000-3fa2``: the pipeline, the time, and four random hex digits,
+        so that two uploads in one second do not clash."""
+        import secrets
+
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return f"{dns_label(self.display, _LABEL_LIMIT - 21)}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _find_pipeline(client: Any, names: ResourceNames, namespace: str | None) -> str | None:
+    """The id of the pipeline shown as ``names.display`` (in ``namespace``), else of one named
+    ``names.pipeline`` (what servers before 2.14, which keep no display name, show), else None.
+    """
+    import json
+
+    for name in dict.fromkeys([names.display, names.pipeline]):
+        found = client._pipelines_api.pipeline_service_list_pipelines(
+            filter=json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name",
+                                               "stringValue": name}]}),
+            **({"namespace": namespace} if namespace else {})).pipelines or []
+        if len(found) > 1:
+            raise KaleError(f"{len(found)} pipelines are named {name} on the server",
+                            fix="delete or rename all but one in the Kubeflow UI")
+        if found:
+            return found[0].pipeline_id
+    return None
+
+
 def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
     """Refuse run values Kubeflow would change: its parameters hold numbers as 64-bit floats.
 
@@ -205,20 +266,28 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
     path = os.fspath(path)
     client, connection = connected or connect(host, namespace)
     experiment_name = experiment or graph.options.experiment or "Default"
+    # A multi-user server keeps pipelines in namespaces: from 2.15 it may refuse one without
+    # (REQUIRE_NAMESPACE_FOR_PIPELINES, backend/src/apiserver/validation/namespace.go@2.15.0),
+    # and its Kubernetes pipeline store always does ("A namespace is required",
+    # backend/src/apiserver/storage/pipeline_store_kubernetes.go). A single-user one has none.
+    home = connection.namespace if getattr(client, "multi_user", False) else None
+    names = ResourceNames.of(graph.name)
     action, kind = f"look up pipeline {graph.name}", "pipeline"
     try:
-        pipeline_id = client.get_pipeline_id(graph.name)
+        pipeline_id = _find_pipeline(client, names, home)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         action = f"upload pipeline {graph.name}"
         if pipeline_id is None:
-            pipeline = client.upload_pipeline(path, pipeline_name=graph.name,
-                                              description=graph.options.description)
+            pipeline = client._upload_api.upload_pipeline(
+                path, name=names.pipeline, display_name=graph.name,
+                description=graph.options.description, namespace=home)
             pipeline_id = pipeline.pipeline_id
             versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
             version_id = versions[0].pipeline_version_id if versions else None
         else:
-            version = client.upload_pipeline_version(
-                path, pipeline_version_name=f"{graph.name} {stamp}", pipeline_id=pipeline_id)
+            version = client._upload_api.upload_pipeline_version(
+                path, name=names.version(), display_name=f"{graph.name} {stamp}",
+                pipelineid=pipeline_id)
             version_id = version.pipeline_version_id
         action, kind = f"find or create experiment {experiment_name}", "experiment"
         created = client.create_experiment(name=experiment_name, namespace=connection.namespace)
