@@ -96,53 +96,18 @@ def test_without_a_store_a_dry_run_warns_and_a_submission_is_refused(big_project
     assert "fix: set a bundle store" in submitted.stderr and "Traceback" not in submitted.stderr
 
 
-def test_a_submission_uploads_to_the_store_of_pyproject(big_project, tmp_path):
+def test_a_submission_refuses_a_folder_store_the_clusters_importer_cannot_read(big_project,
+                                                                             tmp_path):
+    """KFP's importer takes gs://, s3:// and minio:// URIs only (objectstore/config.go)."""
     project, _ = big_project
     store = tmp_path / "shared-store"
     (project / "pyproject.toml").write_text(f'[tool.kale]\nbundle_store = "{store}"\n')
     with FakeKubeflow() as kubeflow:
         result = kale(project, "flow.py", "--kfp", "--kfp-host", kubeflow.host)
-        assert result.returncode == 0, result.stderr
-        upload = next(r for r in kubeflow.requests if r["path"].endswith("/pipelines/upload"))
-    (uploaded,) = store.iterdir()
-    assert str(uploaded).encode() in upload["body"]
-    assert len(upload["body"]) < 100 * 1024
-    assert "only kfp.local or a cluster that mounts it" in result.stderr
-
-
-def test_a_dry_run_uploads_only_when_asked_with_the_flag(big_project, tmp_path):
-    project, _ = big_project
-    store = tmp_path / "store"
-    result = kale(project, "flow.py", "--kfp", "--dry-run", "-o", "p.yaml",
-                  KALE_BUNDLE_STORE=str(store))
-    assert result.returncode == 0, result.stderr
-    assert not store.exists()
-    assert f"Submitting with --kfp uploads it to {store} instead" in result.stderr
-    flagged = kale(project, "flow.py", "--kfp", "--dry-run", "-o", "p.yaml", "--bundle-store",
-                   str(store))
-    assert flagged.returncode == 0, flagged.stderr
-    assert len(list(store.iterdir())) == 1
-
-
-def test_a_mid_sized_bundle_travels_inline_in_parts_no_argument_over_128_kb(tmp_path):
-    import json
-
-    project = tmp_path / "project"
-    (project / "data").mkdir(parents=True)
-    (project / "flow.py").write_text(SCRIPT)
-    blob = os.urandom(300 * 1024)  # five parts of 64 KB
-    (project / "data" / "blob.bin").write_bytes(blob)
-    result = kale(project, "-m", "kale.cli", "compile", "flow.py", "-o", "mid.yaml")
-    assert result.returncode == 0, result.stderr
-    assert "warning" not in result.stderr
-    spec = next(yaml.safe_load_all((project / "mid.yaml").read_text()))
-    tasks = spec["root"]["dag"]["tasks"]
-    assert {f"kale-bundle-part-{n}" for n in range(1, 5)} <= set(tasks)
-    # Kubeflow hands the root DAG to one driver, and each executor its command, as single
-    # command-line arguments: Linux refuses one over 128 KB.
-    assert len(json.dumps(spec["root"])) < 64 * 1024
-    for executor in spec["deploymentSpec"]["executors"].values():
-        for argument in executor["container"]["command"] + executor["container"]["args"]:
-            assert len(argument.encode()) < 128 * 1024
-    output = run_under_kfp_local(project / "mid.yaml", tmp_path)
-    assert f"DIGEST {hashlib.sha256(blob).hexdigest()}" in output, output[-2000:]
+        assert ("POST", "/pipelines/upload") not in kubeflow.calls()
+    assert result.returncode == 1
+    assert f"error: the bundle store {store} is a folder, and the cluster's importer cannot " \
+        "read one: Kubeflow Pipelines imports gs://, s3:// and minio:// URIs only" \
+        in result.stderr
+    assert "fix: use --bundle-store minio://mlpipeline/kale" in result.stderr
+    assert not store.exists()  # nothing was written there

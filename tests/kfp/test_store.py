@@ -261,3 +261,33 @@ def test_a_bucket_name_botocore_refuses_is_explained(monkeypatch):
         store._upload_s3(BUNDLE, "host:9000", "kale/x", "minio://host:9000/kale/x", minio=True)
     assert "which is not a valid bucket name" in caught.value.message
     assert "reachable" not in caught.value.fix
+
+
+def test_on_a_multi_user_server_the_store_is_one_the_namespace_can_reach():
+    """From 2.15 a namespace's keys reach only some prefixes of the bucket (the profile
+    controller's policy, sync.py@2.15.0); the store's endpoint is SeaweedFS from 2.16."""
+    from kale.kfp.server import Target
+    from kale.kfp.store import default_endpoint, store_for_server
+
+    server = Target((2, 15, 0), "the server's tag_name", "2.15.0", multi_user=True,
+                    namespace="team-a", submission=True)
+    notes: list[str] = []
+    assert store_for_server("minio://mlpipeline/kale", server, notes) == \
+        "minio://mlpipeline/private/team-a/kale"
+    assert notes == ["the bundle goes to minio://mlpipeline/private/team-a/kale, not "
+                     "minio://mlpipeline/kale: on Kubeflow Pipelines 2.15.0 (the server's "
+                     "tag_name), multi-user, the keys of namespace team-a (the importer's, and "
+                     "those the mlpipeline-minio-artifact secret holds) reach only artifacts/, "
+                     "private-artifacts/team-a/, private/team-a/, shared/ of the bucket"]
+    for kept in ("minio://mlpipeline/shared/kale", "minio://mlpipeline/private/team-a",
+                 "s3://bucket/kale"):
+        assert store_for_server(kept, server, []) == kept
+    with pytest.raises(StoreError, match="another namespace's") as caught:
+        store_for_server("minio://mlpipeline/private/team-b/kale", server, [])
+    assert caught.value.fix == "use minio://mlpipeline/private/team-a/kale"
+    # Single-user, or before 2.15: the store as given.
+    assert store_for_server("minio://mlpipeline/kale", Target((2, 14, 0), multi_user=True,
+                            namespace="team-a", submission=True), []) == "minio://mlpipeline/kale"
+    assert default_endpoint(Target((2, 15, 0))) == "http://minio-service.kubeflow:9000"
+    assert default_endpoint(Target((2, 16, 0))) == "http://seaweedfs.kubeflow:9000"
+    assert default_endpoint(None) == "http://seaweedfs.kubeflow:9000"

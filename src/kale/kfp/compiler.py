@@ -806,7 +806,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     settings, notes = _for_server(graph, target)
     environment = resolve(graph, image, requirements)
     bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
-                              upload=upload)
+                              upload=upload, target=target, notes=notes)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact,
                                  "Dataset": Dataset, "Model": Model, "List": list,
                                  "NamedTuple": typing.NamedTuple, "OutputPath": dsl.OutputPath}

@@ -21,7 +21,17 @@ from typing import Any
 
 from kale.errors import CompileWarning, KaleError
 from kale.kfp.bundle import Bundle
-from kale.kfp.store import INLINE_LIMIT, is_local, upload_bundle
+from kale.kfp.store import (
+    INLINE_LIMIT,
+    default_endpoint,
+    is_local,
+    store_for_server,
+    upload_bundle,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kale.kfp.server import Target
 
 #: Bundle bytes per component source: about 87 KB once in base64, well under Linux's 128 KB
 #: for one argument, with room for kfp's own wrapper.
@@ -54,17 +64,21 @@ def check_placeable(bundle: Bundle, store: str | None) -> None:
             "upload it to", fix=_ADVICE)
 
 
-def place_bundle(bundle: Bundle, store: str | None, *, upload: bool) -> str | None:
+def place_bundle(bundle: Bundle, store: str | None, *, upload: bool,
+                 target: Target | None = None, notes: list[str] | None = None) -> str | None:
     """Where the bundle travels: ``None`` for inline in the package, else the URI it was
-    uploaded to. Small bundles always go inline."""
+    uploaded to. Small bundles always go inline. ``target`` is the server the package is for:
+    it decides the store's prefix and endpoint (``kale.kfp.store.store_for_server``)."""
     if bundle.size <= INLINE_LIMIT:
         return None
     if upload and store:
+        if target is not None:
+            store = store_for_server(store, target, notes if notes is not None else [])
         if is_local(store):
             warnings.warn(f"the project bundle goes to the local folder {store}: only kfp.local "
                           "or a cluster that mounts it at the same path can read it",
                           CompileWarning, stacklevel=3)
-        return upload_bundle(bundle, store)
+        return upload_bundle(bundle, store, default_endpoint(target))
     if upload:
         check_placeable(bundle, store)
     warnings.warn(

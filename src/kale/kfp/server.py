@@ -110,6 +110,8 @@ class Target:
     tag: str = ""
     multi_user: bool = False
     namespace: str | None = None
+    #: a server a submission goes to (not a dry run's: that package may serve kfp.local)
+    submission: bool = False
 
     def supports(self, release: Version) -> bool:
         """Whether the server honours what came in ``release``; an unknown server is taken to be
@@ -140,8 +142,9 @@ def target_from_healthz(answer: dict[str, object], flag: str | None = None,
                 f"Kubeflow Pipelines {tag} is older than {spelled(MINIMUM)}, the first release "
                 "with the v2 API and packages Kale submits",
                 fix="upgrade Kubeflow Pipelines to 2.x (Kale supports 2.0.0 and later)")
-        return Target(version, "the server's tag_name", tag, multi_user, namespace)
+        return Target(version, "the server's tag_name", tag, multi_user, namespace, True)
     if flag:
-        return Target(check_version_flag(flag), "--server-version", flag, multi_user, namespace)
+        return Target(check_version_flag(flag), "--server-version", flag, multi_user, namespace,
+                      True)
     return Target(None, f"the server's tag_name is {tag or 'empty'!r}", tag, multi_user,
-                  namespace)
+                  namespace, True)

@@ -11,8 +11,10 @@ The store is ``--bundle-store URI``, else ``KALE_BUNDLE_STORE``, else ``bundle_s
 
 - ``minio://bucket/prefix``: the MinIO that comes with Kubeflow Pipelines (the cluster reads it
   with no further setup). Kale uploads through its S3 API at ``AWS_ENDPOINT_URL_S3`` or
-  ``AWS_ENDPOINT_URL``, else the in-cluster ``http://minio-service.kubeflow:9000``, with the
-  usual ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``;
+  ``AWS_ENDPOINT_URL``, else the in-cluster ``http://seaweedfs.kubeflow:9000`` (KFP 2.16 and
+  later, or a release not known) or ``http://minio-service.kubeflow:9000`` (before), with the
+  usual ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``. On a multi-user server from 2.15 a
+  prefix the namespace cannot reach goes under ``private/<namespace>/`` (``store_for_server``);
 - ``s3://bucket/prefix``: Amazon S3 or any S3-compatible store (boto3's configuration);
 - ``gs://bucket/prefix``: Google Cloud Storage (Application Default Credentials);
 - a local folder (a path or ``file://``): for ``kfp.local``, or a cluster that mounts it.
@@ -29,11 +31,17 @@ from urllib.parse import unquote, urlparse
 from kale.errors import KaleError
 from kale.kfp.bundle import Bundle
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kale.kfp.server import Target
+
 #: The largest bundle (compressed) carried inside the package.
 INLINE_LIMIT = 512 * 1024
 
-#: Where Kubeflow's own MinIO answers inside the cluster.
+#: Where Kubeflow's own object store answers inside the cluster: SeaweedFS from KFP 2.16 (the
+#: ``minio-service`` Service is gone from its manifests), MinIO before (``kale.kfp.server``).
 DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+SEAWEEDFS_ENDPOINT = "http://seaweedfs.kubeflow:9000"
 
 _SCHEMES = ("s3", "minio", "gs")
 
@@ -122,9 +130,66 @@ def _bucket_fix(scheme: str, bucket: str) -> str:
     return advice
 
 
-def upload_bundle(bundle: Bundle, store: str) -> str:
+def default_endpoint(target: Target | None = None) -> str:
+    """The in-cluster endpoint of Kubeflow's own object store for ``minio://`` stores: SeaweedFS
+    from 2.16 (and for a server of unknown release, taken to be the newest), MinIO before."""
+    from kale.kfp import server
+
+    if target is not None and target.version is not None and \
+            not target.supports(server.SEAWEEDFS):
+        return DEFAULT_MINIO_ENDPOINT
+    return SEAWEEDFS_ENDPOINT
+
+
+def store_for_server(store: str, target: Target, notes: list[str]) -> str:
+    """The store a bundle goes to for ``target``: ``store``, or the same store under the prefix
+    the server lets the namespace reach (said in ``notes``); a refusal when the server could
+    not read it.
+
+    - A folder: a cluster's importer takes ``gs://``, ``s3://`` and ``minio://`` URIs only
+      (``ParseBucketConfigForArtifactURI`` in ``backend/src/v2/objectstore/config.go@2.17.0``,
+      "unsupported Cloud bucket"), so a submission refuses it.
+    - ``minio://`` on a multi-user server from 2.15: each namespace's keys reach only
+      ``artifacts/``, ``private-artifacts/<ns>/``, ``private/<ns>/`` and ``shared/`` of the
+      bucket (the policy ``pipelines-profile-controller/sync.py@2.15.0`` puts on them), and the
+      importer reads with the namespace's keys: another prefix goes under ``private/<ns>/``.
+    """
+    from kale.kfp import server
+
+    parsed = urlparse(store)
+    if target.submission and is_local(store):
+        raise StoreError(
+            f"the bundle store {store} is a folder, and the cluster's importer cannot read "
+            "one: Kubeflow Pipelines imports gs://, s3:// and minio:// URIs only",
+            fix="use --bundle-store minio://mlpipeline/kale (Kubeflow's own object store), "
+            "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX; a folder store serves kfp.local (write "
+            "the package with --kfp --dry-run and run it there)")
+    namespace = target.namespace
+    if parsed.scheme != "minio" or not target.multi_user or not namespace or \
+            not target.supports(server.NAMESPACED_STORE):
+        return store
+    prefix = parsed.path.strip("/")
+    reachable = ("artifacts", f"private-artifacts/{namespace}", f"private/{namespace}", "shared")
+    if any(prefix == allowed or prefix.startswith(f"{allowed}/") for allowed in reachable):
+        return store
+    if prefix.split("/")[0] in ("private", "private-artifacts"):
+        raise StoreError(
+            f"the bundle store {store} is another namespace's: on {target.named}, multi-user, "
+            f"the keys of namespace {namespace} reach only {', '.join(p + '/' for p in reachable)}"
+            f" of bucket {parsed.netloc}",
+            fix=f"use minio://{parsed.netloc}/private/{namespace}/kale")
+    chosen = f"minio://{parsed.netloc}/private/{namespace}" + (f"/{prefix}" if prefix else "")
+    notes.append(
+        f"the bundle goes to {chosen}, not {store}: on {target.named}, multi-user, the keys of "
+        f"namespace {namespace} (the importer's, and those the mlpipeline-minio-artifact "
+        f"secret holds) reach only {', '.join(p + '/' for p in reachable)} of the bucket")
+    return chosen
+
+
+def upload_bundle(bundle: Bundle, store: str, endpoint: str | None = None) -> str:
     """Put ``bundle`` in ``store`` (unless an identical one is there) and return its URI, as
-    Kubeflow's importer reads it."""
+    Kubeflow's importer reads it. ``endpoint`` is where a ``minio://`` store answers when the
+    environment does not say (``default_endpoint``)."""
     store = check_store(store)
     parsed = urlparse(store)
     name = bundle_name(bundle)
@@ -135,7 +200,8 @@ def upload_bundle(bundle: Bundle, store: str) -> str:
     if parsed.scheme == "gs":
         _upload_gcs(bundle, parsed.netloc, key, uri)
     else:
-        _upload_s3(bundle, parsed.netloc, key, uri, minio=parsed.scheme == "minio")
+        _upload_s3(bundle, parsed.netloc, key, uri, minio=parsed.scheme == "minio",
+                   default=endpoint or default_endpoint())
     return uri
 
 
@@ -154,7 +220,8 @@ def _upload_local(bundle: Bundle, folder: Path, name: str) -> str:
     return str(target)
 
 
-def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) -> None:
+def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool,
+               default: str = SEAWEEDFS_ENDPOINT) -> None:
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -171,7 +238,7 @@ def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) 
                          fix=f"set {variable}=http://{endpoint} (or https:// if the store "
                          "answers with TLS)")
     if minio:
-        endpoint = endpoint or DEFAULT_MINIO_ENDPOINT
+        endpoint = endpoint or default
     where = f"{uri}" + (f" (through {endpoint})" if endpoint else "")
     try:
         try:
@@ -179,7 +246,7 @@ def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) 
         except ValueError as error:  # botocore's "Invalid endpoint"
             raise StoreError(f"the project bundle cannot be uploaded to {where}: {error}",
                              fix="set AWS_ENDPOINT_URL to the store's URL, such as "
-                             f"{DEFAULT_MINIO_ENDPOINT}") from None
+                             f"{default}") from None
         try:
             client.head_object(Bucket=bucket, Key=key)
             return  # the same content is there already
@@ -218,7 +285,8 @@ def _upload_s3(bundle: Bundle, bucket: str, key: str, uri: str, *, minio: bool) 
             f"the project bundle could not be uploaded to {where}: {error}",
             fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
             if credentials else "check the endpoint is reachable from here (AWS_ENDPOINT_URL "
-            "for an S3-compatible store)",
+            "for an S3-compatible store; Kubeflow's own answers in the cluster at "
+            f"{SEAWEEDFS_ENDPOINT} from KFP 2.16, {DEFAULT_MINIO_ENDPOINT} before)",
         ) from None
 
 
