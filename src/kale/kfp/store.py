@@ -1,7 +1,8 @@
 """The bundle store: where a project bundle too big to ride inside the pipeline package goes.
 
-A Kubeflow run becomes an Argo Workflow kept in etcd, which refuses objects of more than about
-1.5 MB, so a bundle carried inline in the package must stay small (``INLINE_LIMIT``). A bigger
+A Kubeflow run becomes an Argo Workflow, which Argo refuses over 1 MiB (its node statuses
+compressed), and the inline bundle is in it five times, so a bundle carried inline in the
+package must stay small (``INLINE_LIMIT``). A bigger
 one is uploaded to an object store the cluster reads, under a name made of its content hash (an
 unchanged project is not uploaded twice), and the pipeline imports it with ``dsl.importer``, so
 KFP's own launcher downloads it with the cluster's object-store credentials.
@@ -35,8 +36,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kale.kfp.server import Target
 
-#: The largest bundle (compressed) carried inside the package.
-INLINE_LIMIT = 512 * 1024
+#: The largest bundle (compressed) carried inside the package. Argo refuses a workflow over
+#: 1 MiB once its node statuses are compressed (argo-workflows@v4.0.8 workflow/packer/
+#: packer.go), and an inline bundle is in it five times: once in the spec (base64 in its
+#: component's source, as JSON), and four times in the status (the driver's input and output,
+#: the executor's DAG and pod inputs), where gzip hardly shrinks base64 text. Measured with the
+#: model in tests/kfp/argo_size.py (test_inline_limit.py keeps it true): a 96 KB bundle makes a
+#: workflow of about 665 KB, a 128 KB one about 880 KB; 96 KB keeps a third of the limit for the
+#: rest of the pipeline (each step's own container, in the same five places).
+INLINE_LIMIT = 96 * 1024
 
 #: Where Kubeflow's own object store answers inside the cluster: SeaweedFS from KFP 2.16 (the
 #: ``minio-service`` Service is gone from its manifests), MinIO before (``kale.kfp.server``).
