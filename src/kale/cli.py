@@ -103,11 +103,14 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
 @click.option("--bundle-store", metavar="URI", help="Upload a project bundle too big for the "
               "package here (minio://, s3://, gs:// or a folder); without it nothing is "
               "contacted.")
+@click.option("--no-install", is_flag=True, help="Steps install nothing: the --image holds kfp "
+              "and their packages.")
 @click.option("--server-version", metavar="X.Y.Z", help="The Kubeflow Pipelines release to "
               "compile for (default: the newest; the message names the oldest that runs it).")
 def compile_command(script: str, output: str | None, pipeline_name: str | None,
                     image: str | None, requirements: str | None,
-                    bundle_store: str | None, server_version: str | None) -> None:
+                    bundle_store: str | None, no_install: bool,
+                    server_version: str | None) -> None:
     """Compile the pipeline in SCRIPT to a Kubeflow Pipelines (v2) package."""
     from kale.kfp.compiler import compile_graph, describe
     from kale.kfp.server import NEWEST, Target, check_version_flag
@@ -121,7 +124,7 @@ def compile_command(script: str, output: str | None, pipeline_name: str | None,
     path = package_path(chosen.graph, output)
     compiled = compile_graph(chosen.graph, path, image=image, requirements=requirements,
                              bundle_store=bundle_store, upload=bool(bundle_store),
-                             target=target)
+                             target=target, install=False if no_install else None)
     click.echo(describe(chosen.graph, compiled, path))
 
 

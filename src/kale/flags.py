@@ -49,12 +49,13 @@ class Flags:
     requirements: str | None = None
     bundle_store: str | None = None
     server_version: str | None = None
+    no_install: bool = False
 
 
 FLAGS = Flags()
 # Open-source Kale's SDK spelled these -K/--kfp and -D/--dry-run; scripts keep working.
 _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run",
-             "--wait": "wait"}
+             "--wait": "wait", "--no-install": "no_install"}
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
            "--requirements": "requirements", "--bundle-store": "bundle_store",
@@ -93,6 +94,7 @@ parses its own arguments; every other argument reaches the script as typed.
     --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
     --server-version X.Y.Z    the Kubeflow Pipelines release to compile for (a dry run, or a
                               server that does not say; a submission reads the server's own)
+    --no-install              steps install nothing: the --image holds kfp and their packages
 
 Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks

@@ -389,7 +389,7 @@ def _iteration_type(loop: Loop, graph: Graph) -> str:
 
 
 def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
-                      settings: _Settings) -> str:
+                      settings: _Settings, expects: tuple[str, ...] = ()) -> str:
     """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
     parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
@@ -450,6 +450,9 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
     if settings.deadline:
         # The pipeline's timeout, kept by the runtime from the run's start (see _Settings).
         spec["deadline"] = settings.deadline
+    if expects:
+        # --no-install: what the image must hold, checked before the step runs (entry).
+        spec["expects"] = list(expects)
     call = (f"run_component({spec!r}, root,\n"
             f"                      {{{', '.join(inputs)}}},\n"
             f"                      {{{', '.join(outputs)}}},\n"
@@ -785,7 +788,7 @@ def _names(steps: list[str]) -> str:
 def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                   requirements: str | None = None, bundle: Bundle | None = None,
                   bundle_store: str | None = None, upload: bool = False,
-                  target: Target = NEWEST) -> Compiled:
+                  target: Target = NEWEST, install: bool | None = None) -> Compiled:
     """Write the pipeline package (YAML) for ``graph`` to ``package_path``.
 
     The image and packages come from ``kale.kfp.requirements`` (flags, environment,
@@ -804,7 +807,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     _check_steps_travel(graph, bundle)
     _check_kale_imports(graph)
     settings, notes = _for_server(graph, target)
-    environment = resolve(graph, image, requirements)
+    environment = resolve(graph, image, requirements, install)
     bundle_uri = place_bundle(bundle, configured_store(graph.project_root, bundle_store),
                               upload=upload, target=target, notes=notes)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact,
@@ -816,18 +819,23 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     step_names = _function_names(graph, reserved=(*delivery.function_names,
                                                   _identifier(graph.name)))
     delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
-                    environment.image)
+                    environment.image, environment.install)
     components = {}
     flow = _flow(graph)
     for step in graph.steps:
         name = step_names[step.name]
-        function = _define(_component_source(step, graph, name, flow, settings),
-                           f"{prefix} {step.name}>", namespace)
         # A condition reads what the steps before it made: the pipeline's packages have it all.
         own = environment.of(step.name) if step.condition is None else environment.pipeline
-        components[step.name] = dsl.component(
-            function, base_image=own.image, packages_to_install=list(own.packages) or None,
-            pip_index_urls=list(own.index_urls) or None)
+        expects = () if environment.install else own.packages
+        function = _define(_component_source(step, graph, name, flow, settings, expects),
+                           f"{prefix} {step.name}>", namespace)
+        if environment.install:
+            components[step.name] = dsl.component(
+                function, base_image=own.image, packages_to_install=list(own.packages) or None,
+                pip_index_urls=list(own.index_urls) or None)
+        else:  # --no-install: the image holds kfp and the packages; the step checks them
+            components[step.name] = dsl.component(function, base_image=own.image,
+                                                  install_kfp_package=False)
     display = task_display_names(graph)
     all_ports = {step.name: _port_names(step) for step in graph.steps}
 
@@ -1031,7 +1039,10 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
                 f"{', '.join(f'{name} ({why})' for name, why in bundle.reasons)}"]
                if bundle.withheld else []),
              f"  image {environment.image}; packages ({environment.source}): "
-             f"{', '.join(environment.packages) or 'none'}"]
+             f"{', '.join(environment.packages) or 'none'}" + (
+                 "" if environment.install else
+                 "; none installed (--no-install): the image must hold kfp and these, and "
+                 "each step checks that they are there before it runs")]
     for step in graph.user_steps:
         own = environment.of(step.name)
         if (own.image, own.source) != (environment.image, environment.source):

@@ -133,11 +133,14 @@ class BundleDelivery:
                 "                shutil.copyfileobj(piece, handle)\n" + _STAMP)
         return [first, *sources]
 
-    def define(self, define: Callable[[str, str], Any], image: str) -> None:
-        """Make the components (``define`` turns generated source into a function)."""
+    def define(self, define: Callable[[str, str], Any], image: str, install: bool = True
+               ) -> None:
+        """Make the components (``define`` turns generated source into a function);
+        ``install`` False: their pods install no kfp (``--no-install``)."""
         from kfp import dsl
 
-        self._components = [dsl.component(define(source, f"bundle {index}"), base_image=image)
+        self._components = [dsl.component(define(source, f"bundle {index}"), base_image=image,
+                                          install_kfp_package=install)
                             for index, source in enumerate(self._sources())]
 
     def add_tasks(self) -> Any:

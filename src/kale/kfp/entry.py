@@ -147,6 +147,38 @@ def _within_deadline(spec: dict[str, Any], created: str) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+def _check_image(spec: dict[str, Any]) -> None:
+    """With --no-install, the distributions the step would have installed must be in the image:
+    a missing one stops the step with their names before its code runs (rather than an
+    ImportError in the middle of it); another version than the one pinned is said in the log.
+    """
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    missing, others = [], []
+    for requirement in spec.get("expects", ()):
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(==\s*([^\s;,]+))?",
+                         requirement)
+        if not match or "@" in requirement:
+            continue  # a URL requirement: no name to check by
+        try:
+            found = version(match[1])
+        except PackageNotFoundError:
+            missing.append(requirement)
+            continue
+        if match[3] and found != match[3]:
+            others.append(f"{match[1]} {found} (pinned {match[3]})")
+    if others:
+        print(f"Kale: step `{spec['step']}` runs with other versions than pinned: "
+              f"{', '.join(others)}", file=sys.stderr)
+    if missing:
+        raise SystemExit(
+            f"Kale: step `{spec['step']}` was not started: its image lacks "
+            f"{', '.join(missing)}, and with --no-install (install = false) nothing is "
+            "installed in the step\nfix: add them to the image (pip install in its Dockerfile), "
+            "or submit without --no-install")
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
                   created: str = "", flow: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -165,6 +197,7 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     # registered there), as in a local run: the project comes first on the path from the start.
     if project not in sys.path:
         sys.path.insert(0, project)
+    _check_image(spec)
     timeout = _within_deadline(spec, created)
     scratch = tempfile.mkdtemp(prefix="kale-outputs-")
     filename, line, source = _code(project, spec["file"], spec["line"], spec["lines"])

@@ -13,7 +13,8 @@ from typing import Any
 from kale.errors import KaleError, SourceLocation
 
 #: What ``[tool.kale]`` and ``[tool.kale.steps.<name>]`` may hold.
-PIPELINE_KEYS = {"image": "str", "requirements": "list", "bundle_store": "str", "steps": "table"}
+PIPELINE_KEYS = {"image": "str", "requirements": "list", "bundle_store": "str", "steps": "table",
+                 "install": "bool", "index_url": "str"}
 STEP_KEYS = {"image": "str", "requirements": "list"}
 
 
@@ -122,10 +123,12 @@ def _check(table: dict[str, Any], keys: dict[str, str], where: tuple[str, ...],
             )
         kind = keys[key]
         valid = (isinstance(value, str) and value.strip() if kind == "str" else
+                 isinstance(value, bool) if kind == "bool" else
                  isinstance(value, list) and all(isinstance(item, str) for item in value)
                  if kind == "list" else isinstance(value, dict))
         if not valid:
             wanted = {"str": "a non-empty string", "table": "a table of steps",
+                      "bool": "true or false",
                       "list": 'a list of requirement strings, such as ["pandas==2.2.3"]'}[kind]
             raise KaleError(
                 f"`{key}` in {header} of {pyproject.path.name} is {value!r}, not {wanted}",

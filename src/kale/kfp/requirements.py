@@ -74,6 +74,9 @@ class Environments:
 
     pipeline: Environment
     steps: dict[str, Environment] = field(default_factory=dict)
+    #: whether steps install anything: False with --no-install (``install = false``), where
+    #: the image must hold kfp and the steps' packages, and each step checks them at its start
+    install: bool = True
 
     def of(self, step: str) -> Environment:
         return self.steps.get(step, self.pipeline)
@@ -259,15 +262,28 @@ def _with_step_requirements(packages: tuple[str, ...], extra: list[str]) -> tupl
     return tuple(kept + list(extra))
 
 
-def resolve(graph: Graph, image: str | None = None,
-            requirements: str | None = None) -> Environments:
-    """The image and packages for the pipeline's steps, by the precedence above."""
+def resolve(graph: Graph, image: str | None = None, requirements: str | None = None,
+            install: bool | None = None) -> Environments:
+    """The image and packages for the pipeline's steps, by the precedence above. ``install``
+    False (``--no-install``; else ``install`` in ``[tool.kale]``) installs nothing: the image
+    must then be one's own, holding kfp and the steps' packages."""
     root = Path(graph.project_root)
     pyproject = Pyproject(root / "pyproject.toml")
     kale = read_settings(pyproject)
     tables = _step_tables(graph, kale, pyproject)
-    chosen_image = (image or os.environ.get("KALE_IMAGE") or kale.get("image")
-                    or f"python:{sys.version_info.major}.{sys.version_info.minor}")
+    install = kale.get("install", True) if install is None else install
+    given_image = image or os.environ.get("KALE_IMAGE") or kale.get("image")
+    if not install and not given_image:
+        default = f"python:{sys.version_info.major}.{sys.version_info.minor}"
+        raise KaleError(
+            f"with --no-install (or install = false in [tool.kale]) the steps install nothing, "
+            f"so their image must hold kfp and their packages; the default image {default} "
+            "holds neither",
+            location=pyproject.location("tool", "kale", "install"),
+            fix="name an image built with them: --image IMAGE, KALE_IMAGE, or image in "
+            "[tool.kale] (pip install kfp==<the kfp version here> and the steps' packages in "
+            "its Dockerfile)")
+    chosen_image = given_image or f"python:{sys.version_info.major}.{sys.version_info.minor}"
     requirements = requirements or os.environ.get("KALE_REQUIREMENTS")
     inferred_by_step: dict[str, tuple[str, ...]] | None = None
     if requirements:
@@ -291,6 +307,10 @@ def resolve(graph: Graph, image: str | None = None,
         everything = {p for packages in inferred_by_step.values() for p in packages}
         declared = Declared(sorted(everything, key=str.lower))
         source = "inferred from the steps' imports, pinned to the versions here"
+    if kale.get("index_url") and not declared.index:
+        # The project's own index, for whatever the packages come from (inferred ones too);
+        # kfp's own install uses it as well, so a private index alone can serve the steps.
+        declared = Declared(declared.packages, kale["index_url"], declared.extra)
     pipeline = Environment(chosen_image, tuple(declared.packages), source,
                            declared.index_urls())
     steps = {}
@@ -306,4 +326,4 @@ def resolve(graph: Graph, image: str | None = None,
             source = f"{source}, and [tool.kale.steps.{key}]"
         steps[step.name] = Environment(table.get("image", pipeline.image), packages, source,
                                        index_urls)
-    return Environments(pipeline, steps)
+    return Environments(pipeline, steps, install)

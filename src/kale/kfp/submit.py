@@ -67,15 +67,16 @@ def package_path(graph: Graph, output: str | os.PathLike[str] | None, *,
 
 #: What compiling takes besides the path, with the command-line flag that sets each.
 COMPILE_OPTIONS = {"image": "--image", "requirements": "--requirements",
-                   "bundle_store": "--bundle-store", "server_version": "--server-version"}
+                   "bundle_store": "--bundle-store", "server_version": "--server-version",
+                   "install": "--no-install"}
 
 
 def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, upload: bool | None = None,
                     option: str = "-o", server_version: str | None = None,
-                    target: Target | None = None, bundle: Bundle | None = None
-                    ) -> PipelinePackage:
+                    target: Target | None = None, bundle: Bundle | None = None,
+                    install: bool | None = None) -> PipelinePackage:
     """Write the package of ``graph`` to ``output`` (default ``<pipeline name>.yaml``) and
     describe it on stderr. A bundle too big for the package is uploaded to the bundle store
     when ``upload`` (by default: when ``bundle_store`` is given). The package is compiled for
@@ -93,7 +94,7 @@ def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
     compiled = compile_graph(graph, path, image=image, requirements=requirements,
                              bundle_store=bundle_store, bundle=bundle,
                              upload=bool(bundle_store) if upload is None else upload,
-                             target=target)
+                             target=target, install=install)
     print(describe(graph, compiled, path), file=sys.stderr)
     return PipelinePackage(path)
 
@@ -107,11 +108,13 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
             return compile_package(graph, flags.output, image=flags.image,
                                    requirements=flags.requirements,
                                    bundle_store=flags.bundle_store,
-                                   server_version=flags.server_version)
+                                   server_version=flags.server_version,
+                                   install=False if flags.no_install else None)
         run = submit_pipeline(graph, values, output=flags.output, host=flags.kfp_host,
                               namespace=flags.namespace, image=flags.image,
                               requirements=flags.requirements, bundle_store=flags.bundle_store,
-                              server_version=flags.server_version)
+                              server_version=flags.server_version,
+                              install=False if flags.no_install else None)
     except KeyboardInterrupt:
         what = ("the package was not written" if flags.dry_run else
                 "no run was started (a pipeline version may have been uploaded)")
@@ -129,8 +132,8 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     output: str | os.PathLike[str] | None = None, host: str | None = None,
                     namespace: str | None = None, experiment: str | None = None,
                     image: str | None = None, requirements: str | None = None,
-                    bundle_store: str | None = None, server_version: str | None = None
-                    ) -> KfpRun:
+                    bundle_store: str | None = None, server_version: str | None = None,
+                    install: bool | None = None) -> KfpRun:
     """Compile ``graph`` (into ``output`` when given, else a temporary file) for the server at
     ``host`` (its release read from its health endpoint; ``server_version`` when it does not
     say), upload it and start a run with ``values``; a big bundle goes to the bundle store."""
@@ -152,7 +155,7 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
         package = compile_package(
             graph, output or os.path.join(folder, f"{graph.name}.yaml"), image=image,
             requirements=requirements, bundle_store=bundle_store, upload=True,
-            target=target, bundle=bundle)
+            target=target, bundle=bundle, install=install)
         return submit(graph, values, package, experiment=experiment,
                       connected=(client, connection))
 

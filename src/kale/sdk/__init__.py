@@ -421,6 +421,12 @@ class PipelineFunction(PipelineDefinition):
         known = tuple(COMPILE_OPTIONS)
         what = "option" if method == "compile" else "entry in compile_options"
         for key, value in options.items():
+            if key == "install":
+                if not isinstance(value, bool):
+                    raise _locate(InvalidOptionError(
+                        key, value, "True (the default: steps install their packages) or "
+                        "False (--no-install: the image holds them) is expected"), location)
+                continue
             if key in known:
                 if key == "requirements" and isinstance(value, os.PathLike):
                     value = options[key] = os.fspath(value)
