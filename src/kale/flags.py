@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from kale.errors import KaleError
 
@@ -50,22 +51,44 @@ class Flags:
     bundle_store: str | None = None
     server_version: str | None = None
     no_install: bool = False
+    #: --schedule CRON and its options: a recurring run instead of one run
+    schedule: str | None = None
+    max_concurrency: str | None = None
+    start: str | None = None
+    end: str | None = None
+    catchup: bool = False
+    no_catchup: bool = False
+
+    @property
+    def recurring(self) -> Any:
+        """The ``kale.kfp.schedule.Schedule`` these flags ask for, or None (checked values)."""
+        if not self.schedule:
+            return None
+        from kale.kfp.schedule import Schedule
+
+        return Schedule.from_flags(self.schedule, start=self.start, end=self.end,
+                                   max_concurrency=self.max_concurrency,
+                                   catchup=False if self.no_catchup else None)
 
 
 FLAGS = Flags()
 # Open-source Kale's SDK spelled these -K/--kfp and -D/--dry-run; scripts keep working.
 _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run",
-             "--wait": "wait", "--no-install": "no_install"}
+             "--wait": "wait", "--no-install": "no_install", "--catchup": "catchup",
+             "--no-catchup": "no_catchup"}
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
            "--requirements": "requirements", "--bundle-store": "bundle_store",
-           "--server-version": "server_version"}
+           "--server-version": "server_version", "--schedule": "schedule",
+           "--max-concurrency": "max_concurrency", "--start": "start", "--end": "end"}
 _LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED) if flag.startswith("--"))
 # A value each flag could take, for the fix of "needs a value".
 _EXAMPLES = {"--parallelism": "4", "--output": "pipeline.yaml", "-o": "pipeline.yaml",
              "--kfp-host": "http://localhost:8080", "--namespace": "my-profile",
              "--image": "python:3.11", "--requirements": "requirements.txt",
-             "--bundle-store": "minio://mlpipeline/kale", "--server-version": "2.14.3"}
+             "--bundle-store": "minio://mlpipeline/kale", "--server-version": "2.14.3",
+             "--schedule": "'0 9 * * 1'", "--max-concurrency": "2",
+             "--start": "2026-01-01T09:00:00Z", "--end": "2026-12-31"}
 # Kale's short flags by upper-cased letter, so that -k, -d and -O are recognised as typos.
 _SHORT = {"K": "-K", "D": "-D", "O": "-o"}
 # A hyphen and what documents, word processors and chat programs turn hyphens into (a pasted
@@ -95,6 +118,11 @@ parses its own arguments; every other argument reaches the script as typed.
     --server-version X.Y.Z    the Kubeflow Pipelines release to compile for (a dry run, or a
                               server that does not say; a submission reads the server's own)
     --no-install              steps install nothing: the --image holds kfp and their packages
+    --schedule CRON           create a recurring run instead of one run: a standard 5-field
+                              cron ('0 9 * * 1': Mondays at 9:00, scheduler time, UTC default)
+      --max-concurrency N     at most N of its runs at once (1 to 10; default 1)
+      --start TIME, --end TIME  when it starts and stops (2026-01-01, 2026-01-01T09:00:00Z)
+      --catchup, --no-catchup   run the runs missed while paused or behind (default: catch up)
 
 Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
@@ -303,7 +331,35 @@ def take_flags(argv: list[str]) -> Flags:
             raise FlagError(f"{argument[:2]} takes no value (got {argument!r})",
                             fix=f"write {argument[:2]} alone")
         index += 1
+    if kfp_mode:
+        _check_schedule(flags)
     return flags
+
+
+_SCHEDULE_OPTIONS = {"--max-concurrency": "max_concurrency", "--start": "start", "--end": "end",
+                     "--catchup": "catchup", "--no-catchup": "no_catchup"}
+
+
+def _check_schedule(flags: Flags) -> None:
+    """--schedule's options need it, and its values must be valid, before anything is done."""
+    given = [name for name, attribute in _SCHEDULE_OPTIONS.items()
+             if getattr(flags, attribute) not in (None, False)]
+    if not flags.schedule:
+        if given:
+            raise FlagError(f"{given[0]} is an option of a recurring run, and there is no "
+                            "--schedule", fix=f"add --schedule CRON (for example --schedule "
+                            f"'0 9 * * 1'), or leave {given[0]} out")
+        return
+    if flags.catchup and flags.no_catchup:
+        raise FlagError("--catchup and --no-catchup are both given", fix="keep one")
+    if flags.wait:
+        raise FlagError("--wait follows one run, and --schedule starts none now (it creates a "
+                        "recurring run)", fix="leave --wait out; follow the runs in the "
+                        "Kubeflow UI's recurring run page")
+    try:
+        flags.recurring  # noqa: B018 (checks every value)
+    except KaleError as error:
+        raise FlagError(error.message, fix=error.fix) from None
 
 
 _loaded = False

@@ -22,6 +22,24 @@ class RunWaitTimeout(KubeflowError, TimeoutError):
     """``KfpRun.wait(timeout=...)`` stopped following a run that had not ended; the run goes on."""
 
 
+class KfpRecurringRun:
+    """A recurring run created on Kubeflow Pipelines (``--kfp --schedule CRON``): ``id``,
+    ``url``, the ``schedule`` and where it was filed. Its runs start on the server's clock;
+    ``status`` is ``"scheduled"``."""
+
+    status = "scheduled"
+
+    def __init__(self, id: str, url: str, *, pipeline: str, experiment: str, schedule: Any,
+                 pipeline_id: str, version_id: str, experiment_id: str,
+                 namespace: str | None) -> None:
+        self.id, self.url, self.pipeline, self.experiment = id, url, pipeline, experiment
+        self.schedule, self.pipeline_id, self.version_id = schedule, pipeline_id, version_id
+        self.experiment_id, self.namespace = experiment_id, namespace
+
+    def __repr__(self) -> str:
+        return f"<KfpRecurringRun {self.id} of pipeline {self.pipeline} ({self.schedule.cron})>"
+
+
 class KfpRun:
     """A run of a pipeline on Kubeflow Pipelines.
 

@@ -24,7 +24,8 @@ from kale.kfp.server import Target
 
 if TYPE_CHECKING:
     from kale.kfp.bundle import Bundle
-    from kale.kfp.run import KfpRun
+    from kale.kfp.run import KfpRecurringRun, KfpRun
+    from kale.kfp.schedule import Schedule
 
 
 class PipelinePackage(type(Path())):  # Path itself cannot be subclassed before Python 3.12
@@ -100,27 +101,38 @@ def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
 
 
 def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
-                         ) -> KfpRun | PipelinePackage:
+                         ) -> KfpRun | KfpRecurringRun | PipelinePackage:
     """``--kfp``: write the package (``--dry-run``, returns its path) or submit it (returns the
-    run; ``--wait`` follows it and raises ``KubeflowError`` unless it succeeds)."""
+    run; ``--wait`` follows it and raises ``KubeflowError`` unless it succeeds). With
+    ``--schedule`` the submission creates a recurring run (a dry run says what it would
+    create)."""
+    schedule = getattr(flags, "recurring", None)
     try:
         if flags.dry_run:
-            return compile_package(graph, flags.output, image=flags.image,
-                                   requirements=flags.requirements,
-                                   bundle_store=flags.bundle_store,
-                                   server_version=flags.server_version,
-                                   install=False if flags.no_install else None)
+            package = compile_package(graph, flags.output, image=flags.image,
+                                      requirements=flags.requirements,
+                                      bundle_store=flags.bundle_store,
+                                      server_version=getattr(flags, "server_version", None),
+                                      install=False if getattr(flags, "no_install", False)
+                                      else None)
+            if schedule is not None:
+                experiment = graph.options.experiment or "Default"
+                print(f"kale: --schedule: submitting would create a recurring run of pipeline "
+                      f"{graph.name} in experiment {experiment}, of the version uploaded: "
+                      f"{schedule.describe()}; parameters {values}", file=sys.stderr)
+            return package
         run = submit_pipeline(graph, values, output=flags.output, host=flags.kfp_host,
                               namespace=flags.namespace, image=flags.image,
                               requirements=flags.requirements, bundle_store=flags.bundle_store,
-                              server_version=flags.server_version,
-                              install=False if flags.no_install else None)
+                              server_version=getattr(flags, "server_version", None),
+                              install=False if getattr(flags, "no_install", False) else None,
+                              schedule=schedule)
     except KeyboardInterrupt:
         what = ("the package was not written" if flags.dry_run else
                 "no run was started (a pipeline version may have been uploaded)")
         print(f"\nkale: interrupted; {what}", file=sys.stderr)
         raise SystemExit(130) from None
-    if flags.wait:
+    if flags.wait and schedule is None:
         try:
             run.wait(check=True)
         except KeyboardInterrupt:
@@ -133,7 +145,8 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     namespace: str | None = None, experiment: str | None = None,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, server_version: str | None = None,
-                    install: bool | None = None) -> KfpRun:
+                    install: bool | None = None, schedule: Schedule | None = None
+                    ) -> KfpRun | KfpRecurringRun:
     """Compile ``graph`` (into ``output`` when given, else a temporary file) for the server at
     ``host`` (its release read from its health endpoint; ``server_version`` when it does not
     say), upload it and start a run with ``values``; a big bundle goes to the bundle store."""
@@ -157,7 +170,7 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
             requirements=requirements, bundle_store=bundle_store, upload=True,
             target=target, bundle=bundle, install=install)
         return submit(graph, values, package, experiment=experiment,
-                      connected=(client, connection))
+                      connected=(client, connection), schedule=schedule)
 
 
 def check_run_id(graph: Graph, values: dict[str, Any], target: Target) -> None:
@@ -261,10 +274,12 @@ def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
 def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *,
            host: str | None = None, namespace: str | None = None,
            experiment: str | None = None,
-           connected: tuple[Any, Connection] | None = None) -> KfpRun:
+           connected: tuple[Any, Connection] | None = None,
+           schedule: Schedule | None = None) -> Any:
     """Upload the package at ``path`` and start a run with ``values`` in ``experiment`` (by
-    default the pipeline's, else "Default"); ``connected`` is a client already connected."""
-    from kale.kfp.run import KfpRun
+    default the pipeline's, else "Default"), or with ``schedule`` create a recurring run of the
+    uploaded version; ``connected`` is a client already connected."""
+    from kale.kfp.run import KfpRecurringRun, KfpRun
 
     path = os.fspath(path)
     client, connection = connected or connect(host, namespace)
@@ -294,6 +309,24 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
             version_id = version.pipeline_version_id
         action, kind = f"find or create experiment {experiment_name}", "experiment"
         created = client.create_experiment(name=experiment_name, namespace=connection.namespace)
+        if schedule is not None:
+            action, kind = f"create a recurring run of pipeline {graph.name}", "run"
+            recurring = client.create_recurring_run(
+                experiment_id=created.experiment_id,
+                job_name=f"{graph.name} ({schedule.given})", cron_expression=schedule.cron,
+                start_time=schedule.start, end_time=schedule.end,
+                max_concurrency=schedule.max_concurrency, no_catchup=not schedule.catchup,
+                params=values, pipeline_id=pipeline_id, version_id=version_id, enabled=True)
+            ui = os.environ.get("KF_PIPELINES_UI_ENDPOINT") or connection.host
+            url = f"{ui.rstrip('/')}/#/recurringrun/details/{recurring.recurring_run_id}"
+            print(f"kale: created recurring run {recurring.recurring_run_id} of pipeline "
+                  f"{graph.name} in experiment {experiment_name} ({connection.namespace_text}): "
+                  f"{schedule.describe()}\n  {url}", file=sys.stderr)
+            return KfpRecurringRun(recurring.recurring_run_id, url, pipeline=graph.name,
+                                   experiment=experiment_name, schedule=schedule,
+                                   pipeline_id=pipeline_id, version_id=version_id or "",
+                                   experiment_id=created.experiment_id,
+                                   namespace=connection.namespace)
         action, kind = f"start a run of pipeline {graph.name}", "run"
         run = client.run_pipeline(experiment_id=created.experiment_id,
                                   job_name=f"{graph.name} {stamp}", pipeline_id=pipeline_id,
