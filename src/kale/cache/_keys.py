@@ -295,8 +295,11 @@ def _input(kind: str, payload: Any) -> Any:
     if kind == "collected":
         return ["collected", [_input(part_kind, part) for part_kind, part in payload]]
     if kind == "item":
+        # An item carried by value is the whole input; one carried by position is read from
+        # the whole list, which is then part of it (kale.items).
         token, whole = payload
-        return ["item", token, None if whole is None else _input(*whole)]
+        by_value = isinstance(token, str) and token.startswith('{"value"')
+        return ["item", token, None if whole is None or by_value else _input(*whole)]
     try:
         return [kind, encode(payload)]
     except ValueError:  # not a plain value: its repr is the best there is
