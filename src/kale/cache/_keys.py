@@ -7,10 +7,12 @@ imports, Python's and Kale's versions and the cache's format. The *task's* part 
 by content: the hash of each stored value it reads, parameters after macro expansion,
 constants, loop item tokens, the hashes of collected values in item order.
 
-Code is keyed by its syntax tree (``ast.dump``, without line numbers), so comments, blank
-lines and formatting are not part of a key, while every name, literal and docstring is.
-``ast.dump`` costs about 0.2 ms per function, so the normalized hash of each text is kept by
-the hash of the text itself, in memory and in ``<cache>/code-<python>.json``.
+Code is keyed by its syntax tree (every node and field, as ``ast.dump`` would show them, without
+line numbers), so comments, blank lines and formatting are not part of a key, while every
+name, literal and docstring is. Walking a tree costs about 0.2 ms per function, so the
+normalized hash of each text is kept by the hash of the text itself, in memory and in
+``<cache>/code-<python>.json``; a step's ``def`` is parsed once for the graph's checks and
+that tree is reused here.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ FORMAT = 1
 #: its size (the hash covers it), where a Path came from, the library's version (keyed by the
 #: packages) and why a backend was not taken.
 _NOT_CONTENT = frozenset({"path", "size", "original", "library_version", "fallback"})
-#: Top-level modules that come with Kale (its version is part of every key).
-_KALE_MODULES = frozenset({"kale", "rok_common"})
+#: Top-level modules that come with Kale (its version is part of every key) or with Python.
+_NOT_PACKAGES = frozenset({"kale", "rok_common", *sys.stdlib_module_names})
 
 
 def new_digest() -> Any:
@@ -54,8 +56,34 @@ def hash_bytes(data: bytes) -> str:
     return digest.hexdigest()
 
 
+def tree_text(tree: ast.AST) -> str:
+    """Every node of ``tree`` with its fields, in order, without positions: what ``ast.dump``
+    shows, written without recursion and faster. Unambiguous: a node's fields are fixed by its
+    class, lists carry their length, values their type."""
+    out: list[str] = []
+    append = out.append
+    stack: list[Any] = [tree]
+    pop, extend = stack.pop, stack.extend
+    node_type = ast.AST
+    while stack:
+        item = pop()
+        if isinstance(item, node_type):
+            kind = item.__class__
+            append(kind.__name__)
+            extend([getattr(item, name, None) for name in reversed(kind._fields)])
+        elif isinstance(item, list):
+            append(f"[{len(item)}")
+            extend(reversed(item))
+        else:
+            append(f"{type(item).__name__}:{item!r}")
+    return "\x00".join(out)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 class CodeHashes:
@@ -89,11 +117,16 @@ class CodeHashes:
         found = self.known.get(raw)
         if found is None:
             try:
-                if dedent:
-                    import textwrap
+                if dedent:  # a step's def: parsed already for the graph's checks
+                    from kale.source import parse_step_text
 
-                    text = textwrap.dedent(text)
-                found = "ast:" + hash_bytes(ast.dump(ast.parse(text)).encode())
+                    tree = parse_step_text(text)
+                    if not tree.body and text.strip():
+                        raise SyntaxError("does not parse")
+                else:
+                    tree = ast.parse(text)
+                found = "ast:" + hash_bytes(
+                    tree_text(tree).encode("utf-8", "surrogatepass"))
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 found = "text:" + raw
             self.known[raw] = found
@@ -198,6 +231,7 @@ class KeyBuilder:
         self.code = code or CodeHashes()
         self.packages = packages or Packages()
         self._steps: dict[str, str] = {}
+        self._shared: dict[tuple[Any, ...], str] = {}
         self._files: dict[str, str] = {}
         self._names: dict[str, str] = {}
 
@@ -228,11 +262,13 @@ class KeyBuilder:
 
     def describe_step(self, step: Step) -> dict[str, Any]:
         """Everything of ``step`` its key holds, but the inputs (for tests and explanations)."""
+        return {**self._describe_function(step), **self._describe_call(step)}
+
+    def _describe_function(self, step: Step) -> dict[str, Any]:
+        """What every call of the step's function shares: code, context, modules, packages."""
         function = step.function
-        options = step.options
         modules = self.graph.step_modules.get(step.name, ())
-        tops = sorted({module.split(".")[0] for module in modules} - _KALE_MODULES
-                      - set(sys.stdlib_module_names))
+        tops = sorted({module.split(".")[0] for module in modules} - _NOT_PACKAGES)
         files = self.graph.step_project_files.get(step.name, ())
         from kale import __version__
 
@@ -250,6 +286,12 @@ class KeyBuilder:
             "project": [[os.path.relpath(path, self.root), self._project_file(path)]
                         for path in files],
             "packages": [[top, self.packages.of(top)] for top in tops],
+        }
+
+    @staticmethod
+    def _describe_call(step: Step) -> dict[str, Any]:
+        """What is the call's own: the outputs it binds, what it reports, its options."""
+        return {
             "outputs": list(step.outputs),
             "unpacks": step.unpacks,
             "item_outputs": list(step.item_outputs),
@@ -257,13 +299,25 @@ class KeyBuilder:
             [list(step.condition.tests), step.condition.has_else],
             # What changes how it runs on Kubeflow (a GPU asked for); timeouts, retries,
             # labels, annotations and the cache option itself change no result.
-            "options": {"limits": sorted(options.limits.items())},
+            "options": {"limits": sorted(step.options.limits.items())},
         }
 
     def step_part(self, step: Step) -> str:
-        if step.name not in self._steps:
-            self._steps[step.name] = hash_bytes(_canonical(self.describe_step(step)).encode())
-        return self._steps[step.name]
+        found = self._steps.get(step.name)
+        if found is None:
+            # Calls of one function share its part: a pipeline of 500 calls of 10 functions
+            # reads and hashes 10 functions. Within one graph a function is its place.
+            function = step.function
+            same = (function.filename, function.line, function.qualname,
+                    self.graph.step_modules.get(step.name, ()),
+                    self.graph.step_project_files.get(step.name, ()))
+            shared = self._shared.get(same)
+            if shared is None:
+                shared = self._shared[same] = hash_bytes(
+                    _canonical(self._describe_function(step)).encode())
+            found = self._steps[step.name] = hash_bytes(
+                _canonical([shared, self._describe_call(step)]).encode())
+        return found
 
     def key(self, step: Step, inputs: dict[str, tuple[str, Any]]) -> str | None:
         """The key of a task of ``step`` with these inputs (``kale.runtime`` input kinds, with
