@@ -262,6 +262,14 @@ def test_a_cached_loop_opens_with_the_same_items_and_reuses_its_iterations(scrip
     # the condition now takes the other branch
     assert project.run(N="4")[0] == ["big"]
     assert project.latest()["steps"]["condition-1"]["reports"] == {"branch": 0}
+    # with --cache the condition is cached too, and still takes its branch
+    project.run("--cache", N="4")
+    ran, out = project.run("--cache", N="4")
+    record = project.latest()
+    assert ran == [] and record["steps"]["condition-1"]["status"] == "cached"
+    assert record["steps"]["condition-1"]["reports"] == {"branch": 0}
+    assert record["steps"]["big"]["status"] == "cached"
+    assert "runs `if t > limit`" in out
 
 
 def test_a_damaged_entry_is_never_used(project):
