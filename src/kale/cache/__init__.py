@@ -86,9 +86,9 @@ class RunCache:
                 (step.options.cache if step.condition is None else defaults)))
         self.store = Store(self.folder)
         self.sources: list[Source] = sources if sources is not None else [self.store]
-        # The memo of code hashes is kept on disk only by runs that use the cache: a run
-        # without it leaves no cache folder behind.
-        self.keys = KeyBuilder(graph, CodeHashes(self.folder if self.enabled_steps else None))
+        # Every task gets a key (a resumed run compares them), so every run keeps the memo of
+        # code hashes: the next one does not walk the syntax trees of unchanged code again.
+        self.keys = KeyBuilder(graph, CodeHashes(self.folder))
         self.stored = 0
         self.warned = False
         self.settings = read_settings(graph.project_root) if self.enabled_steps else {}
