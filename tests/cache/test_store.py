@@ -147,8 +147,6 @@ def test_settings_from_pyproject(tmp_path):
     assert raised.value.location.line == 2
 
 
-@pytest.mark.xfail(strict=True, reason="kale.kfp.pyproject checks [tool.kale] and does not know "
-                   "`cache` yet: PIPELINE_KEYS needs \"cache\": \"table\" (kfp side)")
 def test_compiling_accepts_a_cache_table(tmp_path):
     from kale.kfp.pyproject import kale_settings
 
