@@ -39,6 +39,7 @@ from kale.graph.model import (
     Step,
     ValueSource,
 )
+from kale.items import well_formed
 from kale.local.plan import Changes, Plan, Task
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
@@ -804,6 +805,9 @@ def _report_problem(step: Step, reports: Any) -> str | None:
                 return f"reports branch {value!r}"
         elif not (isinstance(value, list) and all(isinstance(token, str) for token in value)):
             return f"reports `{name}` as something other than a list of item tokens"
+        elif not well_formed(value):
+            # Each iteration would fail reading its item, for want of the producer's fault.
+            return f"reports `{name}` with item tokens Kale does not write"
     return None
 
 
