@@ -122,3 +122,23 @@ def test_every_task_runs_once_after_what_it_needs_or_is_skipped(text, data):
     assert not started & skipped
     assert created <= started | skipped, f"never ran nor skipped: {created - started - skipped}"
     assert set(plan.waiting_keys()) <= skipped | started
+
+
+def test_a_collecting_step_is_not_checked_again_for_each_iteration_that_ends():
+    # Each iteration that succeeded used to check the collecting step again, over all the
+    # iterations it needs: 5000 items took the plan alone 50 s.
+    import time
+
+    graph = graph_of("listed = s0()\nr = [s1(k) for k in listed]\nx = s1(r)")
+    began = time.perf_counter()
+    plan = Plan(graph, {"source": "db", "n": 1, "items": [1, 2]})
+    ready = list(plan.start().ready)
+    order = []
+    while ready:
+        task = ready.pop(0)
+        order.append(task.key)
+        reports = {f"items:{name}": item_tokens(list(range(5000)))
+                   for name in task.step.item_outputs}
+        ready.extend(plan.finished(task.key, "succeeded", reports).ready)
+    assert order[-1] == "s1-2" and len(order) == 5002
+    assert time.perf_counter() - began < 2

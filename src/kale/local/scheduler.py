@@ -39,6 +39,7 @@ from kale.graph.model import (
     Step,
     ValueSource,
 )
+from kale.items import well_formed
 from kale.local.plan import Changes, Plan, Task
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
@@ -48,6 +49,10 @@ from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
 
 _POLL = 0.1  # how often logs are tailed while steps run
+#: Between two writes of run.json while steps run, at least this many times the time the last
+#: one took: a record of thousands of iterations takes milliseconds to write, and writing it at
+#: every change would make a long loop quadratic.
+_SAVE_SPACING = 10
 _BACKSTOP = 2.0  # seconds past a step's timeout and grace before Kale kills it from outside
 _TAIL_BYTES = 1 << 20
 #: Room kept on the record's disk, given back when it is full so that the final run.json fits.
@@ -313,6 +318,7 @@ class Scheduler:
         self.running: dict[str, _Attempt] = {}
         self.dirty = False
         self.unsaved = False
+        self.next_save = 0.0  # monotonic: when run.json may be written again while steps run
         # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
         self.preload = list(graph.external_imports)
         self.zygote = Zygote.acquire(self.preload)
@@ -350,6 +356,7 @@ class Scheduler:
     def save(self, stopped: bool = False) -> None:
         """Write run.json. Once the steps are ``stopped``, a full disk gets the reserve back to
         write the run's end; before, the steps that fill it would take it."""
+        began = time.monotonic()
         self.record.data = self.run_state.to_json()
         try:
             self.record.save()
@@ -364,6 +371,8 @@ class Scheduler:
                     raise
                 self.unsaved = True  # nothing more can be done: the summary says so
         self.dirty = False
+        ended = time.monotonic()
+        self.next_save = ended + _SAVE_SPACING * (ended - began)
 
     def set_status(self, name: str, status: str, detail: str = "") -> None:
         self.dirty = True
@@ -466,13 +475,17 @@ class Scheduler:
             elif timeout:
                 time.sleep(timeout)
             self.collect()
-            if self.dirty:  # once per turn of the loop, however many steps changed
+            # At most once per turn of the loop, however many steps changed, and spaced out
+            # by the time a write takes.
+            if self.dirty and time.monotonic() >= self.next_save:
                 self.save()
             self.progress.tick()
 
     def next_wakeup(self, now: float) -> float:
         moments = list(self.delayed.values())
         moments += [a.deadline for a in self.running.values() if a.deadline is not None]
+        if self.dirty:
+            moments.append(self.next_save)
         if self.deadline is not None:
             moments.append(self.deadline)
         timeout = max(0.0, min(moments) - now) if moments else None
@@ -492,23 +505,34 @@ class Scheduler:
             while self.ready and len(self.running) < self.parallelism:
                 self.launch(self.ready.popleft())
             return
+        # Per instance of a loop (its name and the iteration of the loops around it), the
+        # iterations with a task running: counted once, not once per task that waits.
+        active: dict[tuple[str, tuple[int, ...]], set[tuple[int, ...]]] = {}
+        for attempt in self.running.values():
+            self.note_active(attempt.task, active)
         held: deque[Task] = deque()
         while self.ready and len(self.running) < self.parallelism:
             task = self.ready.popleft()
-            if self.loop_full(task, limit):
+            if self.loop_full(task, limit, active):
                 held.append(task)
             else:
                 self.launch(task)
+                self.note_active(task, active)
         self.ready.extendleft(reversed(held))
 
-    def loop_full(self, task: Task, limit: int) -> bool:
-        for depth in range(1, len(task.index) + 1):
-            prefix = task.index[:depth]
-            active = {attempt.task.index[:depth] for attempt in self.running.values()
-                      if attempt.task.index[:depth - 1] == prefix[:-1] and
-                      len(attempt.task.step.loops) >= depth and
-                      attempt.task.step.loops[depth - 1] == task.step.loops[depth - 1]}
-            if prefix not in active and len(active) >= limit:
+    @staticmethod
+    def note_active(task: Task, active: dict[tuple[str, tuple[int, ...]],
+                                             set[tuple[int, ...]]]) -> None:
+        for depth, loop in enumerate(task.step.loops, 1):
+            active.setdefault((loop.name, task.index[:depth - 1]), set()).add(
+                task.index[:depth])
+
+    @staticmethod
+    def loop_full(task: Task, limit: int, active: dict[tuple[str, tuple[int, ...]],
+                                                      set[tuple[int, ...]]]) -> bool:
+        for depth, loop in enumerate(task.step.loops, 1):
+            running = active.get((loop.name, task.index[:depth - 1]), ())
+            if task.index[:depth] not in running and len(running) >= limit:
                 return True
         return False
 
@@ -870,6 +894,9 @@ def _report_problem(step: Step, reports: Any) -> str | None:
                 return f"reports branch {value!r}"
         elif not (isinstance(value, list) and all(isinstance(token, str) for token in value)):
             return f"reports `{name}` as something other than a list of item tokens"
+        elif not well_formed(value):
+            # Each iteration would fail reading its item, for want of the producer's fault.
+            return f"reports `{name}` with item tokens Kale does not write"
     return None
 
 
