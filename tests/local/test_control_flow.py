@@ -339,24 +339,7 @@ def test_loop_parallelism_caps_the_iterations_running_at_once(script):
 
 
 LONG_LOOP = '''
-    import json, time
-    from kale.local import scheduler
-
-    spent = {"save": 0.0, "launch_ready": 0.0, "launch": 0.0}
-
-    def timed(name):
-        original = getattr(scheduler.Scheduler, name)
-        def wrapper(self, *args, **kwargs):
-            began = time.perf_counter()
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - began
-        setattr(scheduler.Scheduler, name, wrapper)
-
-    timed("save")
-    timed("launch_ready")
-    timed("launch")
+    import json
 
     @step
     def numbers(n):
@@ -377,26 +360,20 @@ LONG_LOOP = '''
         total(squares)
 
     if __name__ == "__main__":
-        began = time.perf_counter()
         run = fan()
-        elapsed = time.perf_counter() - began
-        print("RESULT", json.dumps({"total": run.outputs["total"], "elapsed": elapsed,
-                                    **spent}))
+        print("RESULT", json.dumps({"total": run.outputs["total"]}))
 '''
 
 
-def test_a_long_loop_costs_the_scheduler_little_per_iteration(script):
+def test_a_long_loop_with_loop_parallelism_runs_every_iteration(script):
     # Writing run.json at every change (all the loop's tasks each time) and checking each
-    # held iteration against every running one made a long loop quadratic: at 600 items, most
-    # of the run went into them (at 2000, 85% of a 13 s run).
+    # held iteration against every running one made a long loop quadratic (at 2000 items, 85%
+    # of a 13 s run): `benchmarks/bench_local.py` (c') measures it; this checks the result.
     result = script.run(LONG_LOOP, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = json.loads(next(line for line in result.stdout.splitlines()
                               if line.startswith("RESULT")).split(" ", 1)[1])
     assert outputs["total"] == sum(x * x for x in range(600))
-    assert outputs["save"] < 0.15 * outputs["elapsed"], outputs
-    # what choosing the tasks to start took, starting them aside
-    assert outputs["launch_ready"] - outputs["launch"] < 0.05 * outputs["elapsed"], outputs
     record = script.record()
     assert record["status"] == "succeeded"
     assert sum(1 for step in record["steps"].values() if step["status"] == "succeeded") == 602
