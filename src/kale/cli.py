@@ -221,7 +221,9 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
                       "duration": sum(spans) if spans else None})
     rows = [("step", "status", "attempts", "duration"), *task_rows(tasks, run.get("order", ()))]
     click.echo("\n" + _table(rows))
-    for name, step in run["steps"].items():
+    position = {name: number for number, name in enumerate(run.get("order", ()))}
+    for name, step in sorted(run["steps"].items(), key=lambda item: (
+            position.get(item[1].get("step", item[0]), -1), tuple(item[1].get("index", ())))):
         details = []
         for output, stored in step.get("outputs", {}).items():
             details.append(f"  output {output}: {stored['type']} ({stored['backend']}, "
