@@ -261,6 +261,15 @@ def _read_input(kind: str, payload: Any, task: StepInvocation) -> Any:
                          lambda: _read_input(whole[0], whole[1], task))
     if kind == "collected":
         return [_read_input(part_kind, part, task) for part_kind, part in payload]
+    if kind == "file":  # a container step's file output (Kubeflow): the file or folder itself
+        from pathlib import Path
+
+        return Path(payload)
+    if kind == "text":  # a container step's value output (Kubeflow): the text it wrote
+        from kale.containers import read_value
+
+        text, declared, step, output = payload
+        return read_value(text, declared, f"output `{output}` of container step `{step}`")
     return payload  # "value", "constant"
 
 
@@ -439,7 +448,18 @@ _NO_SPACE_FIX = ("a disk the step writes to is full (its output and log go to th
                  "record): free space, or set KALE_HOME to a folder on a disk with room")
 
 
+_current: StepInvocation | None = None
+
+
+def current_task() -> StepInvocation | None:
+    """The invocation of the step running in this process (None outside a step): where its
+    outputs go, for code of Kale's that a step runs (``kale.local.container``)."""
+    return _current
+
+
 def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
+    global _current
+    _current = task
     try:
         function, _ = _load_function(task)
     except Exception as error:
