@@ -1019,7 +1019,7 @@ class _Parser:
         if not complete:
             return None
         unique = self.unique_name(func.step_name)
-        function_name = unique.replace("-", "_")
+        function_name = func.step_name.replace("-", "_")  # `resize(...)`, as it was called
         if not function_name.isidentifier():
             function_name = f"step_{function_name}"
         location = func.location
