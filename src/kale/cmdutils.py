@@ -103,7 +103,8 @@ class ExtCommand:
                 f"PID={self.pid}, shell={self.shell}>")
 
 
-def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+def stderr_tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a command's output (``...`` first when some were left out)."""
     parts = text.rstrip("\n").splitlines()
     shown = parts[-lines:]
     return ("...\n" if len(parts) > lines else "") + "\n".join(shown)
@@ -260,8 +261,8 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
         ext.status = ExtCommand.KILLED
         raise CommandTimeoutError(
             f"command `{ext.cmd}` timed out after {timeout:g}s and was ended with the "
-            f"processes it started" + (f"; the end of its stderr:\n{_tail(ext.err)}"
-                                       if ext.err.strip() else ""),
+            "processes it started" + (f"; the end of its stderr:\n{stderr_tail(ext.err)}"
+                                      if ext.err.strip() else ""),
             ext.cmd, ext.returncode, ext.err, ext)
     if ext.returncode != 0:
         ext.status = ExtCommand.FAILED
@@ -270,8 +271,9 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
             how = f"was killed by signal {-code}" if code is not None and code < 0 else \
                 f"exited with status {code}"
             raise CommandExecutionError(
-                f"command `{ext.cmd}` {how}" + (f"; the end of its stderr:\n{_tail(ext.err)}"
-                                                 if ext.err.strip() else " (no stderr)"),
+                f"command `{ext.cmd}` {how}"
+                + (f"; the end of its stderr:\n{stderr_tail(ext.err)}" if ext.err.strip()
+                   else " (no stderr)"),
                 ext.cmd, code, ext.err, ext)
     else:
         ext.status = ExtCommand.FINISHED

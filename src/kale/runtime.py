@@ -233,7 +233,9 @@ def _shaped(value: Any, template: Any) -> Any:
 _NEW_KEY = object()  # no default to follow
 
 
-def _read_inputs(task: StepInvocation) -> dict[str, Any]:
+def read_inputs(task: StepInvocation) -> dict[str, Any]:
+    """The values of a step's inputs, read as the step gets them (also for the Kale task before
+    a container step on Kubeflow, ``kale.kfp.entry.container_inputs``)."""
     return {name: _read_input(kind, payload, task)
             for name, (kind, payload) in task.inputs.items()}
 
@@ -470,7 +472,7 @@ def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
             "traceback": _user_traceback(error),
         }) from None
     try:
-        arguments = _read_inputs(task)
+        arguments = read_inputs(task)
     except marshal.MarshalError as error:
         raise StepFailure({"kind": "setup", "message": f"could not read its inputs: {error}",
                            "fix": error.advice}) from None

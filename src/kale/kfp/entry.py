@@ -214,7 +214,7 @@ def container_inputs(step: str, root: str, inputs: dict[str, tuple[str, Any]],
     write it as the container takes it (``kale.containers``): ``("file", path)`` a file or
     folder at the artifact's path, ``("value", path)`` the value's text, the parameter's file."""
     from kale.containers import ContainerStepError, place_file, value_text
-    from kale.runtime import _read_inputs
+    from kale.runtime import read_inputs
 
     project = os.path.join(root, "project")
     if project not in sys.path:
@@ -226,7 +226,7 @@ def container_inputs(step: str, root: str, inputs: dict[str, tuple[str, Any]],
         inputs={name: _input(name, kind, payload) for name, (kind, payload) in inputs.items()},
         run_id=run_id, created=_created(created))
     try:
-        values = _read_inputs(task)
+        values = read_inputs(task)
         for name, (kind, target) in outputs.items():
             what = f"input `{name}` of container step `{step}`"
             if kind == "file":

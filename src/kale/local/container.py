@@ -191,12 +191,12 @@ def run_container(spec: dict[str, Any], values: dict[str, Any]) -> Any:
 
 
 def _failed(spec: dict[str, Any], where: str, ext: Any) -> ContainerStepError:
-    from kale.cmdutils import _tail
+    from kale.cmdutils import stderr_tail
 
     code = ext.returncode
     how = f"was killed by signal {-code}" if code is not None and code < 0 else \
         f"exited with status {code}"
-    tail = _tail(ext.err) if ext.err.strip() else ""
+    tail = stderr_tail(ext.err) if ext.err.strip() else ""
     hint = ""
     if "exec format error" in ext.err:
         hint = (f"; `exec format error` means the image is not built for this machine "
