@@ -85,6 +85,10 @@ class StepRun:
     by_condition: bool = False
     #: what a condition step chose, or the number of items of outputs a loop iterates
     reports: dict[str, Any] = field(default_factory=dict)
+    #: the task's cache key (``kale.cache``), once its inputs were known
+    key: str | None = None
+    #: for a cache hit: the run and task whose outputs it reuses, and when they were made
+    cached_from: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -111,6 +115,8 @@ class Run:
     runner: dict[str, Any] = field(default_factory=dict)
     #: the steps in body order (``steps`` holds tasks as they were created)
     order: tuple[str, ...] = ()
+    #: --cache (True), --no-cache (False), or None: each step's own ``cache`` option
+    cache: bool | None = None
 
     @property
     def duration(self) -> float | None:
@@ -171,6 +177,7 @@ class Run:
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
             "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
+            "cache": self.cache,
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -179,6 +186,8 @@ class Run:
                     **({"index": list(step.index)} if step.index else {}),
                     **({"by_condition": True} if step.by_condition else {}),
                     **({"reports": step.reports} if step.reports else {}),
+                    **({"key": step.key} if step.key else {}),
+                    **({"cached_from": step.cached_from} if step.cached_from else {}),
                 }
                 for name, step in self.steps.items()
             },
@@ -257,8 +266,13 @@ class Scheduler:
     """Runs one Graph once. ``run()`` returns the Run or raises ``RunFailedError``."""
 
     def __init__(self, graph: Graph, values: dict[str, Any], *, parallelism: int,
-                 home: Path, progress: PlainProgress | None = None) -> None:
+                 home: Path, progress: PlainProgress | None = None,
+                 cache: bool | None = None) -> None:
+        from kale.cache import RunCache
+
         self.graph = graph
+        # First: a bad [tool.kale.cache] setting is an error before anything is written.
+        self.cache = RunCache(graph, home, cache)
         self.parallelism = max(1, parallelism)
         self.progress = progress or PlainProgress()
         started = time.time()
@@ -286,9 +300,11 @@ class Scheduler:
             status="running", started=started, ended=None, parameters=self.values,
             steps={}, folder=self.record.folder, leaves=graph.leaves,
             runner=runner_identity(), order=tuple(step.name for step in graph.steps),
+            cache=cache,
         )
         self.plan = Plan(graph, self.values)
         self.ready: deque[Task] = deque()
+        self.keyed: set[str] = set()  # tasks whose key is known (and, if cached, looked up)
         self.opening = self.plan.start()
         self.record_tasks(self.opening)
         sweep_gone_runs(home, run_id)
@@ -379,6 +395,9 @@ class Scheduler:
 
     def run(self) -> Run:
         self.progress.start(self.run_state, self.parallelism)
+        note = self.cache.macro_note(self.given)
+        if note:
+            self.progress.note(note)
         self.advance(dataclasses.replace(self.opening, created=[]))
         terminated = _Terminated.install()
         try:
@@ -418,12 +437,13 @@ class Scheduler:
         run = self.run_state
         run.ended = time.time()
         if run.status == "running":
-            failed = any(step.status != "succeeded" and not step.by_condition
+            failed = any(step.status not in ("succeeded", "cached") and not step.by_condition
                          for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
         self.save(stopped=True)
         self.record.mark_ended()
         self.release_reserve()
+        self.cache.finish()
         if self.unsaved:
             run.reason = (f"{run.reason}; " if run.reason else "") + \
                 "the run record could not be updated: its disk is full"
@@ -466,6 +486,7 @@ class Scheduler:
         """Start ready tasks while there is room: the run's parallelism, and each loop's
         ``loop_parallelism`` (iterations of one loop with a task running, as Kubeflow counts
         for ``ParallelFor``)."""
+        self.resolve_cached()
         limit = self.graph.options.loop_parallelism
         if limit is None:
             while self.ready and len(self.running) < self.parallelism:
@@ -688,7 +709,17 @@ class Scheduler:
         state = self.run_state.steps[task.key]
         state.outputs = result["outputs"]
         reports = result.get("reports") or {}
-        detail = f"in {record.duration:.2f}s"
+        detail = self.show_reports(task, state, reports, f"in {record.duration:.2f}s")
+        if state.key and self.cache.enabled(task.step.name):
+            self.cache.keep(state.key, state.outputs, reports, {
+                "run": self.run_state.id, "task": task.key, "pipeline": self.graph.name,
+                "duration": record.duration})
+        self.set_status(task.key, "succeeded", detail)
+
+    def show_reports(self, task: Task, state: StepRun, reports: dict[str, Any],
+                     detail: str) -> str:
+        """Keep what a result reports in the task's state (the branch a condition chose, how
+        many items a loop gets) and add it to the detail shown."""
         if "branch" in reports:
             info = task.step.condition
             assert info is not None
@@ -700,7 +731,65 @@ class Scheduler:
                 state.reports[name] = len(tokens)
                 count = len(tokens)
                 detail += f"; `{name[6:]}` has {count} item{'s' if count != 1 else ''}"
-        self.set_status(task.key, "succeeded", detail)
+        return detail
+
+    # -- the cache -----------------------------------------------------------------------------
+
+    def resolve_cached(self) -> None:
+        """Give every ready task its cache key, and finish those the cache has a result for
+        (which may make more tasks ready: they are looked at in the same pass)."""
+        kept: deque[Task] = deque()
+        while self.ready:
+            task = self.ready.popleft()
+            if task.key not in self.keyed:
+                self.keyed.add(task.key)
+                if self.reuse(task):
+                    continue
+            kept.append(task)
+        self.ready = kept
+
+    def key_inputs(self, task: Task) -> dict[str, tuple[str, Any]]:
+        """The task's inputs as its key holds them: parameters after macro expansion."""
+        inputs = {}
+        for argument in task.step.arguments:
+            source = argument.source
+            if isinstance(source, ParameterRef):
+                inputs[argument.name] = ("parameter", self.values[source.name])
+            else:
+                inputs[argument.name] = self.input_of(task, source)
+        return inputs
+
+    def reuse(self, task: Task) -> bool:
+        """Compute the task's key; with caching on, finish it from the cache if it has its
+        result. The plan then advances exactly as if the task had succeeded."""
+        state = self.run_state.steps[task.key]
+        state.key = self.cache.key(task.step, self.key_inputs(task))
+        if state.key is None or not self.cache.enabled(task.step.name):
+            return False
+        folder = self.record.outputs_folder(task.key)
+        found = self.cache.hit(state.key, folder)
+        if not found:
+            if found is False:
+                self.progress.note(f"kale: the cached result of `{task.key}` was damaged (an "
+                                   "output did not match its hash) and was dropped; running "
+                                   "the step")
+            return False
+        entry, outputs = found
+        outcome = self.checked(task, {"status": "done", "outputs": outputs,
+                                      "reports": entry.reports})
+        if outcome is None or outcome["status"] != "done":
+            return False
+        state.outputs = outputs
+        source = entry.source()
+        state.cached_from = source
+        detail = self.show_reports(task, state, entry.reports,
+                                   f"from run {str(source['run'])[:8]}")
+        if source.get("task") not in (None, task.key):
+            detail += f" (`{source['task']}`)"
+        self.dirty = True
+        self.set_status(task.key, "cached", detail)
+        self.advance(self.plan.finished(task.key, "succeeded", entry.reports or None))
+        return True
 
     def attempt_failed(self, task: Task, number: int, record: AttemptRecord) -> None:
         step, name = task.step, task.key
