@@ -219,9 +219,6 @@ def read_value(text: str, kind: str, what: str) -> Any:
 
 # -- the definition ------------------------------------------------------------------------------
 
-#: The step options a container step takes (those of @step but ``name``, a keyword of its own).
-_OPTIONS = ("timeout", "retry_count", "retry_interval", "retry_factor", "retry_max_interval",
-            "limits", "labels", "annotations")
 
 
 class ContainerStep:
@@ -265,12 +262,14 @@ class ContainerStep:
     def _check(self, name: Any, image: Any, command: Any, args: Any, inputs: Any, outputs: Any,
                env: Any, options: dict[str, Any]) -> None:
         from kale.errors import InvalidOptionError
-        from kale.options import normalize_name, suggest, validate_step_options
+        from kale.options import STEP_OPTIONS, normalize_name, suggest, validate_step_options
 
+        # The options of @step (``name`` is a keyword of its own here).
+        step_options = tuple(option for option in STEP_OPTIONS if option != "name")
         for option in options:
-            if option not in _OPTIONS:
+            if option not in step_options:
                 known = ("name", "image", "command", "args", "inputs", "outputs", "env",
-                         *_OPTIONS)
+                         *step_options)
                 self._fail(option, f"ContainerStep has no option {option!r}",
                            f"{suggest(option, known)}its options are: {', '.join(known)}")
         try:
