@@ -47,12 +47,19 @@ class Flags:
     image: str | None = None
     requirements: str | None = None
     bundle_store: str | None = None
+    cache: bool = False
+    no_cache: bool = False
+
+    @property
+    def caching(self) -> bool | None:
+        """``--cache`` (True), ``--no-cache`` (False), or neither (None: each step's option)."""
+        return True if self.cache else False if self.no_cache else None
 
 
 FLAGS = Flags()
 # Open-source Kale's SDK spelled these -K/--kfp and -D/--dry-run; scripts keep working.
 _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run",
-             "--wait": "wait"}
+             "--wait": "wait", "--cache": "cache", "--no-cache": "no_cache"}
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
            "--requirements": "requirements", "--bundle-store": "bundle_store"}
@@ -88,6 +95,8 @@ parses its own arguments; every other argument reaches the script as typed.
     --image IMAGE             the steps' base image
     --requirements FILE       the packages the steps install
     --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
+    --cache, --no-cache       let Kubeflow reuse unchanged steps' outputs, or run every step
+                              (default: the steps' own cache option, off unless set)
 
 Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
@@ -288,6 +297,8 @@ def take_flags(argv: list[str]) -> Flags:
             raise FlagError(f"{argument[:2]} takes no value (got {argument!r})",
                             fix=f"write {argument[:2]} alone")
         index += 1
+    if flags.cache and flags.no_cache:
+        raise FlagError("--cache and --no-cache both given", fix="keep one of them")
     return flags
 
 

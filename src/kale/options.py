@@ -26,6 +26,7 @@ STEP_OPTIONS = (
     "limits",
     "labels",
     "annotations",
+    "cache",
 )
 DEFAULTABLE_STEP_OPTIONS = STEP_OPTIONS[1:]
 PIPELINE_OPTIONS = (
@@ -162,6 +163,12 @@ def _number(value: Any, option: str, *, minimum: float, integer: bool) -> Any:
     return value
 
 
+def _switch(value: Any, option: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidOptionError(option, value, "True or False is expected")
+    return value
+
+
 def _mapping(value: Any, option: str) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise InvalidOptionError(option, value, "a dict is expected")
@@ -263,6 +270,7 @@ _STEP_VALIDATORS = {
     "limits": validate_limits,
     "labels": validate_labels,
     "annotations": validate_annotations,
+    "cache": _switch,
 }
 
 
@@ -318,6 +326,9 @@ class StepOptions:
     limits: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: whether a run may reuse the step's outputs from an earlier run when nothing it depends on
+    #: changed (off unless asked: ``--cache``/``--no-cache`` win over it)
+    cache: bool = False
 
     @classmethod
     def resolve(cls, own: Mapping[str, Any], defaults: Mapping[str, Any]) -> StepOptions:
@@ -361,6 +372,8 @@ class StepOptions:
             if values:
                 pairs = ", ".join(f"{k}={v}" for k, v in values.items())
                 phrases.append(f"{option} {pairs}")
+        if self.cache:
+            phrases.append("cached")
         return phrases
 
 

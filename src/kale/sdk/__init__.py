@@ -176,6 +176,7 @@ def step(
     limits: Mapping[str, str | int | float] | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    cache: bool | None = None,
 ) -> Callable[[F], F]: ...
 def step(func: Any = None, /, **options: Any) -> Any:
     """Mark a function as a pipeline step.
