@@ -253,3 +253,22 @@ def test_under_kfp_local_an_edited_step_runs_again_with_what_follows_it(tmp_path
     compile_flow(root, tmp_path / "b.yaml")
     # `load` is reused; `report` runs because `train`'s output is new.
     assert run_cached(tmp_path / "b.yaml", tmp_path) == ["train", "report"]
+
+
+def test_autosnapshot_says_what_kale_keeps_instead():
+    import warnings
+
+    from kale.sdk import pipeline
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        @pipeline(autosnapshot=True)
+        def f():
+            pass
+
+    message = " ".join(str(w.message) for w in caught)
+    assert "autosnapshot=True has no effect" in message
+    for kept in ("every step's outputs", "artifact store", "by content hash", "cache=True",
+                 "--cache"):
+        assert kept in message
