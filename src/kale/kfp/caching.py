@@ -116,6 +116,7 @@ class CodeKeys:
         self._digests: dict[str, str] = {}
         self._shared: str | None = None
         self._reader: Any = None
+        self._root = os.path.realpath(graph.project_root)
 
     def _digest(self, path: str) -> str:
         if path not in self._digests:
@@ -184,11 +185,15 @@ class CodeKeys:
         run again), and so are the image and packages (they are in the key KFP computes for the
         step itself). The file a step's code sits in is in: a step moved to another module
         runs again."""
-        root = os.path.realpath(self.graph.project_root)
+        root = self._root
         modules = [f"{os.path.relpath(path, root)} {self._digest(path)}"
                    for path in self.project_modules(step)]
-        own = {key: value for key, value in spec.items() if key not in ("line", "lines",
-                                                                         "context")}
+        left_out = ["line", "lines", "context"]
+        if isinstance(spec.get("lines"), str):
+            # Code from outside the project's files: named by its notebook cell
+            # (`Cell In[3]`), whose number changes each time the cell runs.
+            left_out.append("file")
+        own = {key: value for key, value in spec.items() if key not in left_out}
         content = {
             "shared": self.shared(),
             "spec": own,
@@ -199,5 +204,6 @@ class CodeKeys:
                           for argument in step.arguments
                           if isinstance(argument.source, Constant)},
         }
-        text = json.dumps(content, sort_keys=True, default=repr)
+        # Built in a fixed order, so the JSON is the same for the same content.
+        text = json.dumps(content, separators=(",", ":"), default=repr, check_circular=False)
         return hashlib.sha256(text.encode()).hexdigest()
