@@ -14,6 +14,7 @@ registered in ``linecache`` under a name of their own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import linecache
 import math
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 from kale.errors import CompileWarning, KaleError, SourceLocation
 from kale.graph.model import (
+    Argument,
     Branch,
     CollectedRef,
     Constant,
@@ -36,15 +38,18 @@ from kale.graph.model import (
     Parameter,
     ParameterRef,
     Step,
+    StepSource,
 )
 from kale.items import by_position, item_tokens, numbered
 from kale.kfp import server
 from kale.kfp.bundle import Bundle, build_bundle, carries_kale_module
+from kale.kfp.caching import CachePlan, CodeKeys
+from kale.kfp.caching import plan as cache_plan
 from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
 from kale.kfp.server import NEWEST, Target
 from kale.kfp.store import configured_store
-from kale.options import format_duration
+from kale.options import StepOptions, format_duration
 from kale.runtime import grace_seconds
 from kale.source import parse_step_text
 
@@ -78,9 +83,14 @@ def _port_names(step: Step) -> dict[tuple[str, str], str]:
     names alike."""
     names: dict[tuple[str, str], str] = {}
     used: set[str] = {"kale_bundle"}
-    for kind, name in [("in", argument.name) for argument in step.arguments] + [
-            ("out", output) for output in step.outputs]:
-        wanted = candidate = f"{kind}_{_identifier(name)}"
+    # A container step's outputs are named as it declares them (the names in the body may
+    # differ): its command writes them, and the Kubeflow UI shows them.
+    declared = [name for name, _ in step.container.outputs] if step.container else \
+        list(step.outputs)
+    for (kind, name), shown in [(("in", argument.name), argument.name)
+                                for argument in step.arguments] + [
+            (("out", output), declared[index]) for index, output in enumerate(step.outputs)]:
+        wanted = candidate = f"{kind}_{_identifier(shown)}"
         index = 1
         while candidate in used:
             index += 1
@@ -296,6 +306,65 @@ def _flow(graph: Graph) -> _Flow:
     return _Flow(collected, frozenset(one_of))
 
 
+_GATHER = "def kale_gather(values):\n    return values\n"
+
+
+def _gathered(graph: Graph) -> tuple[Graph, frozenset[str]]:
+    """The graph to compile, where results collected from a loop reach steps inside a block
+    the loop is not in (``if t: report(results)``, a later ``for``) through a step of Kale's
+    that gathers them right after the loop, and the names of those steps.
+
+    kfp 2.17 cannot compile a ``dsl.Collected`` of artifacts that enters a nested
+    ``dsl.If``/``dsl.ParallelFor`` (it types the group's input as a parameter:
+    ``TypeError: 'NoneType' object cannot be interpreted as an integer``); the list as one
+    artifact goes in like any other step output."""
+    consumers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for step in graph.steps:
+        for argument in step.arguments:
+            source = argument.source
+            if isinstance(source, CollectedRef) and \
+                    len(step.scopes) > len(graph.loop(source.loop).scopes):
+                consumers.setdefault((source.step, source.variable, source.loop), []).append(
+                    (step.name, argument.name))
+    if not consumers:
+        return graph, frozenset()
+    names = {step.name for step in graph.steps}
+    replaced: dict[tuple[str, str], OutputRef] = {}
+    after: dict[str, list[Step]] = {}  # the last step of a loop -> the gathers after it
+    for (producer, variable, loop_name), users in consumers.items():
+        loop = graph.loop(loop_name)
+        name, index = f"{producer}-collected", 1
+        while name in names:
+            index += 1
+            name = f"{producer}-collected-{index}"
+        names.add(name)
+        first = graph.step(producer)
+        gather = Step(
+            name=name, display_name=f"collect {variable}",
+            function=StepSource(function_name="kale_gather", qualname="kale_gather",
+                                module="__main__", filename=f"<kale {name}>", line=1,
+                                text=_GATHER),
+            arguments=(Argument("values", CollectedRef(producer, variable, loop_name),
+                                first.location),),
+            outputs=(variable,), unpacks=False, options=StepOptions(),
+            location=loop.location, scopes=loop.scopes)
+        last = [step.name for step in graph.steps if loop in step.loops][-1]
+        after.setdefault(last, []).append(gather)
+        for user in users:
+            replaced[user] = OutputRef(name, variable)
+    steps: list[Step] = []
+    for step in graph.steps:
+        if any((step.name, argument.name) in replaced for argument in step.arguments):
+            step = dataclasses.replace(step, arguments=tuple(
+                dataclasses.replace(argument, source=replaced.get(
+                    (step.name, argument.name), argument.source))
+                for argument in step.arguments))
+        steps.append(step)
+        steps.extend(after.get(step.name, ()))
+    gathers = frozenset(gather.name for group in after.values() for gather in group)
+    return dataclasses.replace(graph, steps=tuple(steps)), gathers
+
+
 def _items_output(step: Step, output: str, ports: dict[tuple[str, str], str]) -> str:
     """The name of the component output that holds the item tokens of ``output``.
 
@@ -342,6 +411,13 @@ def _ordering(loop: Loop, local: str) -> tuple[list[str], str]:
 def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
     """A step argument's component parameters and its input expression (kind, payload)."""
     source = argument.source
+    made = _container_output(source, graph)
+    if made is not None:
+        # What a container wrote: the file itself, or a value as the text of a parameter.
+        producer, output, kind = made
+        if kind == "file":
+            return [f"{local}: Input[Artifact]"], f"('file', {local}.path)"
+        return [f"{local}: str"], f"('text', ({local}, {kind!r}, {producer!r}, {output!r}))"
     if isinstance(source, (OutputRef, OneOfRef)):
         # A OneOf arrives through an importer of the chosen branch's artifact (see _one_of).
         return [f"{local}: Input[Artifact]"], f"('artifact', {local}.path)"
@@ -380,6 +456,93 @@ def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
     return [f"{local}: str"], f"('json', {local})"
 
 
+def _container_output(source: Any, graph: Graph) -> tuple[str, str, str] | None:
+    """(step, declared output, its type) when ``source`` is the output of a container step."""
+    if not isinstance(source, OutputRef):
+        return None
+    producer = graph.step(source.step)
+    if producer.container is None:
+        return None
+    return (producer.name, *producer.container.output_named(producer, source.variable))
+
+
+def _adapted(step: Step, graph: Graph) -> list[Any]:
+    """The arguments of a container step that a Kale task turns into what the container takes
+    (a file, or a value's text) before it runs: the outputs of function steps and pipeline
+    parameters. Literals (as text) and other containers' outputs go to it directly."""
+    return [argument for argument in step.arguments
+            if not isinstance(argument.source, Constant)
+            and _container_output(argument.source, graph) is None]
+
+
+def _container_component_source(step: Step, function_name: str) -> str:
+    """A KFP container component: the step's image, its command and arguments with each
+    placeholder replaced by the KFP placeholder of an input or output of the component."""
+    from kale.containers import placeholder_parts
+
+    info = step.container
+    assert info is not None
+    ports = _port_names(step)
+    parameters, expressions = [], {}
+    for name, kind in info.inputs:
+        local = ports[("in", name)]
+        parameters.append(f"{local}: Input[Artifact]" if kind == "file" else f"{local}: str")
+        expressions[("inputs", name)] = f"str({local}.path)" if kind == "file" else \
+            f"str({local})"
+    for index, (name, kind) in enumerate(info.outputs):
+        local = ports[("out", step.outputs[index])]
+        parameters.append(f"{local}: Output[Artifact]" if kind == "file" else
+                          f"{local}: OutputPath(str)")
+        expressions[("outputs", name)] = f"str({local}.path)" if kind == "file" else \
+            f"str({local})"
+
+    def element(text: str) -> str:
+        parts = placeholder_parts(text)
+        return " + ".join(repr(part) if isinstance(part, str) else expressions[part]
+                          for part in parts) or "''"
+
+    command = ", ".join(element(text) for text in info.command)
+    args = ", ".join(element(text) for text in info.args)
+    return (f"def {function_name}({', '.join(parameters)}):\n"
+            f"    return dsl.ContainerSpec(image={info.image!r}, command=[{command}], "
+            f"args=[{args}])\n")
+
+
+def _adapter_source(step: Step, graph: Graph, function_name: str) -> str:
+    """The Kale task before a container step: reads the values its inputs come from (as a
+    function step reads its inputs) and writes each as the container takes it: a file input as
+    a file (or folder) artifact, a value input as its text (``kale.kfp.entry``)."""
+    info = step.container
+    assert info is not None
+    ports = _port_names(step)
+    parameters = ["kale_bundle: Input[Artifact]"]
+    inputs, outputs = [], []
+    for argument in _adapted(step, graph):
+        local = ports[("in", argument.name)]
+        extra, expression = _input(argument, local, graph)
+        parameters.extend(extra)
+        inputs.append(f"{argument.name!r}: {expression}")
+        kind = info.input_type(argument.name)
+        out = f"kale_out_{local}"
+        parameters.append(f"{out}: Output[Artifact]" if kind == "file" else
+                          f"{out}: OutputPath(str)")
+        outputs.append(f"{argument.name!r}: ('file', {out}.path)" if kind == "file" else
+                       f"{argument.name!r}: ('value', {out})")
+    return (
+        f"def {function_name}({', '.join(parameters)}):\n"
+        "    import os, sys, tarfile, tempfile\n"
+        "    with tempfile.TemporaryDirectory(prefix='kale-') as root:\n"
+        "        with tarfile.open(kale_bundle.path) as archive:\n"
+        "            archive.extractall(root)\n"
+        "        sys.path.insert(0, os.path.join(root, '_kale'))\n"
+        "        from kale.kfp.entry import container_inputs\n"
+        f"        container_inputs({step.name!r}, root, {{{', '.join(inputs)}}},\n"
+        f"                         {{{', '.join(outputs)}}},\n"
+        "                         kale_bundle.metadata.get('run_id', ''),\n"
+        "                         kale_bundle.metadata.get('created', ''))\n"
+    )
+
+
 def _iteration_type(loop: Loop, graph: Graph) -> str:
     """The type of a loop's item as a component input: a token (str), or a list parameter's
     item."""
@@ -389,8 +552,14 @@ def _iteration_type(loop: Loop, graph: Graph) -> str:
 
 
 def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
-                      settings: _Settings, expects: tuple[str, ...] = ()) -> str:
-    """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
+                      settings: _Settings, cached: bool = False, expects: tuple[str, ...] = ()
+                      ) -> tuple[str, dict[str, Any]]:
+    """The source of a step's component: typed inputs and outputs, a body that runs Kale; and
+    the step's spec (what ``run_component`` reads).
+
+    A cached step's source says nowhere where its code is (file, line, context): KFP keys the
+    step by its source, and an edit elsewhere in the file must not change it. That part of the
+    spec travels in the metadata of the step's own copy of the bundle (``kale.kfp.caching``)."""
     parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
     ports = _port_names(step)
@@ -453,7 +622,14 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
     if expects:
         # --no-install: what the image must hold, checked before the step runs (entry).
         spec["expects"] = list(expects)
-    call = (f"run_component({spec!r}, root,\n"
+    if cached:
+        located = {key: value for key, value in spec.items() if key not in ("timeout", "grace")}
+        expression = ("{**json.loads(kale_bundle.metadata['kale_spec']), "
+                      f"'timeout': {spec['timeout']!r}, 'grace': {spec['grace']!r}, "
+                      "'cached': True}")
+    else:
+        located, expression = spec, repr(spec)
+    call = (f"run_component({expression}, root,\n"
             f"                      {{{', '.join(inputs)}}},\n"
             f"                      {{{', '.join(outputs)}}},\n"
             "                      kale_bundle.metadata.get('run_id', ''),\n"
@@ -470,7 +646,7 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
         body = f"        {call}"
     return (
         f"def {function_name}({', '.join(parameters)}){returns}:\n"
-        "    import os, sys, tarfile, tempfile\n"
+        f"    import {'json, ' if cached else ''}os, sys, tarfile, tempfile\n"
         # Removed at the end: kfp.local runs every step on the same machine.
         "    with tempfile.TemporaryDirectory(prefix='kale-') as root:\n"
         "        with tarfile.open(kale_bundle.path) as archive:\n"
@@ -478,7 +654,18 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
         "        sys.path.insert(0, os.path.join(root, '_kale'))\n"
         "        from kale.kfp.entry import run_component\n"
         f"{body}"
-    )
+    ), located
+
+
+def _code_source(function_name: str, located: dict[str, Any]) -> str:
+    """The component of a cached step's ``kale-code`` task: a copy of the run's bundle with
+    where the step's code is in its metadata (``kale.kfp.caching``)."""
+    import json
+
+    return (f"def {function_name}(bundle: Input[Artifact], code: Output[Artifact]):\n"
+            "    import shutil\n"
+            "    shutil.copyfile(bundle.path, code.path)\n"
+            f"    code.metadata['kale_spec'] = {json.dumps(located, sort_keys=True)!r}\n")
 
 
 def _define(source: str, filename: str, namespace: dict[str, Any]) -> Any:
@@ -686,6 +873,7 @@ class Compiled:
     bundle: Bundle
     environment: Environments
     bundle_uri: str | None = None  # where the bundle was uploaded; None: inline
+    caching: CachePlan | None = None  # the steps Kubeflow may reuse
     #: what was compiled another way than asked, for the server it is compiled for, and why
     notes: tuple[str, ...] = ()
 
@@ -724,7 +912,9 @@ def _for_server(graph: Graph, target: Target) -> tuple[_Settings, list[str]]:
     steps = graph.user_steps
     labelled = [s.name for s in steps if s.options.labels or s.options.annotations]
     retried = [s.name for s in steps if s.options.retry_count]
-    timed = [s.name for s in steps if s.options.timeout]
+    timed = [s.name for s in steps if s.options.timeout and s.container is None]
+    # A container step's timeout is its pod's deadline alone: nothing of Kale runs there.
+    contained = [s.name for s in steps if s.options.timeout and s.container is not None]
     refused = []
 
     def needs(release: server.Version, what: str, why: str, fix: str) -> None:
@@ -741,6 +931,10 @@ def _for_server(graph: Graph, target: Target) -> tuple[_Settings, list[str]]:
         needs(server.RETRIES, f"the retries of {_names(retried)}",
               "earlier releases ignore a task's retry policy",
               "upgrade the server, or set retry_count=0")
+    if contained:
+        needs(server.STEP_POD_SETTINGS, f"the timeouts of container {_names(contained)}",
+              "a container step's timeout is its pod's deadline, and 2.0.x fails a task whose "
+              "pod has one", "upgrade the server, or leave the timeout out")
     if uses_run_id(graph):
         needs(server.RUN_ID, "[[RunUUID]] in a parameter's default",
               "earlier drivers do not replace the run-id placeholder Kale reads it from",
@@ -770,7 +964,7 @@ def _for_server(graph: Graph, target: Target) -> tuple[_Settings, list[str]]:
                      + [server.PIPELINE_TIMEOUT] * bool(graph.options.timeout)
                      + [server.POD_METADATA_PER_TASK] * bool(labelled)
                      + [server.RETRIES] * bool(retried or uses_run_id(graph))
-                     + [server.STEP_POD_SETTINGS] * bool(timed))
+                     + [server.STEP_POD_SETTINGS] * bool(timed or contained))
         if wanted > server.MINIMUM:
             said = f" ({target.source})" if target.source != "not known" else ""
             notes.append(f"compiled for Kubeflow Pipelines {server.spelled(wanted)} or later"
@@ -785,18 +979,27 @@ def _names(steps: list[str]) -> str:
     return f"step{'s' if len(steps) > 1 else ''} {shown}{more}"
 
 
+
+
 def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                   requirements: str | None = None, bundle: Bundle | None = None,
                   bundle_store: str | None = None, upload: bool = False,
+                  cache: bool | None = None, values: dict[str, Any] | None = None,
                   target: Target = NEWEST, install: bool | None = None) -> Compiled:
     """Write the pipeline package (YAML) for ``graph`` to ``package_path``.
 
     The image and packages come from ``kale.kfp.requirements`` (flags, environment,
     ``[tool.kale]``, the project's declarations, or inferred). A bundle too big for the package
     is uploaded to the bundle store (``bundle_store``, else the configured one) when ``upload``;
-    otherwise it stays inline, with a warning. ``target`` is the server it is compiled for
-    (``kale.kfp.server``): what that release would drop or break is refused, or compiled
-    another way and said in ``Compiled.notes``."""
+    otherwise it stays inline, with a warning.
+
+    ``cache`` (``--cache``/``--no-cache``) turns Kubeflow's caching on or off for every step;
+    ``None`` leaves it to each step's ``cache`` option. ``values`` are the run's parameter
+    values where known (a macro in one keeps the steps it reaches from being cached).
+
+    ``target`` is the server it is compiled for (``kale.kfp.server``): what that release would
+    drop or break is refused, or compiled another way and said in ``Compiled.notes``.
+    ``install`` False (``--no-install``) installs nothing in the steps' pods."""
     try:
         from kfp import dsl
         from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -815,72 +1018,118 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                                  "NamedTuple": typing.NamedTuple, "OutputPath": dsl.OutputPath}
     prefix = f"<kale {graph.name}"
     delivery = BundleDelivery(bundle, bundle_uri)
+    delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
+                    environment.image, environment.install)
+    components, code_components, code_keys = {}, {}, {}
+    original, (graph, gathers) = graph, _gathered(graph)
     # kfp's loader takes the component named like the pipeline for the pipeline itself.
     step_names = _function_names(graph, reserved=(*delivery.function_names,
                                                   _identifier(graph.name)))
-    delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
-                    environment.image, environment.install)
-    components = {}
+    adapters = {}  # container step -> the component of the Kale task before it
     flow = _flow(graph)
+    caching = cache_plan(graph, cache, values)
+    keys = CodeKeys(graph, bundle)
+    used = set(step_names.values()) | set(delivery.function_names) | {_identifier(graph.name)}
     for step in graph.steps:
         name = step_names[step.name]
+        if step.container is not None:
+            namespace["dsl"] = dsl
+            components[step.name] = dsl.container_component(_define(
+                _container_component_source(step, name), f"{prefix} {step.name}>", namespace))
+            if _adapted(step, graph):
+                adapter = candidate = f"kale_{name}_inputs"
+                while candidate in used:
+                    candidate = f"{adapter}_{len(used)}"
+                used.add(candidate)
+                function = _define(_adapter_source(step, graph, candidate),
+                                   f"{prefix} {step.name} inputs>", namespace)
+                adapters[step.name] = _python_component(function, environment.pipeline,
+                                                        environment.install)
+            continue
+        cached = step.name in caching.cached
         # A condition reads what the steps before it made: the pipeline's packages have it all.
-        own = environment.of(step.name) if step.condition is None else environment.pipeline
+        # So does a gather of collected results (their types need the packages that made them).
+        own = environment.of(step.name) if step.condition is None and \
+            step.name not in gathers else environment.pipeline
         expects = () if environment.install else own.packages
-        function = _define(_component_source(step, graph, name, flow, settings, expects),
-                           f"{prefix} {step.name}>", namespace)
-        if environment.install:
-            components[step.name] = dsl.component(
-                function, base_image=own.image, packages_to_install=list(own.packages) or None,
-                pip_index_urls=list(own.index_urls) or None)
-        else:  # --no-install: the image holds kfp and the packages; the step checks them
-            components[step.name] = dsl.component(function, base_image=own.image,
-                                                  install_kfp_package=False)
+        source, located = _component_source(step, graph, name, flow, settings, cached, expects)
+        function = _define(source, f"{prefix} {step.name}>", namespace)
+        if cached:
+            code_name, index = f"kale_code_{name}", 1
+            while code_name in used:
+                index += 1
+                code_name = f"kale_code_{name}_{index}"
+            used.add(code_name)
+            code_components[step.name] = dsl.component(
+                _define(_code_source(code_name, located), f"{prefix} {step.name} code>",
+                        namespace), base_image=environment.image,
+                install_kfp_package=environment.install)
+            code_keys[step.name] = keys.key(step, located)
+        components[step.name] = _python_component(function, own, environment.install)
     display = task_display_names(graph)
     all_ports = {step.name: _port_names(step) for step in graph.steps}
 
     def body(**values: Any) -> None:
         source = delivery.add_tasks()
         tasks: dict[str, Any] = {}
+        codes: dict[str, Any] = {}
+        for step in graph.steps:  # at the root: a loop or a branch may hold the step
+            if step.name in code_components:
+                code = code_components[step.name](bundle=source.outputs["bundle"])
+                code.set_display_name(f"kale-code-{display[step.name]}")
+                code.set_caching_options(True, cache_key=code_keys[step.name])
+                codes[step.name] = code
         blocks = _Blocks(graph, tasks, all_ports, values)
+
+        def wire(argument: Any, local: str, arguments: dict[str, Any]) -> None:
+            """The task argument(s) of one step input, by where its value comes from."""
+            value = argument.source
+            if isinstance(value, ParameterRef):
+                arguments[local] = values[value.name]
+            elif isinstance(value, Constant):
+                constant = value.value
+                arguments[local] = constant if \
+                    _plain_constant(constant) else _plain_json(constant)
+            elif isinstance(value, OutputRef):
+                arguments[local] = tasks[value.step].outputs[
+                    all_ports[value.step][("out", value.variable)]]
+            elif isinstance(value, ItemRef):
+                arguments[local] = blocks.item(value.loop)
+                if isinstance(value.items, OutputRef):
+                    arguments[f"kale_whole_{local}"] = blocks.output(value.items)
+                elif isinstance(value.items, Constant) and by_position(
+                        item_tokens(value.items.value)):
+                    arguments[f"kale_whole_{local}"] = _plain_json(value.items.value)
+            elif isinstance(value, CollectedRef):
+                arguments[local] = dsl.Collected(tasks[value.step].outputs[
+                    all_ports[value.step][("out", value.variable)]])
+                items = graph.loop(value.loop).items
+                if isinstance(items, ParameterRef):
+                    arguments[f"kale_order_{local}"] = values[items.name]
+            else:
+                arguments[local] = blocks.one_of(value)
+
         for step in graph.steps:
             blocks.enter(step.scopes)
+            if step.container is not None:
+                tasks[step.name] = _container_task(
+                    step, graph, components[step.name], adapters.get(step.name), tasks,
+                    all_ports, display[step.name], wire, source.outputs["bundle"], notes)
+                continue
             arguments: dict[str, Any] = {
-                "kale_bundle": source.outputs["bundle"],
+                "kale_bundle": codes[step.name].outputs["code"] if step.name in codes
+                else source.outputs["bundle"],
             }
             ports = all_ports[step.name]
             for argument in step.arguments:
-                local = ports[("in", argument.name)]
-                value = argument.source
-                if isinstance(value, ParameterRef):
-                    arguments[local] = values[value.name]
-                elif isinstance(value, Constant):
-                    constant = value.value
-                    arguments[local] = constant if \
-                        _plain_constant(constant) else _plain_json(constant)
-                elif isinstance(value, OutputRef):
-                    arguments[local] = tasks[value.step].outputs[
-                        all_ports[value.step][("out", value.variable)]]
-                elif isinstance(value, ItemRef):
-                    arguments[local] = blocks.item(value.loop)
-                    if isinstance(value.items, OutputRef):
-                        arguments[f"kale_whole_{local}"] = blocks.output(value.items)
-                    elif isinstance(value.items, Constant) and by_position(
-                            item_tokens(value.items.value)):
-                        arguments[f"kale_whole_{local}"] = _plain_json(value.items.value)
-                elif isinstance(value, CollectedRef):
-                    arguments[local] = dsl.Collected(tasks[value.step].outputs[
-                        all_ports[value.step][("out", value.variable)]])
-                    items = graph.loop(value.loop).items
-                    if isinstance(items, ParameterRef):
-                        arguments[f"kale_order_{local}"] = values[items.name]
-                else:
-                    arguments[local] = blocks.one_of(value)
+                wire(argument, ports[("in", argument.name)], arguments)
             if step.name in flow.collected:
                 arguments["kale_item"] = blocks.item(flow.collected[step.name].name)
             task = components[step.name](**arguments)
             task.set_display_name(display[step.name])
-            task.set_caching_options(False)  # a step runs every time, as in a local run
+            # KFP's own key, which for a cached step covers its code through its code copy
+            # (kale.kfp.caching); any other step runs every time, as in a local run.
+            task.set_caching_options(step.name in codes)
             _retry(task, step, notes)
             _resources(task, step)
             _kubernetes(task, step, settings)
@@ -894,8 +1143,72 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
     spec = write_package(decorated, package_path)
-    _check_root_size(spec, graph)
-    return Compiled(bundle, environment, bundle_uri, tuple(notes))
+    _check_root_size(spec, original)
+    return Compiled(bundle, environment, bundle_uri, caching, tuple(notes))
+
+
+def _python_component(function: Any, own: Any, install: bool) -> Any:
+    """A Lightweight Python Component of Kale's, in ``own``'s image with its packages; with
+    ``install`` False (``--no-install``) nothing is installed: the image holds kfp and the
+    packages, and the step checks them (``kale.kfp.entry``)."""
+    from kfp import dsl
+
+    if not install:
+        return dsl.component(function, base_image=own.image, install_kfp_package=False)
+    return dsl.component(function, base_image=own.image,
+                         packages_to_install=list(own.packages) or None,
+                         pip_index_urls=list(own.index_urls) or None)
+
+
+def _container_task(step: Step, graph: Graph, component: Any, adapter: Any,
+                    tasks: dict[str, Any], all_ports: dict[str, dict[tuple[str, str], str]],
+                    display: str, wire: Any, bundle: Any, notes: list[str]) -> Any:
+    """The task of a container step, after the Kale task that prepares its inputs (if any),
+    with the step's options: retries, limits, environment, pod labels and annotations, and
+    its timeout as the pod's deadline (nothing of Kale runs in the image to count it)."""
+    from kfp import kubernetes
+
+    from kale.containers import value_text
+
+    info = step.container
+    assert info is not None
+    ports = all_ports[step.name]
+    prepared: dict[str, Any] = {}
+    if adapter is not None:
+        arguments: dict[str, Any] = {"kale_bundle": bundle}
+        adapted = _adapted(step, graph)
+        for argument in adapted:
+            wire(argument, ports[("in", argument.name)], arguments)
+        before = adapter(**arguments)
+        before.set_display_name(f"{display} (inputs)")
+        before.set_caching_options(False)
+        prepared = {argument.name: before.outputs[f"kale_out_{ports[('in', argument.name)]}"]
+                    for argument in adapted}
+    arguments = {}
+    for argument in step.arguments:
+        local, value = ports[("in", argument.name)], argument.source
+        if argument.name in prepared:
+            arguments[local] = prepared[argument.name]
+        elif isinstance(value, Constant):
+            arguments[local] = value_text(value.value, f"input `{argument.name}` of container "
+                                          f"step `{step.name}`")
+        else:
+            arguments[local] = tasks[value.step].outputs[
+                all_ports[value.step][("out", value.variable)]]
+    task = component(**arguments)
+    task.set_display_name(display)
+    task.set_caching_options(False)  # a step runs every time, as in a local run
+    for key, text in info.env:
+        task.set_env_variable(key, text)
+    _retry(task, step, notes)
+    _resources(task, step)
+    for key, text in step.options.labels.items():
+        kubernetes.add_pod_label(task, key, text)
+    for key, text in step.options.annotations.items():
+        kubernetes.add_pod_annotation(task, key, text)
+    if step.options.timeout:
+        kubernetes.set_timeout(task, max(1, int(step.options.timeout)))
+    return task
 
 
 #: Linux's limit on one command-line argument (MAX_ARG_STRLEN).
@@ -1043,6 +1356,12 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
                  "" if environment.install else
                  "; none installed (--no-install): the image must hold kfp and these, and "
                  "each step checks that they are there before it runs")]
+    caching = compiled.caching or CachePlan(frozenset())
+    if caching.cached:
+        names = [step.name for step in graph.user_steps if step.name in caching.cached]
+        lines.append(f"  cached on Kubeflow (unchanged steps reused): {', '.join(names)}")
+    for name, why in caching.refused:
+        lines.append(f"  step {name} not cached: {why}")
     for step in graph.user_steps:
         own = environment.of(step.name)
         if (own.image, own.source) != (environment.image, environment.source):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Kale's input kinds in the component, and the runtime's: a pipeline parameter ("value") has
 # its macros expanded by the runtime.
 _KINDS = {"artifact": "artifact", "json": "json", "shaped": "shaped", "constant": "constant",
-          "value": "parameter"}
+          "value": "parameter", "file": "file", "text": "text"}
 
 
 def _created(created: str) -> float | None:
@@ -179,6 +179,22 @@ def _check_image(spec: dict[str, Any]) -> None:
             "or submit without --no-install")
 
 
+def _refuse_macros(step: str, inputs: dict[str, tuple[str, Any]]) -> None:
+    """A cached step is not told the run's id (KFP would key it by it, and it would never be
+    reused), so a parameter value holding a run macro, given when the run was started, fails
+    the step before anything is kept rather than let later runs reuse what it made."""
+    from kale.macros import _MACRO
+
+    for name, (kind, payload) in inputs.items():
+        found = _MACRO.search(payload) if kind == "value" and isinstance(payload, str) else None
+        if found:
+            raise SystemExit(
+                f"Kale: step `{step}` is cached, and its input `{name}` holds {found.group()}, "
+                "which differs every run, so the step must not be reused\n"
+                "fix: run it without caching (--no-cache, or cache=False on the step), or "
+                "give the value without the macro")
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
                   created: str = "", flow: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -192,6 +208,8 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     ran). Returns what the component returns to Kubeflow: ``branch``, a condition's branch
     index, and ``items``, the numbered tokens of the items of each output a loop iterates."""
     flow = flow or {}
+    if spec.get("cached"):
+        _refuse_macros(spec["step"], inputs)
     project = os.path.join(root, "project")
     # Reading an input may need the project's own modules (a class defined there, a backend
     # registered there), as in a local run: the project comes first on the path from the start.
@@ -255,3 +273,36 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     return {"branch": reports.get("branch"),
             "items": {name[len("items:"):]: numbered(tokens) for name, tokens in reports.items()
                       if name.startswith("items:")}}
+
+
+def container_inputs(step: str, root: str, inputs: dict[str, tuple[str, Any]],
+                     outputs: dict[str, tuple[str, str]], run_id: str = "",
+                     created: str = "") -> None:
+    """The task before a container step: read each input as a function step would (a value a
+    function step stored, a pipeline parameter with its macros expanded, a loop's item...) and
+    write it as the container takes it (``kale.containers``): ``("file", path)`` a file or
+    folder at the artifact's path, ``("value", path)`` the value's text, the parameter's file."""
+    from kale.containers import ContainerStepError, place_file, value_text
+    from kale.runtime import read_inputs
+
+    project = os.path.join(root, "project")
+    if project not in sys.path:
+        sys.path.insert(0, project)
+    os.chdir(project)
+    task = StepInvocation(
+        step=step, function_name="", source="", filename="", line=1, module="__main__",
+        project_root=project, output_dir=tempfile.mkdtemp(prefix="kale-outputs-"),
+        inputs={name: _input(name, kind, payload) for name, (kind, payload) in inputs.items()},
+        run_id=run_id, created=_created(created))
+    try:
+        values = read_inputs(task)
+        for name, (kind, target) in outputs.items():
+            what = f"input `{name}` of container step `{step}`"
+            if kind == "file":
+                place_file(values[name], target, what)
+            else:
+                os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+                with open(target, "w") as handle:
+                    handle.write(value_text(values[name], what))
+    except ContainerStepError as error:
+        raise SystemExit(f"Kale: {error}") from None

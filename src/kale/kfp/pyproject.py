@@ -14,7 +14,8 @@ from kale.errors import KaleError, SourceLocation
 
 #: What ``[tool.kale]`` and ``[tool.kale.steps.<name>]`` may hold.
 PIPELINE_KEYS = {"image": "str", "requirements": "list", "bundle_store": "str", "steps": "table",
-                 "install": "bool", "index_url": "str"}
+                 "install": "bool", "index_url": "str",
+                 "cache": "table"}  # [tool.kale.cache] is kale.cache's (max_size)
 STEP_KEYS = {"image": "str", "requirements": "list"}
 
 

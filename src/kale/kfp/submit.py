@@ -77,12 +77,14 @@ def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
                     bundle_store: str | None = None, upload: bool | None = None,
                     option: str = "-o", server_version: str | None = None,
                     target: Target | None = None, bundle: Bundle | None = None,
-                    install: bool | None = None) -> PipelinePackage:
+                    install: bool | None = None, cache: bool | None = None,
+                    values: dict[str, Any] | None = None) -> PipelinePackage:
     """Write the package of ``graph`` to ``output`` (default ``<pipeline name>.yaml``) and
     describe it on stderr. A bundle too big for the package is uploaded to the bundle store
     when ``upload`` (by default: when ``bundle_store`` is given). The package is compiled for
     ``target`` (the server of a submission), else for the release ``server_version`` names,
-    else for the newest (``kale.kfp.server``)."""
+    else for the newest (``kale.kfp.server``). ``cache`` is ``--cache`` (True) or
+    ``--no-cache`` (False); ``None`` leaves it to each step's ``cache`` option."""
     from kale.kfp.compiler import compile_graph, describe
     from kale.kfp.server import NEWEST, check_version_flag
 
@@ -95,7 +97,7 @@ def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
     compiled = compile_graph(graph, path, image=image, requirements=requirements,
                              bundle_store=bundle_store, bundle=bundle,
                              upload=bool(bundle_store) if upload is None else upload,
-                             target=target, install=install)
+                             target=target, install=install, cache=cache, values=values)
     print(describe(graph, compiled, path), file=sys.stderr)
     return PipelinePackage(path)
 
@@ -107,6 +109,7 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
     ``--schedule`` the submission creates a recurring run (a dry run says what it would
     create)."""
     schedule = getattr(flags, "recurring", None)
+    cache = getattr(flags, "caching", None)  # --cache / --no-cache
     try:
         if flags.dry_run:
             package = compile_package(graph, flags.output, image=flags.image,
@@ -114,7 +117,7 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
                                       bundle_store=flags.bundle_store,
                                       server_version=getattr(flags, "server_version", None),
                                       install=False if getattr(flags, "no_install", False)
-                                      else None)
+                                      else None, cache=cache, values=values)
             if schedule is not None:
                 experiment = graph.options.experiment or "Default"
                 print(f"kale: --schedule: submitting would create a recurring run of pipeline "
@@ -126,7 +129,7 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
                               requirements=flags.requirements, bundle_store=flags.bundle_store,
                               server_version=getattr(flags, "server_version", None),
                               install=False if getattr(flags, "no_install", False) else None,
-                              schedule=schedule)
+                              schedule=schedule, cache=cache)
     except KeyboardInterrupt:
         what = ("the package was not written" if flags.dry_run else
                 "no run was started (a pipeline version may have been uploaded)")
@@ -145,11 +148,12 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     namespace: str | None = None, experiment: str | None = None,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, server_version: str | None = None,
-                    install: bool | None = None, schedule: Schedule | None = None
-                    ) -> KfpRun | KfpRecurringRun:
+                    install: bool | None = None, schedule: Schedule | None = None,
+                    cache: bool | None = None) -> KfpRun | KfpRecurringRun:
     """Compile ``graph`` (into ``output`` when given, else a temporary file) for the server at
     ``host`` (its release read from its health endpoint; ``server_version`` when it does not
-    say), upload it and start a run with ``values``; a big bundle goes to the bundle store."""
+    say), upload it and start a run with ``values``; a big bundle goes to the bundle store.
+    ``cache`` as for ``compile_package``."""
     from kale.kfp.bundle import build_bundle
     from kale.kfp.delivery import check_placeable
     from kale.kfp.server import target_from_healthz
@@ -168,7 +172,7 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
         package = compile_package(
             graph, output or os.path.join(folder, f"{graph.name}.yaml"), image=image,
             requirements=requirements, bundle_store=bundle_store, upload=True,
-            target=target, bundle=bundle, install=install)
+            target=target, bundle=bundle, install=install, cache=cache, values=values)
         return submit(graph, values, package, experiment=experiment,
                       connected=(client, connection), schedule=schedule)
 
