@@ -208,3 +208,21 @@ def test_long_names_become_dns_labels_that_stay_apart():
     assert dns_label("Weird Name!") == "weird-name"
     version = ResourceNames.of(long).version()
     assert len(version) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", version)
+
+
+def test_compile_takes_the_server_version_and_install_as_options(project):
+    from kale.errors import InvalidOptionError
+
+    flow = project.load(TIMED.split('if __name__')[0], prelude=False).timed
+    package = flow.compile(project.root / "old.yaml", server_version="2.16.1")
+    spec, platform = [d for d in yaml.safe_load_all(package.read_text()) if d]
+    assert step_spec(spec, "make")["deadline"] == 3600
+    assert "pipelineConfig" not in platform["platforms"]["kubernetes"]
+    for option, value, fragment in [
+        ("server_version", "latest", "a Kubeflow Pipelines release of 2.0.0 or later"),
+        ("server_version", "1.8.5", "a Kubeflow Pipelines release of 2.0.0 or later"),
+        ("install", "no", "True (the default: steps install their packages) or False"),
+    ]:
+        with pytest.raises(InvalidOptionError, match=re.escape(fragment)) as caught:
+            flow.compile(project.root / "x.yaml", **{option: value})
+        assert caught.value.location.file == __file__  # the caller's line

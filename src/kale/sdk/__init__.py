@@ -451,6 +451,14 @@ class PipelineFunction(PipelineDefinition):
                 if value is not None and (not isinstance(value, str) or not value):
                     raise _locate(InvalidOptionError(
                         key, value, f"{COMPILE_OPTIONS[key]} takes a non-empty string"), location)
+                if key == "server_version" and value is not None:
+                    from kale.kfp.server import parse_version
+
+                    if parse_version(value) is None or parse_version(value) < (2, 0, 0):
+                        raise _locate(InvalidOptionError(
+                            key, value, "a Kubeflow Pipelines release of 2.0.0 or later is "
+                            "expected, as the server's health endpoint reports it (tag_name)",
+                            fix=f"for example {key}='2.14.3'"), location)
                 continue
             if key in ("host", "namespace", "experiment", "wait"):
                 hint = ("it is an option of submit(), which uploads and runs the pipeline; "
