@@ -913,7 +913,7 @@ def test_the_ml_stack_crosses_step_boundaries_by_type(script):
     steps = script.record()["steps"]
     backends = {name: next(iter(step["outputs"].values()))["backend"]
                 for name, step in steps.items() if step["outputs"]}
-    assert backends == {"load": "arrow", "fit": "joblib", "embed": "torch",
+    assert backends == {"load": "arrow", "fit": "sklearn", "embed": "torch",
                         "save-model": "path", "check": "json"}
 
 
