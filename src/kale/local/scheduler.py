@@ -298,7 +298,7 @@ class Scheduler:
         self.dirty = False
         self.unsaved = False
         # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
-        self.preload = list(graph.external_imports)
+        self.preload = sorted({name for names in graph.step_modules.values() for name in names})
         self.zygote = Zygote.acquire(self.preload)
         self.deadline = (time.monotonic() + graph.options.timeout
                          if graph.options.timeout else None)
