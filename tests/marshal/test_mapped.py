@@ -144,11 +144,15 @@ def test_large_writes_are_hashed_as_the_file(tmp_path, monkeypatch):
     import kale.marshal.backends as backends
 
     monkeypatch.setattr(backends, "_PARALLEL_HASH_BYTES", 1024)
+    linear = pytest.importorskip("sklearn.linear_model")
+    model = linear.LinearRegression().fit(np.arange(20_000.0).reshape(-1, 2), np.ones(10_000))
+    model.coef_ = np.arange(5_000.0)  # pickled as a PickleBuffer: written without a copy
     values = {"array": np.arange(10_000, dtype="int32"), "frame": a_frame(2000),
-              "bytes": np.arange(100_000, dtype="uint8").tobytes()}
+              "bytes": np.arange(100_000, dtype="uint8").tobytes(), "model": model}
     for name, value in values.items():
         stored = marshal.save(value, tmp_path, name)
         assert stored.extra["hash"] == content_hash(stored.path), name
+        assert marshal.load(stored.to_json()) is not None
         monkeypatch.setattr(backends, "_PARALLEL_HASH_BYTES", 1 << 40)
         assert marshal.save(value, tmp_path / "serial", name).extra["hash"] == \
             stored.extra["hash"], name

@@ -558,7 +558,8 @@ class _HashingWriter:
         return self
 
     def write(self, data: Any) -> int:
-        if len(data) < _PARALLEL_HASH_BYTES and memoryview(data).nbytes < _PARALLEL_HASH_BYTES:
+        # (pickle hands over large arrays as PickleBuffers, which have no len())
+        if memoryview(data).nbytes < _PARALLEL_HASH_BYTES:
             self.digest.update(data)
             return self.handle.write(data)
         # Large data is hashed on another core while it is written (both hashes release the
