@@ -1,16 +1,16 @@
 """APIs of other Kales that real scripts import and that this Kale does not provide (yet).
 
 Scripts written for Arrikto's Kale or other Kale SDKs import ``kale.distributed``,
-``kale.types``, ``kale.sdk.logging``, ``has_metrics`` and ``artifact`` from ``kale.sdk``,
-``ContainerStep`` from ``kale`` or Rok's ``rok_common.cmdutils``. Importing one of them raises
-``NotProvidedError``, an ``ImportError`` (``ModuleNotProvidedError``, a ``ModuleNotFoundError``,
-for a module), whose message says what the API was, that this Kale does not have it, where the
-import is (file:line) and what to do instead, rather than a "No module named" that reads like
-a broken installation. So ``except ImportError`` in a script still works as it would have.
+``kale.types``, ``kale.sdk.logging``, and ``has_metrics`` and ``artifact`` from ``kale.sdk``.
+Importing one of them raises ``NotProvidedError``, an ``ImportError``
+(``ModuleNotProvidedError``, a ``ModuleNotFoundError``, for a module), whose message says what
+the API was, that this Kale does not have it, where the import is (file:line) and what to do
+instead, rather than a "No module named" that reads like a broken installation. So ``except
+ImportError`` in a script still works as it would have.
 
 Placeholder modules raise it when imported (``kale/distributed.py``, ``kale/types.py``,
-``kale/sdk/logging.py``, ``rok_common/cmdutils.py``); ``kale`` and ``kale.sdk`` raise it from
-their module ``__getattr__`` for names.
+``kale/sdk/logging.py``); ``kale`` and ``kale.sdk`` raise it from their module
+``__getattr__`` for names.
 """
 
 from __future__ import annotations
@@ -54,18 +54,6 @@ APIS: dict[str, tuple[str, str, str]] = {
         "is not provided yet by this Kale",
         "return the value from the step (or a pathlib.Path to the file): Kale stores it with "
         "the run, and on Kubeflow as the step's output artifact",
-    ),
-    "kale.ContainerStep": (
-        "a step that runs a container image rather than a Python function",
-        "is not provided yet by this Kale",
-        "call the container's program from a @step with subprocess.run([...], check=True), "
-        "with a step image that has it (--image, or [tool.kale] image)",
-    ),
-    "rok_common.cmdutils": (
-        "Arrikto Rok's helpers for running commands, such as cmdutils.run(\"ls -la\")",
-        "is not provided by this Kale",
-        "use subprocess.run([\"ls\", \"-la\"], capture_output=True, text=True, check=True); "
-        "its .stdout is what cmdutils' .out was",
     ),
 }
 
