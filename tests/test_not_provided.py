@@ -24,11 +24,6 @@ IMPORTS = [
     ("import rok_common.cmdutils", "rok_common.cmdutils", True, "subprocess.run"),
     ("from rok_common.cmdutils import run", "rok_common.cmdutils", True, "subprocess.run"),
     ("from rok_common import cmdutils", "rok_common.cmdutils", True, "subprocess.run"),
-    ("from kale.sdk import has_metrics", "kale.sdk.has_metrics", False, "print the values"),
-    ("from kale.sdk import step, artifact", "kale.sdk.artifact", False, "return the value"),
-    ("import kale.sdk.logging", "kale.sdk.logging", True, "print the values"),
-    ("from kale.sdk.logging import log_metric", "kale.sdk.logging", True, "print the values"),
-    ("from kale.sdk import logging", "kale.sdk.logging", True, "print the values"),
     ("from kale import ContainerStep", "kale.ContainerStep", False, "subprocess"),
 ]
 
@@ -80,9 +75,9 @@ def test_a_script_can_still_catch_it_as_an_import_error(tmp_path):
 
 
 def test_it_survives_a_trip_between_processes():
-    error = pickle.loads(pickle.dumps(NotProvidedError("kale.sdk.artifact", "m", fix="f")))
+    error = pickle.loads(pickle.dumps(NotProvidedError("kale.ContainerStep", "m", fix="f")))
     assert (type(error), error.api, error.name, error.message, error.fix) == (
-        NotProvidedError, "kale.sdk.artifact", "kale.sdk", "m", "f")
+        NotProvidedError, "kale.ContainerStep", "kale", "m", "f")
 
 
 GRAPHED = '''
@@ -102,12 +97,12 @@ def flow():
 
 
 def test_kale_graph_shows_the_message_at_the_scripts_line(tmp_path):
-    (tmp_path / "flow.py").write_text(GRAPHED.format(imports="from kale.sdk import has_metrics"))
+    (tmp_path / "flow.py").write_text(GRAPHED.format(imports="from kale import ContainerStep"))
     result = run_kale("graph", "flow.py", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: kale.sdk.has_metrics is not provided yet by this "
+    assert result.stderr.startswith("error: kale.ContainerStep is not provided yet by this "
                                     "Kale")
-    assert "--> flow.py:3:1" in result.stderr and "print the values" in result.stderr
+    assert "--> flow.py:3:1" in result.stderr and "subprocess.run" in result.stderr
     assert "Traceback" not in result.stderr and "fix the error above" not in result.stderr
 
 
