@@ -84,7 +84,8 @@ LIMIT_BYTES = 200 * 2**20
 # Kubeflow with the same advice as here.
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
                   "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
-                  "source.py", "not_provided.py", "distributed.py", "types.py", "items.py"]
+                  "source.py", "not_provided.py", "distributed.py", "types.py", "items.py",
+                  "logs.py"]
 
 
 def carries_kale_module(module: str) -> bool:
