@@ -69,7 +69,8 @@ def _convert(value: Any) -> int | float | None:
 
     if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Real):
+    if isinstance(value, numbers.Real) or (  # Decimal is a Number, not a Real
+            isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex)):
         return float(value)
     item = getattr(value, "item", None)  # 0-d arrays, one-element tensors
     if callable(item) and getattr(value, "size", 1) in (1, None):
