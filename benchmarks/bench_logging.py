@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,9 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kale import logs  # noqa: E402
-from kale.local.processes import _event  # noqa: E402
-from kale.sdk.logging import log_metric  # noqa: E402
+from kale import logs
+from kale.sdk.logging import log_metric
+
+_HEADER = struct.Struct(">I")
+
+
+def _event(message: tuple) -> bytes:
+    """An event framed as the zygote's children frame theirs (kale.local.processes)."""
+    data = json.dumps(message).encode()
+    return _HEADER.pack(len(data)) + data
 
 
 def _drain(descriptor: int) -> None:

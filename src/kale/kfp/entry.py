@@ -258,6 +258,7 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         root.handlers[:] = handlers
         root.setLevel(level)
     if result["status"] != "done":
+        shutil.rmtree(task.artifact_dir, ignore_errors=True)
         details = result["error"]
         text = f"Kale: step `{spec['step']}` {details['message']}"
         if details.get("traceback"):

@@ -27,9 +27,9 @@ def declared(step: Step) -> Declared:
 
 def logged_ports(step: Step) -> tuple[list[str], str | None]:
     """The component parameters for what ``step`` logs, and the ``flow`` entry that hands
-    them to ``run_component`` (None when it logs nothing)."""
-    from kale.kfp.compiler import _identifier
-
+    them to ``run_component`` (None when it logs nothing). Artifact names are ASCII letters,
+    digits, ``_`` and ``-`` (``kale.logs.bad_name``): with ``-`` as ``_`` they are Python
+    names, made distinct where two become alike."""
     found = declared(step)
     if not found:
         return [], None
@@ -46,7 +46,7 @@ def logged_ports(step: Step) -> tuple[list[str], str | None]:
         ports = []
         for name in names:
             wanted = port = f"kale_{kind}" if name is None else \
-                f"kale_{kind}_{_identifier(name)}"
+                f"kale_{kind}_{name.replace('-', '_')}"
             index = 1
             while port in used:
                 index += 1
