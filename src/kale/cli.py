@@ -387,5 +387,30 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
             click.echo("\n".join(details))
 
 
+@main.command()
+@click.option("--port", default=8765, show_default=True, help="The port to listen on "
+              "(0: a free one).")
+@_HOME_OPTION
+def ui(port: int, home: str | None) -> None:
+    """Browse local runs in a web browser: a read-only UI on 127.0.0.1 (Ctrl-C stops it)."""
+    from kale.loader import ScriptError
+    from kale.ui import make_server
+
+    folder = _home(home)
+    try:
+        server = make_server(folder, port)
+    except OSError as error:
+        raise ScriptError(f"the UI cannot listen on 127.0.0.1:{port}: {error.strerror}",
+                          fix="choose another port with --port N (0 picks a free one)") from None
+    click.echo(f"kale ui: http://127.0.0.1:{server.server_address[1]}/ (runs in {folder}; "
+               "Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -114,6 +114,8 @@ class Run:
     runner: dict[str, Any] = field(default_factory=dict)
     #: the steps in body order (``steps`` holds tasks as they were created)
     order: tuple[str, ...] = ()
+    #: the DAG's edges between steps, (upstream, downstream), for drawing it (``kale ui``)
+    edges: tuple[tuple[str, str], ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -174,6 +176,7 @@ class Run:
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
             "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
+            "edges": [list(edge) for edge in self.edges],
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -289,6 +292,8 @@ class Scheduler:
             status="running", started=started, ended=None, parameters=self.values,
             steps={}, folder=self.record.folder, leaves=graph.leaves,
             runner=runner_identity(), order=tuple(step.name for step in graph.steps),
+            edges=tuple((upstream, step.name) for step in graph.steps
+                        for upstream in sorted(step.upstream)),
         )
         self.plan = Plan(graph, self.values)
         self.ready: deque[Task] = deque()
