@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from kale.local.progress import task_rows
-from kale.local.record import list_runs, run_metrics, task_metrics
+from kale.local.record import run_metrics, task_metrics
 from kale.logs import metric_text
 
 STATIC = Path(__file__).parent / "static"
@@ -66,7 +66,7 @@ def _page(title: str, body: str) -> bytes:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)} · "
             "Kale</title><link rel=stylesheet href=/static/kale.css>"
             "<script src=/static/kale.js defer></script></head><body>"
-            "<header><a class=brand href=/>Kale runs</a></header>"
+            "<header><a class=brand href='/'>Kale runs</a></header>"
             f"<main>{body}</main></body></html>").encode()
 
 
@@ -77,14 +77,49 @@ def _sort_key(value: Any) -> str:
 
 
 class Store:
-    """The run records under ``home``, read afresh for each page (runs finish while the UI
-    is open)."""
+    """The run records under ``home``, as each page finds them (runs finish while the UI is
+    open): a record is read again only when its ``run.json`` changed (size or time), so a page
+    over a thousand finished runs costs a thousand ``stat`` calls, not a thousand parses."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        self._cache: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self._lock = threading.Lock()
 
     def runs(self) -> list[dict[str, Any]]:
-        return list_runs(self.home)
+        from kale.local.record import settle_gone_run
+
+        found = []
+        try:
+            entries = list(os.scandir(self.home / "runs"))
+        except OSError:
+            return []
+        with self._lock:
+            for entry in entries:
+                path = os.path.join(entry.path, "run.json")
+                try:
+                    stat = os.stat(path)
+                except OSError:
+                    continue
+                key = (stat.st_mtime_ns, stat.st_size)
+                held = self._cache.get(path)
+                if held is None or held[0] != key:
+                    try:
+                        with open(path, "rb") as handle:
+                            data = json.loads(handle.read())
+                    except (OSError, ValueError):
+                        continue
+                    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+                        continue
+                    data["folder"] = entry.path
+                    data["_metrics"] = run_metrics(data)
+                    held = self._cache[path] = (key, data)
+                data = held[1]
+                if data.get("status") == "running":  # its runner may be gone since
+                    data = json.loads(json.dumps(data))
+                    settle_gone_run(data)
+                found.append(data)
+        return sorted(found, key=lambda run: run.get("started") or "", reverse=True)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         path = self.home / "runs" / run_id / "run.json"
@@ -109,7 +144,7 @@ def runs_page(store: Store, pipeline: str | None) -> bytes:
     pipelines = sorted({run.get("pipeline", "?") for run in found})
     if pipeline:
         found = [run for run in found if run.get("pipeline") == pipeline]
-    metrics = [run_metrics(run) for run in found]
+    metrics = [run.get("_metrics") or {} for run in found]
     parameters: dict[str, None] = {}
     names: dict[str, None] = {}
     for run, logged in zip(found, metrics, strict=True):
@@ -145,7 +180,7 @@ def runs_page(store: Store, pipeline: str | None) -> bytes:
         if pipeline else ""
     body = (f"<h1>Runs</h1><p class=muted>{len(found)} run{'s' if len(found) != 1 else ''} in "
             f"{_e(store.home)}{charts}</p>"
-            "<form class=filter method=get action=/><label>pipeline <select name=pipeline "
+            "<form class=filter method=get action='/'><label>pipeline <select name=pipeline "
             "onchange='this.form.submit()'><option value=''>all</option>"
             f"{options}</select></label></form>"
             "<form method=get action=/compare id=compare>"
@@ -216,7 +251,7 @@ def dag_svg(run: dict[str, Any]) -> str:
         shown = name if len(name) <= 22 else name[:21] + "…"
         parts.append(f"<g class='node {_e(status.split()[0])}'><title>{_e(name)}: "
                      f"{_e(detail)}</title><a href='#step-{_e(name)}'>"
-                     f"<rect x={x} y={y} width={width} height={height} rx=6/>"
+                     f"<rect x={x} y={y} width={width} height={height} rx=6 />"
                      f"<text x={x + 10} y={y + 19} class=name>{_e(shown)}</text>"
                      f"<text x={x + 10} y={y + 36} class=state>{_e(detail[:28])}</text>"
                      "</a></g>")
@@ -296,8 +331,8 @@ def _line_chart(title: str, points: list[tuple[float, float]], x_label: str, y_l
     return (f"<figure class=chart><figcaption>{_e(title)}</figcaption>"
             f"<svg xmlns='http://www.w3.org/2000/svg' width={width} height={height} "
             f"viewBox='0 0 {width} {height}' role=img aria-label='{_e(title)}'>"
-            f"<line class=axis x1={pad} y1={height - pad} x2={width - pad} y2={height - pad}/>"
-            f"<line class=axis x1={pad} y1={pad} x2={pad} y2={height - pad}/>"
+            f"<line class=axis x1={pad} y1={height - pad} x2={width - pad} y2={height - pad} />"
+            f"<line class=axis x1={pad} y1={pad} x2={pad} y2={height - pad} />"
             f"<text x={pad} y={height - 12} class=tick>{_e(metric_text(low_x))}</text>"
             f"<text x={width - pad} y={height - 12} class=tick text-anchor=end>"
             f"{_e(metric_text(high_x))}</text>"
@@ -345,10 +380,12 @@ def run_page(run: dict[str, Any]) -> bytes:
                          f"({_e(stored.get('backend'))}, {_e(stored.get('size'))} bytes)"
                          + (f" = <code>{_e(value)}</code>" if value is not None else "") +
                          "</p>")
-        for attempt in step.get("attempts", []):
+        attempts = step.get("attempts", [])
+        for attempt in attempts:
             number = attempt.get("number", 0)
             error = attempt.get("error") or {}
-            parts.append(f"<details{' open' if error else ''}><summary>attempt {number}: "
+            shown = bool(error) or attempt is attempts[-1]  # the last attempt, open
+            parts.append(f"<details{' open' if shown else ''}><summary>attempt {number}: "
                          f"{_e(attempt.get('status'))}, {_e(_took(attempt.get('duration')))}"
                          + (f": {_e(error.get('message', ''))}" if error else "") +
                          "</summary>")
@@ -439,7 +476,7 @@ def charts_page(store: Store, pipeline: str) -> bytes:
                    key=lambda run: run.get("started") or "")
     series: dict[str, list[tuple[float, float, str]]] = {}
     for index, run in enumerate(found):
-        for name, value in run_metrics(run).items():
+        for name, value in (run.get("_metrics") or {}).items():
             series.setdefault(name, []).append((index + 1, value, run["id"][:8]))
     charts = "".join(_line_chart(name, [(x, y) for x, y, _ in points], "run (oldest first)",
                                  name, [label for _, _, label in points])
@@ -506,6 +543,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.not_found()
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except Exception as error:  # a record Kale cannot read must not take the UI down
+            import traceback
+
+            self.send(500, _page("Error", f"<h1>This page failed</h1><pre>"
+                                          f"{_e(traceback.format_exc())}</pre>"))
+            del error
 
     def artifact(self, run_id: str, task: str, number: str, name: str) -> None:
         """An artifact's file, as its attempt's record names it, only if it lies in the run's
