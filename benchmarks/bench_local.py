@@ -7,7 +7,9 @@
 (b) the diamond with a 100 MB numpy array and two 1-second branches (goal: at most 1.2 s;
     the ideal, threads sharing memory, is ~1.06 s);
 (c) a 200-item fan-out, ``squares = [square(x) for x in items]``, and a step collecting the
-    200 results (goal: at most 10 ms per iteration, near (a)'s per-step overhead).
+    200 results (goal: at most 10 ms per iteration, near (a)'s per-step overhead);
+(c') the same with 2,000 items and ``loop_parallelism=4``: the cost per iteration must stay
+    flat as the loop grows (it was quadratic: run.json rewritten at every change).
 
 Each contender runs in a fresh interpreter; the time is that of the pipeline call itself
 (interpreter start-up and imports excluded), best of ``--repeats``. Kale is also timed warm: a
@@ -221,7 +223,7 @@ def square(x):
 def total(values):
     return sum(values)
 
-@pipeline
+@pipeline(LOOP_OPTIONS)
 def fanout(n={FANOUT_ITEMS}):
     numbers = items(n)
     squares = [square(x) for x in numbers]
@@ -229,13 +231,22 @@ def fanout(n={FANOUT_ITEMS}):
 
 graph = fanout.graph
 start = time.perf_counter()
-first = run_graph(graph, {{"n": {FANOUT_ITEMS}}}, progress=PlainProgress(io.StringIO()))
+first = run_graph(graph, {{"n": N_ITEMS}}, progress=PlainProgress(io.StringIO()))
 cold = time.perf_counter() - start
 start = time.perf_counter()
-second = run_graph(graph, {{"n": {FANOUT_ITEMS}}}, progress=PlainProgress(io.StringIO()))
+second = run_graph(graph, {{"n": N_ITEMS}}, progress=PlainProgress(io.StringIO()))
 warm = time.perf_counter() - start
 report(seconds=cold, warm=warm, result=first.outputs["total"])
 '''
+
+
+BIG_FANOUT = 2000
+
+
+def fanout_code(items: int, options: str = "") -> str:
+    return KALE_FANOUT.replace("N_ITEMS", str(items)).replace(
+        f"n={FANOUT_ITEMS}", f"n={items}").replace("LOOP_OPTIONS", options).replace(
+        "@pipeline()", "@pipeline")
 
 
 def measure(code: str, folder: Path, repeats: int) -> dict | str:
@@ -300,17 +311,21 @@ def main() -> None:
         rows.append(("(b) diamond, Kale, second run", total(kale_diamond, "warm"), ""))
         rows.append(("(b) diamond, kfp.local", total(measure(KFP_DIAMOND, folder, 1))
                      if kfp else "not installed", ""))
-        fanout = measure(KALE_FANOUT, folder, args.repeats)
+        fanout = measure(fanout_code(FANOUT_ITEMS), folder, args.repeats)
 
-        def per_item(result: dict | str, key: str = "seconds") -> str:
+        def per_item(result: dict | str, key: str = "seconds",
+                     items: int = FANOUT_ITEMS) -> str:
             if not isinstance(result, dict):
                 return str(result)
-            return f"{result[key] / FANOUT_ITEMS * 1000:.1f} ms/iteration"
+            return f"{result[key] / items * 1000:.1f} ms/iteration"
 
         rows.append((f"(c) fan-out of {FANOUT_ITEMS} + collect, first run", total(fanout),
                      per_item(fanout)))
         rows.append((f"(c) fan-out of {FANOUT_ITEMS} + collect, second run",
                      total(fanout, "warm"), per_item(fanout, "warm")))
+        big = measure(fanout_code(BIG_FANOUT, "loop_parallelism=4"), folder, 1)
+        rows.append((f"(c') fan-out of {BIG_FANOUT}, loop_parallelism=4, first run", total(big),
+                     per_item(big, items=BIG_FANOUT)))
     width = max(len(row[0]) for row in rows)
     print(f"{'scenario':<{width}}  {'time':>12}  overhead")
     print(f"{'-' * width}  {'-' * 12}  {'-' * 14}")

@@ -162,7 +162,7 @@ def test_help_with_kfp_lists_kales_flags_instead_of_submitting(capsys):
     assert caught.value.code == 0
     assert capsys.readouterr().out == HELP
     assert "--bundle-store URI" in HELP and "-D, --dry-run" in HELP
-    assert "Without --kfp only --parallelism is Kale's" in HELP
+    assert "Without --kfp only --parallelism, --cache\nand --no-cache are Kale's" in HELP
 
 
 _USER_TOKENS = st.text(alphabet="abcxyz0123-_=./", min_size=1, max_size=12).filter(
@@ -322,3 +322,25 @@ def test_a_mistyped_kfp_is_an_error_rather_than_a_local_run(argument):
     with pytest.raises(FlagError) as caught:
         take_flags(["script.py", argument])
     assert "--kfp" in caught.value.fix
+
+
+def test_cache_flags_are_kales_in_both_modes():
+    argv = ["s.py", "--cache", "--name", "x"]
+    assert take_flags(argv).cache is True and argv == ["s.py", "--name", "x"]
+    argv = ["s.py", "--kfp", "--no-cache", "--dry-run"]
+    flags = take_flags(argv)
+    assert flags.cache is False and flags.kfp and argv == ["s.py"]
+    assert take_flags(["s.py"]).cache is None
+    argv = ["s.py", "--", "--cache"]  # after --, the script's
+    assert take_flags(argv).cache is None and argv == ["s.py", "--", "--cache"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["s.py", "--cache", "--no-cache"], "--cache and --no-cache are both given"),
+    (["s.py", "--cache=yes"], "--cache takes no value"),
+    (["s.py", "--kfp", "--no_cache"], "--no_cache is not one of Kale's flags"),
+])
+def test_bad_cache_flags_are_explained(argv, message):
+    with pytest.raises(FlagError) as raised:
+        take_flags(argv)
+    assert message in str(raised.value) and raised.value.fix

@@ -272,3 +272,18 @@ def test_huge_numbers_are_explained_not_crashed_on(option):
 def test_limits_kubeflow_would_refuse(limits, fragment):
     with pytest.raises(InvalidOptionError, match=fragment):
         validate_limits(limits)
+
+
+def test_cache_option():
+    assert validate_step_options({"cache": True}) == {"cache": True}
+    assert StepOptions.resolve({}, validate_steps_defaults({"cache": True})).cache is True
+    assert StepOptions.resolve({"cache": False}, {"cache": True}).cache is False
+    assert StepOptions().cache is None
+    assert "cached" in StepOptions(cache=True).describe()
+    for bad in ("yes", 1, None.__class__):
+        with pytest.raises(InvalidOptionError) as raised:
+            validate_step_options({"cache": bad})
+        assert "True or False is expected" in str(raised.value)
+        assert raised.value.fix.startswith("write cache=True")
+    with pytest.raises(InvalidOptionError, match=r"steps_defaults\.cache=1"):
+        validate_steps_defaults({"cache": 1})

@@ -378,7 +378,14 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
             trace = (attempt.get("error") or {}).get("traceback")
             if trace:
                 details.extend("    " + row for row in trace.splitlines())
-        if step.get("reason") and step["status"] != "succeeded":
+        source = step.get("cached_from")
+        if step["status"] == "cached" and isinstance(source, dict):
+            made = f", made {_when(_iso(source.get('created')))}" if source.get("created") \
+                else ""
+            took = f" in {_took(source['duration'])}" if source.get("duration") else ""
+            task = f" (task {source['task']})" if source.get("task") not in (None, name) else ""
+            details.insert(0, f"  cached: outputs of run {source.get('run')}{task}{made}{took}")
+        if step.get("reason") and step["status"] not in ("succeeded", "cached"):
             details.insert(0, f"  {step['status']}: {step['reason']}")
         if step.get("reports", {}).get("branch") is not None:
             details.insert(0, f"  chose branch {step['reports']['branch']}")
@@ -410,6 +417,78 @@ def ui(port: int, home: str | None) -> None:
         pass
     finally:
         server.server_close()
+
+
+def _iso(stamp: Any) -> str | None:
+    from datetime import datetime, timezone
+
+    if not isinstance(stamp, (int, float)):
+        return None
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat()
+
+
+@main.group(name="cache", invoke_without_command=True)
+@_HOME_OPTION
+@click.option("-n", "--limit", default=20, show_default=True,
+              help="How many entries to list (most recently used first).")
+@click.pass_context
+def cache_command(ctx: click.Context, home: str | None, limit: int) -> None:
+    """Show the step cache: where it is, its size and cap, and its entries.
+
+    `kale cache clear` empties it (`--older-than 7d`: only entries not used for a week).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["home"] = home
+    if ctx.invoked_subcommand is not None:
+        return
+    import os
+
+    from kale.cache import Store, cache_folder, format_size, read_settings
+
+    folder = cache_folder(_home(home))
+    store = Store(folder)
+    entries = store.entries()
+    count, size = store.usage()
+    cap = read_settings(os.getcwd())["max_size"]
+    click.echo(f"cache {folder}\n{count} entr{'y' if count == 1 else 'ies'}, "
+               f"{format_size(size)} of {format_size(cap)} (max_size in [tool.kale.cache])")
+    if not entries:
+        return
+    rows = [("step", "pipeline", "size", "last used", "made by run", "saves")]
+    for entry in reversed(entries[-limit:] if limit > 0 else entries):
+        source = entry.source()
+        rows.append((str(source.get("task") or "?"), str(source.get("pipeline") or "-"),
+                     format_size(entry.size), _when(_iso(entry.last_used)),
+                     str(source.get("run") or "-")[:8], _took(source.get("duration"))))
+    click.echo("\n" + _table(rows))
+    if limit > 0 and len(entries) > limit:
+        click.echo(f"... and {len(entries) - limit} more (--limit N)")
+
+
+@cache_command.command(name="clear")
+@click.option("--older-than", "older_than", metavar="AGE",
+              help="Only entries not used for this long: 7d, 12h, 30m, or seconds.")
+@click.pass_context
+def cache_clear(ctx: click.Context, older_than: str | None) -> None:
+    """Remove the cache's entries (all, or those not used for --older-than AGE)."""
+    from kale.cache import Store, cache_folder, format_size
+
+    seconds = None
+    if older_than is not None:
+        from kale.errors import InvalidOptionError
+        from kale.options import parse_duration
+
+        try:
+            seconds = parse_duration(older_than, "--older-than", allow_zero=True)
+        except InvalidOptionError:
+            raise KaleError(f"--older-than {older_than!r} is not an age",
+                            fix="write a number of seconds, or a number and a unit: "
+                            "--older-than 7d (days), 12h, 30m, 90s") from None
+    folder = cache_folder(_home((ctx.obj or {}).get("home")))
+    removed, freed = Store(folder).clear(seconds)
+    which = f" not used for {older_than}" if older_than is not None else ""
+    click.echo(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}{which} from "
+               f"{folder}, freeing {format_size(freed)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

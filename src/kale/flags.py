@@ -6,8 +6,9 @@ arguments — or, for a pipeline defined in another module, when the script firs
 Importing ``kale.sdk`` reads nothing, so a library or a test that imports it keeps its
 ``sys.argv``. What is Kale's depends on the mode:
 
-- Without ``--kfp``/``-K`` (a local run) only ``--parallelism N`` is Kale's: every other argument
-  reaches the script as typed, so a script with its own ``--output`` or ``--dry-run`` works.
+- Without ``--kfp``/``-K`` (a local run) only ``--parallelism N``, ``--cache`` and ``--no-cache``
+  are Kale's: every other argument reaches the script as typed, so a script with its own
+  ``--output`` or ``--dry-run`` works.
 - With ``--kfp``/``-K``, Kale's Kubeflow flags are Kale's too (``--dry-run``/``-D``,
   ``--output``/``-o``, ``--wait``, ``--kfp-host``, ``--namespace``, ``--image``,
   ``--requirements``, ``--bundle-store``; the short ones as in open-source Kale, combinable as
@@ -47,6 +48,9 @@ class Flags:
     image: str | None = None
     requirements: str | None = None
     bundle_store: str | None = None
+    #: --cache (True) or --no-cache (False): caching for every step of the run, whatever the
+    #: steps' own ``cache`` option says; None: the steps' options decide
+    cache: bool | None = None
 
 
 FLAGS = Flags()
@@ -56,7 +60,8 @@ _SWITCHES = {"--kfp": "kfp", "-K": "kfp", "--dry-run": "dry_run", "-D": "dry_run
 _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--kfp-host": "kfp_host", "--namespace": "namespace", "--image": "image",
            "--requirements": "requirements", "--bundle-store": "bundle_store"}
-_LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED) if flag.startswith("--"))
+_CACHE = {"--cache": True, "--no-cache": False}
+_LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED, *_CACHE) if flag.startswith("--"))
 # A value each flag could take, for the fix of "needs a value".
 _EXAMPLES = {"--parallelism": "4", "--output": "pipeline.yaml", "-o": "pipeline.yaml",
              "--kfp-host": "http://localhost:8080", "--namespace": "my-profile",
@@ -78,6 +83,8 @@ Kale's flags for a pipeline script. Kale takes them out of the command line befo
 parses its own arguments; every other argument reaches the script as typed.
 
   python script.py [--parallelism N] [ARGS]    run locally (N steps at a time)
+    --cache / --no-cache      reuse unchanged steps' outputs for every step / for none
+                              (default: each step's cache option, off unless set)
   python script.py --kfp [options] [ARGS]      compile, upload and run on Kubeflow Pipelines
     -K, --kfp                 run on Kubeflow Pipelines instead of locally
     -D, --dry-run             only write the pipeline package; contact nothing
@@ -89,7 +96,8 @@ parses its own arguments; every other argument reaches the script as typed.
     --requirements FILE       the packages the steps install
     --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
 
-Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism is Kale's:
+Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism, --cache
+and --no-cache are Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
 like a mistyped Kale flag (--dry, --dryrun, -d, -dry-run, a pasted —dry-run) is an error, not a
 real submission. After one of Kale's flags, the first -- ends them and is removed (write -- -- to
@@ -240,6 +248,18 @@ def take_flags(argv: list[str]) -> Flags:
             if kfp_mode or took_any:
                 del argv[index]  # the script sees what follows as if Kale were not there
             break
+        if name in _CACHE:
+            if equals:
+                raise FlagError(f"{name} takes no value (got {argument!r})",
+                                fix=f"write {name} alone (--cache or --no-cache)")
+            if flags.cache is not None and flags.cache != _CACHE[name]:
+                raise FlagError("--cache and --no-cache are both given",
+                                fix="keep one: --cache reuses unchanged steps, --no-cache runs "
+                                "every step")
+            flags.cache = _CACHE[name]
+            del argv[index]
+            took_any = True
+            continue
         if name == "--parallelism" or (kfp_mode and name in _VALUED and name != "-o"):
             _set(flags, name, _value(argv, index, name, inline if equals else None))
             took_any = True
@@ -252,7 +272,7 @@ def take_flags(argv: list[str]) -> Flags:
                 raise FlagError(f"{name} is not Kale's --kfp: the pipeline would run on this "
                                 "machine rather than on Kubeflow",
                                 fix="write --kfp (or -K) to compile and run it on Kubeflow")
-            index += 1  # without --kfp, all but --parallelism is the script's
+            index += 1  # without --kfp, all but --parallelism and --cache is the script's
             continue
         if argument in ("--help", "-h"):
             # Submitting a pipeline is not what someone asking for help wants.

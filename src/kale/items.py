@@ -51,6 +51,21 @@ def item_tokens(value: Any) -> list[str]:
     return tokens
 
 
+def well_formed(tokens: list[str]) -> bool:
+    """Whether every token is one ``item_tokens`` could have made for a list of this length:
+    JSON holding the item (``value``) or its position in the list (``index``)."""
+    for token in tokens:
+        try:
+            data = json.loads(token)
+        except ValueError:
+            return False
+        if not (isinstance(data, dict) and len(data) == 1 and (
+                "value" in data or (type(data.get("index")) is int and
+                                    0 <= data["index"] < len(tokens)))):
+            return False
+    return True
+
+
 def read_item(token: str, whole: Callable[[], Any] | None) -> Any:
     """The item a token stands for; ``whole`` loads the list it came from (for an item carried
     by position)."""

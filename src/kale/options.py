@@ -26,6 +26,7 @@ STEP_OPTIONS = (
     "limits",
     "labels",
     "annotations",
+    "cache",
 )
 DEFAULTABLE_STEP_OPTIONS = STEP_OPTIONS[1:]
 PIPELINE_OPTIONS = (
@@ -263,7 +264,19 @@ _STEP_VALIDATORS = {
     "limits": validate_limits,
     "labels": validate_labels,
     "annotations": validate_annotations,
+    "cache": lambda v, o: validate_cache(v, o),
 }
+
+
+def validate_cache(value: Any, option: str = "cache") -> bool:
+    """``cache``: True or False (whether a step's result may be reused, see ``kale.cache``)."""
+    if not isinstance(value, bool):
+        raise InvalidOptionError(
+            option, value, "True or False is expected",
+            fix=f"write {option.rpartition('.')[2]}=True to reuse the step's outputs when its "
+            "code, context and inputs are unchanged, or cache=False (the default) to always "
+            "run it")
+    return value
 
 
 def validate_step_options(given: Mapping[str, Any], *, prefix: str = "") -> dict[str, Any]:
@@ -318,6 +331,9 @@ class StepOptions:
     limits: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: whether the step's result may be reused from the cache (``kale.cache``); None: not said,
+    #: which is off unless the run turns caching on (``--cache``)
+    cache: bool | None = None
 
     @classmethod
     def resolve(cls, own: Mapping[str, Any], defaults: Mapping[str, Any]) -> StepOptions:
@@ -361,6 +377,8 @@ class StepOptions:
             if values:
                 pairs = ", ".join(f"{k}={v}" for k, v in values.items())
                 phrases.append(f"{option} {pairs}")
+        if self.cache:
+            phrases.append("cached")
         return phrases
 
 

@@ -279,3 +279,51 @@ def test_display_names_and_the_summary_count_conditions_and_loops(tmp_path):
     # Two chains with the same test: each task is shown by its step name.
     assert tasks["kale-condition-1"]["taskInfo"]["name"] == "condition-1"
     assert tasks["kale-condition-2"]["taskInfo"]["name"] == "condition-2"
+
+
+COLLECTED_INSIDE = '''\
+from kale.sdk import pipeline, step
+
+
+@step
+def listing():
+    return [3, 1, 2]
+
+
+@step
+def square(x):
+    return x * x
+
+
+@step
+def show(label, value):
+    print('VALUE', label, repr(value))
+
+
+@pipeline(name='collected-inside')
+def p(t=2, rates=[1, 2]):
+    xs = listing()
+    squares = [square(x) for x in xs]
+    if len(squares) > 2:
+        show('in-if', squares)
+    if t > 1:
+        show('in-if-param', squares)
+    for r in rates:
+        show('in-for', squares)
+    for x in xs:
+        inner = [square(k) for k in rates]
+        if x > 2:
+            show('nested', inner)
+'''
+
+
+@pytest.mark.slow
+def test_collected_results_used_inside_a_block_the_loop_is_not_in(tmp_path):
+    # kfp 2.17 typed a dsl.Collected of artifacts that enters a nested If or ParallelFor as
+    # a parameter: compiling failed with "TypeError: 'NoneType' object cannot be interpreted
+    # as an integer".
+    package = compile_script(tmp_path, COLLECTED_INSIDE, "c.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    assert sorted(values(output)) == sorted([
+        "in-if [9, 1, 4]", "in-if-param [9, 1, 4]", "in-for [9, 1, 4]", "in-for [9, 1, 4]",
+        "nested [1, 4]"]), output[-3000:]

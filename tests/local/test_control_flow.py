@@ -336,3 +336,44 @@ def test_loop_parallelism_caps_the_iterations_running_at_once(script):
     spans = sorted((steps[f"nap[{i}]"]["attempts"][0]["started"],
                     steps[f"nap[{i}]"]["attempts"][0]["ended"]) for i in range(3))
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
+
+
+LONG_LOOP = '''
+    import json
+
+    @step
+    def numbers(n):
+        return list(range(n))
+
+    @step
+    def square(x):
+        return x * x
+
+    @step
+    def total(values):
+        return sum(values)
+
+    @pipeline(loop_parallelism=2)
+    def fan(n=600):
+        items = numbers(n)
+        squares = [square(x) for x in items]
+        total(squares)
+
+    if __name__ == "__main__":
+        run = fan()
+        print("RESULT", json.dumps({"total": run.outputs["total"]}))
+'''
+
+
+def test_a_long_loop_with_loop_parallelism_runs_every_iteration(script):
+    # Writing run.json at every change (all the loop's tasks each time) and checking each
+    # held iteration against every running one made a long loop quadratic (at 2000 items, 85%
+    # of a 13 s run): `benchmarks/bench_local.py` (c') measures it; this checks the result.
+    result = script.run(LONG_LOOP, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = json.loads(next(line for line in result.stdout.splitlines()
+                              if line.startswith("RESULT")).split(" ", 1)[1])
+    assert outputs["total"] == sum(x * x for x in range(600))
+    record = script.record()
+    assert record["status"] == "succeeded"
+    assert sum(1 for step in record["steps"].values() if step["status"] == "succeeded") == 602

@@ -250,3 +250,43 @@ def test_a_forged_fork_event_cannot_make_kale_kill_another_process(script):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+@pytest.mark.parametrize("tokens", [["not json"], ["[]"], ['{"index": 5}'],
+                                    ['{"value": 1, "at": 0}'], ['{"index": true}']])
+def test_forged_item_tokens_fail_the_step_that_reports_them(script, tokens):
+    # They used to pass: every iteration of the loop then failed reading its item, with a
+    # JSONDecodeError or an IndexError of Kale's, and the producer counted as succeeded.
+    result = script.run(f'''
+        @step
+        def forge():
+            import os, types
+            from kale import marshal
+            from kale.runtime import write_result
+            log = os.readlink("/proc/self/fd/1")
+            stored = marshal.save([1], os.path.join(os.path.dirname(log), "outputs"),
+                                  "xs").to_json()
+            write_result(types.SimpleNamespace(result_path=log[:-len(".log")] + ".result"),
+                         {{"status": "done", "outputs": {{"xs": stored}}, "duration": 0.0,
+                          "reports": {{"items:xs": {tokens!r}}}}})
+            os._exit(0)
+
+        @step
+        def use(x):
+            return x
+
+        @pipeline
+        def forged():
+            xs = forge()
+            for x in xs:
+                use(x)
+
+        if __name__ == "__main__":
+            forged()
+    ''')
+    assert result.returncode == 1, result.stderr
+    assert "step `forge` left a result Kale did not write: it reports `items:xs` with item " \
+        "tokens Kale does not write" in result.stderr
+    assert "skipped `use[*]`: needs `forge`, which failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert script.record()["steps"]["forge"]["status"] == "failed"

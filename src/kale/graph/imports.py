@@ -51,6 +51,9 @@ class StepModules:
 
     external: tuple[str, ...]  # installed modules (standard library included), dotted names
     missing: tuple[Missing, ...]
+    #: the project's files the step imports, directly or through each other (absolute paths,
+    #: sorted): what ``kale.cache`` keys a step by, besides its own code
+    project: tuple[str, ...] = ()
 
 
 def _catches_import_errors(handler: ast.ExceptHandler) -> bool:
@@ -246,4 +249,5 @@ class ImportReader:
                             visited.add(path)
                             relative = os.path.relpath(path, self.root).replace(os.sep, "/")
                             pending.append((self._read(path, dotted, is_package), relative))
-        return StepModules(tuple(sorted(external)), tuple(missing.values()))
+        return StepModules(tuple(sorted(external)), tuple(missing.values()),
+                           tuple(sorted(visited)))

@@ -615,6 +615,12 @@ class Graph:
         return {name: found.external for name, found in self._imports.items()}
 
     @cached_property
+    def step_project_files(self) -> dict[str, tuple[str, ...]]:
+        """The project's files each step imports (its own source, then the project's modules
+        it imports, followed from file to file), as absolute paths. By step name."""
+        return {name: found.project for name, found in self._imports.items()}
+
+    @cached_property
     def missing_imports(self) -> dict[str, tuple[Missing, ...]]:
         """The imports of each step (or of a project module it imports) that are neither in the
         project nor installed here, and not guarded by ``except ImportError``. By step name."""
@@ -744,4 +750,5 @@ def _describe_options(options: StepOptions) -> dict[str, Any]:
         "limits": dict(options.limits),
         "labels": dict(options.labels),
         "annotations": dict(options.annotations),
+        "cache": options.cache,
     }

@@ -14,6 +14,7 @@ registered in ``linecache`` under a name of their own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import linecache
 import os
 import re
@@ -24,6 +25,7 @@ from typing import Any
 
 from kale.errors import CompileWarning, KaleError, SourceLocation
 from kale.graph.model import (
+    Argument,
     Branch,
     CollectedRef,
     Constant,
@@ -35,13 +37,14 @@ from kale.graph.model import (
     Parameter,
     ParameterRef,
     Step,
+    StepSource,
 )
 from kale.items import by_position, item_tokens, numbered
 from kale.kfp.bundle import Bundle, build_bundle, carries_kale_module
 from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
 from kale.kfp.store import configured_store
-from kale.options import format_duration
+from kale.options import StepOptions, format_duration
 from kale.runtime import grace_seconds
 from kale.source import parse_step_text
 
@@ -292,6 +295,65 @@ def _flow(graph: Graph) -> _Flow:
             elif isinstance(source, OneOfRef):
                 one_of.update((option.step, option.variable) for option in source.options)
     return _Flow(collected, frozenset(one_of))
+
+
+_GATHER = "def kale_gather(values):\n    return values\n"
+
+
+def _gathered(graph: Graph) -> tuple[Graph, frozenset[str]]:
+    """The graph to compile, where results collected from a loop reach steps inside a block
+    the loop is not in (``if t: report(results)``, a later ``for``) through a step of Kale's
+    that gathers them right after the loop, and the names of those steps.
+
+    kfp 2.17 cannot compile a ``dsl.Collected`` of artifacts that enters a nested
+    ``dsl.If``/``dsl.ParallelFor`` (it types the group's input as a parameter:
+    ``TypeError: 'NoneType' object cannot be interpreted as an integer``); the list as one
+    artifact goes in like any other step output."""
+    consumers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for step in graph.steps:
+        for argument in step.arguments:
+            source = argument.source
+            if isinstance(source, CollectedRef) and \
+                    len(step.scopes) > len(graph.loop(source.loop).scopes):
+                consumers.setdefault((source.step, source.variable, source.loop), []).append(
+                    (step.name, argument.name))
+    if not consumers:
+        return graph, frozenset()
+    names = {step.name for step in graph.steps}
+    replaced: dict[tuple[str, str], OutputRef] = {}
+    after: dict[str, list[Step]] = {}  # the last step of a loop -> the gathers after it
+    for (producer, variable, loop_name), users in consumers.items():
+        loop = graph.loop(loop_name)
+        name, index = f"{producer}-collected", 1
+        while name in names:
+            index += 1
+            name = f"{producer}-collected-{index}"
+        names.add(name)
+        first = graph.step(producer)
+        gather = Step(
+            name=name, display_name=f"collect {variable}",
+            function=StepSource(function_name="kale_gather", qualname="kale_gather",
+                                module="__main__", filename=f"<kale {name}>", line=1,
+                                text=_GATHER),
+            arguments=(Argument("values", CollectedRef(producer, variable, loop_name),
+                                first.location),),
+            outputs=(variable,), unpacks=False, options=StepOptions(),
+            location=loop.location, scopes=loop.scopes)
+        last = [step.name for step in graph.steps if loop in step.loops][-1]
+        after.setdefault(last, []).append(gather)
+        for user in users:
+            replaced[user] = OutputRef(name, variable)
+    steps: list[Step] = []
+    for step in graph.steps:
+        if any((step.name, argument.name) in replaced for argument in step.arguments):
+            step = dataclasses.replace(step, arguments=tuple(
+                dataclasses.replace(argument, source=replaced.get(
+                    (step.name, argument.name), argument.source))
+                for argument in step.arguments))
+        steps.append(step)
+        steps.extend(after.get(step.name, ()))
+    gathers = frozenset(gather.name for group in after.values() for gather in group)
+    return dataclasses.replace(graph, steps=tuple(steps)), gathers
 
 
 def _items_output(step: Step, output: str, ports: dict[tuple[str, str], str]) -> str:
@@ -679,19 +741,22 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                                  "ClassificationMetrics": dsl.ClassificationMetrics}
     prefix = f"<kale {graph.name}"
     delivery = BundleDelivery(bundle, bundle_uri)
-    # kfp's loader takes the component named like the pipeline for the pipeline itself.
-    step_names = _function_names(graph, reserved=(*delivery.function_names,
-                                                  _identifier(graph.name)))
     delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
                     environment.image)
     components = {}
+    original, (graph, gathers) = graph, _gathered(graph)
+    # kfp's loader takes the component named like the pipeline for the pipeline itself.
+    step_names = _function_names(graph, reserved=(*delivery.function_names,
+                                                  _identifier(graph.name)))
     flow = _flow(graph)
     for step in graph.steps:
         name = step_names[step.name]
         function = _define(_component_source(step, graph, name, flow),
                            f"{prefix} {step.name}>", namespace)
         # A condition reads what the steps before it made: the pipeline's packages have it all.
-        own = environment.of(step.name) if step.condition is None else environment.pipeline
+        # So does a gather of collected results (their types need the packages that made them).
+        own = environment.of(step.name) if step.condition is None and \
+            step.name not in gathers else environment.pipeline
         components[step.name] = dsl.component(
             function, base_image=own.image, packages_to_install=list(own.packages) or None,
             pip_index_urls=list(own.index_urls) or None)
@@ -753,7 +818,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                              description=graph.options.description or graph.docstring,
                              pipeline_config=config)(pipeline_function)
     spec = write_package(decorated, package_path)
-    _check_root_size(spec, graph)
+    _check_root_size(spec, original)
     return Compiled(bundle, environment, bundle_uri)
 
 

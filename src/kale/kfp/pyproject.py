@@ -13,7 +13,8 @@ from typing import Any
 from kale.errors import KaleError, SourceLocation
 
 #: What ``[tool.kale]`` and ``[tool.kale.steps.<name>]`` may hold.
-PIPELINE_KEYS = {"image": "str", "requirements": "list", "bundle_store": "str", "steps": "table"}
+PIPELINE_KEYS = {"image": "str", "requirements": "list", "bundle_store": "str", "steps": "table",
+                 "cache": "table"}  # [tool.kale.cache] is kale.cache's (max_size)
 STEP_KEYS = {"image": "str", "requirements": "list"}
 
 

@@ -27,8 +27,10 @@ def default_parallelism() -> int:
 
 
 def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None = None,
-              progress: PlainProgress | None = None) -> Run:
-    """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails."""
+              progress: PlainProgress | None = None, cache: bool | None = None) -> Run:
+    """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails.
+
+    ``cache``: True caches every step, False none, None leaves it to each step's option."""
     inside = os.environ.get("KALE_IN_STEP")  # kale.runtime.IN_STEP, without importing it
     if inside:
         from kale.errors import KaleError
@@ -47,6 +49,7 @@ def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None =
         parallelism=parallelism or default_parallelism(),
         home=kale_home(graph.project_root),
         progress=progress or make_progress(),
+        cache=cache,
     )
     return scheduler.run()
 

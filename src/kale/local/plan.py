@@ -198,11 +198,20 @@ class Plan:
             self._check_loop(self.loop_runs[task_key(inner.name, index)], changes)
 
     def _wake(self, key: str, changes: Changes) -> None:
+        # A plain task that succeeded changes nothing for a waiter that still waits for
+        # others (each of them wakes it when it ends): checking it again would cost as much as
+        # all it needs, once per iteration a collecting step waits for (quadratic in items).
+        settled = self.ended.get(key) == "succeeded" and key in self.tasks and \
+            self.tasks[key].step.condition is None
         for waiter in sorted(self.waiters.pop(key, ()), key=self._order):
             if waiter in self.loop_runs:
                 self._check_loop(self.loop_runs[waiter], changes)
             elif waiter in self.tasks and waiter not in self.ended:
-                self._check(self.tasks[waiter], changes)
+                task = self.tasks[waiter]
+                task.waits.discard(key)
+                if settled and task.waits:
+                    continue
+                self._check(task, changes)
 
     def _order(self, key: str) -> tuple[int, Index]:
         # Body order, then item order: a loop's iterations start in the order of its items.

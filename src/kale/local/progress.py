@@ -16,7 +16,7 @@ from kale.errors import display_path
 
 SYMBOLS = {
     "waiting": "·", "running": "▸", "retrying": "↻", "succeeded": "✓", "failed": "✗",
-    "skipped": "–", "cancelled": "■",
+    "skipped": "–", "cancelled": "■", "cached": "≡",
 }
 
 
@@ -133,6 +133,10 @@ class PlainProgress:
     def output(self, step: str, line: str) -> None:
         self._write(f"  {step:<{self.width}} │ {line}")
 
+    def note(self, text: str) -> None:
+        """A line of Kale's own about the run (a cache entry dropped, a macro's effect)."""
+        self._write(text)
+
     def partial(self, step: str, text: str) -> None:
         """The latest state of a line the step is redrawing: in a log, only its final state is
         worth a line, and ``output`` gets it when the line ends."""
@@ -147,11 +151,13 @@ class PlainProgress:
     def finish(self, run: Any) -> None:
         duration = _seconds(run.duration)
         folder = display_path(run.folder)
+        cached = sum(step.status == "cached" for step in run.steps.values())
+        reused = f" ({cached} of {len(run.steps)} tasks from the cache)" if cached else ""
         self._write(f"\n{summary_table(run)}\n\nkale: run {run.id[:8]} {run.status} in "
-                    f"{duration}; record: {folder}")
+                    f"{duration}{reused}; record: {folder}")
 
 
-_DONE = ("succeeded", "failed", "skipped", "cancelled")
+_DONE = ("succeeded", "failed", "skipped", "cancelled", "cached")
 
 
 class LiveProgress(PlainProgress):
@@ -222,6 +228,10 @@ class LiveProgress(PlainProgress):
 
     def metric(self, step: str, name: str, value: int | float) -> None:
         self.pending.append(metric_line(step, name, value, self.width))
+
+    def note(self, text: str) -> None:
+        self.pending.append(text)
+        self._redraw(True)
 
     def flush(self) -> None:
         if self.pending:

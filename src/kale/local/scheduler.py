@@ -39,6 +39,7 @@ from kale.graph.model import (
     Step,
     ValueSource,
 )
+from kale.items import well_formed
 from kale.local.plan import Changes, Plan, Task
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
@@ -48,6 +49,10 @@ from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
 
 _POLL = 0.1  # how often logs are tailed while steps run
+#: Between two writes of run.json while steps run, at least this many times the time the last
+#: one took: a record of thousands of iterations takes milliseconds to write, and writing it at
+#: every change would make a long loop quadratic.
+_SAVE_SPACING = 10
 _BACKSTOP = 2.0  # seconds past a step's timeout and grace before Kale kills it from outside
 _TAIL_BYTES = 1 << 20
 #: Room kept on the record's disk, given back when it is full so that the final run.json fits.
@@ -88,6 +93,10 @@ class StepRun:
     by_condition: bool = False
     #: what a condition step chose, or the number of items of outputs a loop iterates
     reports: dict[str, Any] = field(default_factory=dict)
+    #: the task's cache key (``kale.cache``), once its inputs were known
+    key: str | None = None
+    #: for a cache hit: the run and task whose outputs it reuses, and when they were made
+    cached_from: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -116,6 +125,8 @@ class Run:
     order: tuple[str, ...] = ()
     #: the DAG's edges between steps, (upstream, downstream), for drawing it (``kale ui``)
     edges: tuple[tuple[str, str], ...] = ()
+    #: --cache (True), --no-cache (False), or None: each step's own ``cache`` option
+    cache: bool | None = None
 
     @property
     def duration(self) -> float | None:
@@ -177,6 +188,7 @@ class Run:
             "duration": self.duration, "parameters": self.parameters,
             "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
             "edges": [list(edge) for edge in self.edges],
+            "cache": self.cache,
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -185,6 +197,8 @@ class Run:
                     **({"index": list(step.index)} if step.index else {}),
                     **({"by_condition": True} if step.by_condition else {}),
                     **({"reports": step.reports} if step.reports else {}),
+                    **({"key": step.key} if step.key else {}),
+                    **({"cached_from": step.cached_from} if step.cached_from else {}),
                 }
                 for name, step in self.steps.items()
             },
@@ -263,8 +277,13 @@ class Scheduler:
     """Runs one Graph once. ``run()`` returns the Run or raises ``RunFailedError``."""
 
     def __init__(self, graph: Graph, values: dict[str, Any], *, parallelism: int,
-                 home: Path, progress: PlainProgress | None = None) -> None:
+                 home: Path, progress: PlainProgress | None = None,
+                 cache: bool | None = None) -> None:
+        from kale.cache import RunCache
+
         self.graph = graph
+        # First: a bad [tool.kale.cache] setting is an error before anything is written.
+        self.cache = RunCache(graph, home, cache)
         self.parallelism = max(1, parallelism)
         self.progress = progress or PlainProgress()
         started = time.time()
@@ -294,9 +313,11 @@ class Scheduler:
             runner=runner_identity(), order=tuple(step.name for step in graph.steps),
             edges=tuple((upstream, step.name) for step in graph.steps
                         for upstream in sorted(step.upstream)),
+            cache=cache,
         )
         self.plan = Plan(graph, self.values)
         self.ready: deque[Task] = deque()
+        self.keyed: set[str] = set()  # tasks whose key is known (and, if cached, looked up)
         self.opening = self.plan.start()
         self.record_tasks(self.opening)
         sweep_gone_runs(home, run_id)
@@ -305,6 +326,7 @@ class Scheduler:
         self.running: dict[str, _Attempt] = {}
         self.dirty = False
         self.unsaved = False
+        self.next_save = 0.0  # monotonic: when run.json may be written again while steps run
         # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
         self.preload = list(graph.external_imports)
         self.zygote = Zygote.acquire(self.preload)
@@ -342,6 +364,7 @@ class Scheduler:
     def save(self, stopped: bool = False) -> None:
         """Write run.json. Once the steps are ``stopped``, a full disk gets the reserve back to
         write the run's end; before, the steps that fill it would take it."""
+        began = time.monotonic()
         self.record.data = self.run_state.to_json()
         try:
             self.record.save()
@@ -356,6 +379,8 @@ class Scheduler:
                     raise
                 self.unsaved = True  # nothing more can be done: the summary says so
         self.dirty = False
+        ended = time.monotonic()
+        self.next_save = ended + _SAVE_SPACING * (ended - began)
 
     def set_status(self, name: str, status: str, detail: str = "") -> None:
         self.dirty = True
@@ -387,6 +412,9 @@ class Scheduler:
 
     def run(self) -> Run:
         self.progress.start(self.run_state, self.parallelism)
+        note = self.cache.macro_note(self.given)
+        if note:
+            self.progress.note(note)
         self.advance(dataclasses.replace(self.opening, created=[]))
         terminated = _Terminated.install()
         try:
@@ -426,12 +454,13 @@ class Scheduler:
         run = self.run_state
         run.ended = time.time()
         if run.status == "running":
-            failed = any(step.status != "succeeded" and not step.by_condition
+            failed = any(step.status not in ("succeeded", "cached") and not step.by_condition
                          for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
         self.save(stopped=True)
         self.record.mark_ended()
         self.release_reserve()
+        self.cache.finish()
         if self.unsaved:
             run.reason = (f"{run.reason}; " if run.reason else "") + \
                 "the run record could not be updated: its disk is full"
@@ -454,13 +483,17 @@ class Scheduler:
             elif timeout:
                 time.sleep(timeout)
             self.collect()
-            if self.dirty:  # once per turn of the loop, however many steps changed
+            # At most once per turn of the loop, however many steps changed, and spaced out
+            # by the time a write takes.
+            if self.dirty and time.monotonic() >= self.next_save:
                 self.save()
             self.progress.tick()
 
     def next_wakeup(self, now: float) -> float:
         moments = list(self.delayed.values())
         moments += [a.deadline for a in self.running.values() if a.deadline is not None]
+        if self.dirty:
+            moments.append(self.next_save)
         if self.deadline is not None:
             moments.append(self.deadline)
         timeout = max(0.0, min(moments) - now) if moments else None
@@ -474,28 +507,40 @@ class Scheduler:
         """Start ready tasks while there is room: the run's parallelism, and each loop's
         ``loop_parallelism`` (iterations of one loop with a task running, as Kubeflow counts
         for ``ParallelFor``)."""
+        self.resolve_cached()
         limit = self.graph.options.loop_parallelism
         if limit is None:
             while self.ready and len(self.running) < self.parallelism:
                 self.launch(self.ready.popleft())
             return
+        # Per instance of a loop (its name and the iteration of the loops around it), the
+        # iterations with a task running: counted once, not once per task that waits.
+        active: dict[tuple[str, tuple[int, ...]], set[tuple[int, ...]]] = {}
+        for attempt in self.running.values():
+            self.note_active(attempt.task, active)
         held: deque[Task] = deque()
         while self.ready and len(self.running) < self.parallelism:
             task = self.ready.popleft()
-            if self.loop_full(task, limit):
+            if self.loop_full(task, limit, active):
                 held.append(task)
             else:
                 self.launch(task)
+                self.note_active(task, active)
         self.ready.extendleft(reversed(held))
 
-    def loop_full(self, task: Task, limit: int) -> bool:
-        for depth in range(1, len(task.index) + 1):
-            prefix = task.index[:depth]
-            active = {attempt.task.index[:depth] for attempt in self.running.values()
-                      if attempt.task.index[:depth - 1] == prefix[:-1] and
-                      len(attempt.task.step.loops) >= depth and
-                      attempt.task.step.loops[depth - 1] == task.step.loops[depth - 1]}
-            if prefix not in active and len(active) >= limit:
+    @staticmethod
+    def note_active(task: Task, active: dict[tuple[str, tuple[int, ...]],
+                                             set[tuple[int, ...]]]) -> None:
+        for depth, loop in enumerate(task.step.loops, 1):
+            active.setdefault((loop.name, task.index[:depth - 1]), set()).add(
+                task.index[:depth])
+
+    @staticmethod
+    def loop_full(task: Task, limit: int, active: dict[tuple[str, tuple[int, ...]],
+                                                      set[tuple[int, ...]]]) -> bool:
+        for depth, loop in enumerate(task.step.loops, 1):
+            running = active.get((loop.name, task.index[:depth - 1]), ())
+            if task.index[:depth] not in running and len(running) >= limit:
                 return True
         return False
 
@@ -729,6 +774,17 @@ class Scheduler:
             detail += ": " + ", ".join(f"{name}={logs.metric_text(value)}"
                                        for name, value in list(record.metrics.items())[:6])
             detail += ", ..." if len(record.metrics) > 6 else ""
+        detail = self.show_reports(task, state, reports, detail)
+        if state.key and self.cache.enabled(task.step.name):
+            self.cache.keep(state.key, state.outputs, reports, {
+                "run": self.run_state.id, "task": task.key, "pipeline": self.graph.name,
+                "duration": record.duration})
+        self.set_status(task.key, "succeeded", detail)
+
+    def show_reports(self, task: Task, state: StepRun, reports: dict[str, Any],
+                     detail: str) -> str:
+        """Keep what a result reports in the task's state (the branch a condition chose, how
+        many items a loop gets) and add it to the detail shown."""
         if "branch" in reports:
             info = task.step.condition
             assert info is not None
@@ -740,7 +796,65 @@ class Scheduler:
                 state.reports[name] = len(tokens)
                 count = len(tokens)
                 detail += f"; `{name[6:]}` has {count} item{'s' if count != 1 else ''}"
-        self.set_status(task.key, "succeeded", detail)
+        return detail
+
+    # -- the cache -----------------------------------------------------------------------------
+
+    def resolve_cached(self) -> None:
+        """Give every ready task its cache key, and finish those the cache has a result for
+        (which may make more tasks ready: they are looked at in the same pass)."""
+        kept: deque[Task] = deque()
+        while self.ready:
+            task = self.ready.popleft()
+            if task.key not in self.keyed:
+                self.keyed.add(task.key)
+                if self.reuse(task):
+                    continue
+            kept.append(task)
+        self.ready = kept
+
+    def key_inputs(self, task: Task) -> dict[str, tuple[str, Any]]:
+        """The task's inputs as its key holds them: parameters after macro expansion."""
+        inputs = {}
+        for argument in task.step.arguments:
+            source = argument.source
+            if isinstance(source, ParameterRef):
+                inputs[argument.name] = ("parameter", self.values[source.name])
+            else:
+                inputs[argument.name] = self.input_of(task, source)
+        return inputs
+
+    def reuse(self, task: Task) -> bool:
+        """Compute the task's key; with caching on, finish it from the cache if it has its
+        result. The plan then advances exactly as if the task had succeeded."""
+        state = self.run_state.steps[task.key]
+        state.key = self.cache.key(task.step, self.key_inputs(task))
+        if state.key is None or not self.cache.enabled(task.step.name):
+            return False
+        folder = self.record.outputs_folder(task.key)
+        found = self.cache.hit(state.key, folder)
+        if not found:
+            if found is False:
+                self.progress.note(f"kale: the cached result of `{task.key}` was damaged (an "
+                                   "output did not match its hash) and was dropped; running "
+                                   "the step")
+            return False
+        entry, outputs = found
+        outcome = self.checked(task, {"status": "done", "outputs": outputs,
+                                      "reports": entry.reports})
+        if outcome is None or outcome["status"] != "done":
+            return False
+        state.outputs = outputs
+        source = entry.source()
+        state.cached_from = source
+        detail = self.show_reports(task, state, entry.reports,
+                                   f"from run {str(source['run'])[:8]}")
+        if source.get("task") not in (None, task.key):
+            detail += f" (`{source['task']}`)"
+        self.dirty = True
+        self.set_status(task.key, "cached", detail)
+        self.advance(self.plan.finished(task.key, "succeeded", entry.reports or None))
+        return True
 
     def attempt_failed(self, task: Task, number: int, record: AttemptRecord) -> None:
         step, name = task.step, task.key
@@ -821,6 +935,9 @@ def _report_problem(step: Step, reports: Any) -> str | None:
                 return f"reports branch {value!r}"
         elif not (isinstance(value, list) and all(isinstance(token, str) for token in value)):
             return f"reports `{name}` as something other than a list of item tokens"
+        elif not well_formed(value):
+            # Each iteration would fail reading its item, for want of the producer's fault.
+            return f"reports `{name}` with item tokens Kale does not write"
     return None
 
 

@@ -225,14 +225,16 @@ def step(
     limits: Mapping[str, str | int | float] | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    cache: bool | None = None,
 ) -> Callable[[F], F]: ...
 def step(func: Any = None, /, **options: Any) -> Any:
     """Mark a function as a pipeline step.
 
     Use it bare (``@step``) or with options (``@step(name="train", timeout="1h",
     retry_count=2, retry_interval="30s", retry_factor=2, retry_max_interval="5m",
-    limits={"memory": "4Gi"}, labels={...}, annotations={...})``). Durations are seconds or
-    strings such as "45s", "2m", "1h30m".
+    limits={"memory": "4Gi"}, labels={...}, annotations={...}, cache=True)``). Durations are
+    seconds or strings such as "45s", "2m", "1h30m". ``cache=True`` reuses the step's outputs
+    when its code, module context, inputs and packages are unchanged (see ``kale.cache``).
     """
     location = _caller_location()
     if _in_script():
@@ -381,22 +383,38 @@ class PipelineFunction(PipelineDefinition):
             return compile_for_kubeflow(graph, values, flags.FLAGS)
         from kale.local import run_graph
 
-        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)
+        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism,
+                         cache=flags.FLAGS.cache)
 
-    def run(self, *args: Any, **params: Any) -> Run:
+    def run(self, *args: Any, cache: bool | None = None, **params: Any) -> Run:
         """Run the pipeline on this machine with these parameter values, whatever the command
-        line says (``--kfp`` is ignored; ``--parallelism`` is honoured once Kale has read its
-        flags), and return the ``Run``.
+        line says (``--kfp`` is ignored; ``--parallelism``, ``--cache`` and ``--no-cache`` are
+        honoured once Kale has read its flags), and return the ``Run``.
+
+        ``cache=True`` caches every step of this run, ``cache=False`` none (either wins over
+        ``--cache``/``--no-cache`` and the steps' own option); None leaves it to those. A
+        pipeline parameter named ``cache`` is passed by position.
 
         Raises ``PipelineArgumentError`` for values that do not match the parameters, and
         ``RunFailedError`` if a step fails.
         """
         location = _caller_location()
         self._refuse_in_step("run with .run()", location)
+        if cache is not None and not isinstance(cache, bool):
+            raise _locate(InvalidOptionError(
+                "cache", cache, "run() takes True, False or None",
+                fix="write run(cache=True) to reuse unchanged steps, run(cache=False) to run "
+                "every step, or leave it out for each step's own cache option"), location)
         graph, values = self._bind(args, params, location)
+        if cache is not None and any(p.name == "cache" for p in graph.parameters):
+            raise _locate(PipelineArgumentError(
+                f"`cache` is both an option of run() and a parameter of pipeline "
+                f"`{self.__name__}`; run() took it as its option",
+                fix="pass the parameter `cache` by position, or rename it"), location)
         from kale.local import run_graph
 
-        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism)
+        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism,
+                         cache=flags.FLAGS.cache if cache is None else cache)
 
     def compile(self, path: str | os.PathLike[str] | None = None, **options: Any
                 ) -> PipelinePackage:
