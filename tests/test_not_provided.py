@@ -21,10 +21,6 @@ IMPORTS = [
     ("from kale import distributed", "kale.distributed", True, "kubeflow-training"),
     ("import kale.types", "kale.types", True, "Python type"),
     ("from kale import types", "kale.types", True, "Python type"),
-    ("import rok_common.cmdutils", "rok_common.cmdutils", True, "subprocess.run"),
-    ("from rok_common.cmdutils import run", "rok_common.cmdutils", True, "subprocess.run"),
-    ("from rok_common import cmdutils", "rok_common.cmdutils", True, "subprocess.run"),
-    ("from kale import ContainerStep", "kale.ContainerStep", False, "subprocess"),
 ]
 
 
@@ -107,11 +103,11 @@ def test_kale_graph_shows_the_message_at_the_scripts_line(tmp_path):
 
 
 def test_kale_graph_names_the_scripts_line_for_an_import_in_a_module_it_uses(tmp_path):
-    (tmp_path / "helpers.py").write_text("import os\nimport rok_common.cmdutils\n")
+    (tmp_path / "helpers.py").write_text("import os\nimport kale.distributed\n")
     (tmp_path / "flow.py").write_text(GRAPHED.format(imports="import helpers"))
     result = run_kale("graph", "flow.py", cwd=tmp_path)
     assert result.returncode == 2
-    assert "rok_common.cmdutils is not provided by this Kale" in result.stderr
+    assert "kale.distributed is not supported by this Kale" in result.stderr
     assert "(imported by way of flow.py:3)" in result.stderr
     assert "--> helpers.py:2:1" in result.stderr
     assert "Traceback" not in result.stderr

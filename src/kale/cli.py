@@ -352,7 +352,9 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
                 f"html, from {entry.get('source', '?')}"
             click.echo(f"  {task} {name} ({kind}"
                        + (f", attempt {number}" if number > 1 else "") + f") {entry['path']}")
-    for name, step in run["steps"].items():
+    position = {name: number for number, name in enumerate(run.get("order", ()))}
+    for name, step in sorted(run["steps"].items(), key=lambda item: (
+            position.get(item[1].get("step", item[0]), -1), tuple(item[1].get("index", ())))):
         details = []
         for output, stored in step.get("outputs", {}).items():
             details.append(f"  output {output}: {stored['type']} ({stored['backend']}, "

@@ -1,15 +1,13 @@
 """APIs of other Kales that real scripts import and that this Kale does not provide (yet).
 
-Scripts written for Arrikto's Kale or other Kale SDKs import ``kale.distributed``,
-``kale.types``, ``ContainerStep`` from ``kale`` or Rok's ``rok_common.cmdutils``. Importing one
-of them raises ``NotProvidedError``, an ``ImportError`` (``ModuleNotProvidedError``, a
-``ModuleNotFoundError``, for a module), whose message says what the API was, that this Kale
-does not have it, where the import is (file:line) and what to do instead, rather than a "No
-module named" that reads like a broken installation. So ``except ImportError`` in a script
-still works as it would have.
+Scripts written for Arrikto's Kale import ``kale.distributed`` and
+``kale.types``. Importing one of them raises ``NotProvidedError``, an ``ImportError``
+(``ModuleNotProvidedError``, a ``ModuleNotFoundError``, for a module), whose message says what
+the API was, that this Kale does not have it, where the import is (file:line) and what to do
+instead, rather than a "No module named" that reads like a broken installation. So ``except
+ImportError`` in a script still works as it would have.
 
-Placeholder modules raise it when imported (``kale/distributed.py``, ``kale/types.py``,
-``rok_common/cmdutils.py``); ``kale`` raises it from its module ``__getattr__`` for names.
+Placeholder modules raise it when imported (``kale/distributed.py``, ``kale/types.py``).
 """
 
 from __future__ import annotations
@@ -35,18 +33,6 @@ APIS: dict[str, tuple[str, str, str]] = {
         "is not supported by this Kale",
         "remove the import and the annotations that use it: this Kale stores each value that "
         "crosses a step boundary by its Python type (see \"Passing data\" in Kale's README)",
-    ),
-    "kale.ContainerStep": (
-        "a step that runs a container image rather than a Python function",
-        "is not provided yet by this Kale",
-        "call the container's program from a @step with subprocess.run([...], check=True), "
-        "with a step image that has it (--image, or [tool.kale] image)",
-    ),
-    "rok_common.cmdutils": (
-        "Arrikto Rok's helpers for running commands, such as cmdutils.run(\"ls -la\")",
-        "is not provided by this Kale",
-        "use subprocess.run([\"ls\", \"-la\"], capture_output=True, text=True, check=True); "
-        "its .stdout is what cmdutils' .out was",
     ),
 }
 

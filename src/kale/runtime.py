@@ -251,7 +251,9 @@ def _shaped(value: Any, template: Any) -> Any:
 _NEW_KEY = object()  # no default to follow
 
 
-def _read_inputs(task: StepInvocation) -> dict[str, Any]:
+def read_inputs(task: StepInvocation) -> dict[str, Any]:
+    """The values of a step's inputs, read as the step gets them (also for the Kale task before
+    a container step on Kubeflow, ``kale.kfp.entry.container_inputs``)."""
     return {name: _read_input(kind, payload, task)
             for name, (kind, payload) in task.inputs.items()}
 
@@ -279,6 +281,15 @@ def _read_input(kind: str, payload: Any, task: StepInvocation) -> Any:
                          lambda: _read_input(whole[0], whole[1], task))
     if kind == "collected":
         return [_read_input(part_kind, part, task) for part_kind, part in payload]
+    if kind == "file":  # a container step's file output (Kubeflow): the file or folder itself
+        from pathlib import Path
+
+        return Path(payload)
+    if kind == "text":  # a container step's value output (Kubeflow): the text it wrote
+        from kale.containers import read_value
+
+        text, declared, step, output = payload
+        return read_value(text, declared, f"output `{output}` of container step `{step}`")
     return payload  # "value", "constant"
 
 
@@ -461,7 +472,18 @@ _NO_SPACE_FIX = ("a disk the step writes to is full (its output and log go to th
                  "record): free space, or set KALE_HOME to a folder on a disk with room")
 
 
+_current: StepInvocation | None = None
+
+
+def current_task() -> StepInvocation | None:
+    """The invocation of the step running in this process (None outside a step): where its
+    outputs go, for code of Kale's that a step runs (``kale.local.container``)."""
+    return _current
+
+
 def _call(task: StepInvocation, report: Report, log: logs.StepLog) -> dict[str, Any]:
+    global _current
+    _current = task
     try:
         function, _ = _load_function(task)
     except Exception as error:
@@ -472,7 +494,7 @@ def _call(task: StepInvocation, report: Report, log: logs.StepLog) -> dict[str, 
             "traceback": _user_traceback(error),
         }) from None
     try:
-        arguments = _read_inputs(task)
+        arguments = read_inputs(task)
     except marshal.MarshalError as error:
         raise StepFailure({"kind": "setup", "message": f"could not read its inputs: {error}",
                            "fix": error.advice}) from None

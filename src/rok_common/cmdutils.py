@@ -1,9 +1,12 @@
-"""``rok_common.cmdutils``, Arrikto Rok's helpers for running commands, is not provided by Kale.
+"""``rok_common.cmdutils``, as scripts written for Arrikto's Kale import it: Kale's
+``kale.cmdutils`` (``run``, ``yld``, ``ExtCommand``, ``CommandExecutionError``)."""
 
-Importing it raises ``ModuleNotProvidedError`` (a ``ModuleNotFoundError``) that says what to use
-instead (``subprocess.run``); see ``kale.not_provided``.
-"""
+from kale.cmdutils import (
+    CommandExecutionError,
+    CommandTimeoutError,
+    ExtCommand,
+    run,
+    yld,
+)
 
-from kale.not_provided import not_provided
-
-raise not_provided(__name__, module=True)
+__all__ = ["CommandExecutionError", "CommandTimeoutError", "ExtCommand", "run", "yld"]

@@ -114,7 +114,7 @@ def test_loops_over_results_parameters_and_literals_keep_types_and_order(script)
     assert outputs["describe"] == "list:[9, 1, 4]"  # ints, in item order
     assert outputs["describe-2"] == [["str:'a'", "str:'b'"], ["str:'a'", "str:'b'"]]
     assert outputs["describe-3"] == "list:[(1, 1), (2, 1)]"  # tuples stay tuples
-    assert outputs["describe-4"] == ["int:9", "int:4"]  # 1 is not > 3: skipped
+    assert outputs["describe-4"] == ["int:9", None, "int:4"]  # 1 is not > 3: not run
     record = script.record()
     assert record["steps"]["square[0]"]["index"] == [0]
     assert record["steps"]["describe-2[1][0]"]["index"] == [1, 0]

@@ -336,6 +336,28 @@ class ConditionInfo:
 
 
 @dataclass(frozen=True)
+class ContainerInfo:
+    """What makes a step a container step (``kale.containers.ContainerStep``): the image, its
+    command and arguments with ``{inputs.x}``/``{outputs.y}`` placeholders, the inputs and
+    outputs (name and type, in declared order) and the environment. Its ``function`` is
+    generated: locally it runs the image through ``kale.local.container``."""
+
+    image: str
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+    def input_type(self, name: str) -> str:
+        return dict(self.inputs)[name]
+
+    def output_named(self, step: Step, variable: str) -> tuple[str, str]:
+        """The declared output (name, type) a step output (a name the body bound) is."""
+        return self.outputs[step.outputs.index(variable)]
+
+
+@dataclass(frozen=True)
 class Parameter:
     """A pipeline parameter: its default fixes its type and becomes the pipeline's default."""
 
@@ -472,6 +494,8 @@ class Step:
     condition: ConditionInfo | None = None
     #: outputs a ``for`` loop iterates over, whose items the step reports
     item_outputs: tuple[str, ...] = ()
+    #: set for a container step (``ContainerStep``)
+    container: ContainerInfo | None = None
 
     def references(self) -> Iterator[ValueSource]:
         for argument in self.arguments:
@@ -630,7 +654,9 @@ class Graph:
     def _imports(self) -> dict[str, StepModules]:
         reader = ImportReader(self.project_root,
                               dict.fromkeys(step.function.filename for step in self.steps))
-        return {step.name: reader.step(step.function.text, step.function.module,
+        # A container step imports nothing: its image is what it runs.
+        return {step.name: reader.step("" if step.container else step.function.text,
+                                       step.function.module,
                                        [segment.text for segment in step.function.context])
                 for step in self.steps}
 
@@ -672,6 +698,13 @@ class Graph:
                                                    in range(step.condition.branches)],
                                       "source": step.function.text}}
                        if step.condition else {}),
+                    **({"container": {"image": step.container.image,
+                                      "command": list(step.container.command),
+                                      "args": list(step.container.args),
+                                      "inputs": dict(step.container.inputs),
+                                      "outputs": dict(step.container.outputs),
+                                      "env": dict(step.container.env)}}
+                       if step.container else {}),
                 }
                 for step in self.steps
             ],

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kale.containers import ContainerStep
 from kale.definitions import PipelineDefinition, StepFunction
 from kale.errors import PipelineDefinitionError, SourceLocation, raise_all
 from kale.graph.checks import check_steps, return_arity
@@ -31,6 +32,7 @@ from kale.graph.model import (
     CollectedRef,
     ConditionInfo,
     Constant,
+    ContainerInfo,
     Graph,
     ItemRef,
     Loop,
@@ -190,7 +192,7 @@ class _Parser:
             return graph
         steps = []
         for step in graph.steps:
-            if step.condition is not None:
+            if step.condition is not None or step.container is not None:
                 steps.append(step)
                 continue
             context = contexts[self.step_function_of[step.name]]
@@ -421,6 +423,13 @@ class _Parser:
                 self.bindings[name] = _UNUSABLE
             elif unusable:  # e.g. bound by a loop in a branch: that is what to tell
                 self.bindings[name] = unusable[0]
+            elif everywhere and any(self.container_output(value) for value in values):
+                self.bindings[name] = _Unusable(
+                    f"`{{name}}` is bound in every branch of the `if` at line {line}, but by a "
+                    "container step in at least one: Kale passes on the value of the branch "
+                    "that ran only from function steps",
+                    "use it inside the branches, or bind it with a function step in each "
+                    "branch (one can run the program with kale.cmdutils)")
             elif everywhere and all(isinstance(value, OutputRef) for value in values):
                 self.bindings[name] = OneOfRef(condition.name, tuple(
                     value for value in values if isinstance(value, OutputRef)))
@@ -584,6 +593,15 @@ class _Parser:
         self.bindings = before
         if not isinstance(produced, OutputRef):
             return None
+        made = self.container_output(produced)
+        if made is not None:
+            # On Kubeflow each iteration marks the results it collects with its item, to put
+            # them back in order; a container cannot.
+            self.error(node.elt, f"the results of container step `{made[0].display_name}` "
+                       "cannot be collected from a loop", "collect the results of a function "
+                       "step instead: one that runs the program with kale.cmdutils, or that "
+                       "reads the container's output in a `for` loop")
+            return None
         return CollectedRef(produced.step, produced.variable, loop.name)
 
     def loop_variable(self, target: ast.expr) -> str | None:
@@ -605,6 +623,13 @@ class _Parser:
         if isinstance(node, ast.Name) and node.id in self.bindings:
             bound = self.value(node)
             if bound is None:
+                return None
+            made = self.container_output(bound)
+            if made is not None:
+                self.error(node, f"the loop iterates `{node.id}`, the output `{made[1]}` of "
+                           f"container step `{made[0].name}`", "pass it to a function step "
+                           "that returns the list to loop over (e.g. `items = "
+                           f"read_list({node.id})`), then `for x in items:`")
                 return None
             if isinstance(bound, OutputRef):
                 return bound
@@ -717,7 +742,7 @@ class _Parser:
                 return None
             owner, value = value, getattr(value, attribute)
         name = ".".join(dotted)
-        if isinstance(value, StepFunction):
+        if isinstance(value, (StepFunction, ContainerStep)):
             return value
         if isinstance(value, PipelineDefinition):
             self.error(node, f"`{name}` is a pipeline; pipelines cannot call other pipelines yet",
@@ -747,7 +772,7 @@ class _Parser:
         value = self.namespace[dotted[0]]
         for attribute in dotted[1:]:
             value = getattr(value, attribute, None)
-        return isinstance(value, StepFunction)
+        return isinstance(value, (StepFunction, ContainerStep))
 
     def in_project(self, value: Any) -> bool:
         """Whether a function was written in the user's project (so it could become a step)."""
@@ -858,6 +883,8 @@ class _Parser:
     def new_step(self, func: Any, node: ast.Call, positional: list[ValueSource],
                  keywords: dict[str, ValueSource], targets: tuple[str, ...],
                  unpacks: bool) -> Step | None:
+        if isinstance(func, ContainerStep):
+            return self.container_step(func, node, positional, keywords, targets, unpacks)
         if id(func) not in self.spans:
             self.spans[id(func)] = function_span(func.func)
         span = self.spans[id(func)]
@@ -919,6 +946,107 @@ class _Parser:
             options=StepOptions.resolve(func.options, self.options.steps_defaults),
             location=self.where(node),
             scopes=tuple(self.scopes),
+        )
+
+    def container_output(self, source: ValueSource) -> tuple[Step, str, str] | None:
+        """For the output of a container step: the step, and the declared output's name and
+        type; None for anything else."""
+        if not isinstance(source, OutputRef):
+            return None
+        step = next((step for step in self.steps if step.name == source.step), None)
+        if step is None or step.container is None:
+            return None
+        return (step, *step.container.output_named(step, source.variable))
+
+    def container_step(self, func: ContainerStep, node: ast.Call,
+                       positional: list[ValueSource], keywords: dict[str, ValueSource],
+                       targets: tuple[str, ...], unpacks: bool) -> Step | None:
+        """A call of a ``ContainerStep``: its inputs bound like a function's parameters, its
+        outputs to the names that receive them; the function a local run runs is generated."""
+        label = f"container step `{func.display_name}`"
+        listed = ", ".join(f"{name} ({kind})" for name, kind in func.inputs.items())
+        try:
+            bound = func.signature.bind(*positional, **keywords)
+        except TypeError as reason:
+            self.error(node, f"{label} cannot be called like this: {reason}",
+                       f"its inputs are: {listed or '(none)'}")
+            return None
+        declared = tuple(func.outputs)
+        shown = ", ".join(declared)
+        if unpacks and len(targets) != len(declared):
+            self.error(node, f"{label} has {len(declared)} output(s) ({shown or 'none'}) but "
+                       f"{len(targets)} names receive them",
+                       f"unpack exactly {len(declared)} names" if declared else
+                       "call it without assigning")
+            return None
+        if not unpacks and targets and len(declared) != 1:
+            if not declared:
+                self.error(node, f"{label} has no outputs, so nothing can be bound to "
+                           f"`{targets[0]}`", "call it without assigning, or declare its "
+                           "outputs=")
+            else:
+                self.error(node, f"{label} has {len(declared)} outputs ({shown}), so they "
+                           f"cannot be bound to one name", f"unpack them: `{shown} = "
+                           f"{self.text(node)}`")
+            return None
+        argument_nodes = {kw.arg: kw for kw in node.keywords}
+        positional_nodes = iter(node.args)
+        arguments = []
+        complete = True
+        for name, value in bound.arguments.items():
+            at = argument_nodes.get(name) or next(positional_nodes)
+            kind = func.inputs[name]
+            made = self.container_output(value)
+            if kind == "file" and (isinstance(value, (ParameterRef, Constant)) or (
+                    isinstance(value, ItemRef) and not isinstance(value.items, OutputRef)) or (
+                    made is not None and made[2] != "file")):
+                what = ("a literal value" if isinstance(value, Constant) else
+                        f"pipeline parameter `{value.name}`" if isinstance(value, ParameterRef)
+                        else "an item of a list of values" if isinstance(value, ItemRef) else
+                        f"the {made[2]} output `{made[1]}` of container step `{made[0].name}`"
+                        if made else "a value")
+                self.error(at, f"input `{name}` of {label} is a file, but it is given {what}",
+                           "pass a file a step made: the output of a function step that "
+                           "returns a pathlib.Path (or bytes, or a str: the file's content), "
+                           f"or a container step's file output; or declare `{name}` as "
+                           "\"value\"")
+                complete = False
+            elif kind == "value" and made is not None and made[2] == "file":
+                self.error(at, f"input `{name}` of {label} is a value, but it is given the file "
+                           f"output `{made[1]}` of container step `{made[0].name}`",
+                           f"declare `{name}` as \"file\" to get the file's path, or pass a "
+                           "value")
+                complete = False
+            arguments.append(Argument(name, value, self.where(at)))
+        if not complete:
+            return None
+        unique = self.unique_name(func.step_name)
+        function_name = func.step_name.replace("-", "_")  # `resize(...)`, as it was called
+        if not function_name.isidentifier():
+            function_name = f"step_{function_name}"
+        location = func.location
+        options = StepOptions.resolve(func.options, self.options.steps_defaults)
+        spec = {**func.spec(), "step": unique, "limits": dict(options.limits)}
+        inputs = ", ".join(f"{name!r}: {name}" for name in func.inputs)
+        text = (f"def {function_name}({', '.join(func.inputs)}):\n"
+                "    from kale.local.container import run_container\n"
+                f"    return run_container({spec!r}, {{{inputs}}})\n")
+        return Step(
+            name=unique,
+            display_name=func.display_name,
+            function=StepSource(function_name=function_name, qualname=function_name,
+                                module="__main__", filename=location.file,
+                                line=location.line, text=text),
+            arguments=tuple(arguments),
+            outputs=targets if targets else declared,
+            unpacks=len(declared) > 1,
+            options=options,
+            location=self.where(node),
+            scopes=tuple(self.scopes),
+            container=ContainerInfo(
+                image=func.image, command=func.command, args=func.args,
+                inputs=tuple(func.inputs.items()), outputs=tuple(func.outputs.items()),
+                env=tuple(func.env.items())),
         )
 
     def unique_name(self, base: str) -> str:

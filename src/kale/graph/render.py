@@ -52,6 +52,12 @@ def _call(step: Step, graph: Graph | None = None) -> str:
     return text
 
 
+def _details(step: Step) -> list[str]:
+    """What the line under a step says: a container step's image, then its options."""
+    image = [f"container {step.container.image}"] if step.container is not None else []
+    return image + step.options.describe()
+
+
 # -- the body as a tree of blocks ----------------------------------------------------------------
 
 
@@ -169,7 +175,7 @@ def render_text(graph: Graph) -> str:
         for name in level:
             step = graph.step(name)
             lines.append(f"  {number:>2}  {name:<{width}}  {_call(step)}")
-            described = step.options.describe()
+            described = _details(step)
             if described:
                 lines.append(f"      {'':<{width}}  " + " · ".join(described))
     return "\n".join(lines)
@@ -227,7 +233,7 @@ def _text_body(graph: Graph) -> list[str]:
                 continue
             name = f"{indent}{step.name}"
             lines.append(f"  {number}  {name:<{width}}  {_call(step, graph)}")
-            described = step.options.describe()
+            described = _details(step)
             if described:
                 lines.append(f"      {'':<{width}}  " + " · ".join(described))
 

@@ -85,7 +85,7 @@ LIMIT_BYTES = 200 * 2**20
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
                   "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
                   "source.py", "not_provided.py", "distributed.py", "types.py", "items.py",
-                  "logs.py"]
+                  "logs.py", "cmdutils.py", "containers.py"]
 
 
 def carries_kale_module(module: str) -> bool:
@@ -646,6 +646,10 @@ def _runtime_files() -> list[tuple[Path, str]]:
         path = package / entry
         paths = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         files.extend((p, f"_kale/kale/{p.relative_to(package).as_posix()}") for p in paths)
+    # Scripts written for Arrikto's Kale import cmdutils from Rok's package.
+    rok = package.parent / "rok_common"
+    files.extend((p, f"_kale/rok_common/{p.relative_to(rok).as_posix()}")
+                 for p in sorted(rok.rglob("*.py")))
     pickle_package = Path(cloudpickle.__file__).parent
     files.extend((p, f"_kale/cloudpickle/{p.relative_to(pickle_package).as_posix()}")
                  for p in sorted(pickle_package.rglob("*.py")))

@@ -79,9 +79,14 @@ def _port_names(step: Step) -> dict[tuple[str, str], str]:
     names alike."""
     names: dict[tuple[str, str], str] = {}
     used: set[str] = {"kale_bundle"}
-    for kind, name in [("in", argument.name) for argument in step.arguments] + [
-            ("out", output) for output in step.outputs]:
-        wanted = candidate = f"{kind}_{_identifier(name)}"
+    # A container step's outputs are named as it declares them (the names in the body may
+    # differ): its command writes them, and the Kubeflow UI shows them.
+    declared = [name for name, _ in step.container.outputs] if step.container else \
+        list(step.outputs)
+    for (kind, name), shown in [(("in", argument.name), argument.name)
+                                for argument in step.arguments] + [
+            (("out", output), declared[index]) for index, output in enumerate(step.outputs)]:
+        wanted = candidate = f"{kind}_{_identifier(shown)}"
         index = 1
         while candidate in used:
             index += 1
@@ -402,6 +407,13 @@ def _ordering(loop: Loop, local: str) -> tuple[list[str], str]:
 def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
     """A step argument's component parameters and its input expression (kind, payload)."""
     source = argument.source
+    made = _container_output(source, graph)
+    if made is not None:
+        # What a container wrote: the file itself, or a value as the text of a parameter.
+        producer, output, kind = made
+        if kind == "file":
+            return [f"{local}: Input[Artifact]"], f"('file', {local}.path)"
+        return [f"{local}: str"], f"('text', ({local}, {kind!r}, {producer!r}, {output!r}))"
     if isinstance(source, (OutputRef, OneOfRef)):
         # A OneOf arrives through an importer of the chosen branch's artifact (see _one_of).
         return [f"{local}: Input[Artifact]"], f"('artifact', {local}.path)"
@@ -438,6 +450,93 @@ def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
         return [f"{local}: {type(source.value).__name__}"], f"('constant', {local})"
     # None, lists, dicts, tuples: exact, as Kale's tagged JSON in a string
     return [f"{local}: str"], f"('json', {local})"
+
+
+def _container_output(source: Any, graph: Graph) -> tuple[str, str, str] | None:
+    """(step, declared output, its type) when ``source`` is the output of a container step."""
+    if not isinstance(source, OutputRef):
+        return None
+    producer = graph.step(source.step)
+    if producer.container is None:
+        return None
+    return (producer.name, *producer.container.output_named(producer, source.variable))
+
+
+def _adapted(step: Step, graph: Graph) -> list[Any]:
+    """The arguments of a container step that a Kale task turns into what the container takes
+    (a file, or a value's text) before it runs: the outputs of function steps and pipeline
+    parameters. Literals (as text) and other containers' outputs go to it directly."""
+    return [argument for argument in step.arguments
+            if not isinstance(argument.source, Constant)
+            and _container_output(argument.source, graph) is None]
+
+
+def _container_component_source(step: Step, function_name: str) -> str:
+    """A KFP container component: the step's image, its command and arguments with each
+    placeholder replaced by the KFP placeholder of an input or output of the component."""
+    from kale.containers import placeholder_parts
+
+    info = step.container
+    assert info is not None
+    ports = _port_names(step)
+    parameters, expressions = [], {}
+    for name, kind in info.inputs:
+        local = ports[("in", name)]
+        parameters.append(f"{local}: Input[Artifact]" if kind == "file" else f"{local}: str")
+        expressions[("inputs", name)] = f"str({local}.path)" if kind == "file" else \
+            f"str({local})"
+    for index, (name, kind) in enumerate(info.outputs):
+        local = ports[("out", step.outputs[index])]
+        parameters.append(f"{local}: Output[Artifact]" if kind == "file" else
+                          f"{local}: OutputPath(str)")
+        expressions[("outputs", name)] = f"str({local}.path)" if kind == "file" else \
+            f"str({local})"
+
+    def element(text: str) -> str:
+        parts = placeholder_parts(text)
+        return " + ".join(repr(part) if isinstance(part, str) else expressions[part]
+                          for part in parts) or "''"
+
+    command = ", ".join(element(text) for text in info.command)
+    args = ", ".join(element(text) for text in info.args)
+    return (f"def {function_name}({', '.join(parameters)}):\n"
+            f"    return dsl.ContainerSpec(image={info.image!r}, command=[{command}], "
+            f"args=[{args}])\n")
+
+
+def _adapter_source(step: Step, graph: Graph, function_name: str) -> str:
+    """The Kale task before a container step: reads the values its inputs come from (as a
+    function step reads its inputs) and writes each as the container takes it: a file input as
+    a file (or folder) artifact, a value input as its text (``kale.kfp.entry``)."""
+    info = step.container
+    assert info is not None
+    ports = _port_names(step)
+    parameters = ["kale_bundle: Input[Artifact]"]
+    inputs, outputs = [], []
+    for argument in _adapted(step, graph):
+        local = ports[("in", argument.name)]
+        extra, expression = _input(argument, local, graph)
+        parameters.extend(extra)
+        inputs.append(f"{argument.name!r}: {expression}")
+        kind = info.input_type(argument.name)
+        out = f"kale_out_{local}"
+        parameters.append(f"{out}: Output[Artifact]" if kind == "file" else
+                          f"{out}: OutputPath(str)")
+        outputs.append(f"{argument.name!r}: ('file', {out}.path)" if kind == "file" else
+                       f"{argument.name!r}: ('value', {out})")
+    return (
+        f"def {function_name}({', '.join(parameters)}):\n"
+        "    import os, sys, tarfile, tempfile\n"
+        "    with tempfile.TemporaryDirectory(prefix='kale-') as root:\n"
+        "        with tarfile.open(kale_bundle.path) as archive:\n"
+        "            archive.extractall(root)\n"
+        "        sys.path.insert(0, os.path.join(root, '_kale'))\n"
+        "        from kale.kfp.entry import container_inputs\n"
+        f"        container_inputs({step.name!r}, root, {{{', '.join(inputs)}}},\n"
+        f"                         {{{', '.join(outputs)}}},\n"
+        "                         kale_bundle.metadata.get('run_id', ''),\n"
+        "                         kale_bundle.metadata.get('created', ''))\n"
+    )
 
 
 def _iteration_type(loop: Loop, graph: Graph) -> str:
@@ -748,9 +847,28 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     # kfp's loader takes the component named like the pipeline for the pipeline itself.
     step_names = _function_names(graph, reserved=(*delivery.function_names,
                                                   _identifier(graph.name)))
+    adapters = {}  # container step -> the component of the Kale task before it
+    used_names = set(step_names.values())
     flow = _flow(graph)
     for step in graph.steps:
         name = step_names[step.name]
+        if step.container is not None:
+            namespace["dsl"] = dsl
+            components[step.name] = dsl.container_component(_define(
+                _container_component_source(step, name), f"{prefix} {step.name}>", namespace))
+            if _adapted(step, graph):
+                adapter = candidate = f"kale_{name}_inputs"
+                while candidate in used_names:
+                    candidate = f"{adapter}_{len(used_names)}"
+                used_names.add(candidate)
+                function = _define(_adapter_source(step, graph, candidate),
+                                   f"{prefix} {step.name} inputs>", namespace)
+                own = environment.pipeline
+                adapters[step.name] = dsl.component(
+                    function, base_image=own.image,
+                    packages_to_install=list(own.packages) or None,
+                    pip_index_urls=list(own.index_urls) or None)
+            continue
         function = _define(_component_source(step, graph, name, flow),
                            f"{prefix} {step.name}>", namespace)
         # A condition reads what the steps before it made: the pipeline's packages have it all.
@@ -767,39 +885,48 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
         source = delivery.add_tasks()
         tasks: dict[str, Any] = {}
         blocks = _Blocks(graph, tasks, all_ports, values)
+
+        def wire(argument: Any, local: str, arguments: dict[str, Any]) -> None:
+            """The task argument(s) of one step input, by where its value comes from."""
+            value = argument.source
+            if isinstance(value, ParameterRef):
+                arguments[local] = values[value.name]
+            elif isinstance(value, Constant):
+                constant = value.value
+                arguments[local] = constant if \
+                    _plain_constant(constant) else _plain_json(constant)
+            elif isinstance(value, OutputRef):
+                arguments[local] = tasks[value.step].outputs[
+                    all_ports[value.step][("out", value.variable)]]
+            elif isinstance(value, ItemRef):
+                arguments[local] = blocks.item(value.loop)
+                if isinstance(value.items, OutputRef):
+                    arguments[f"kale_whole_{local}"] = blocks.output(value.items)
+                elif isinstance(value.items, Constant) and by_position(
+                        item_tokens(value.items.value)):
+                    arguments[f"kale_whole_{local}"] = _plain_json(value.items.value)
+            elif isinstance(value, CollectedRef):
+                arguments[local] = dsl.Collected(tasks[value.step].outputs[
+                    all_ports[value.step][("out", value.variable)]])
+                items = graph.loop(value.loop).items
+                if isinstance(items, ParameterRef):
+                    arguments[f"kale_order_{local}"] = values[items.name]
+            else:
+                arguments[local] = blocks.one_of(value)
+
         for step in graph.steps:
             blocks.enter(step.scopes)
+            if step.container is not None:
+                tasks[step.name] = _container_task(
+                    step, graph, components[step.name], adapters.get(step.name), tasks,
+                    all_ports, display[step.name], wire, source.outputs["bundle"])
+                continue
             arguments: dict[str, Any] = {
                 "kale_bundle": source.outputs["bundle"],
             }
             ports = all_ports[step.name]
             for argument in step.arguments:
-                local = ports[("in", argument.name)]
-                value = argument.source
-                if isinstance(value, ParameterRef):
-                    arguments[local] = values[value.name]
-                elif isinstance(value, Constant):
-                    constant = value.value
-                    arguments[local] = constant if \
-                        _plain_constant(constant) else _plain_json(constant)
-                elif isinstance(value, OutputRef):
-                    arguments[local] = tasks[value.step].outputs[
-                        all_ports[value.step][("out", value.variable)]]
-                elif isinstance(value, ItemRef):
-                    arguments[local] = blocks.item(value.loop)
-                    if isinstance(value.items, OutputRef):
-                        arguments[f"kale_whole_{local}"] = blocks.output(value.items)
-                    elif isinstance(value.items, Constant) and by_position(
-                            item_tokens(value.items.value)):
-                        arguments[f"kale_whole_{local}"] = _plain_json(value.items.value)
-                elif isinstance(value, CollectedRef):
-                    arguments[local] = dsl.Collected(tasks[value.step].outputs[
-                        all_ports[value.step][("out", value.variable)]])
-                    items = graph.loop(value.loop).items
-                    if isinstance(items, ParameterRef):
-                        arguments[f"kale_order_{local}"] = values[items.name]
-                else:
-                    arguments[local] = blocks.one_of(value)
+                wire(argument, ports[("in", argument.name)], arguments)
             if step.name in flow.collected:
                 arguments["kale_item"] = blocks.item(flow.collected[step.name].name)
             task = components[step.name](**arguments)
@@ -820,6 +947,57 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     spec = write_package(decorated, package_path)
     _check_root_size(spec, original)
     return Compiled(bundle, environment, bundle_uri)
+
+
+def _container_task(step: Step, graph: Graph, component: Any, adapter: Any,
+                    tasks: dict[str, Any], all_ports: dict[str, dict[tuple[str, str], str]],
+                    display: str, wire: Any, bundle: Any) -> Any:
+    """The task of a container step, after the Kale task that prepares its inputs (if any),
+    with the step's options: retries, limits, environment, pod labels and annotations, and
+    its timeout as the pod's deadline (nothing of Kale runs in the image to count it)."""
+    from kfp import kubernetes
+
+    from kale.containers import value_text
+
+    info = step.container
+    assert info is not None
+    ports = all_ports[step.name]
+    prepared: dict[str, Any] = {}
+    if adapter is not None:
+        arguments: dict[str, Any] = {"kale_bundle": bundle}
+        adapted = _adapted(step, graph)
+        for argument in adapted:
+            wire(argument, ports[("in", argument.name)], arguments)
+        before = adapter(**arguments)
+        before.set_display_name(f"{display} (inputs)")
+        before.set_caching_options(False)
+        prepared = {argument.name: before.outputs[f"kale_out_{ports[('in', argument.name)]}"]
+                    for argument in adapted}
+    arguments = {}
+    for argument in step.arguments:
+        local, value = ports[("in", argument.name)], argument.source
+        if argument.name in prepared:
+            arguments[local] = prepared[argument.name]
+        elif isinstance(value, Constant):
+            arguments[local] = value_text(value.value, f"input `{argument.name}` of container "
+                                          f"step `{step.name}`")
+        else:
+            arguments[local] = tasks[value.step].outputs[
+                all_ports[value.step][("out", value.variable)]]
+    task = component(**arguments)
+    task.set_display_name(display)
+    task.set_caching_options(False)  # a step runs every time, as in a local run
+    for key, text in info.env:
+        task.set_env_variable(key, text)
+    _retry(task, step)
+    _resources(task, step)
+    for key, text in step.options.labels.items():
+        kubernetes.add_pod_label(task, key, text)
+    for key, text in step.options.annotations.items():
+        kubernetes.add_pod_annotation(task, key, text)
+    if step.options.timeout:
+        kubernetes.set_timeout(task, max(1, int(step.options.timeout)))
+    return task
 
 
 #: Linux's limit on one command-line argument (MAX_ARG_STRLEN).

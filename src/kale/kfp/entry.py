@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Kale's input kinds in the component, and the runtime's: a pipeline parameter ("value") has
 # its macros expanded by the runtime.
 _KINDS = {"artifact": "artifact", "json": "json", "shaped": "shaped", "constant": "constant",
-          "value": "parameter"}
+          "value": "parameter", "file": "file", "text": "text"}
 
 
 def _created(created: str) -> float | None:
@@ -291,3 +291,36 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     return {"branch": reports.get("branch"),
             "items": {name[len("items:"):]: numbered(tokens) for name, tokens in reports.items()
                       if name.startswith("items:")}}
+
+
+def container_inputs(step: str, root: str, inputs: dict[str, tuple[str, Any]],
+                     outputs: dict[str, tuple[str, str]], run_id: str = "",
+                     created: str = "") -> None:
+    """The task before a container step: read each input as a function step would (a value a
+    function step stored, a pipeline parameter with its macros expanded, a loop's item...) and
+    write it as the container takes it (``kale.containers``): ``("file", path)`` a file or
+    folder at the artifact's path, ``("value", path)`` the value's text, the parameter's file."""
+    from kale.containers import ContainerStepError, place_file, value_text
+    from kale.runtime import read_inputs
+
+    project = os.path.join(root, "project")
+    if project not in sys.path:
+        sys.path.insert(0, project)
+    os.chdir(project)
+    task = StepInvocation(
+        step=step, function_name="", source="", filename="", line=1, module="__main__",
+        project_root=project, output_dir=tempfile.mkdtemp(prefix="kale-outputs-"),
+        inputs={name: _input(name, kind, payload) for name, (kind, payload) in inputs.items()},
+        run_id=run_id, created=_created(created))
+    try:
+        values = read_inputs(task)
+        for name, (kind, target) in outputs.items():
+            what = f"input `{name}` of container step `{step}`"
+            if kind == "file":
+                place_file(values[name], target, what)
+            else:
+                os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+                with open(target, "w") as handle:
+                    handle.write(value_text(values[name], what))
+    except ContainerStepError as error:
+        raise SystemExit(f"Kale: {error}") from None

@@ -55,7 +55,7 @@ from kale.kfp.requirement_files import (
 )
 
 # Travel in the bundle, or come with kfp's own component bootstrap: never installed.
-_PROVIDED = {"kale", "cloudpickle", "kfp"}
+_PROVIDED = {"kale", "cloudpickle", "kfp", "rok_common"}
 
 @dataclass(frozen=True)
 class Environment:

@@ -40,6 +40,10 @@ def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None =
                         "cannot run a pipeline",
                         fix="run pipelines only from the script's top level (under `if "
                         "__name__ == \"__main__\":`) or from a notebook")
+    if any(step.container is not None for step in graph.steps):
+        from kale.local.container import check_runtime
+
+        check_runtime(graph)  # before anything runs: say there is no docker or podman
     from kale.local.progress import make_progress
     from kale.local.record import kale_home
     from kale.local.scheduler import Scheduler

@@ -244,6 +244,13 @@ def _ended(folders: tuple[str, ...]) -> None:
     """An attempt is over and its leftovers are killed: remove what it was writing (a kill
     mid-write leaves the temporary file of an atomic write, which can be gigabytes)."""
     for folder in folders:
+        with contextlib.suppress(OSError):
+            if any(entry.startswith(".kale-container-") for entry in os.listdir(folder)):
+                # A container step's process was killed: its container runs in the runtime's
+                # daemon, not under this process, so remove it by name (kale.local.container).
+                from kale.local.container import stop_recorded
+
+                stop_recorded(folder)
         remove_partial_writes(folder)
 
 

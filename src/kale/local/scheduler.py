@@ -158,23 +158,28 @@ class Run:
     def outputs(self) -> dict[str, Any]:
         """The values returned by the pipeline's last steps, by step (and output) name. A step
         in a loop gives the list of its iterations' values, in item order (nested loops: lists
-        of lists); a step whose branch did not run is left out."""
+        of lists), with None for an iteration that did not run (its branch was not taken); a
+        step outside loops whose branch did not run is left out."""
         result: dict[str, Any] = {}
         for leaf in self.leaves:
-            tasks = [task for task in self.steps.values() if task.step == leaf and task.outputs]
-            if not tasks:
-                continue
-            if not tasks[0].index:
-                result[leaf] = self._value(tasks[0].name)
+            tasks = [task for task in self.steps.values() if task.step == leaf]
+            looped = [task for task in tasks if task.index]
+            if not looped:
+                done = [task for task in tasks if task.outputs]
+                if done:
+                    result[leaf] = self._value(done[0].name)
                 continue
             nested: list[Any] = []
-            for task in sorted(tasks, key=lambda t: t.index):
+            for task in sorted(looped, key=lambda t: t.index):
                 place = nested
                 for position in task.index[:-1]:
                     while len(place) <= position:
                         place.append([])
                     place = place[position]
-                place.append(self._value(task.name))
+                while len(place) <= task.index[-1]:
+                    place.append(None)
+                if task.outputs:
+                    place[task.index[-1]] = self._value(task.name)
             result[leaf] = nested
         return result
 
