@@ -71,9 +71,9 @@ def test_a_script_can_still_catch_it_as_an_import_error(tmp_path):
 
 
 def test_it_survives_a_trip_between_processes():
-    error = pickle.loads(pickle.dumps(NotProvidedError("kale.ContainerStep", "m", fix="f")))
+    error = pickle.loads(pickle.dumps(NotProvidedError("kale.types", "m", fix="f")))
     assert (type(error), error.api, error.name, error.message, error.fix) == (
-        NotProvidedError, "kale.ContainerStep", "kale", "m", "f")
+        NotProvidedError, "kale.types", "kale", "m", "f")
 
 
 GRAPHED = '''
@@ -93,12 +93,11 @@ def flow():
 
 
 def test_kale_graph_shows_the_message_at_the_scripts_line(tmp_path):
-    (tmp_path / "flow.py").write_text(GRAPHED.format(imports="from kale import ContainerStep"))
+    (tmp_path / "flow.py").write_text(GRAPHED.format(imports="from kale import types"))
     result = run_kale("graph", "flow.py", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: kale.ContainerStep is not provided yet by this "
-                                    "Kale")
-    assert "--> flow.py:3:1" in result.stderr and "subprocess.run" in result.stderr
+    assert result.stderr.startswith("error: kale.types is not supported by this Kale")
+    assert "--> flow.py:3:1" in result.stderr and "Python type" in result.stderr
     assert "Traceback" not in result.stderr and "fix the error above" not in result.stderr
 
 
