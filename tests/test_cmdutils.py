@@ -130,7 +130,7 @@ def test_ctrl_c_ends_the_command_tree(tmp_path):
     os.kill(process.pid, 2)
     out, _ = process.communicate(timeout=20)
     assert "interrupted" in out and process.returncode != 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a bound on the wait, not a timing goal: a loaded CI box
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)

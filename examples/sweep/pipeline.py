@@ -81,5 +81,6 @@ def sweep(ks=[1, 3, 5, 9, 15], target=0.8):
 
 if __name__ == "__main__":
     run = sweep()
-    print("outcome:", run.output("publish") if "publish" in run.outputs else
-          run.outputs.get("needs-work"))
+    outputs = getattr(run, "outputs", None)  # with --kfp: a package or a Kubeflow run
+    if isinstance(outputs, dict):
+        print("outcome:", outputs.get("publish") or outputs.get("needs-work"))

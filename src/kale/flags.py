@@ -52,6 +52,11 @@ class Flags:
     #: steps' own ``cache`` option says; None: the steps' options decide
     cache: bool | None = None
 
+    @property
+    def caching(self) -> bool | None:
+        """``--cache`` (True), ``--no-cache`` (False), or neither (None: each step's option)."""
+        return self.cache
+
 
 FLAGS = Flags()
 # Open-source Kale's SDK spelled these -K/--kfp and -D/--dry-run; scripts keep working.
@@ -95,6 +100,8 @@ parses its own arguments; every other argument reaches the script as typed.
     --image IMAGE             the steps' base image
     --requirements FILE       the packages the steps install
     --bundle-store URI        where a big project bundle is uploaded (minio://, s3://, gs://)
+    --cache, --no-cache       let Kubeflow reuse unchanged steps' outputs, or run every step
+                              (default: the steps' own cache option, off unless set)
 
 Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism, --cache
 and --no-cache are Kale's:

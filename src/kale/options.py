@@ -331,8 +331,8 @@ class StepOptions:
     limits: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    #: whether the step's result may be reused from the cache (``kale.cache``); None: not said,
-    #: which is off unless the run turns caching on (``--cache``)
+    #: whether the step's result may be reused from the cache (``kale.cache``; on Kubeflow,
+    #: KFP's caching); None: not said, which is off unless the run turns caching on (``--cache``)
     cache: bool | None = None
 
     @classmethod

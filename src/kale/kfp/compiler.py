@@ -41,6 +41,8 @@ from kale.graph.model import (
 )
 from kale.items import by_position, item_tokens, numbered
 from kale.kfp.bundle import Bundle, build_bundle, carries_kale_module
+from kale.kfp.caching import CachePlan, CodeKeys
+from kale.kfp.caching import plan as cache_plan
 from kale.kfp.delivery import BundleDelivery, place_bundle
 from kale.kfp.requirements import Environments, resolve
 from kale.kfp.store import configured_store
@@ -547,8 +549,14 @@ def _iteration_type(loop: Loop, graph: Graph) -> str:
     return "str"
 
 
-def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow) -> str:
-    """The source of a step's component: typed inputs and outputs, a body that runs Kale."""
+def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
+                      cached: bool = False) -> tuple[str, dict[str, Any]]:
+    """The source of a step's component: typed inputs and outputs, a body that runs Kale; and
+    the step's spec (what ``run_component`` reads).
+
+    A cached step's source says nowhere where its code is (file, line, context): KFP keys the
+    step by its source, and an edit elsewhere in the file must not change it. That part of the
+    spec travels in the metadata of the step's own copy of the bundle (``kale.kfp.caching``)."""
     parameters = ["kale_bundle: Input[Artifact]"]
     inputs = []
     ports = _port_names(step)
@@ -613,7 +621,14 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow)
         **({"artifacts": [list(pair) for pair in function.artifacts]}
            if function.artifacts else {}),
     }
-    call = (f"run_component({spec!r}, root,\n"
+    if cached:
+        located = {key: value for key, value in spec.items() if key not in ("timeout", "grace")}
+        expression = ("{**json.loads(kale_bundle.metadata['kale_spec']), "
+                      f"'timeout': {spec['timeout']!r}, 'grace': {spec['grace']!r}, "
+                      "'cached': True}")
+    else:
+        located, expression = spec, repr(spec)
+    call = (f"run_component({expression}, root,\n"
             f"                      {{{', '.join(inputs)}}},\n"
             f"                      {{{', '.join(outputs)}}},\n"
             "                      kale_bundle.metadata.get('run_id', ''),\n"
@@ -630,7 +645,7 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow)
         body = f"        {call}"
     return (
         f"def {function_name}({', '.join(parameters)}){returns}:\n"
-        "    import os, sys, tarfile, tempfile\n"
+        f"    import {'json, ' if cached else ''}os, sys, tarfile, tempfile\n"
         # Removed at the end: kfp.local runs every step on the same machine.
         "    with tempfile.TemporaryDirectory(prefix='kale-') as root:\n"
         "        with tarfile.open(kale_bundle.path) as archive:\n"
@@ -638,7 +653,18 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow)
         "        sys.path.insert(0, os.path.join(root, '_kale'))\n"
         "        from kale.kfp.entry import run_component\n"
         f"{body}"
-    )
+    ), located
+
+
+def _code_source(function_name: str, located: dict[str, Any]) -> str:
+    """The component of a cached step's ``kale-code`` task: a copy of the run's bundle with
+    where the step's code is in its metadata (``kale.kfp.caching``)."""
+    import json
+
+    return (f"def {function_name}(bundle: Input[Artifact], code: Output[Artifact]):\n"
+            "    import shutil\n"
+            "    shutil.copyfile(bundle.path, code.path)\n"
+            f"    code.metadata['kale_spec'] = {json.dumps(located, sort_keys=True)!r}\n")
 
 
 def _define(source: str, filename: str, namespace: dict[str, Any]) -> Any:
@@ -809,17 +835,23 @@ class Compiled:
     bundle: Bundle
     environment: Environments
     bundle_uri: str | None = None  # where the bundle was uploaded; None: inline
+    caching: CachePlan | None = None  # the steps Kubeflow may reuse
 
 
 def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                   requirements: str | None = None, bundle: Bundle | None = None,
-                  bundle_store: str | None = None, upload: bool = False) -> Compiled:
+                  bundle_store: str | None = None, upload: bool = False,
+                  cache: bool | None = None, values: dict[str, Any] | None = None) -> Compiled:
     """Write the pipeline package (YAML) for ``graph`` to ``package_path``.
 
     The image and packages come from ``kale.kfp.requirements`` (flags, environment,
     ``[tool.kale]``, the project's declarations, or inferred). A bundle too big for the package
     is uploaded to the bundle store (``bundle_store``, else the configured one) when ``upload``;
-    otherwise it stays inline, with a warning."""
+    otherwise it stays inline, with a warning.
+
+    ``cache`` (``--cache``/``--no-cache``) turns Kubeflow's caching on or off for every step;
+    ``None`` leaves it to each step's ``cache`` option. ``values`` are the run's parameter
+    values where known (a macro in one keeps the steps it reaches from being cached)."""
     try:
         from kfp import dsl
         from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -842,14 +874,16 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     delivery = BundleDelivery(bundle, bundle_uri)
     delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),
                     environment.image)
-    components = {}
+    components, code_components, code_keys = {}, {}, {}
     original, (graph, gathers) = graph, _gathered(graph)
     # kfp's loader takes the component named like the pipeline for the pipeline itself.
     step_names = _function_names(graph, reserved=(*delivery.function_names,
                                                   _identifier(graph.name)))
     adapters = {}  # container step -> the component of the Kale task before it
-    used_names = set(step_names.values())
     flow = _flow(graph)
+    caching = cache_plan(graph, cache, values)
+    keys = CodeKeys(graph, bundle)
+    used = set(step_names.values()) | set(delivery.function_names) | {_identifier(graph.name)}
     for step in graph.steps:
         name = step_names[step.name]
         if step.container is not None:
@@ -858,9 +892,9 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                 _container_component_source(step, name), f"{prefix} {step.name}>", namespace))
             if _adapted(step, graph):
                 adapter = candidate = f"kale_{name}_inputs"
-                while candidate in used_names:
-                    candidate = f"{adapter}_{len(used_names)}"
-                used_names.add(candidate)
+                while candidate in used:
+                    candidate = f"{adapter}_{len(used)}"
+                used.add(candidate)
                 function = _define(_adapter_source(step, graph, candidate),
                                    f"{prefix} {step.name} inputs>", namespace)
                 own = environment.pipeline
@@ -869,8 +903,19 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                     packages_to_install=list(own.packages) or None,
                     pip_index_urls=list(own.index_urls) or None)
             continue
-        function = _define(_component_source(step, graph, name, flow),
-                           f"{prefix} {step.name}>", namespace)
+        cached = step.name in caching.cached
+        source, located = _component_source(step, graph, name, flow, cached)
+        function = _define(source, f"{prefix} {step.name}>", namespace)
+        if cached:
+            code_name, index = f"kale_code_{name}", 1
+            while code_name in used:
+                index += 1
+                code_name = f"kale_code_{name}_{index}"
+            used.add(code_name)
+            code_components[step.name] = dsl.component(
+                _define(_code_source(code_name, located), f"{prefix} {step.name} code>",
+                        namespace), base_image=environment.image)
+            code_keys[step.name] = keys.key(step, located)
         # A condition reads what the steps before it made: the pipeline's packages have it all.
         # So does a gather of collected results (their types need the packages that made them).
         own = environment.of(step.name) if step.condition is None and \
@@ -884,6 +929,13 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     def body(**values: Any) -> None:
         source = delivery.add_tasks()
         tasks: dict[str, Any] = {}
+        codes: dict[str, Any] = {}
+        for step in graph.steps:  # at the root: a loop or a branch may hold the step
+            if step.name in code_components:
+                code = code_components[step.name](bundle=source.outputs["bundle"])
+                code.set_display_name(f"kale-code-{display[step.name]}")
+                code.set_caching_options(True, cache_key=code_keys[step.name])
+                codes[step.name] = code
         blocks = _Blocks(graph, tasks, all_ports, values)
 
         def wire(argument: Any, local: str, arguments: dict[str, Any]) -> None:
@@ -922,7 +974,8 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                     all_ports, display[step.name], wire, source.outputs["bundle"])
                 continue
             arguments: dict[str, Any] = {
-                "kale_bundle": source.outputs["bundle"],
+                "kale_bundle": codes[step.name].outputs["code"] if step.name in codes
+                else source.outputs["bundle"],
             }
             ports = all_ports[step.name]
             for argument in step.arguments:
@@ -931,7 +984,9 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                 arguments["kale_item"] = blocks.item(flow.collected[step.name].name)
             task = components[step.name](**arguments)
             task.set_display_name(display[step.name])
-            task.set_caching_options(False)  # a step runs every time, as in a local run
+            # KFP's own key, which for a cached step covers its code through its code copy
+            # (kale.kfp.caching); any other step runs every time, as in a local run.
+            task.set_caching_options(step.name in codes)
             _retry(task, step)
             _resources(task, step)
             _kubernetes(task, step)
@@ -946,7 +1001,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                              pipeline_config=config)(pipeline_function)
     spec = write_package(decorated, package_path)
     _check_root_size(spec, original)
-    return Compiled(bundle, environment, bundle_uri)
+    return Compiled(bundle, environment, bundle_uri, caching)
 
 
 def _container_task(step: Step, graph: Graph, component: Any, adapter: Any,
@@ -1142,6 +1197,12 @@ def describe(graph: Graph, compiled: Compiled, package_path: str) -> str:
                if bundle.withheld else []),
              f"  image {environment.image}; packages ({environment.source}): "
              f"{', '.join(environment.packages) or 'none'}"]
+    caching = compiled.caching or CachePlan(frozenset())
+    if caching.cached:
+        names = [step.name for step in graph.user_steps if step.name in caching.cached]
+        lines.append(f"  cached on Kubeflow (unchanged steps reused): {', '.join(names)}")
+    for name, why in caching.refused:
+        lines.append(f"  step {name} not cached: {why}")
     for step in graph.user_steps:
         own = environment.of(step.name)
         if (own.image, own.source) != (environment.image, environment.source):

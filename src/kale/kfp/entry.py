@@ -211,6 +211,22 @@ def _text(path: str) -> str:
         return handle.read()
 
 
+def _refuse_macros(step: str, inputs: dict[str, tuple[str, Any]]) -> None:
+    """A cached step is not told the run's id (KFP would key it by it, and it would never be
+    reused), so a parameter value holding a run macro, given when the run was started, fails
+    the step before anything is kept rather than let later runs reuse what it made."""
+    from kale.macros import _MACRO
+
+    for name, (kind, payload) in inputs.items():
+        found = _MACRO.search(payload) if kind == "value" and isinstance(payload, str) else None
+        if found:
+            raise SystemExit(
+                f"Kale: step `{step}` is cached, and its input `{name}` holds {found.group()}, "
+                "which differs every run, so the step must not be reused\n"
+                "fix: run it without caching (--no-cache, or cache=False on the step), or "
+                "give the value without the macro")
+
+
 def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, Any]],
                   outputs: dict[str, tuple[str, dict[str, Any]]], run_id: str = "",
                   created: str = "", flow: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -224,6 +240,8 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
     ran). Returns what the component returns to Kubeflow: ``branch``, a condition's branch
     index, and ``items``, the numbered tokens of the items of each output a loop iterates."""
     flow = flow or {}
+    if spec.get("cached"):
+        _refuse_macros(spec["step"], inputs)
     project = os.path.join(root, "project")
     # Reading an input may need the project's own modules (a class defined there, a backend
     # registered there), as in a local run: the project comes first on the path from the start.

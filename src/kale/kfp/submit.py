@@ -71,16 +71,19 @@ COMPILE_OPTIONS = {"image": "--image", "requirements": "--requirements",
 def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, upload: bool | None = None,
-                    option: str = "-o") -> PipelinePackage:
+                    option: str = "-o", cache: bool | None = None,
+                    values: dict[str, Any] | None = None) -> PipelinePackage:
     """Write the package of ``graph`` to ``output`` (default ``<pipeline name>.yaml``) and
     describe it on stderr. A bundle too big for the package is uploaded to the bundle store
-    when ``upload`` (by default: when ``bundle_store`` is given)."""
+    when ``upload`` (by default: when ``bundle_store`` is given). ``cache`` is ``--cache``
+    (True) or ``--no-cache`` (False); ``None`` leaves it to each step's ``cache`` option."""
     from kale.kfp.compiler import compile_graph, describe
 
     path = package_path(graph, output, option=option)
     compiled = compile_graph(graph, path, image=image, requirements=requirements,
                              bundle_store=bundle_store,
-                             upload=bool(bundle_store) if upload is None else upload)
+                             upload=bool(bundle_store) if upload is None else upload,
+                             cache=cache, values=values)
     print(describe(graph, compiled, path), file=sys.stderr)
     return PipelinePackage(path)
 
@@ -89,14 +92,17 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
                          ) -> KfpRun | PipelinePackage:
     """``--kfp``: write the package (``--dry-run``, returns its path) or submit it (returns the
     run; ``--wait`` follows it and raises ``KubeflowError`` unless it succeeds)."""
+    cache = getattr(flags, "caching", None)  # --cache / --no-cache
     try:
         if flags.dry_run:
             return compile_package(graph, flags.output, image=flags.image,
                                    requirements=flags.requirements,
-                                   bundle_store=flags.bundle_store)
+                                   bundle_store=flags.bundle_store, cache=cache,
+                                   values=values)
         run = submit_pipeline(graph, values, output=flags.output, host=flags.kfp_host,
                               namespace=flags.namespace, image=flags.image,
-                              requirements=flags.requirements, bundle_store=flags.bundle_store)
+                              requirements=flags.requirements, bundle_store=flags.bundle_store,
+                              cache=cache)
     except KeyboardInterrupt:
         what = ("the package was not written" if flags.dry_run else
                 "no run was started (a pipeline version may have been uploaded)")
@@ -114,14 +120,16 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     output: str | os.PathLike[str] | None = None, host: str | None = None,
                     namespace: str | None = None, experiment: str | None = None,
                     image: str | None = None, requirements: str | None = None,
-                    bundle_store: str | None = None) -> KfpRun:
+                    bundle_store: str | None = None, cache: bool | None = None) -> KfpRun:
     """Compile ``graph`` (into ``output`` when given, else a temporary file), upload it and
-    start a run with ``values``; a big bundle goes to the bundle store."""
+    start a run with ``values``; a big bundle goes to the bundle store. ``cache`` as for
+    ``compile_package``."""
     check_run_values(graph, values)
     with tempfile.TemporaryDirectory(prefix="kale-kfp-") as folder:
         package = compile_package(
             graph, output or os.path.join(folder, f"{graph.name}.yaml"), image=image,
-            requirements=requirements, bundle_store=bundle_store, upload=True)
+            requirements=requirements, bundle_store=bundle_store, upload=True, cache=cache,
+            values=values)
         return submit(graph, values, package, host=host, namespace=namespace,
                       experiment=experiment)
 

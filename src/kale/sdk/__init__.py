@@ -556,7 +556,10 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
         if checked.autosnapshot:
             warnings.warn_explicit(
                 "autosnapshot=True has no effect: it asked Arrikto's Rok to snapshot volumes. "
-                "Kale keeps every step's outputs in the run record instead.",
+                "What Kale keeps instead: every step's outputs (in the run record locally, as "
+                "artifacts in Kubeflow's artifact store), the project bundle each run ran (by "
+                "content hash), and with cache=True or --cache, unchanged steps are reused, "
+                "so running again after a failure resumes it.",
                 KaleWarning, location.file, location.line,
             )
         return PipelineFunction(target, checked, location)
