@@ -219,7 +219,7 @@ def test_bad_cache_defaults_and_flags_are_clear(tmp_path):
     assert take_flags(["s.py", "--kfp", "--cache"]).caching is True
     assert take_flags(["s.py", "--kfp", "--no-cache"]).caching is False
     assert take_flags(["s.py", "--kfp"]).caching is None
-    with pytest.raises(FlagError, match="--cache and --no-cache both given"):
+    with pytest.raises(FlagError, match="--cache and --no-cache are both given"):
         take_flags(["s.py", "--kfp", "--cache", "--no-cache"])
     with pytest.raises(FlagError, match="--cache takes no value"):
         take_flags(["s.py", "--kfp", "--cache=yes"])
