@@ -85,7 +85,7 @@ LIMIT_BYTES = 200 * 2**20
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
                   "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
                   "source.py", "not_provided.py", "distributed.py", "types.py", "items.py",
-                  "cmdutils.py", "containers.py"]
+                  "logs.py", "cmdutils.py", "containers.py"]
 
 
 def carries_kale_module(module: str) -> bool:
