@@ -215,10 +215,10 @@ def _refuse_macros(step: str, inputs: dict[str, tuple[str, Any]]) -> None:
     """A cached step is not told the run's id (KFP would key it by it, and it would never be
     reused), so a parameter value holding a run macro, given when the run was started, fails
     the step before anything is kept rather than let later runs reuse what it made."""
-    from kale.macros import _MACRO
+    from kale.macros import MACRO
 
     for name, (kind, payload) in inputs.items():
-        found = _MACRO.search(payload) if kind == "value" and isinstance(payload, str) else None
+        found = MACRO.search(payload) if kind == "value" and isinstance(payload, str) else None
         if found:
             raise SystemExit(
                 f"Kale: step `{step}` is cached, and its input `{name}` holds {found.group()}, "
