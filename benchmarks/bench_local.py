@@ -9,7 +9,12 @@
 (c) a 200-item fan-out, ``squares = [square(x) for x in items]``, and a step collecting the
     200 results (goal: at most 10 ms per iteration, near (a)'s per-step overhead);
 (c') the same with 2,000 items and ``loop_parallelism=4``: the cost per iteration must stay
-    flat as the loop grows (it was quadratic: run.json rewritten at every change).
+    flat as the loop grows (it was quadratic: run.json rewritten at every change);
+(d) four scikit-learn steps (make data, scale, fit, score) that import submodules
+    (``sklearn.datasets``, ``sklearn.preprocessing``, ``sklearn.linear_model``,
+    ``sklearn.metrics``), with the zygote preloading the full module names the steps import
+    against preloading only their top-level names (``sklearn``, as before issue 19): the two
+    interleaved, min and median of ``--repeats`` (at least 5).
 
 Each contender runs in a fresh interpreter; the time is that of the pipeline call itself
 (interpreter start-up and imports excluded), best of ``--repeats``. Kale is also timed warm: a
@@ -249,6 +254,74 @@ def fanout_code(items: int, options: str = "") -> str:
         "@pipeline()", "@pipeline")
 
 
+KALE_SKLEARN = TIMER + '''
+import io, sys
+from kale.sdk import pipeline, step
+from kale.local.progress import PlainProgress
+from kale.local import run_graph
+import kale.local.processes as processes
+
+if sys.argv[2] == "top-level":  # preloading as before issue 19: top-level names only
+    acquire = processes.Zygote.acquire.__func__
+    processes.Zygote.acquire = classmethod(lambda cls, preload, safe=False: acquire(
+        cls, sorted({name.split(".")[0] for name in preload}), safe))
+
+@step
+def make(n):
+    from sklearn.datasets import make_classification
+    x, y = make_classification(n_samples=n, n_features=20, random_state=0)
+    return {"x": x.tolist(), "y": y.tolist()}
+
+@step
+def scale(data):
+    import numpy as np
+    from sklearn.preprocessing import StandardScaler
+    return StandardScaler().fit_transform(np.array(data["x"]))
+
+@step
+def fit(x, data):
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression().fit(x, data["y"])
+
+@step
+def score(model, x, data):
+    from sklearn.metrics import accuracy_score
+    return float(accuracy_score(data["y"], model.predict(x)))
+
+@pipeline
+def learn(n=500):
+    data = make(n)
+    x = scale(data)
+    model = fit(x, data)
+    score(model, x, data)
+
+graph = learn.graph
+start = time.perf_counter()
+first = run_graph(graph, {"n": 500}, progress=PlainProgress(io.StringIO()))
+cold = time.perf_counter() - start
+start = time.perf_counter()
+second = run_graph(graph, {"n": 500}, progress=PlainProgress(io.StringIO()))
+warm = time.perf_counter() - start
+report(seconds=cold, warm=warm, result=first.outputs["score"])
+'''
+
+
+def measure_all(code: str, folder: Path, *args: str) -> dict | str:
+    """One run of ``code`` in a fresh interpreter: its report."""
+    import json
+
+    script = folder / f"bench_{abs(hash(code))}.py"
+    script.write_text(textwrap.dedent(code))
+    home = tempfile.mkdtemp(dir=folder)
+    result = subprocess.run([sys.executable, str(script), home, *args], capture_output=True,
+                            text=True, cwd=folder, env={**os.environ, "KALE_HOME": home})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH ")]
+    if result.returncode != 0 or not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"failed: {tail[:70]}"
+    return json.loads(lines[-1][6:])
+
+
 def measure(code: str, folder: Path, repeats: int) -> dict | str:
     import json
 
@@ -326,6 +399,25 @@ def main() -> None:
         big = measure(fanout_code(BIG_FANOUT, "loop_parallelism=4"), folder, 1)
         rows.append((f"(c') fan-out of {BIG_FANOUT}, loop_parallelism=4, first run", total(big),
                      per_item(big, items=BIG_FANOUT)))
+        import statistics
+
+        runs: dict[str, list[dict]] = {"full names": [], "top-level": []}
+        failure = ""
+        for _ in range(max(5, args.repeats)):  # interleaved
+            for mode, found in runs.items():
+                result = measure_all(KALE_SKLEARN, folder, mode)
+                if isinstance(result, str):
+                    failure = result
+                else:
+                    found.append(result)
+        for mode, found in runs.items():
+            for key, which in (("seconds", "first run"), ("warm", "second run")):
+                values = [run[key] for run in found]
+                cell = (f"{min(values):.3f} s" if values else failure)
+                rows.append((f"(d) 4 scikit-learn steps, preload {mode}, {which}", cell,
+                             f"median {statistics.median(values):.3f} s, "
+                             f"{statistics.median(values) / 4 * 1000:.0f} ms/step"
+                             if values else ""))
     width = max(len(row[0]) for row in rows)
     print(f"{'scenario':<{width}}  {'time':>12}  overhead")
     print(f"{'-' * width}  {'-' * 12}  {'-' * 14}")

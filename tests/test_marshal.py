@@ -82,12 +82,9 @@ def test_numpy_arrays_scalars_and_subclasses(tmp_path):
 
 # -- pandas and Arrow ----------------------------------------------------------------------------
 
-def test_frames_keep_index_dtypes_and_names(tmp_path, monkeypatch):
+def test_frames_keep_index_dtypes_and_names(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    import kale.marshal.backends as backends
-
-    monkeypatch.setattr(backends, "_BATCH_BYTES", 64)  # force many batches
     frame = pd.DataFrame({
         "category": pd.Categorical(["a", "b", "a", "c"] * 5),
         "when": pd.date_range("2026-01-01", periods=20, freq="h", tz="Europe/Athens"),
@@ -124,14 +121,31 @@ def test_frames_arrow_cannot_hold_fall_back_to_pickle_and_say_so(tmp_path):
 
 # -- scikit-learn and PyTorch ----------------------------------------------------------------------
 
-def test_scikit_learn_models_use_joblib(tmp_path):
+def test_scikit_learn_models_are_pickled_with_their_version(tmp_path):
     np = pytest.importorskip("numpy")
     linear = pytest.importorskip("sklearn.linear_model")
     model = linear.LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]),
                                             np.array([0, 0, 1, 1]))
     stored, loaded = round_trip(model, tmp_path)
-    assert stored.backend == "joblib" and stored.extra["sklearn_version"]
+    assert stored.backend == "sklearn" and stored.extra["sklearn_version"]
+    assert stored.extra["library"] == "sklearn" and stored.path.endswith(".pkl")
     assert (loaded.predict([[0.0], [3.0]]) == [0, 1]).all()
+
+
+def test_scikit_learn_models_holding_functions_and_old_joblib_files(tmp_path):
+    np = pytest.importorskip("numpy")
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    joblib = pytest.importorskip("joblib")
+    doubling = preprocessing.FunctionTransformer(lambda x: x * 2)  # joblib cannot store this
+    stored, loaded = round_trip(doubling.fit(np.ones((2, 1))), tmp_path, "d")
+    assert stored.backend == "sklearn" and "fallback" not in stored.extra
+    assert (loaded.transform(np.ones((1, 1))) == 2).all()
+    # a run store written by an earlier Kale (joblib) still reads
+    model = preprocessing.StandardScaler().fit(np.array([[0.0], [2.0]]))
+    joblib.dump(model, tmp_path / "old.joblib")
+    meta = {"path": str(tmp_path / "old.joblib"), "backend": "joblib",
+            "type": "sklearn.preprocessing._data.StandardScaler", "size": 1}
+    assert marshal.load(meta, store=tmp_path).mean_.tolist() == [1.0]
 
 
 def test_torch_tensors_and_modules(tmp_path):
@@ -300,13 +314,10 @@ def test_frames_arrow_would_change_are_pickled_with_a_reason(tmp_path, case):
     assert stored.backend == "pickle" and "arrow could not store it" in stored.extra["fallback"]
 
 
-def test_frame_structure_survives_arrow(tmp_path, monkeypatch):
+def test_frame_structure_survives_arrow(tmp_path):
     pd = pytest.importorskip("pandas")
     np = pytest.importorskip("numpy")
     pytest.importorskip("pyarrow")
-    import kale.marshal.backends as backends
-
-    monkeypatch.setattr(backends, "_BATCH_BYTES", 1024)
     columns = pd.MultiIndex.from_tuples([("v", "a"), ("w", "b")], names=["lvl0", "lvl1"])
     frame = pd.DataFrame(np.arange(6000.0).reshape(3000, 2), columns=columns)
     frame.index = pd.RangeIndex(10, 6010, 2, name="row")

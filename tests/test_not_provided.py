@@ -21,11 +21,6 @@ IMPORTS = [
     ("from kale import distributed", "kale.distributed", True, "kubeflow-training"),
     ("import kale.types", "kale.types", True, "Python type"),
     ("from kale import types", "kale.types", True, "Python type"),
-    ("from kale.sdk import has_metrics", "kale.sdk.has_metrics", False, "print the values"),
-    ("from kale.sdk import step, artifact", "kale.sdk.artifact", False, "return the value"),
-    ("import kale.sdk.logging", "kale.sdk.logging", True, "print the values"),
-    ("from kale.sdk.logging import log_metric", "kale.sdk.logging", True, "print the values"),
-    ("from kale.sdk import logging", "kale.sdk.logging", True, "print the values"),
 ]
 
 
@@ -76,9 +71,9 @@ def test_a_script_can_still_catch_it_as_an_import_error(tmp_path):
 
 
 def test_it_survives_a_trip_between_processes():
-    error = pickle.loads(pickle.dumps(NotProvidedError("kale.sdk.artifact", "m", fix="f")))
+    error = pickle.loads(pickle.dumps(NotProvidedError("kale.types", "m", fix="f")))
     assert (type(error), error.api, error.name, error.message, error.fix) == (
-        NotProvidedError, "kale.sdk.artifact", "kale.sdk", "m", "f")
+        NotProvidedError, "kale.types", "kale", "m", "f")
 
 
 GRAPHED = '''
@@ -98,12 +93,11 @@ def flow():
 
 
 def test_kale_graph_shows_the_message_at_the_scripts_line(tmp_path):
-    (tmp_path / "flow.py").write_text(GRAPHED.format(imports="from kale.sdk import has_metrics"))
+    (tmp_path / "flow.py").write_text(GRAPHED.format(imports="from kale import types"))
     result = run_kale("graph", "flow.py", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: kale.sdk.has_metrics is not provided yet by this "
-                                    "Kale")
-    assert "--> flow.py:3:1" in result.stderr and "print the values" in result.stderr
+    assert result.stderr.startswith("error: kale.types is not supported by this Kale")
+    assert "--> flow.py:3:1" in result.stderr and "Python type" in result.stderr
     assert "Traceback" not in result.stderr and "fix the error above" not in result.stderr
 
 

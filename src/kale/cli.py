@@ -164,27 +164,151 @@ def _status(run: dict[str, Any]) -> str:
     return f"{run['status']} ({RUNNER_GONE})" if run.get("runner_gone") else run["status"]
 
 
+#: Outputs stored as JSON up to this size have their value shown by `kale show`.
+SMALL_OUTPUT = 1024
+
+
+def _small_value(stored: dict[str, Any], folder: str) -> str | None:
+    """A small output's value, as Python shows it (cut to a line), or None."""
+    if stored.get("backend") != "json" or not isinstance(stored.get("size"), int) or \
+            stored["size"] > SMALL_OUTPUT:
+        return None
+    from kale import marshal
+
+    try:
+        value = marshal.load(stored, store=folder)
+    except Exception:
+        return None
+    return _cell(value, 200)
+
+
 _HOME_OPTION = click.option("--home", metavar="DIR", help="Where run records are: "
                             "default $KALE_HOME, else ./.kale")
+
+
+def _cell(value: Any, width: int = 24) -> str:
+    """A parameter's or metric's value in a table cell: numbers as ``kale.logs`` prints them,
+    strings bare, the rest as Python shows them; cut to ``width``."""
+    from kale.logs import metric_text
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = metric_text(value)
+    else:
+        text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 @main.command()
 @_HOME_OPTION
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
-def runs(home: str | None, limit: int) -> None:
-    """List local runs, newest first."""
-    from kale.local.record import list_runs
+@click.option("-p", "--pipeline", "pipeline_name", metavar="NAME",
+              help="Only the runs of this pipeline.")
+def runs(home: str | None, limit: int, pipeline_name: str | None) -> None:
+    """List local runs, newest first, with their parameters and metrics (when the runs listed
+    are of one pipeline: --pipeline NAME)."""
+    from kale.local.record import list_runs, run_metrics
 
     folder = _home(home)
     found = list_runs(folder)
+    if pipeline_name is not None:
+        found = [run for run in found if run.get("pipeline") == pipeline_name]
     if not found:
-        click.echo(f"no runs in {folder}")
+        click.echo(f"no runs of pipeline {pipeline_name!r} in {folder}" if pipeline_name
+                   else f"no runs in {folder}")
         return
-    rows = [("run", "pipeline", "experiment", "status", "started", "duration")]
-    for run in found[:limit]:
+    shown = found[:limit]
+    pipelines = {run.get("pipeline") for run in shown}
+    parameters: list[str] = []
+    metrics: list[str] = []
+    values = []
+    if len(pipelines) == 1:
+        for run in shown:
+            logged = run_metrics(run)
+            values.append(logged)
+            parameters.extend(name for name in run.get("parameters") or {}
+                              if name not in parameters)
+            metrics.extend(name for name in logged if name not in metrics)
+    rows = [("run", "pipeline", "experiment", "status", "started", "duration",
+             *parameters, *metrics)]
+    for index, run in enumerate(shown):
+        given = run.get("parameters") or {}
+        logged = values[index] if values else {}
         rows.append((run["id"][:8], run["pipeline"], run.get("experiment") or "-",
-                     _status(run), _when(run.get("started")), _took(run.get("duration"))))
+                     _status(run), _when(run.get("started")), _took(run.get("duration")),
+                     *(_cell(given[name]) if name in given else "-" for name in parameters),
+                     *(_cell(logged[name]) if name in logged else "-" for name in metrics)))
     click.echo(_table(rows))
+    if len(pipelines) > 1:
+        click.echo("\n(runs of several pipelines: `kale runs --pipeline NAME` shows one's "
+                   "parameters and metrics)")
+
+
+def _find(folder: Any, run_id: str) -> dict[str, Any]:
+    from kale.loader import ScriptError
+    from kale.local.record import find_run
+
+    found = find_run(folder, run_id)
+    if isinstance(found, list):
+        if not found:
+            raise ScriptError(f"no run {run_id!r} in {folder}",
+                              fix="`kale runs` lists the runs (use --home for another folder)")
+        raise ScriptError(f"{run_id!r} matches {len(found)} runs: {', '.join(found)}",
+                          fix="give more of the run id")
+    return found
+
+
+@main.command()
+@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True)
+@_HOME_OPTION
+@click.option("-d", "--diff", "only_differences", is_flag=True,
+              help="Show only the parameters and metrics that differ.")
+def compare(run_ids: tuple[str, ...], home: str | None, only_differences: bool) -> None:
+    """Put local runs side by side (RUN: an id or the start of one): status, duration,
+    parameters and metrics; `*` marks what differs between them."""
+    from kale.loader import ScriptError
+    from kale.local.record import run_metrics
+
+    if len(run_ids) < 2:
+        raise ScriptError("`kale compare` compares two runs or more",
+                          fix="give the ids (or their starts) of two runs or more; "
+                          "`kale runs` lists them")
+    folder = _home(home)
+    chosen = [_find(folder, run_id) for run_id in run_ids]
+    ids = [run["id"] for run in chosen]
+    if len(set(ids)) < len(ids):
+        raise ScriptError("a run is named twice", fix="give each run once")
+    logged = [run_metrics(run) for run in chosen]
+    names: dict[str, list[str]] = {"parameter": [], "metric": []}
+    for run, metrics in zip(chosen, logged, strict=True):
+        names["parameter"].extend(name for name in run.get("parameters") or {}
+                                  if name not in names["parameter"])
+        names["metric"].extend(name for name in metrics if name not in names["metric"])
+    missing = object()
+    lines: list[tuple[str, list[Any]]] = [
+        ("pipeline", [run.get("pipeline") for run in chosen]),
+        ("status", [_status(run) for run in chosen]),
+        ("started", [_when(run.get("started")) for run in chosen]),
+        ("duration", [_took(run.get("duration")) for run in chosen]),
+        *((f"parameter {name}", [(run.get("parameters") or {}).get(name, missing)
+                                 for run in chosen]) for name in names["parameter"]),
+        *((f"metric {name}", [metrics.get(name, missing) for metrics in logged])
+          for name in names["metric"]),
+    ]
+    rows = [("", *(run_id[:8] for run_id in ids), "")]
+    hidden = 0
+    for label, cells in lines:
+        differs = any(cell != cells[0] for cell in cells[1:]) and \
+            label not in ("started", "duration")
+        if not differs and only_differences and label.startswith(("parameter", "metric")):
+            hidden += 1
+            continue
+        rows.append((label, *("-" if cell is missing else _cell(cell) for cell in cells),
+                     "*" if differs else ""))
+    click.echo(_table(rows))
+    click.echo("\n* differs between the runs" + (
+        f"; {hidden} parameter and metric row{'s' if hidden != 1 else ''} alike in every run "
+        "left out" if hidden else ""))
 
 
 @main.command()
@@ -195,19 +319,10 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     """Show one local run (RUN: its id or the start of it): steps, parameters, outputs, logs."""
     from pathlib import Path
 
-    from kale.loader import ScriptError
     from kale.local.progress import final_state, task_rows
-    from kale.local.record import find_run
+    from kale.local.record import task_artifacts, task_metrics
 
-    folder = _home(home)
-    found = find_run(folder, run_id)
-    if isinstance(found, list):
-        if not found:
-            raise ScriptError(f"no run {run_id!r} in {folder}",
-                              fix="`kale runs` lists the runs (use --home for another folder)")
-        raise ScriptError(f"{run_id!r} matches {len(found)} runs: {', '.join(found)}",
-                          fix="give more of the run id")
-    run = found
+    run = _find(_home(home), run_id)
     click.echo(f"run {run['id']}\npipeline {run['pipeline']}"
                + (f" (experiment {run['experiment']})" if run.get("experiment") else ""))
     reason = run.get("reason") or ""
@@ -230,6 +345,22 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
                       "duration": sum(spans) if spans else None})
     rows = [("step", "status", "attempts", "duration"), *task_rows(tasks, run.get("order", ()))]
     click.echo("\n" + _table(rows))
+    metrics = task_metrics(run)
+    if metrics:
+        click.echo("\nmetrics")
+        retried = {task for task, number, _, _ in metrics if number > 1}
+        rows = [("step", "metric", "value"), *(
+            (task + (f" (attempt {number})" if task in retried else ""), name, _cell(value, 40))
+            for task, number, name, value in metrics)]
+        click.echo("\n".join("  " + line for line in _table(rows).splitlines()))
+    artifacts = task_artifacts(run)
+    if artifacts:
+        click.echo("\nartifacts")
+        for task, number, name, entry in artifacts:
+            kind = entry.get("kind", "?") if entry.get("kind") != "file" else \
+                f"html, from {entry.get('source', '?')}"
+            click.echo(f"  {task} {name} ({kind}"
+                       + (f", attempt {number}" if number > 1 else "") + f") {entry['path']}")
     position = {name: number for number, name in enumerate(run.get("order", ()))}
     for name, step in sorted(run["steps"].items(), key=lambda item: (
             position.get(item[1].get("step", item[0]), -1), tuple(item[1].get("index", ())))):
@@ -237,6 +368,9 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
         for output, stored in step.get("outputs", {}).items():
             details.append(f"  output {output}: {stored['type']} ({stored['backend']}, "
                            f"{stored['size']} bytes) {stored['path']}")
+            shown = _small_value(stored, run["folder"])
+            if shown is not None:
+                details.append(f"    = {shown}")
             if stored.get("fallback"):
                 details.append(f"    stored with {stored['backend']} because "
                                f"{stored['fallback']}")
@@ -269,6 +403,31 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
         if details:
             click.echo(f"\n{name}")
             click.echo("\n".join(details))
+
+
+@main.command()
+@click.option("--port", default=8765, show_default=True, help="The port to listen on "
+              "(0: a free one).")
+@_HOME_OPTION
+def ui(port: int, home: str | None) -> None:
+    """Browse local runs in a web browser: a read-only UI on 127.0.0.1 (Ctrl-C stops it)."""
+    from kale.loader import ScriptError
+    from kale.ui import make_server
+
+    folder = _home(home)
+    try:
+        server = make_server(folder, port)
+    except OSError as error:
+        raise ScriptError(f"the UI cannot listen on 127.0.0.1:{port}: {error.strerror}",
+                          fix="choose another port with --port N (0 picks a free one)") from None
+    click.echo(f"kale ui: http://127.0.0.1:{server.server_address[1]}/ (runs in {folder}; "
+               "Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _iso(stamp: Any) -> str | None:

@@ -195,6 +195,11 @@ def _rebuild(cls: type[KaleError], state: dict[str, Any]) -> KaleError:
     return error
 
 
+class LoggingError(KaleError, ValueError):
+    """A step logged a metric or an artifact Kale cannot keep (``kale.sdk.logging``): a value
+    that is not a finite number, a bad name, a call from outside the step."""
+
+
 class DefinitionError(KaleError):
     """A mistake in how a pipeline, a step or an option is written; found before anything runs."""
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-_MACRO = re.compile(r"\[\[(RunUUID|CurrentTime|ScheduledTime|Index)(?:\.([^\]]+))?\]\]")
+#: A macro in a value: its name and, for [[CurrentTime.<layout>]], the layout.
+MACRO = re.compile(r"\[\[(RunUUID|CurrentTime|ScheduledTime|Index)(?:\.([^\]]+))?\]\]")
 _DEFAULT_LAYOUT = "20060102150405"
 
 
@@ -89,4 +90,4 @@ def expand(value: Any, run_id: str, started: datetime) -> Any:
             return "1"
         return format_go_layout(started, layout or _DEFAULT_LAYOUT)
 
-    return _MACRO.sub(replace, value)
+    return MACRO.sub(replace, value)

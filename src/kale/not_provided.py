@@ -1,16 +1,13 @@
 """APIs of other Kales that real scripts import and that this Kale does not provide (yet).
 
-Scripts written for Arrikto's Kale or other Kale SDKs import ``kale.distributed``,
-``kale.types``, ``kale.sdk.logging``, and ``has_metrics`` and ``artifact`` from ``kale.sdk``.
-Importing one of them raises ``NotProvidedError``, an ``ImportError``
+Scripts written for Arrikto's Kale import ``kale.distributed`` and
+``kale.types``. Importing one of them raises ``NotProvidedError``, an ``ImportError``
 (``ModuleNotProvidedError``, a ``ModuleNotFoundError``, for a module), whose message says what
 the API was, that this Kale does not have it, where the import is (file:line) and what to do
 instead, rather than a "No module named" that reads like a broken installation. So ``except
 ImportError`` in a script still works as it would have.
 
-Placeholder modules raise it when imported (``kale/distributed.py``, ``kale/types.py``,
-``kale/sdk/logging.py``); ``kale`` and ``kale.sdk`` raise it from their module
-``__getattr__`` for names.
+Placeholder modules raise it when imported (``kale/distributed.py``, ``kale/types.py``).
 """
 
 from __future__ import annotations
@@ -36,24 +33,6 @@ APIS: dict[str, tuple[str, str, str]] = {
         "is not supported by this Kale",
         "remove the import and the annotations that use it: this Kale stores each value that "
         "crosses a step boundary by its Python type (see \"Passing data\" in Kale's README)",
-    ),
-    "kale.sdk.logging": (
-        "Arrikto's Kale's metrics logging: log_metric() and the like, shown by the Kubeflow UI",
-        "is not provided yet by this Kale",
-        "print the values for now: a step's output is kept with its run "
-        "(`kale show RUN --logs`) and in the step's Kubeflow logs",
-    ),
-    "kale.sdk.has_metrics": (
-        "Arrikto's Kale's marker of a step that reports metrics to the Kubeflow UI",
-        "is not provided yet by this Kale",
-        "print the values for now: a step's output is kept with its run "
-        "(`kale show RUN --logs`) and in the step's Kubeflow logs",
-    ),
-    "kale.sdk.artifact": (
-        "Arrikto's Kale's way of showing a file a step writes as an artifact in the Kubeflow UI",
-        "is not provided yet by this Kale",
-        "return the value from the step (or a pathlib.Path to the file): Kale stores it with "
-        "the run, and on Kubeflow as the step's output artifact",
     ),
 }
 

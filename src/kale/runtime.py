@@ -33,7 +33,7 @@ import sys
 import time
 import types
 
-from kale import macros, marshal
+from kale import logs, macros, marshal
 
 # Step processes import this module on their start-up path: keep it to cheap imports.
 TYPE_CHECKING = False
@@ -82,12 +82,17 @@ class StepInvocation:
     ``item_outputs`` are the outputs a loop of the pipeline iterates: the result reports their
     items' tokens (``reports``, ``"items:<output>"``). A condition step (``branch``) returns the
     index of the branch to run, reported as ``"branch"``; it stores nothing.
+
+    What the step logs (``kale.sdk.logging``) is written to ``artifact_dir`` (by default
+    ``artifacts/attempt-<n>`` beside ``output_dir``), and the result lists it (``logged``);
+    ``artifacts`` are the ``@artifact`` files, (name, path), that the step must write;
+    ``echo_metrics`` prints each metric as ``name=value`` (on Kubeflow, for Katib).
     """
 
-    __slots__ = ("attempt", "branch", "context", "created", "filename", "function_name",
-                 "futures", "grace", "inputs", "item_outputs", "line", "module", "output_dir",
-                 "outputs", "project_root", "result_path", "run_id", "source", "step", "store",
-                 "timeout", "unpacks")
+    __slots__ = ("artifact_dir", "artifacts", "attempt", "branch", "context", "created",
+                 "echo_metrics", "filename", "function_name", "futures", "grace", "inputs",
+                 "item_outputs", "line", "module", "output_dir", "outputs", "project_root",
+                 "result_path", "run_id", "source", "step", "store", "timeout", "unpacks")
 
     def __init__(self, step: str, function_name: str, source: str, filename: str, line: int,
                  module: str, project_root: str, output_dir: str,
@@ -97,7 +102,8 @@ class StepInvocation:
                  timeout: float | None = None, grace: float = DEFAULT_GRACE, run_id: str = "",
                  created: float | None = None, result_path: str | None = None,
                  store: str | None = None, item_outputs: tuple[str, ...] = (),
-                 branch: bool = False) -> None:
+                 branch: bool = False, artifacts: tuple[tuple[str, str], ...] = (),
+                 artifact_dir: str | None = None, echo_metrics: bool = False) -> None:
         self.step, self.function_name, self.source = step, function_name, source
         self.filename, self.line, self.module = filename, line, module
         self.project_root, self.output_dir = project_root, output_dir
@@ -108,6 +114,15 @@ class StepInvocation:
         self.run_id, self.created, self.result_path = run_id, created, result_path
         self.store = store
         self.item_outputs, self.branch = item_outputs, branch
+        self.artifacts, self.echo_metrics = artifacts, echo_metrics
+        self.artifact_dir = artifact_dir or attempt_artifacts(output_dir, attempt)
+
+
+def attempt_artifacts(output_dir: str, attempt: int) -> str:
+    """Where an attempt's logged artifacts go by default: ``artifacts/attempt-<n>`` in the
+    folder of its ``outputs`` (a local run's ``steps/<step>/``)."""
+    return os.path.join(os.path.dirname(os.path.normpath(output_dir)), "artifacts",
+                        f"attempt-{attempt}")
 
 
 class StepFailure(Exception):
@@ -126,7 +141,10 @@ class StepTimeout(BaseException):
 def _describe(error: BaseException) -> str:
     """``Type: message``, even for an exception whose ``str()`` fails."""
     try:
-        text = str(error)
+        errors = sys.modules.get("kale.errors")
+        # A Kale error's str() is its whole rendering (location, fix): the message is enough.
+        text = error.message if errors is not None and isinstance(error, errors.KaleError) \
+            else str(error)
     except Exception:
         text = "<its str() failed>"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -414,10 +432,14 @@ def run_step(task: StepInvocation, report: Report) -> dict[str, Any]:
     ``report("started", {...})`` is called just before the user's code runs (the step timeout
     counts from there).
     """
+    log = logs.StepLog(task.step, task.attempt, task.artifact_dir, report, task.echo_metrics)
     try:
-        outcome: dict[str, Any] = {"status": "done", **_run(task, report)}
+        outcome: dict[str, Any] = {"status": "done", **_run(task, report, log)}
     except StepFailure as failure:
         outcome = {"status": "failed", "error": failure.details}
+    logged = log.finish()
+    if logged:
+        outcome["logged"] = logged
     try:
         write_result(task, outcome)
     except OSError as error:
@@ -431,14 +453,14 @@ def run_step(task: StepInvocation, report: Report) -> dict[str, Any]:
     return outcome
 
 
-def _run(task: StepInvocation, report: Report) -> dict[str, Any]:
+def _run(task: StepInvocation, report: Report, log: logs.StepLog) -> dict[str, Any]:
     os.environ[IN_STEP] = task.step
     os.chdir(task.project_root)
     if task.project_root not in sys.path:
         sys.path.insert(0, task.project_root)
     main, argv = sys.modules.get("__main__"), sys.argv
     try:
-        return _call(task, report)
+        return _call(task, report, log)
     finally:
         if main is not None:
             sys.modules["__main__"] = main
@@ -459,7 +481,7 @@ def current_task() -> StepInvocation | None:
     return _current
 
 
-def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
+def _call(task: StepInvocation, report: Report, log: logs.StepLog) -> dict[str, Any]:
     global _current
     _current = task
     try:
@@ -486,20 +508,24 @@ def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
     report("started", {"time": time.time()})
     started = time.perf_counter()
     deadline.arm()
+    logs.activate(log)
     try:
         result = function(**arguments)
     except BaseException as error:  # sys.exit(), even KeyboardInterrupt, end only this step
+        logs.activate(None)
         deadline.disarm()
         if deadline.fired:
             end_descendants()  # what it started would hold its output open
+        fix = _NO_SPACE_FIX if isinstance(error, OSError) and \
+            error.errno in marshal.NO_SPACE else _kale_fix(error)
         raise StepFailure({
             "kind": "timeout" if deadline.fired else "error",
             "message": deadline.message() if deadline.fired else f"raised {_describe(error)}",
             "traceback": _user_traceback(error),
             "duration": time.perf_counter() - started,
-            **({"fix": _NO_SPACE_FIX} if isinstance(error, OSError)
-               and error.errno in marshal.NO_SPACE else {}),
+            **({"fix": fix} if fix else {}),
         }) from None
+    logs.activate(None)
     deadline.disarm()
     duration = time.perf_counter() - started
     if deadline.fired:  # the user's code caught StepTimeout and returned: still a timeout
@@ -509,10 +535,46 @@ def _call(task: StepInvocation, report: Report) -> dict[str, Any]:
                            "duration": duration})
     if task.branch:
         return {"outputs": {}, "reports": {"branch": result}, "duration": duration}
+    _keep_declared_artifacts(task, log)
     outcome = {"outputs": _save_outputs(task, result), "duration": duration}
     if task.item_outputs:
         outcome["reports"] = _item_reports(task, result)
     return outcome
+
+
+def _kale_fix(error: BaseException) -> str | None:
+    """The fix a Kale error raised in the step's code says (a bad ``log_metric``...)."""
+    errors = sys.modules.get("kale.errors")
+    if errors is not None and isinstance(error, errors.KaleError):
+        return error.fix
+    return None
+
+
+def _keep_declared_artifacts(task: StepInvocation, log: logs.StepLog) -> None:
+    """Keep the files of the step's ``@artifact`` marks (copied: the next run may overwrite
+    them); one that is missing fails the step."""
+    import shutil
+
+    for name, path in task.artifacts:
+        source = os.path.join(task.project_root, path)
+        if not os.path.isfile(source):
+            raise StepFailure({
+                "kind": "artifact",
+                "message": f"did not write {path}, its artifact {name!r} "
+                           f"(@artifact(name={name!r}, path={path!r}); looked for "
+                           f"{os.path.abspath(source)})",
+                "fix": f"write the HTML file at {path} in the step (a relative path is the "
+                       "project's folder, the step's working directory), or correct the path"})
+        try:
+            target = log.path(name, "file", "@artifact")
+            shutil.copyfile(source, target)
+            log.keep(name, "file", target, source=path)
+        except Exception as error:
+            raise StepFailure({"kind": "artifact",
+                               "message": f"could not keep its artifact {name!r} ({path}): "
+                                          f"{_describe(error)}",
+                               **({"fix": _kale_fix(error)} if _kale_fix(error) else {})}
+                              ) from None
 
 
 def _item_reports(task: StepInvocation, result: Any) -> dict[str, list[str]]:

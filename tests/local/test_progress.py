@@ -183,3 +183,22 @@ def test_a_bar_drawn_for_long_without_a_newline_is_kept_as_it_shows(tmp_path, mo
         module.Scheduler.tail(SimpleNamespace(progress=progress), attempt, final=True)
     assert [call for call in progress.calls if call[0] == "output"] == [
         ("output", "100%|##########| 50/50")]
+
+
+def test_metrics_are_printed_as_they_arrive_plain_and_live():
+    stream = io.StringIO()
+    progress = PlainProgress(stream)
+    progress.start(a_run(), parallelism=2)
+    progress.metric("train-model", "loss", 0.123456789)
+    progress.metric("train-model", "epochs", 3)
+    assert stream.getvalue().splitlines()[1:] == ["  train-model ◆ loss = 0.123457",
+                                                  "  train-model ◆ epochs = 3"]
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100, color_system=None)
+    live = LiveProgress(console)
+    run = a_run()
+    live.start(run, parallelism=2)
+    live.metric("load", "accuracy", 0.5)
+    live.tick()
+    live.finish(run)
+    assert "  load        ◆ accuracy = 0.5" in buffer.getvalue()

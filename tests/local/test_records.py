@@ -50,7 +50,7 @@ def test_kale_runs_and_show(script):
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["run", "pipeline", "experiment", "status", "started",
-                                "duration"]
+                                "duration", "n"]  # the runs of one pipeline: its parameter
     assert len(lines) == 4 and all(" flow " in line and " failed " in line for line in lines[2:])
     newest = lines[2].split()[0]
     shown = kale("show", newest, "--home", str(script.home), "--logs")
@@ -59,6 +59,7 @@ def test_kale_runs_and_show(script):
     assert "pipeline flow (experiment exp)" in out and "status failed" in out
     assert "  n = 5" in out
     assert "output values: list (json" in out
+    assert "    = [0, 1, 2, 3, 4]" in out  # a small output's value
     assert "attempt 2: failed: raised ValueError: nope" in out
     assert "    | making 5" in out
     assert "raise ValueError(\"nope\")" in out

@@ -448,6 +448,9 @@ class StepSource:
     context: tuple[CodeSegment, ...] = ()
     #: The ``from __future__`` features of its module, which apply to that code.
     futures: tuple[str, ...] = ()
+    #: Marked ``@has_metrics``, and the ``@artifact`` files it writes as (name, path).
+    has_metrics: bool = False
+    artifacts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

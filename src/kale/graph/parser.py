@@ -937,6 +937,8 @@ class _Parser:
                 filename=span.filename,
                 line=span.def_line,
                 text=span.text(),
+                has_metrics=bool(getattr(func.func, "__kale_has_metrics__", False)),
+                artifacts=tuple(getattr(func.func, "__kale_artifacts__", ())),
             ),
             arguments=tuple(arguments),
             outputs=targets,

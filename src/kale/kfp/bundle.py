@@ -85,7 +85,7 @@ LIMIT_BYTES = 200 * 2**20
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
                   "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
                   "source.py", "not_provided.py", "distributed.py", "types.py", "items.py",
-                  "cmdutils.py", "containers.py"]
+                  "logs.py", "cmdutils.py", "containers.py"]
 
 
 def carries_kale_module(module: str) -> bool:
@@ -635,7 +635,9 @@ def _add_link(archive: tarfile.TarFile, name: str, target: str) -> None:
     archive.addfile(info)
 
 
-def _runtime_files() -> list[tuple[Path, str]]:
+def runtime_files() -> list[tuple[Path, str]]:
+    """The files of Kale (and cloudpickle) that travel with every bundle: (file here, name in
+    the bundle). What steps run on Kubeflow, so a cache key of a step's code covers them."""
     import cloudpickle
 
     import kale
@@ -674,7 +676,7 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
                 else:
                     # Stopped mid-file once over the limit: no need to read a huge file whole.
                     _add(archive, chosen.files[name], f"project/{name}", buffer, limit)
-            for source, name in _runtime_files():
+            for source, name in runtime_files():
                 _add(archive, source, name, buffer)
         too_big = buffer.tell() > limit
     except _TooBig:

@@ -82,7 +82,7 @@ def _macro_parameters(graph: Graph, values: Mapping[str, Any]) -> dict[str, str]
     for parameter in graph.parameters:
         value = values.get(parameter.name, parameter.default)
         text = json.dumps(value, default=str)
-        match = macros._MACRO.search(text)
+        match = macros.MACRO.search(text)
         if match:
             found[parameter.name] = match.group()
     return found
@@ -135,10 +135,10 @@ class CodeKeys:
         project's files that are not Python code (settings, data: a step may read any of
         them), with the links the bundle recreates."""
         if self._shared is None:
-            from kale.kfp.bundle import _runtime_files
+            from kale.kfp.bundle import runtime_files
 
             digest = hashlib.sha256(f"kale-code-key {KEY_VERSION}\n".encode())
-            for source, name in _runtime_files():
+            for source, name in runtime_files():
                 digest.update(f"{name} {self._digest(str(source))}\n".encode())
             root = self.graph.project_root
             for name in self.bundle.files:

@@ -66,7 +66,8 @@ def _identifier(name: str) -> str:
 
 # Names the generated components' annotations and kfp's executor module rely on.
 _TAKEN = {"str", "int", "float", "bool", "list", "dict", "Input", "Output", "Artifact", "Dataset",
-          "Model", "kfp", "dsl", "importer", "List", "NamedTuple", "OutputPath"}
+          "Model", "kfp", "dsl", "importer", "List", "NamedTuple", "OutputPath", "Metrics", "HTML",
+          "Markdown", "ClassificationMetrics"}
 
 
 def task_display_names(graph: Graph) -> dict[str, str]:
@@ -580,6 +581,12 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
     uris = [name for name in step.outputs if (step.name, name) in flow.one_of]
     for name in uris:
         parameters.append(f"kale_uri_{ports[('out', name)]}: OutputPath(str)")
+    from kale.kfp.logged import logged_ports
+
+    logged, logs_port = logged_ports(step)  # what the step logs: Metrics, HTML... artifacts
+    parameters.extend(logged)
+    if logs_port:
+        flow_ports.append(logs_port)
     if uris:
         flow_ports.append("'uris': {" + ", ".join(
             f"{name!r}: (kale_uri_{ports[('out', name)]}, {ports[('out', name)]}.uri)"
@@ -615,6 +622,8 @@ def _component_source(step: Step, graph: Graph, function_name: str, flow: _Flow,
         "unpacks": step.unpacks, "timeout": step.options.timeout, "grace": grace_seconds(),
         "context": context, "futures": list(function.futures),
         "item_outputs": list(step.item_outputs), "branch": step.condition is not None,
+        **({"artifacts": [list(pair) for pair in function.artifacts]}
+           if function.artifacts else {}),
     }
     if settings.deadline:
         # The pipeline's timeout, kept by the runtime from the run's start (see _Settings).
@@ -1015,7 +1024,10 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
                               upload=upload, target=target, notes=notes)
     namespace: dict[str, Any] = {"Input": Input, "Output": Output, "Artifact": Artifact,
                                  "Dataset": Dataset, "Model": Model, "List": list,
-                                 "NamedTuple": typing.NamedTuple, "OutputPath": dsl.OutputPath}
+                                 "NamedTuple": typing.NamedTuple, "OutputPath": dsl.OutputPath,
+                                 "Metrics": dsl.Metrics, "HTML": dsl.HTML,
+                                 "Markdown": dsl.Markdown,
+                                 "ClassificationMetrics": dsl.ClassificationMetrics}
     prefix = f"<kale {graph.name}"
     delivery = BundleDelivery(bundle, bundle_uri)
     delivery.define(lambda source, label: _define(source, f"{prefix} {label}>", namespace),

@@ -179,14 +179,95 @@ def _check_image(spec: dict[str, Any]) -> None:
             "or submit without --no-install")
 
 
+#: The artifact kind (``kale.kfp.logged``) each kind of logged artifact is written to.
+_PORT_KIND = {"html": "html", "figure": "html", "file": "html", "markdown": "markdown",
+              "classification": "classification"}
+
+
+def _warn(text: str) -> None:
+    print(f"Kale: {text}", file=sys.stderr, flush=True)
+
+
+def _html_of(name: str, entry: dict[str, Any]) -> str:
+    if entry["kind"] == "figure":
+        import base64
+
+        with open(entry["path"], "rb") as handle:
+            data = base64.b64encode(handle.read()).decode()
+        return f'<img alt="{name}" src="data:image/png;base64,{data}">'
+    with open(entry["path"], encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def write_logged(step: str, logged: dict[str, Any], ports: dict[str, Any]) -> None:
+    """Write what the step logged into the Kubeflow artifacts its component declares
+    (``kale.kfp.logged``): the metrics into the ``Metrics`` artifact's metadata, HTML, figures
+    and Markdown into their files, classification metrics into their artifact's metadata. What
+    has no artifact (logged through code the compiler could not see) is said in the log."""
+    metrics = logged.get("metrics") or {}
+    target = ports.get("metrics")
+    if metrics and target is None:
+        _warn(f"step `{step}` logged metrics ({', '.join(sorted(metrics))}) but its component "
+              "has no Metrics artifact, so the Kubeflow UI does not show them (they are in "
+              "this log as name=value): mark the step @has_metrics")
+    elif metrics:
+        for name, value in metrics.items():
+            target.log_metric(name, value)
+    groups: dict[tuple[str, Any], list[tuple[str, dict[str, Any]]]] = {}
+    for name, entry in (logged.get("artifacts") or {}).items():
+        kind = _PORT_KIND[entry["kind"]]
+        own = ports.get(kind) or {}
+        key = name if name in own else None
+        if key not in own:
+            _warn(f"step `{step}` logged {entry['kind']} artifact {name!r}, which its component "
+                  "has no artifact for (the name is not a literal in the step's own code)")
+            continue
+        groups.setdefault((kind, key), []).append((name, entry))
+    for (kind, key), entries in groups.items():
+        artifact = ports[kind][key]
+        artifact.metadata["kale_names"] = [name for name, _ in entries]
+        if kind == "classification":
+            import json
+
+            name, entry = entries[0]
+            if len(entries) > 1:
+                _warn(f"step `{step}` logged classification metrics "
+                      f"{', '.join(repr(n) for n, _ in entries)}, which share one artifact: "
+                      f"it holds {name!r}")
+            with open(entry["path"], encoding="utf-8") as handle:
+                data = json.load(handle)
+            if "confusion_matrix" in data:
+                artifact.log_confusion_matrix(data["confusion_matrix"]["categories"],
+                                              data["confusion_matrix"]["matrix"])
+            if "roc_curve" in data:
+                curve = data["roc_curve"]
+                artifact.log_roc_curve(curve["fpr"], curve["tpr"], curve["thresholds"])
+            continue
+        if len(entries) == 1 and entries[0][0] == key:
+            text = _html_of(*entries[0]) if kind == "html" else _text(entries[0][1]["path"])
+        elif kind == "html":
+            text = "\n".join(f"<section><h2>{name}</h2>\n{_html_of(name, entry)}</section>"
+                             for name, entry in entries)
+        else:
+            text = "\n\n".join(f"## {name}\n\n{_text(entry['path'])}" for name, entry in entries)
+        os.makedirs(os.path.dirname(artifact.path) or ".", exist_ok=True)
+        with open(artifact.path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def _text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
 def _refuse_macros(step: str, inputs: dict[str, tuple[str, Any]]) -> None:
     """A cached step is not told the run's id (KFP would key it by it, and it would never be
     reused), so a parameter value holding a run macro, given when the run was started, fails
     the step before anything is kept rather than let later runs reuse what it made."""
-    from kale.macros import _MACRO
+    from kale.macros import MACRO
 
     for name, (kind, payload) in inputs.items():
-        found = _MACRO.search(payload) if kind == "value" and isinstance(payload, str) else None
+        found = MACRO.search(payload) if kind == "value" and isinstance(payload, str) else None
         if found:
             raise SystemExit(
                 f"Kale: step `{step}` is cached, and its input `{name}` holds {found.group()}, "
@@ -229,6 +310,9 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         futures=tuple(spec.get("futures", ())), timeout=timeout,
         grace=spec.get("grace", 10.0), run_id=run_id, created=_created(created),
         item_outputs=tuple(spec.get("item_outputs", ())), branch=spec.get("branch", False),
+        artifacts=tuple((name, path) for name, path in spec.get("artifacts", ())),
+        artifact_dir=tempfile.mkdtemp(prefix="kale-logged-"),
+        echo_metrics=True,  # name=value lines, which Katib's StdOut collector reads
     )
     # kfp's executor (kfp.dsl.executor_main, kfp 2.x) configures the root logger (INFO, its own
     # format) before a component runs. A step runs as under `python script.py`, where logging is
@@ -243,6 +327,7 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         root.handlers[:] = handlers
         root.setLevel(level)
     if result["status"] != "done":
+        shutil.rmtree(task.artifact_dir, ignore_errors=True)
         details = result["error"]
         text = f"Kale: step `{spec['step']}` {details['message']}"
         if details.get("traceback"):
@@ -250,6 +335,8 @@ def run_component(spec: dict[str, Any], root: str, inputs: dict[str, tuple[str, 
         if details.get("fix"):
             text += f"\nfix: {details['fix']}"
         raise SystemExit(text)
+    write_logged(spec["step"], result.get("logged") or {}, flow.get("logs") or {})
+    shutil.rmtree(task.artifact_dir, ignore_errors=True)
     reports = result.get("reports", {})
     for name, stored in result["outputs"].items():
         if name not in outputs:

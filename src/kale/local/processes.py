@@ -185,14 +185,59 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
             stream.flush()
 
 
-def _preload(modules: list[str]) -> bool:
-    """Import libraries once for every fork; False if that started Python threads, which makes
-    forking unsafe (a lock a thread holds stays locked forever in the child). Native thread
-    pools such as OpenBLAS's prepare for fork themselves, and are not counted."""
-    for name in modules:
+def _preload(modules: list[str], events: int | None = None) -> bool:
+    """Import the modules the steps import, by full dotted name (``sklearn.ensemble``, not only
+    ``sklearn``: a step re-importing a package's submodules pays for most of the import), once
+    for every fork. False if that started Python threads, which makes forking unsafe (a lock a
+    thread holds stays locked forever in the child). Native thread pools such as OpenBLAS's
+    prepare for fork themselves, and are not counted.
+
+    Threads are counted after each import, so the modules that started some are known: they are
+    reported (an ``unthreaded`` event naming them), and the next zygote leaves them out. Names
+    that are not modules (``from typing import Any`` gives ``typing.Any``) cost a dictionary
+    look-up, not a search of ``sys.path``. Signal handlers a library installs are put back."""
+    import importlib
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    threads = _thread_count()
+    starters = []
+    for name in sorted(modules):  # a package before its submodules
+        if name in sys.modules or not _may_be_module(name):
+            continue
+        with contextlib.suppress(BaseException):
+            importlib.import_module(name)
+        now = _thread_count()
+        if now > threads:
+            starters.append(name)
+        threads = now
+    for number, handler in handlers.items():
         with contextlib.suppress(Exception):
-            __import__(name)
-    return _thread_count() == 1
+            if signal.getsignal(number) is not handler and handler is not None:
+                signal.signal(number, handler)
+    if starters and events is not None:
+        _send(events, ("threads", "", starters))
+    return threads == 1
+
+
+def _may_be_module(name: str) -> bool:
+    """Whether ``name`` can name a module not imported yet: its parent is a package (importing
+    it, then, if need be) without an attribute of that name that is not a module."""
+    parent, _, last = name.rpartition(".")
+    if not parent:
+        return True
+    owner = sys.modules.get(parent)
+    if owner is None:
+        if not _may_be_module(parent):
+            return False
+        with contextlib.suppress(BaseException):
+            __import__(parent)
+        owner = sys.modules.get(parent)
+        if owner is None:
+            return False
+    if not hasattr(owner, "__path__"):
+        return False  # a module, not a package: `typing.Any`, `os.path.join`
+    found = owner.__dict__.get(last)
+    return found is None or type(found) is type(sys)
 
 
 def _freeze_heap() -> None:
@@ -283,7 +328,7 @@ def serve(preload: list[str]) -> None:
     import kale.marshal.backends
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
-    safe = _preload(preload)
+    safe = _preload(preload, events)
     _freeze_heap()
     own = set(_adopted())  # helpers a preloaded library started, if any: not strays
     wake_read, wake_write = os.pipe()
@@ -333,7 +378,7 @@ def serve(preload: list[str]) -> None:
             buffer += chunk
             for kind, *payload in _unframe(buffer):
                 if kind == "preload":
-                    safe = _preload(payload[0]) and safe
+                    safe = _preload(payload[0], events) and safe
                     _freeze_heap()
                     own |= set(_adopted()) - set(children)
                 if kind != "run":
@@ -390,7 +435,10 @@ class Zygote:
     """
 
     _idle: ClassVar[list[Zygote]] = []  # started, alive, and not serving a run
-    _preload_unsafe = False  # a preloaded library started threads: preload nothing from now on
+    # Modules whose import started Python threads (reported by a zygote): never preloaded
+    # again, nor their submodules. Threads found without a module to blame: preload nothing.
+    _thread_starters: ClassVar[set[str]] = set()
+    _preload_unsafe = False
 
     @classmethod
     def prestart(cls) -> None:
@@ -403,9 +451,12 @@ class Zygote:
         """A zygote for one run, with ``preload`` loaded: an idle one, or a new one. Runs in
         parallel (threads of one process) each get their own."""
         if safe:
-            cls._preload_unsafe = True
+            # The zygote of this run refused: this run's steps start from a plain one.
+            preload = []
+            cls._preload_unsafe = cls._preload_unsafe or not cls._thread_starters
         if cls._preload_unsafe:
             preload = []
+        preload = [name for name in preload if not cls._starts_threads(name)]
         zygote = None
         while cls._idle and zygote is None:
             candidate = cls._idle.pop()
@@ -421,6 +472,12 @@ class Zygote:
             zygote.process.stdin.flush()
             zygote.preload.extend(missing)
         return zygote
+
+    @classmethod
+    def _starts_threads(cls, name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[:end]) in cls._thread_starters
+                   for end in range(1, len(parts) + 1))
 
     @classmethod
     def release(cls, zygote: Zygote) -> None:
@@ -484,6 +541,10 @@ class Zygote:
                     self.pids[key] = value
             elif kind == "refused":
                 self.refused = True
+            elif kind == "threads" and isinstance(value, list) and key == "" and \
+                    all(isinstance(name, str) for name in value):
+                # (a step could forge this: at worst, fewer modules are preloaded)
+                Zygote._thread_starters.update(value)
         return messages
 
     def kill(self, key: str) -> None:

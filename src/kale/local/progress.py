@@ -26,6 +26,12 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 
+def metric_line(step: str, name: str, value: int | float, width: int) -> str:
+    from kale.logs import metric_text
+
+    return f"  {step:<{width}} ◆ {name} = {metric_text(value)}"
+
+
 def final_state(line: str) -> str:
     """What a terminal shows of a line redrawn with carriage returns (a progress bar): each part
     overwrites the start of what the parts before it left."""
@@ -135,6 +141,10 @@ class PlainProgress:
         """The latest state of a line the step is redrawing: in a log, only its final state is
         worth a line, and ``output`` gets it when the line ends."""
 
+    def metric(self, step: str, name: str, value: int | float) -> None:
+        """A metric the step logged (``log_metric``), as it arrives."""
+        self._write(metric_line(step, name, value, self.width))
+
     def tick(self) -> None:
         """Nothing to refresh: plain output only writes on events."""
 
@@ -215,6 +225,9 @@ class LiveProgress(PlainProgress):
 
     def partial(self, step: str, text: str) -> None:
         self.partials[step] = text
+
+    def metric(self, step: str, name: str, value: int | float) -> None:
+        self.pending.append(metric_line(step, name, value, self.width))
 
     def note(self, text: str) -> None:
         self.pending.append(text)

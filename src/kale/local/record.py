@@ -190,3 +190,42 @@ def find_run(home: Path, prefix: str) -> dict[str, Any] | list[str]:
     if len(matches) == 1:
         return matches[0]
     return [run["id"] for run in matches]
+
+
+def _last_attempt(step: dict[str, Any]) -> dict[str, Any] | None:
+    attempts = step.get("attempts") or []
+    return attempts[-1] if attempts else None
+
+
+def task_metrics(data: dict[str, Any]) -> list[tuple[str, int, str, Any]]:
+    """Every metric of a run as (task, attempt, name, value): each task's last attempt (the
+    one that succeeded, when one did), in the order the record holds them."""
+    found = []
+    for task, step in data.get("steps", {}).items():
+        attempt = _last_attempt(step)
+        if attempt:
+            found.extend((task, attempt["number"], name, value)
+                         for name, value in (attempt.get("metrics") or {}).items())
+    return found
+
+
+def run_metrics(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's metrics by name, as ``kale runs`` and ``kale compare`` show them: a name only
+    one task logged stands alone, one that several logged is ``task.name``."""
+    found = task_metrics(data)
+    counts: dict[str, int] = {}
+    for _, _, name, _ in found:
+        counts[name] = counts.get(name, 0) + 1
+    return {(name if counts[name] == 1 else f"{task}.{name}"): value
+            for task, _, name, value in found}
+
+
+def task_artifacts(data: dict[str, Any]) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """Every artifact of a run as (task, attempt, name, entry), each task's last attempt."""
+    found = []
+    for task, step in data.get("steps", {}).items():
+        attempt = _last_attempt(step)
+        if attempt:
+            found.extend((task, attempt["number"], name, entry)
+                         for name, entry in (attempt.get("artifacts") or {}).items())
+    return found

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from kale import macros
+from kale import logs, macros
 from kale.errors import KaleError, display_path, name_cells
 from kale.graph.model import (
     CollectedRef,
@@ -71,6 +71,9 @@ class AttemptRecord:
     log: str = ""
     #: the backoff wait before this attempt (0 for the first)
     waited: float = 0.0
+    #: what the attempt logged (kale.sdk.logging): metrics by name, artifacts by name
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +123,8 @@ class Run:
     runner: dict[str, Any] = field(default_factory=dict)
     #: the steps in body order (``steps`` holds tasks as they were created)
     order: tuple[str, ...] = ()
+    #: the DAG's edges between steps, (upstream, downstream), for drawing it (``kale ui``)
+    edges: tuple[tuple[str, str], ...] = ()
     #: --cache (True), --no-cache (False), or None: each step's own ``cache`` option
     cache: bool | None = None
 
@@ -187,6 +192,7 @@ class Run:
             datetime.fromtimestamp(self.ended, timezone.utc).isoformat(),
             "duration": self.duration, "parameters": self.parameters,
             "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
+            "edges": [list(edge) for edge in self.edges],
             "cache": self.cache,
             "steps": {
                 name: {
@@ -310,6 +316,8 @@ class Scheduler:
             status="running", started=started, ended=None, parameters=self.values,
             steps={}, folder=self.record.folder, leaves=graph.leaves,
             runner=runner_identity(), order=tuple(step.name for step in graph.steps),
+            edges=tuple((upstream, step.name) for step in graph.steps
+                        for upstream in sorted(step.upstream)),
             cache=cache,
         )
         self.plan = Plan(graph, self.values)
@@ -325,7 +333,7 @@ class Scheduler:
         self.unsaved = False
         self.next_save = 0.0  # monotonic: when run.json may be written again while steps run
         # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
-        self.preload = list(graph.external_imports)
+        self.preload = sorted({name for names in graph.step_modules.values() for name in names})
         self.zygote = Zygote.acquire(self.preload)
         self.deadline = (time.monotonic() + graph.options.timeout
                          if graph.options.timeout else None)
@@ -556,7 +564,7 @@ class Scheduler:
             futures=function.futures, timeout=step.options.timeout, grace=self.grace,
             run_id=self.run_state.id, created=self.run_state.started,
             store=str(self.record.folder), item_outputs=step.item_outputs,
-            branch=step.condition is not None,
+            branch=step.condition is not None, artifacts=function.artifacts,
         )
 
     def input_of(self, task: Task, source: ValueSource) -> tuple[str, Any]:
@@ -616,6 +624,8 @@ class Scheduler:
                 attempt.exit_code = value
             elif event == "unwritten" and isinstance(value, dict):
                 attempt.unwritten = value
+            elif event == "metric":
+                self.live_metric(attempt, value)
             elif event == "refused":  # the zygote is not safe to fork: use a plain one
                 Zygote.release(self.zygote)
                 self.zygote = Zygote.acquire([], safe=True)
@@ -681,7 +691,7 @@ class Scheduler:
         task, record = attempt.task, attempt.record
         record.ended = time.time()
         record.duration = record.ended - record.started
-        outcome = self.checked(task, _read_result(record.log))
+        outcome = self.take_logged(task, record, self.checked(task, _read_result(record.log)))
         if attempt.stopped.startswith("was lost"):
             record.status = "crashed"
             record.error = {"kind": "crash", "message": attempt.stopped}
@@ -733,12 +743,43 @@ class Scheduler:
                                    f"the step's output folder {folder}")
         return outcome
 
+    def live_metric(self, attempt: _Attempt, value: Any) -> None:
+        """A metric the attempt logged just now (an event, checked as untrusted data)."""
+        checked = logs.check_event("metric", value)
+        metrics = attempt.record.metrics
+        if checked is None or (checked[0] not in metrics and len(metrics) >= logs.MAX_ENTRIES):
+            return
+        metrics[checked[0]] = checked[1]
+        self.dirty = True
+        self.progress.metric(attempt.task.key, *checked)
+
+    def take_logged(self, task: Task, record: AttemptRecord,
+                    outcome: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Keep what the result says the attempt logged, checked (``kale.logs.check_logged``):
+        its artifacts must be files of the attempt's own artifact folder."""
+        if outcome is None or "logged" not in outcome:
+            return outcome
+        from kale.runtime import attempt_artifacts
+
+        folder = attempt_artifacts(str(self.record.outputs_folder(task.key)), record.number)
+        logged = logs.check_logged(outcome["logged"], folder)
+        if isinstance(logged, str):
+            return _bad_result(logged)
+        record.metrics.update(logged.get("metrics", {}))
+        record.artifacts = logged.get("artifacts", {})
+        return outcome
+
     def succeeded(self, task: Task, record: AttemptRecord, result: dict[str, Any]) -> None:
         record.status = "succeeded"
         state = self.run_state.steps[task.key]
         state.outputs = result["outputs"]
         reports = result.get("reports") or {}
-        detail = self.show_reports(task, state, reports, f"in {record.duration:.2f}s")
+        detail = f"in {record.duration:.2f}s"
+        if record.metrics:
+            detail += ": " + ", ".join(f"{name}={logs.metric_text(value)}"
+                                       for name, value in list(record.metrics.items())[:6])
+            detail += ", ..." if len(record.metrics) > 6 else ""
+        detail = self.show_reports(task, state, reports, detail)
         if state.key and self.cache.enabled(task.step.name):
             self.cache.keep(state.key, state.outputs, reports, {
                 "run": self.run_state.id, "task": task.key, "pipeline": self.graph.name,

@@ -51,22 +51,71 @@ if TYPE_CHECKING:
     from kale.kfp.submit import PipelinePackage
     from kale.local import Run
 
-__all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "pipeline", "step"]
+__all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "artifact", "has_metrics",
+           "pipeline", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Names other Kales had here; importing one says what to do instead (see kale.not_provided).
-_NOT_PROVIDED = frozenset({"has_metrics", "artifact"})
+#: What ``has_metrics`` and ``artifact`` mark on a function (or a ``StepFunction``): read by
+#: the graph parser, which gives the step's component its Kubeflow artifacts.
+HAS_METRICS = "__kale_has_metrics__"
+ARTIFACTS = "__kale_artifacts__"
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NOT_PROVIDED or name == "logging":
-        from kale.not_provided import not_provided
+def has_metrics(func: F) -> F:
+    """Mark a step that logs metrics (``kale.sdk.logging.log_metric``), above or below
+    ``@step``. On Kubeflow its component gets a ``Metrics`` artifact, which the KFP UI shows.
+    A step whose own code calls ``log_metric`` is found without it; the mark is for a step
+    that logs through a helper function."""
+    location = _caller_location()
+    if not (inspect.isfunction(func) or isinstance(func, StepFunction)):
+        raise StepDefinitionError(
+            f"@has_metrics decorates steps, not {type(func).__name__} {func!r}",
+            location=location, fix="write @has_metrics directly above or below @step, "
+            "without parentheses")
+    setattr(func, HAS_METRICS, True)
+    if isinstance(func, StepFunction):
+        setattr(func.func, HAS_METRICS, True)
+    return func
 
-        # `from kale.sdk import logging` asks here first: the import system would take the
-        # submodule's ModuleNotFoundError for "no such submodule" and hide its message.
-        raise not_provided(f"kale.sdk.{name}", module=name == "logging")
-    raise AttributeError(f"module 'kale.sdk' has no attribute {name!r}")
+
+def artifact(*, name: str, path: str | os.PathLike[str]) -> Callable[[F], F]:
+    """Mark the HTML file a step writes at ``path`` (relative: to the project's folder) as its
+    HTML artifact ``name`` (open-source Kale's ``@artifact``), above or below ``@step``.
+
+    After the step returns, the file is kept with the run (and on Kubeflow becomes an ``HTML``
+    artifact); a step that did not write it fails, naming the file."""
+    location = _caller_location()
+    from kale.logs import NAME_RULE, bad_name
+
+    why = bad_name(name)
+    if why is not None:
+        raise _locate(InvalidOptionError("name", name, f"an artifact's name {why}; it takes "
+                                         f"{NAME_RULE}"), location, "name")
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise _locate(InvalidOptionError("path", path, "the path of the file the step writes "
+                                         "(a non-empty string) is expected"), location, "path")
+
+    def decorate(func: F) -> F:
+        if not (inspect.isfunction(func) or isinstance(func, StepFunction)):
+            raise StepDefinitionError(
+                f"@artifact(...) decorates steps, not {type(func).__name__} {func!r}",
+                location=location, fix="write @artifact(name=..., path=...) directly above or "
+                "below @step")
+        targets = [func, func.func] if isinstance(func, StepFunction) else [func]
+        for target in targets:
+            held = list(getattr(target, ARTIFACTS, ()))
+            if any(existing == name for existing, _ in held):
+                raise StepDefinitionError(
+                    f"the step has two artifacts named {name!r}", location=location,
+                    fix="give each @artifact of a step a name of its own")
+            # Decorators apply bottom up: keep them in the order they are written.
+            setattr(target, ARTIFACTS, ((name, path), *held))
+        return func
+
+    return decorate
 
 
 #: The variable the runtime sets, to the step's name, in a step's process.
