@@ -48,7 +48,7 @@ def big_project(tmp_path) -> tuple[Path, str]:
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
     (project / "flow.py").write_text(SCRIPT)
-    blob = os.urandom(900 * 1024)  # random bytes do not compress: over the 96 KB inline limit
+    blob = os.urandom(900 * 1024)  # random bytes do not compress: over the 104 KB inline limit
     (project / "data" / "blob.bin").write_bytes(blob)
     return project, hashlib.sha256(blob).hexdigest()
 
@@ -91,7 +91,7 @@ def test_without_a_store_a_dry_run_warns_and_a_submission_is_refused(big_project
         submitted = kale(project, "flow.py", "--kfp", "--kfp-host", kubeflow.host, **env)
         assert kubeflow.requests == []  # refused before anything is contacted
     assert submitted.returncode == 1
-    assert re.search(r"the project bundle is 9\d\d\.\d KB, more than the 96 KB a pipeline "
+    assert re.search(r"the project bundle is 9\d\d\.\d KB, more than the 104 KB a pipeline "
                      "package can carry", submitted.stderr), submitted.stderr
     assert "fix: set a bundle store" in submitted.stderr and "Traceback" not in submitted.stderr
 

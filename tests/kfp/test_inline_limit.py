@@ -67,7 +67,7 @@ def test_a_submission_of_a_bundle_over_the_limit_is_refused_with_the_store_advic
 
     with pytest.raises(KaleError) as caught:
         check_placeable(Bundle(os.urandom(INLINE_LIMIT + 1), ()), None)
-    assert "more than the 96 KB a pipeline package can carry (Argo refuses a run's workflow " \
+    assert "more than the 104 KB a pipeline package can carry (Argo refuses a run's workflow " \
         "over 1 MiB" in caught.value.message
     assert caught.value.fix.startswith("set a bundle store the cluster can read: "
                                        "--bundle-store minio://mlpipeline/kale")
