@@ -9,6 +9,7 @@ import click
 
 from kale import __version__
 from kale.errors import KaleError, install_excepthook
+from kale.local.progress import local_time, took
 
 
 class KaleGroup(click.Group):
@@ -136,20 +137,6 @@ def _home(home: str | None) -> Any:
     return Path(home).resolve() if home else kale_home()
 
 
-def _when(stamp: str | None) -> str:
-    from datetime import datetime
-
-    if not stamp:
-        return "-"
-    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _took(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
-
-
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -235,7 +222,7 @@ def runs(home: str | None, limit: int, pipeline_name: str | None) -> None:
         given = run.get("parameters") or {}
         logged = values[index] if values else {}
         rows.append((run["id"][:8], run["pipeline"], run.get("experiment") or "-",
-                     _status(run), _when(run.get("started")), _took(run.get("duration")),
+                     _status(run), local_time(run.get("started")), took(run.get("duration")),
                      *(_cell(given[name]) if name in given else "-" for name in parameters),
                      *(_cell(logged[name]) if name in logged else "-" for name in metrics)))
     click.echo(_table(rows))
@@ -288,8 +275,8 @@ def compare(run_ids: tuple[str, ...], home: str | None, only_differences: bool) 
     lines: list[tuple[str, list[Any]]] = [
         ("pipeline", [run.get("pipeline") for run in chosen]),
         ("status", [_status(run) for run in chosen]),
-        ("started", [_when(run.get("started")) for run in chosen]),
-        ("duration", [_took(run.get("duration")) for run in chosen]),
+        ("started", [local_time(run.get("started")) for run in chosen]),
+        ("duration", [took(run.get("duration")) for run in chosen]),
         *((f"parameter {name}", [(run.get("parameters") or {}).get(name, missing)
                                  for run in chosen]) for name in names["parameter"]),
         *((f"metric {name}", [metrics.get(name, missing) for metrics in logged])
@@ -329,7 +316,7 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     if run.get("runner_gone"):  # the reason starts with "runner gone", said by _status already
         reason = reason.partition(": ")[2]
     click.echo(f"status {_status(run)}" + (f": {reason}" if reason else ""))
-    click.echo(f"started {_when(run.get('started'))}, took {_took(run.get('duration'))}")
+    click.echo(f"started {local_time(run.get('started'))}, took {took(run.get('duration'))}")
     click.echo(f"record {run['folder']}")
     if run.get("parameters"):
         click.echo("\nparameters")
@@ -391,11 +378,11 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
                 details.extend("    " + row for row in trace.splitlines())
         source = step.get("cached_from")
         if step["status"] == "cached" and isinstance(source, dict):
-            made = f", made {_when(_iso(source.get('created')))}" if source.get("created") \
+            made = f", made {local_time(_iso(source.get('created')))}" if source.get("created") \
                 else ""
-            took = f" in {_took(source['duration'])}" if source.get("duration") else ""
+            spent = f" in {took(source['duration'])}" if source.get("duration") else ""
             task = f" (task {source['task']})" if source.get("task") not in (None, name) else ""
-            details.insert(0, f"  cached: outputs of run {source.get('run')}{task}{made}{took}")
+            details.insert(0, f"  cached: outputs of run {source.get('run')}{task}{made}{spent}")
         if step.get("reason") and step["status"] not in ("succeeded", "cached"):
             details.insert(0, f"  {step['status']}: {step['reason']}")
         if step.get("reports", {}).get("branch") is not None:
@@ -469,8 +456,8 @@ def cache_command(ctx: click.Context, home: str | None, limit: int) -> None:
     for entry in reversed(entries[-limit:] if limit > 0 else entries):
         source = entry.source()
         rows.append((str(source.get("task") or "?"), str(source.get("pipeline") or "-"),
-                     format_size(entry.size), _when(_iso(entry.last_used)),
-                     str(source.get("run") or "-")[:8], _took(source.get("duration"))))
+                     format_size(entry.size), local_time(_iso(entry.last_used)),
+                     str(source.get("run") or "-")[:8], took(source.get("duration"))))
     click.echo("\n" + _table(rows))
     if limit > 0 and len(entries) > limit:
         click.echo(f"... and {len(entries) - limit} more (--limit N)")

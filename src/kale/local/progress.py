@@ -32,6 +32,22 @@ def metric_line(step: str, name: str, value: int | float, width: int) -> str:
     return f"  {step:<{width}} ◆ {name} = {metric_text(value)}"
 
 
+def local_time(stamp: str | None) -> str:
+    """An ISO time from the run record as this machine's local time, or "-"."""
+    from datetime import datetime
+
+    if not stamp:
+        return "-"
+    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def took(seconds: float | None) -> str:
+    """A duration for a listing: ``850ms``, ``12.3s``, or "-"."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+
+
 def final_state(line: str) -> str:
     """What a terminal shows of a line redrawn with carriage returns (a progress bar): each part
     overwrites the start of what the parts before it left."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
-from kale.local.progress import task_rows
+from kale.local.progress import local_time, task_rows, took
 from kale.local.record import run_metrics, task_metrics
 from kale.logs import metric_text
 
@@ -46,20 +46,6 @@ def _cell(value: Any) -> str:
         return metric_text(value)
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
-
-
-def _when(stamp: str | None) -> str:
-    from datetime import datetime
-
-    if not stamp:
-        return "-"
-    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _took(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
 
 
 def _page(title: str, body: str) -> bytes:
@@ -165,8 +151,9 @@ def runs_page(store: Store, pipeline: str | None) -> bytes:
             f"{_e(run['id'][:8])}</a></td>",
             f"<td>{_e(run.get('pipeline'))}</td>",
             f"<td class='status {_e(run.get('status'))}'>{_e(run.get('status'))}</td>",
-            f"<td data-sort={_e(run.get('started') or '')}>{_e(_when(run.get('started')))}</td>",
-            f"<td data-sort={_e(run.get('duration') or 0)}>{_e(_took(run.get('duration')))}</td>",
+            f"<td data-sort={_e(run.get('started') or '')}>"
+            f"{_e(local_time(run.get('started')))}</td>",
+            f"<td data-sort={_e(run.get('duration') or 0)}>{_e(took(run.get('duration')))}</td>",
         ]
         cells += [f"<td data-sort={_e(_sort_key(given[name]))}>{_e(_cell(given[name]))}</td>"
                   if name in given else "<td data-sort=''>-</td>" for name in parameters]
@@ -386,7 +373,7 @@ def run_page(run: dict[str, Any]) -> bytes:
             error = attempt.get("error") or {}
             shown = bool(error) or attempt is attempts[-1]  # the last attempt, open
             parts.append(f"<details{' open' if shown else ''}><summary>attempt {number}: "
-                         f"{_e(attempt.get('status'))}, {_e(_took(attempt.get('duration')))}"
+                         f"{_e(attempt.get('status'))}, {_e(took(attempt.get('duration')))}"
                          + (f": {_e(error.get('message', ''))}" if error else "") +
                          "</summary>")
             if error.get("traceback"):
@@ -405,8 +392,8 @@ def run_page(run: dict[str, Any]) -> bytes:
     body = (f"<h1>Run {_e(run_id[:8])} <span class='status {_e(run.get('status'))}'>"
             f"{_e(run.get('status'))}</span></h1>{reason}"
             f"<p class=muted>pipeline <a href='/?pipeline={quote(run.get('pipeline', ''))}'>"
-            f"{_e(run.get('pipeline'))}</a> · started {_e(_when(run.get('started')))} · took "
-            f"{_e(_took(run.get('duration')))} · {_e(run_id)}</p>"
+            f"{_e(run.get('pipeline'))}</a> · started {_e(local_time(run.get('started')))} · took "
+            f"{_e(took(run.get('duration')))} · {_e(run_id)}</p>"
             + (f"<h2>Parameters</h2><table>{parameters}</table>" if parameters else "") +
             f"<h2>DAG</h2>{dag_svg(run)}"
             f"<h2>Steps</h2><table><thead><tr><th>step</th><th>status</th><th>attempts</th>"
@@ -452,7 +439,7 @@ def compare_page(store: Store, ids: list[str]) -> bytes:
     missing = object()
     lines = [("pipeline", [run.get("pipeline") for run in chosen], True),
              ("status", [run.get("status") for run in chosen], True),
-             ("duration", [_took(run.get("duration")) for run in chosen], False),
+             ("duration", [took(run.get("duration")) for run in chosen], False),
              *((f"parameter {name}", [(run.get("parameters") or {}).get(name, missing)
                                       for run in chosen], True) for name in parameters),
              *((f"metric {name}", [metrics.get(name, missing) for metrics in logged], True)
