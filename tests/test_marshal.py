@@ -441,13 +441,15 @@ def test_registry_mistakes_are_explained(tmp_path):
 
 
 def test_a_missing_project_module_is_not_called_a_library(tmp_path):
-    stored = {"path": str(tmp_path / "x.pkl"), "backend": "pickle", "type": "helpers.Thing",
-              "size": 1, "library": "cloudpickle", "library_version": "3"}
-    # A pickle of `helpers.Thing`, a class of a project module that is not importable here.
-    (tmp_path / "x.pkl").write_bytes(b"chelpers\nThing\n.")
+    # A pickle of `absent_helpers.Thing`, a class of a project module not importable here (a
+    # name no other test uses: a test process may hold other tests' project modules).
+    stored = {"path": str(tmp_path / "x.pkl"), "backend": "pickle",
+              "type": "absent_helpers.Thing", "size": 1, "library": "cloudpickle",
+              "library_version": "3"}
+    (tmp_path / "x.pkl").write_bytes(b"cabsent_helpers\nThing\n.")
     with pytest.raises(marshal.MarshalError) as caught:
         marshal.load(stored)
-    assert "needs the module `helpers`, which cannot be imported" in str(caught.value)
+    assert "needs the module `absent_helpers`, which cannot be imported" in str(caught.value)
     assert "a module of the project" in caught.value.advice
 
 
