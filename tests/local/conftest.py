@@ -47,6 +47,22 @@ class ScriptRunner:
         return found[0]
 
 
+#: A library that starts a thread holding a lock when imported: forking while the thread holds
+#: it would leave the child's copy locked forever.
+THREADED_LIBRARY = (
+    "import threading, time\n"
+    "lock = threading.Lock()\n"
+    "def hold():\n"
+    "    while True:\n"
+    "        with lock:\n"
+    "            time.sleep(0.05)\n"
+    "        time.sleep(0.001)\n"
+    "threading.Thread(target=hold, daemon=True).start()\n"
+    "def record():\n"
+    "    with lock:\n"
+    "        return 'recorded'\n")
+
+
 @pytest.fixture
 def script(tmp_path: Path) -> ScriptRunner:
     return ScriptRunner(tmp_path)

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from kale.local.processes import _may_be_module, _preload
+from tests.local.conftest import THREADED_LIBRARY
 
 
 def installed_package(folder):
@@ -23,18 +24,7 @@ def installed_package(folder):
     (package / "deep").mkdir()
     (package / "deep" / "__init__.py").write_text(where)
     (package / "deep" / "inner.py").write_text(where + "def value():\n    return 1\n")
-    (package / "busy.py").write_text(
-        where + "import threading, time\n"
-        "lock = threading.Lock()\n"
-        "def hold():\n"
-        "    while True:\n"
-        "        with lock:\n"
-        "            time.sleep(0.05)\n"
-        "        time.sleep(0.001)\n"
-        "threading.Thread(target=hold, daemon=True).start()\n"
-        "def record():\n"
-        "    with lock:\n"
-        "        return 'recorded'\n")
+    (package / "busy.py").write_text(where + THREADED_LIBRARY)
     return site
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import pid_alive
+from tests.local.conftest import THREADED_LIBRARY, pid_alive
 
 
 def started_ended(record, step):
@@ -614,18 +614,7 @@ def test_runs_in_threads_of_one_process_stay_apart(script):
 def test_a_library_that_starts_threads_at_import_is_not_forked_with(script, tmp_path_factory):
     # outside the project (a folder on sys.path inside it holds project modules, never preloaded)
     library = tmp_path_factory.mktemp("site")
-    (library / "busy_telemetry.py").write_text(
-        "import threading, time\n"
-        "lock = threading.Lock()\n"
-        "def hold():\n"
-        "    while True:\n"
-        "        with lock:\n"
-        "            time.sleep(0.05)\n"
-        "        time.sleep(0.001)\n"
-        "threading.Thread(target=hold, daemon=True).start()\n"
-        "def record():\n"
-        "    with lock:\n"
-        "        return 'recorded'\n")
+    (library / "busy_telemetry.py").write_text(THREADED_LIBRARY)
     result = script.run('''
         @step(timeout=20)
         def use():
