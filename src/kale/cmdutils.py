@@ -227,18 +227,21 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
     ext.pid, ext.status, ext.started = process.pid, ExtCommand.RUNNING, time.time()
     out: list[str] = []
     err: list[str] = []
-    readers = [
-        threading.Thread(target=_pump, args=(process.stdout, out,
-                                             _writer("stdout") if stream and echo_stdout
-                                             else None), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, err,
-                                             _writer("stderr") if stream else None),
-                         daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
+    readers: list[threading.Thread] = []
     timed_out = False
     try:
+        # Everything after the command started is inside the guard: a Ctrl-C can land while a
+        # reader thread starts, and the command's tree must not outlive us.
+        readers += [
+            threading.Thread(target=_pump, args=(process.stdout, out,
+                                                 _writer("stdout") if stream and echo_stdout
+                                                 else None), daemon=True),
+            threading.Thread(target=_pump, args=(process.stderr, err,
+                                                 _writer("stderr") if stream else None),
+                             daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
         if stdin is not None:
             data = stdin.encode() if isinstance(stdin, str) else stdin
             with contextlib.suppress(BrokenPipeError):
@@ -283,6 +286,8 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
 def _finish(ext: ExtCommand, process: subprocess.Popen[Any], readers: list[threading.Thread],
             out: list[str], err: list[str]) -> None:
     for reader in readers:
+        if reader.ident is None:  # interrupted before it started
+            continue
         # A daemon the command started may hold the pipe open after it exits: its tree was
         # ended, but do not hang on something that escaped it.
         reader.join(timeout=5)
