@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -318,6 +319,9 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     click.echo(f"status {_status(run)}" + (f": {reason}" if reason else ""))
     click.echo(f"started {local_time(run.get('started'))}, took {took(run.get('duration'))}")
     click.echo(f"record {run['folder']}")
+    if run.get("resumed_from"):
+        click.echo(f"resumed run {run['resumed_from']}"
+                   + (f", from step {run['from_step']} on" if run.get("from_step") else ""))
     if run.get("parameters"):
         click.echo("\nparameters")
         for name, value in run["parameters"].items():
@@ -382,7 +386,8 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
                 else ""
             spent = f" in {took(source['duration'])}" if source.get("duration") else ""
             task = f" (task {source['task']})" if source.get("task") not in (None, name) else ""
-            details.insert(0, f"  cached: outputs of run {source.get('run')}{task}{made}{spent}")
+            how = "reused" if source.get("resumed") else "cached"
+            details.insert(0, f"  {how}: outputs of run {source.get('run')}{task}{made}{spent}")
         if step.get("reason") and step["status"] not in ("succeeded", "cached"):
             details.insert(0, f"  {step['status']}: {step['reason']}")
         if step.get("reports", {}).get("branch") is not None:
@@ -390,6 +395,55 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
         if details:
             click.echo(f"\n{name}")
             click.echo("\n".join(details))
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--from", "from_step", metavar="STEP",
+              help="Run STEP and every step after it again, whatever RUN holds.")
+@_HOME_OPTION
+def resume(run_id: str, from_step: str | None, home: str | None) -> None:
+    """Continue a local run (RUN: its id or the start of it): start its script again, as it
+    was started, with --resume RUN. What succeeded in RUN and is unchanged is reused; the
+    rest runs."""
+    import subprocess
+    from pathlib import Path
+
+    from kale.loader import ScriptError
+
+    run = _find(_home(home), run_id)
+    short = run["id"][:8]
+    command = run.get("command")
+    if not isinstance(command, dict) or not isinstance(command.get("script"), str):
+        raise ScriptError(
+            f"run {short} was not started by a script (a notebook, an interactive session or "
+            "an older Kale), so `kale resume` cannot start it again",
+            fix=f"where you ran it, call the pipeline's run(resume={short!r}), or run its "
+            f"script with --resume {short}")
+    script = Path(command["script"])
+    if not script.is_file():
+        raise ScriptError(f"the script of run {short}, {script}, is not there any more",
+                          fix=f"run the script where it is now with --resume {short}")
+    python = command.get("python")
+    if not isinstance(python, str) or not Path(python).is_file():
+        python = sys.executable
+    args = [str(arg) for arg in command.get("args") or []]
+    argv = [python, str(script), f"--resume={run['id']}",
+            *([f"--from={from_step}"] if from_step else []), *args]
+    cwd = command.get("cwd")
+    environment = dict(os.environ)
+    # The new run goes where RUN is, and finds it there, wherever this command was started.
+    environment["KALE_HOME"] = str(Path(run["folder"]).parent.parent)
+    click.echo(f"kale resume: {' '.join(argv[1:])}", err=True)
+    process = subprocess.Popen(argv, cwd=cwd if isinstance(cwd, str) and os.path.isdir(cwd)
+                               else None, env=environment)
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:  # the script has it too (same terminal): let it end its run
+            continue
+    raise SystemExit(code)
 
 
 @main.command()

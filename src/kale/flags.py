@@ -74,9 +74,17 @@ class Flags:
     #: steps' own ``cache`` option says; None: the steps' options decide
     cache: bool | None = None
 
+    #: --resume [RUN]: the run to continue ("" for the pipeline's last run), None without it
+    resume: str | None = None
+    #: --from STEP (only with --resume): STEP and every step after it run
+    from_step: str | None = None
+
     @property
     def caching(self) -> bool | None:
-        """``--cache`` (True), ``--no-cache`` (False), or neither (None: each step's option)."""
+        """``--cache`` (True), ``--no-cache`` (False), or neither (None: each step's option).
+        With ``--kfp``, ``--resume`` is a new run with Kubeflow's caching on for every step."""
+        if self.kfp and self.resume is not None and self.cache is None:
+            return True
         return self.cache
 
 
@@ -91,14 +99,20 @@ _VALUED = {"--parallelism": "parallelism", "--output": "output", "-o": "output",
            "--server-version": "server_version", "--schedule": "schedule",
            "--max-concurrency": "max_concurrency", "--start": "start", "--end": "end"}
 _CACHE = {"--cache": True, "--no-cache": False}
-_LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED, *_CACHE) if flag.startswith("--"))
+_RESUME = ("--resume", "--from")
+_LONG = tuple(flag for flag in (*_SWITCHES, *_VALUED, *_CACHE, *_RESUME)
+              if flag.startswith("--"))
+# What --resume takes as its run when it comes next: a run id or its first characters (hex, in
+# the dashed groups of a UUID). Anything else after --resume is the script's.
+_RUN_ID = re.compile(r"[0-9a-f]{4,}(-[0-9a-f]*)*")
 # A value each flag could take, for the fix of "needs a value".
 _EXAMPLES = {"--parallelism": "4", "--output": "pipeline.yaml", "-o": "pipeline.yaml",
              "--kfp-host": "http://localhost:8080", "--namespace": "my-profile",
              "--image": "python:3.11", "--requirements": "requirements.txt",
              "--bundle-store": "minio://mlpipeline/kale", "--server-version": "2.14.3",
              "--schedule": "'0 9 * * 1'", "--max-concurrency": "2",
-             "--start": "2026-01-01T09:00:00Z", "--end": "2026-12-31"}
+             "--start": "2026-01-01T09:00:00Z", "--end": "2026-12-31",
+             "--resume": "1a2b3c4d", "--from": "train"}
 # Kale's short flags by upper-cased letter, so that -k, -d and -O are recognised as typos.
 _SHORT = {"K": "-K", "D": "-D", "O": "-o"}
 # A hyphen and what documents, word processors and chat programs turn hyphens into (a pasted
@@ -117,6 +131,9 @@ parses its own arguments; every other argument reaches the script as typed.
   python script.py [--parallelism N] [ARGS]    run locally (N steps at a time)
     --cache / --no-cache      reuse unchanged steps' outputs for every step / for none
                               (default: each step's cache option, off unless set)
+    --resume [RUN]            continue RUN (an id or its start; default: this pipeline's last
+                              run): what succeeded there and is unchanged is reused, the rest runs
+      --from STEP             with --resume: STEP and every step after it run again
   python script.py --kfp [options] [ARGS]      compile, upload and run on Kubeflow Pipelines
     -K, --kfp                 run on Kubeflow Pipelines instead of locally
     -D, --dry-run             only write the pipeline package; contact nothing
@@ -137,9 +154,11 @@ parses its own arguments; every other argument reaches the script as typed.
       --catchup, --no-catchup   run the runs missed while paused or behind (default: catch up)
     --cache, --no-cache       let Kubeflow reuse unchanged steps' outputs, or run every step
                               (default: the steps' own cache option, off unless set)
+    --resume [RUN]            a new run with caching on for every step: what is unchanged
+                              since a run with caching on is reused (see the README)
 
-Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism, --cache
-and --no-cache are Kale's:
+Short flags combine as in argparse (-KD, -Do FILE). Without --kfp only --parallelism, --cache,
+--no-cache and --resume (with --from after it) are Kale's:
 the script's own --output, --image, -o, --dry-run... reach it. With --kfp, an argument that looks
 like a mistyped Kale flag (--dry, --dryrun, -d, -dry-run, a pasted —dry-run) is an error, not a
 real submission. After one of Kale's flags, the first -- ends them and is removed (write -- -- to
@@ -288,7 +307,11 @@ def take_flags(argv: list[str]) -> Flags:
     Raises ``FlagError`` for a bad value, and in --kfp mode for a mistyped Kale flag.
     """
     flags = Flags()
-    kfp_mode = any(_is_kfp(argument) for argument in argv[1:_ends_kales_flags(argv)])
+    kales = argv[1:_ends_kales_flags(argv)]
+    kfp_mode = any(_is_kfp(argument) for argument in kales)
+    flags.kfp = kfp_mode
+    # --from is Kale's only beside --resume: alone, a script's own --from reaches it.
+    resuming = any(argument.partition("=")[0] == "--resume" for argument in kales)
     took_any = False  # without any flag of Kale's, a "--" is the script's own
     index = 1
     while index < len(argv):
@@ -310,6 +333,27 @@ def take_flags(argv: list[str]) -> Flags:
             del argv[index]
             took_any = True
             continue
+        if name == "--resume":
+            if flags.resume is not None:
+                raise FlagError("--resume is given twice", fix="keep one")
+            if equals:
+                if not inline:
+                    raise _needs_a_value(name)
+                flags.resume = inline
+            elif index + 1 < len(argv) and _RUN_ID.fullmatch(argv[index + 1]):
+                flags.resume = argv.pop(index + 1)
+            else:
+                flags.resume = ""
+            del argv[index]
+            took_any = True
+            continue
+        if name == "--from" and resuming:
+            if flags.from_step is not None:
+                raise FlagError("--from is given twice", fix="keep one: the first step to run "
+                                "again")
+            flags.from_step = _value(argv, index, name, inline if equals else None)
+            took_any = True
+            continue
         if name == "--parallelism" or (kfp_mode and name in _VALUED and name != "-o"):
             _set(flags, name, _value(argv, index, name, inline if equals else None))
             took_any = True
@@ -322,7 +366,7 @@ def take_flags(argv: list[str]) -> Flags:
                 raise FlagError(f"{name} is not Kale's --kfp: the pipeline would run on this "
                                 "machine rather than on Kubeflow",
                                 fix="write --kfp (or -K) to compile and run it on Kubeflow")
-            index += 1  # without --kfp, all but --parallelism and --cache is the script's
+            index += 1  # without --kfp, all but --parallelism, --cache, --resume is the script's
             continue
         if argument in ("--help", "-h"):
             # Submitting a pipeline is not what someone asking for help wants.
@@ -360,6 +404,16 @@ def take_flags(argv: list[str]) -> Flags:
         index += 1
     if kfp_mode:
         _check_schedule(flags)
+        if flags.from_step is not None:
+            raise FlagError(
+                "--from is not available with --kfp: on Kubeflow, --resume is a new run that "
+                "reuses, through Kubeflow's cache, every step that is unchanged",
+                fix="leave --from out (an edited step runs again by itself), or give the steps "
+                "that must run again cache=False")
+        if flags.resume is not None and flags.cache is False:
+            raise FlagError("--resume and --no-cache are both given: with --kfp, --resume is a "
+                            "run that reuses cached steps, which --no-cache turns off",
+                            fix="keep one")
     return flags
 
 

@@ -32,10 +32,10 @@ from kale.cache._settings import (
     parse_size,
     read_settings,
 )
-from kale.cache._store import Entry, Store
+from kale.cache._store import Entry, Store, link_outputs
 
 __all__ = ["DEFAULT_MAX_SIZE", "FORMAT", "SIZE_HELP", "CodeHashes", "Entry", "KeyBuilder",
-           "Packages", "RunCache", "Source", "Store", "cache_folder", "format_size",
+           "Packages", "RunCache", "Source", "Store", "cache_folder", "format_size", "link_outputs",
            "parse_size", "read_settings", "stored_identity", "varying_macros"]
 
 
@@ -75,7 +75,8 @@ class RunCache:
     cannot be written, makes the task run (and not be kept), with a warning."""
 
     def __init__(self, graph: Any, home: str | os.PathLike[str], run_cache: bool | None,
-                 sources: list[Source] | None = None) -> None:
+                 sources: list[Source] | None = None, resumed: Source | None = None,
+                 forced: frozenset[str] = frozenset()) -> None:
         self.graph = graph
         self.run_cache = run_cache
         self.folder = cache_folder(home)
@@ -86,6 +87,10 @@ class RunCache:
                 (step.options.cache if step.condition is None else defaults)))
         self.store = Store(self.folder)
         self.sources: list[Source] = sources if sources is not None else [self.store]
+        # Resuming: the run resumed is looked in first, for every step but the ``forced``
+        # (--from STEP: it and what follows it run whatever the record or the cache hold).
+        self.resumed = resumed
+        self.forced = forced
         # Every task gets a key (a resumed run compares them), so every run keeps the memo of
         # code hashes: the next one does not walk the syntax trees of unchanged code again.
         self.keys = KeyBuilder(graph, CodeHashes(self.folder))
@@ -94,7 +99,15 @@ class RunCache:
         self.settings = read_settings(graph.project_root) if self.enabled_steps else {}
 
     def enabled(self, step_name: str) -> bool:
+        """Whether the step's results are kept in (and looked up in) the cache."""
         return step_name in self.enabled_steps
+
+    def looks_up(self, step_name: str) -> bool:
+        """Whether a task of the step may be finished without running: from the run being
+        resumed, or from the cache."""
+        if step_name in self.forced:
+            return False
+        return self.resumed is not None or self.enabled(step_name)
 
     def key(self, step: Any, inputs: dict[str, tuple[str, Any]]) -> str | None:
         try:
@@ -103,11 +116,18 @@ class RunCache:
             self._warn(f"no cache key for step `{step.name}`: {type(error).__name__}: {error}")
             return None
 
-    def hit(self, key: str, folder: str | os.PathLike[str]
+    def hit(self, key: str, folder: str | os.PathLike[str], step_name: str | None = None
             ) -> tuple[Entry, dict[str, dict[str, Any]]] | bool | None:
         """The entry of ``key`` and its outputs, in ``folder``; None on a miss, False when
-        an entry was found damaged (and dropped)."""
-        for source in self.sources:
+        an entry was found damaged (and dropped). With ``step_name``, only the sources that
+        step may use (``looks_up``)."""
+        sources = self.sources
+        if step_name is not None:
+            if step_name in self.forced:
+                return None
+            sources = ([self.resumed] if self.resumed is not None else []) + (
+                self.sources if self.enabled(step_name) else [])
+        for source in sources:
             try:
                 entry = source.lookup(key)
                 if entry is None:

@@ -51,13 +51,23 @@ class Entry:
         return self.data.get("reports") or {}
 
     @property
+    def metrics(self) -> dict[str, Any]:
+        """The metrics the attempt that made the outputs logged (numbers, by name)."""
+        metrics = self.data.get("metrics")
+        if not isinstance(metrics, dict):
+            return {}
+        return {name: value for name, value in metrics.items() if isinstance(name, str) and
+                type(value) in (int, float)}
+
+    @property
     def size(self) -> int:
         return sum(int(output["meta"].get("size") or 0) for output in self.outputs.values())
 
     def source(self) -> dict[str, Any]:
-        """Where the result came from: the run, the task, when it was made, how long it took."""
-        return {key: self.data.get(key) for key in ("run", "task", "pipeline", "created",
-                                                    "duration")}
+        """Where the result came from: the run, the task, when it was made, how long it took
+        (and ``resumed``: reused from the run a resumed run continues, not from the cache)."""
+        return {key: self.data[key] for key in ("run", "task", "pipeline", "created",
+                                                "duration", "resumed") if key in self.data}
 
 
 def _valid(data: Any, key: str) -> bool:
@@ -99,6 +109,39 @@ def _remove(path: str | os.PathLike[str]) -> None:
             os.unlink(path)
 
 
+def link_outputs(sources: dict[str, tuple[str, str, dict[str, Any]]],
+                 folder: str | os.PathLike[str]) -> dict[str, dict[str, Any]] | None:
+    """Outputs made elsewhere as a task's own, in its output ``folder``: for each name, the
+    file (or folder) at a source path hard-linked as ``file``, checked against the content
+    hash of its ``meta``, with its ``.meta.json`` written beside it. None, and nothing left in
+    ``folder``, when a source is missing or does not match its hash."""
+    from kale.marshal.backends import content_hash
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    made: list[str] = []
+    outputs: dict[str, dict[str, Any]] = {}
+    try:
+        for name, (source, file, stored) in sources.items():
+            target = os.path.join(folder, file)
+            _remove(target)
+            _link_tree(source, target)
+            made.append(target)
+            if content_hash(target) != stored["hash"]:
+                raise ValueError(f"{source} does not match its hash")
+            meta = {**stored, "path": target}
+            text = json.dumps(meta, default=str)
+            meta_path = os.path.join(folder, f"{name}.meta.json")
+            atomic_write(meta_path, lambda handle, text=text: handle.write(text), mode="w")
+            made.append(meta_path)
+            outputs[name] = meta
+    except (OSError, ValueError, KeyError):
+        for path in made:
+            _remove(path)
+        return None
+    return outputs
+
+
 def _object_name(meta: dict[str, Any], name: str, file: str) -> str:
     algorithm, _, digest = meta["hash"].partition(":")
     suffix = file[len(name):] if file.startswith(name) else os.path.splitext(file)[1]
@@ -136,32 +179,12 @@ class Store:
         store and each checked against its hash, with their ``.meta.json``; None (and the
         entry dropped, and nothing left in ``folder``) when an object is missing or does not
         match its hash."""
-        from kale.marshal.backends import content_hash
-
-        folder = os.fspath(folder)
-        os.makedirs(folder, exist_ok=True)
-        made: list[str] = []
-        outputs: dict[str, dict[str, Any]] = {}
-        try:
-            for name, output in entry.outputs.items():
-                source = os.path.join(self.folder, _OBJECTS, output["object"])
-                target = os.path.join(folder, output["file"])
-                _remove(target)
-                _link_tree(source, target)
-                made.append(target)
-                if content_hash(target) != output["meta"]["hash"]:
-                    raise ValueError(f"{output['object']} does not match its hash")
-                meta = {**output["meta"], "path": target}
-                text = json.dumps(meta, default=str)
-                meta_path = os.path.join(folder, f"{name}.meta.json")
-                atomic_write(meta_path, lambda handle, text=text: handle.write(text), mode="w")
-                made.append(meta_path)
-                outputs[name] = meta
-        except (OSError, ValueError):
-            for path in made:
-                _remove(path)
+        outputs = link_outputs({
+            name: (os.path.join(self.folder, _OBJECTS, output["object"]), output["file"],
+                   output["meta"])
+            for name, output in entry.outputs.items()}, folder)
+        if outputs is None:
             self.discard(entry)
-            return None
         return outputs
 
     def touch(self, entry: Entry) -> None:

@@ -27,10 +27,14 @@ def default_parallelism() -> int:
 
 
 def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None = None,
-              progress: PlainProgress | None = None, cache: bool | None = None) -> Run:
+              progress: PlainProgress | None = None, cache: bool | None = None,
+              resume: str | bool | None = None, from_step: str | None = None) -> Run:
     """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails.
 
-    ``cache``: True caches every step, False none, None leaves it to each step's option."""
+    ``cache``: True caches every step, False none, None leaves it to each step's option.
+    ``resume``: continue a run (its id, or its first characters; True or "" for this
+    pipeline's last run), reusing what succeeded there unchanged (``kale.local.resume``);
+    ``from_step`` makes that step and every step after it run (and implies resuming)."""
     inside = os.environ.get("KALE_IN_STEP")  # kale.runtime.IN_STEP, without importing it
     if inside:
         from kale.errors import KaleError
@@ -48,12 +52,19 @@ def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None =
     from kale.local.record import kale_home
     from kale.local.scheduler import Scheduler
 
+    home = kale_home(graph.project_root)
+    resumed = None
+    if resume not in (None, False) or from_step is not None:
+        from kale.local.resume import prepare
+
+        resumed = prepare(graph, home, resume if isinstance(resume, str) else None, from_step)
     scheduler = Scheduler(
         graph, values,
         parallelism=parallelism or default_parallelism(),
-        home=kale_home(graph.project_root),
+        home=home,
         progress=progress or make_progress(),
         cache=cache,
+        resume=resumed,
     )
     return scheduler.run()
 

@@ -138,7 +138,8 @@ class PlainProgress:
 
     def start(self, run: Any, parallelism: int) -> None:
         self.width = max((len(name) for name in run.steps), default=0)
-        count = len(run.steps)
+        # Every step of the body: a loop's steps have no tasks yet, and are steps all the same.
+        count = len(run.order) or len(run.steps)
         self._write(f"kale: running pipeline {run.pipeline} locally (run {run.id[:8]}, "
                     f"{count} step{'s' if count != 1 else ''}, up to {parallelism} at once)")
 
@@ -167,8 +168,15 @@ class PlainProgress:
     def finish(self, run: Any) -> None:
         duration = _seconds(run.duration)
         folder = display_path(run.folder)
-        cached = sum(step.status == "cached" for step in run.steps.values())
-        reused = f" ({cached} of {len(run.steps)} tasks from the cache)" if cached else ""
+        hits = [step for step in run.steps.values() if step.status == "cached"]
+        resumed = sum(bool((step.cached_from or {}).get("resumed")) for step in hits)
+        parts = []
+        if resumed:
+            parts.append(f"{resumed} of {len(run.steps)} tasks reused from run "
+                         f"{str(run.resumed_from)[:8]}")
+        if len(hits) > resumed:
+            parts.append(f"{len(hits) - resumed} of {len(run.steps)} tasks from the cache")
+        reused = f" ({'; '.join(parts)})" if parts else ""
         self._write(f"\n{summary_table(run)}\n\nkale: run {run.id[:8]} {run.status} in "
                     f"{duration}{reused}; record: {folder}")
 

@@ -130,6 +130,26 @@ def sweep_gone_runs(home: Path, current: str) -> None:
             os.unlink(entry.path)
 
 
+def launch_command() -> dict[str, Any] | None:
+    """How this process was started, for ``kale resume`` to start the same script again: the
+    interpreter, the script and the arguments left to it once Kale took its own flags, and the
+    working directory. None outside a script (a notebook, an interactive session)."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if not script or not sys.argv or not sys.argv[0]:
+        return None
+    script = os.path.abspath(script)
+    started = os.path.abspath(sys.argv[0])
+    if not os.path.isfile(started):
+        return None
+    if started != script and not os.path.samefile(started, script):
+        return None
+    return {"python": sys.executable, "script": script, "args": list(sys.argv[1:]),
+            "cwd": os.getcwd()}
+
+
 def kale_home(project_root: str | None = None) -> Path:
     """Where run records live: ``$KALE_HOME``, else ``.kale`` in the project root (or here)."""
     configured = os.environ.get("KALE_HOME")
@@ -206,6 +226,8 @@ def task_metrics(data: dict[str, Any]) -> list[tuple[str, int, str, Any]]:
         if attempt:
             found.extend((task, attempt["number"], name, value)
                          for name, value in (attempt.get("metrics") or {}).items())
+        elif isinstance(step.get("metrics"), dict):  # a cache hit: what the run it reuses logged
+            found.extend((task, 1, name, value) for name, value in step["metrics"].items())
     return found
 
 

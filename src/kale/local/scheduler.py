@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kale import logs, macros
 from kale.errors import KaleError, display_path, name_cells
@@ -43,10 +43,13 @@ from kale.items import well_formed
 from kale.local.plan import Changes, Plan, Task
 from kale.local.processes import Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
-from kale.local.record import RunRecord, runner_identity, sweep_gone_runs
+from kale.local.record import RunRecord, launch_command, runner_identity, sweep_gone_runs
 from kale.marshal import NO_SPACE, is_inside
 from kale.options import format_duration
 from kale.runtime import StepInvocation, grace_seconds
+
+if TYPE_CHECKING:
+    from kale.local.resume import Resume
 
 _POLL = 0.1  # how often logs are tailed while steps run
 #: Between two writes of run.json while steps run, at least this many times the time the last
@@ -97,6 +100,9 @@ class StepRun:
     key: str | None = None
     #: for a cache hit: the run and task whose outputs it reuses, and when they were made
     cached_from: dict[str, Any] | None = None
+    #: for a cache hit: the metrics the run that made its outputs logged (a task that ran
+    #: keeps its own in its attempts)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -127,6 +133,11 @@ class Run:
     edges: tuple[tuple[str, str], ...] = ()
     #: --cache (True), --no-cache (False), or None: each step's own ``cache`` option
     cache: bool | None = None
+    #: the run this one resumed (``--resume``), and the step it was forced to run from
+    resumed_from: str | None = None
+    resumed_from_step: str | None = None
+    #: how the run was started (``kale.local.record.launch_command``), for ``kale resume``
+    command: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -194,6 +205,9 @@ class Run:
             "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
             "edges": [list(edge) for edge in self.edges],
             "cache": self.cache,
+            **({"resumed_from": self.resumed_from} if self.resumed_from else {}),
+            **({"command": self.command} if self.command else {}),
+            **({"from_step": self.resumed_from_step} if self.resumed_from_step else {}),
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -204,6 +218,7 @@ class Run:
                     **({"reports": step.reports} if step.reports else {}),
                     **({"key": step.key} if step.key else {}),
                     **({"cached_from": step.cached_from} if step.cached_from else {}),
+                    **({"metrics": step.metrics} if step.metrics else {}),
                 }
                 for name, step in self.steps.items()
             },
@@ -283,12 +298,15 @@ class Scheduler:
 
     def __init__(self, graph: Graph, values: dict[str, Any], *, parallelism: int,
                  home: Path, progress: PlainProgress | None = None,
-                 cache: bool | None = None) -> None:
+                 cache: bool | None = None, resume: Resume | None = None) -> None:
         from kale.cache import RunCache
 
         self.graph = graph
         # First: a bad [tool.kale.cache] setting is an error before anything is written.
-        self.cache = RunCache(graph, home, cache)
+        self.cache = RunCache(graph, home, cache,
+                              resumed=resume.source if resume is not None else None,
+                              forced=resume.forced if resume is not None else frozenset())
+        self.resume = resume
         self.parallelism = max(1, parallelism)
         self.progress = progress or PlainProgress()
         started = time.time()
@@ -319,6 +337,9 @@ class Scheduler:
             edges=tuple((upstream, step.name) for step in graph.steps
                         for upstream in sorted(step.upstream)),
             cache=cache,
+            resumed_from=resume.run_id if resume is not None else None,
+            resumed_from_step=resume.from_step if resume is not None else None,
+            command=launch_command(),
         )
         self.plan = Plan(graph, self.values)
         self.ready: deque[Task] = deque()
@@ -417,6 +438,8 @@ class Scheduler:
 
     def run(self) -> Run:
         self.progress.start(self.run_state, self.parallelism)
+        if self.resume is not None:
+            self.progress.note(self.resume.note())
         note = self.cache.macro_note(self.given)
         if note:
             self.progress.note(note)
@@ -783,7 +806,7 @@ class Scheduler:
         if state.key and self.cache.enabled(task.step.name):
             self.cache.keep(state.key, state.outputs, reports, {
                 "run": self.run_state.id, "task": task.key, "pipeline": self.graph.name,
-                "duration": record.duration})
+                "duration": record.duration, "metrics": dict(record.metrics)})
         self.set_status(task.key, "succeeded", detail)
 
     def show_reports(self, task: Task, state: StepRun, reports: dict[str, Any],
@@ -834,10 +857,10 @@ class Scheduler:
         result. The plan then advances exactly as if the task had succeeded."""
         state = self.run_state.steps[task.key]
         state.key = self.cache.key(task.step, self.key_inputs(task))
-        if state.key is None or not self.cache.enabled(task.step.name):
+        if state.key is None or not self.cache.looks_up(task.step.name):
             return False
         folder = self.record.outputs_folder(task.key)
-        found = self.cache.hit(state.key, folder)
+        found = self.cache.hit(state.key, folder, task.step.name)
         if not found:
             if found is False:
                 self.progress.note(f"kale: the cached result of `{task.key}` was damaged (an "
@@ -852,8 +875,13 @@ class Scheduler:
         state.outputs = outputs
         source = entry.source()
         state.cached_from = source
-        detail = self.show_reports(task, state, entry.reports,
-                                   f"from run {str(source['run'])[:8]}")
+        state.metrics = entry.metrics
+        detail = f"{'reused ' if source.get('resumed') else ''}from run {str(source['run'])[:8]}"
+        if state.metrics:
+            detail += ": " + ", ".join(f"{name}={logs.metric_text(value)}"
+                                       for name, value in list(state.metrics.items())[:6])
+            detail += ", ..." if len(state.metrics) > 6 else ""
+        detail = self.show_reports(task, state, entry.reports, detail)
         if source.get("task") not in (None, task.key):
             detail += f" (`{source['task']}`)"
         self.dirty = True

@@ -158,6 +158,18 @@ def _caller_location(depth: int = 2) -> SourceLocation:
     return SourceLocation.of_frame(sys._getframe(depth))
 
 
+def _run_locally(graph: Graph, values: dict[str, Any], location: SourceLocation,
+                 **options: Any) -> Run:
+    """A local run; a run to resume that cannot be found is the calling line's error."""
+    from kale.local import run_graph
+    from kale.local.resume import ResumeError
+
+    try:
+        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism, **options)
+    except ResumeError as error:
+        raise _locate(error, location) from None
+
+
 def _locate(error: KaleError, location: SourceLocation, keyword: str | None = None) -> KaleError:
     """Point an option error at the decorator call, under the offending keyword when found."""
     if error.location is None:
@@ -381,19 +393,21 @@ class PipelineFunction(PipelineDefinition):
             from kale.kfp.submit import compile_for_kubeflow
 
             return compile_for_kubeflow(graph, values, flags.FLAGS)
-        from kale.local import run_graph
+        return _run_locally(graph, values, location, cache=flags.FLAGS.cache,
+                            resume=flags.FLAGS.resume, from_step=flags.FLAGS.from_step)
 
-        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism,
-                         cache=flags.FLAGS.cache)
-
-    def run(self, *args: Any, cache: bool | None = None, **params: Any) -> Run:
+    def run(self, *args: Any, cache: bool | None = None, resume: str | bool | None = None,
+            from_step: str | None = None, **params: Any) -> Run:
         """Run the pipeline on this machine with these parameter values, whatever the command
         line says (``--kfp`` is ignored; ``--parallelism``, ``--cache`` and ``--no-cache`` are
         honoured once Kale has read its flags), and return the ``Run``.
 
         ``cache=True`` caches every step of this run, ``cache=False`` none (either wins over
-        ``--cache``/``--no-cache`` and the steps' own option); None leaves it to those. A
-        pipeline parameter named ``cache`` is passed by position.
+        ``--cache``/``--no-cache`` and the steps' own option); None leaves it to those.
+        ``resume`` continues an earlier run (its id or the id's first characters; ``True``
+        for this pipeline's last run; default: ``--resume`` from the command line), reusing
+        what succeeded there and is unchanged; ``from_step`` makes that step and every step
+        after it run again. A pipeline parameter named like one of these is passed by position.
 
         Raises ``PipelineArgumentError`` for values that do not match the parameters, and
         ``RunFailedError`` if a step fails.
@@ -405,16 +419,28 @@ class PipelineFunction(PipelineDefinition):
                 "cache", cache, "run() takes True, False or None",
                 fix="write run(cache=True) to reuse unchanged steps, run(cache=False) to run "
                 "every step, or leave it out for each step's own cache option"), location)
+        if resume is not None and not isinstance(resume, (bool, str)):
+            raise _locate(InvalidOptionError(
+                "resume", resume, "run() takes a run id (or its first characters), True for "
+                "this pipeline's last run, or False/None",
+                fix="write run(resume=True), or run(resume='1a2b3c4d') with an id `kale runs` "
+                "lists"), location)
+        if from_step is not None and (not isinstance(from_step, str) or not from_step):
+            raise _locate(InvalidOptionError(
+                "from_step", from_step, "run() takes the name of a step",
+                fix="write run(from_step='train') with one of the pipeline's steps"), location)
         graph, values = self._bind(args, params, location)
-        if cache is not None and any(p.name == "cache" for p in graph.parameters):
-            raise _locate(PipelineArgumentError(
-                f"`cache` is both an option of run() and a parameter of pipeline "
-                f"`{self.__name__}`; run() took it as its option",
-                fix="pass the parameter `cache` by position, or rename it"), location)
-        from kale.local import run_graph
-
-        return run_graph(graph, values, parallelism=flags.FLAGS.parallelism,
-                         cache=flags.FLAGS.cache if cache is None else cache)
+        for option, value in (("cache", cache), ("resume", resume), ("from_step", from_step)):
+            if value is not None and any(p.name == option for p in graph.parameters):
+                raise _locate(PipelineArgumentError(
+                    f"`{option}` is both an option of run() and a parameter of pipeline "
+                    f"`{self.__name__}`; run() took it as its option",
+                    fix=f"pass the parameter `{option}` by position, or rename it"), location)
+        if resume is None and from_step is None:
+            resume, from_step = flags.FLAGS.resume, flags.FLAGS.from_step
+        return _run_locally(graph, values, location,
+                            cache=flags.FLAGS.cache if cache is None else cache,
+                            resume=resume, from_step=from_step)
 
     def compile(self, path: str | os.PathLike[str] | None = None, **options: Any
                 ) -> PipelinePackage:
