@@ -162,7 +162,8 @@ def test_help_with_kfp_lists_kales_flags_instead_of_submitting(capsys):
     assert caught.value.code == 0
     assert capsys.readouterr().out == HELP
     assert "--bundle-store URI" in HELP and "-D, --dry-run" in HELP
-    assert "Without --kfp only --parallelism, --cache\nand --no-cache are Kale's" in HELP
+    assert "Without --kfp only --parallelism, --cache,\n--no-cache and --resume (with --from " \
+        "after it) are Kale's" in HELP
 
 
 _USER_TOKENS = st.text(alphabet="abcxyz0123-_=./", min_size=1, max_size=12).filter(
@@ -344,3 +345,41 @@ def test_bad_cache_flags_are_explained(argv, message):
     with pytest.raises(FlagError) as raised:
         take_flags(argv)
     assert message in str(raised.value) and raised.value.fix
+
+
+@pytest.mark.parametrize(("argv", "resume", "from_step", "left"), [
+    (["s.py", "--resume"], "", None, ["s.py"]),
+    (["s.py", "--resume", "1a2b3c4d", "x"], "1a2b3c4d", None, ["s.py", "x"]),
+    (["s.py", "--resume", "3a8d06aa-2689-41d3-baef-a6f044788840"],
+     "3a8d06aa-2689-41d3-baef-a6f044788840", None, ["s.py"]),
+    (["s.py", "--resume=beef"], "beef", None, ["s.py"]),
+    # Not a run id: the script's own argument.
+    (["s.py", "--resume", "data.csv"], "", None, ["s.py", "data.csv"]),
+    (["s.py", "--resume", "--from", "train", "y"], "", "train", ["s.py", "y"]),
+    (["s.py", "--from=train", "--resume"], "", "train", ["s.py"]),
+    # Without --resume, --from is the script's.
+    (["s.py", "--from", "train"], None, None, ["s.py", "--from", "train"]),
+    (["s.py", "--", "--resume"], None, None, ["s.py", "--", "--resume"]),
+])
+def test_resume_and_from(argv, resume, from_step, left):
+    flags = take_flags(argv)
+    assert (flags.resume, flags.from_step, argv) == (resume, from_step, left)
+    assert flags.caching is None
+
+
+def test_resume_on_kubeflow_is_a_cached_run():
+    flags = take_flags(["s.py", "--kfp", "--resume"])
+    assert flags.resume == "" and flags.caching is True
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["s.py", "--resume", "--from"], "--from needs a value"),
+    (["s.py", "--resume", "--resume"], "--resume is given twice"),
+    (["s.py", "--resume=", "x"], "--resume needs a value"),
+    (["s.py", "--kfp", "--resume", "--from", "a"], "--from is not available with --kfp"),
+    (["s.py", "--kfp", "--resume", "--no-cache"], "--resume and --no-cache are both given"),
+])
+def test_resume_mistakes_are_explained(argv, message):
+    with pytest.raises(FlagError) as caught:
+        take_flags(argv)
+    assert message in caught.value.message and caught.value.fix
