@@ -161,6 +161,11 @@ def test_caching_is_off_unless_asked_and_the_flags_win(tmp_path):
     assert {name for name in tasks(tmp_path / "on.yaml") if name.startswith("kale-code-")} == {
         "kale-code-load", "kale-code-train", "kale-code-report"}
 
+    # --resume on Kubeflow: a new run with caching on for every step, and it says so.
+    result = compile_flow(root, tmp_path / "resumed.yaml", "--resume")
+    assert "--resume with --kfp starts a new run with Kubeflow's caching on" in result.stderr
+    assert tasks(tmp_path / "resumed.yaml").keys() == tasks(tmp_path / "on.yaml").keys()
+
     # A step's own option over steps_defaults; --no-cache over both.
     edit(root / "flow.py", "@pipeline(", '@pipeline(steps_defaults={"cache": True}, ')
     edit(root / "flow.py", "@step\ndef report", "@step(cache=False)\ndef report")

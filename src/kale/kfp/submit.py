@@ -102,6 +102,18 @@ def compile_package(graph: Graph, output: str | os.PathLike[str] | None, *,
     return PipelinePackage(path)
 
 
+#: What ``--kfp --resume`` does, said when it is used. Kubeflow's own retry of a run
+#: (``runs/{id}:retry``) starts the failed tasks again from the package that run was compiled
+#: from: a step fixed since would fail the same way. A new run with caching on takes the code as
+#: it is now and reuses what did not change (``kale.kfp.caching``).
+RESUME_NOTE = (
+    "kale: --resume with --kfp starts a new run with Kubeflow's caching on for every step: "
+    "each step unchanged since a run of this pipeline in this namespace that ran it with caching "
+    "on is reused, and the others (the failed one, what you edited, what follows them) run. "
+    "Servers up to 2.17.0 ignore Kale's per-step code keys, so there every step runs again; "
+    "a run id after --resume is not needed (Kubeflow's cache is not kept per run)")
+
+
 def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
                          ) -> KfpRun | KfpRecurringRun | PipelinePackage:
     """``--kfp``: write the package (``--dry-run``, returns its path) or submit it (returns the
@@ -109,7 +121,9 @@ def compile_for_kubeflow(graph: Graph, values: dict[str, Any], flags: Any
     ``--schedule`` the submission creates a recurring run (a dry run says what it would
     create)."""
     schedule = getattr(flags, "recurring", None)
-    cache = getattr(flags, "caching", None)  # --cache / --no-cache
+    cache = getattr(flags, "caching", None)  # --cache / --no-cache (--resume: --cache)
+    if getattr(flags, "resume", None) is not None:
+        print(RESUME_NOTE, file=sys.stderr)
     try:
         if flags.dry_run:
             package = compile_package(graph, flags.output, image=flags.image,

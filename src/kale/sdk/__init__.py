@@ -598,8 +598,8 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
                 "autosnapshot=True has no effect: it asked Arrikto's Rok to snapshot volumes. "
                 "What Kale keeps instead: every step's outputs (in the run record locally, as "
                 "artifacts in Kubeflow's artifact store), the project bundle each run ran (by "
-                "content hash), and with cache=True or --cache, unchanged steps are reused, "
-                "so running again after a failure resumes it.",
+                "content hash), and with cache=True or --cache, unchanged steps are reused; "
+                "`--resume` continues a failed or interrupted local run from what succeeded.",
                 KaleWarning, location.file, location.line,
             )
         return PipelineFunction(target, checked, location)
