@@ -6,7 +6,8 @@
     and warm (the code hashes a previous run kept in the cache folder), in a fresh interpreter
     each time. The graph is built first and not timed, nor is the import scan the scheduler
     does anyway (to preload the steps' libraries). Goal: at most 100 ms.
-(b) a 20-step chain run with every step cached: the pipeline call from start to end, in a fresh
+(b) a 20-step chain run with every step cached (and resumed: every step reused from the run
+    record, with the cache off): the pipeline call from start to end, in a fresh
     interpreter (start-up and the script's imports excluded; the modules of Kale's local runs,
     which the call imports, included), after a first run filled the cache. Goal: at most 200 ms
     in all. Also with those modules imported before (a notebook's second run), and the chain's
@@ -99,7 +100,9 @@ if __name__ == "__main__":
     if "--imported" in sys.argv:  # what a first local run imports, as a notebook has it
         import kale.cache, kale.local.scheduler, uuid
     start = time.perf_counter()
-    run = run_graph(graph, {"x": 0}, progress=PlainProgress(io.StringIO()))
+    run = run_graph(graph, {"x": 0}, progress=PlainProgress(io.StringIO()),
+                    cache=False if "--resumed" in sys.argv else None,
+                    resume=True if "--resumed" in sys.argv else None)
     elapsed = time.perf_counter() - start
     statuses = sorted({step.status for step in run.steps.values()})
     print("BENCH " + json.dumps({"seconds": elapsed, "statuses": statuses,
@@ -107,8 +110,9 @@ if __name__ == "__main__":
 '''
 
 
-def chain_times(repeats: int) -> tuple[list[float], list[float], list[float]]:
-    first, cached, imported = [], [], []
+def chain_times(repeats: int
+                ) -> tuple[list[float], list[float], list[float], list[float]]:
+    first, cached, imported, resumed = [], [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "chain.py"
@@ -116,7 +120,8 @@ def chain_times(repeats: int) -> tuple[list[float], list[float], list[float]]:
             env = _env(KALE_HOME=str(Path(folder) / ".kale"))
             for timings, expected, flag in ((first, ["succeeded"], ""),
                                             (cached, ["cached"], ""),
-                                            (imported, ["cached"], "--imported")):
+                                            (imported, ["cached"], "--imported"),
+                                            (resumed, ["cached"], "--resumed")):
                 result = subprocess.run([sys.executable, str(path), *filter(None, [flag])],
                                         capture_output=True, text=True, check=True,
                                         cwd=folder, env=env)
@@ -125,7 +130,7 @@ def chain_times(repeats: int) -> tuple[list[float], list[float], list[float]]:
                 data = json.loads(line[6:])
                 assert data["statuses"] == expected and data["result"] == 20, data
                 timings.append(data["seconds"] * 1000)
-    return first, cached, imported
+    return first, cached, imported, resumed
 
 
 def main() -> None:
@@ -136,7 +141,7 @@ def main() -> None:
 
     distinct_cold, distinct_warm = key_times(args.steps, args.repeats, 1)
     shared_cold, shared_warm = key_times(args.steps, args.repeats, 50)
-    first, cached, imported = chain_times(args.repeats)
+    first, cached, imported, resumed = chain_times(args.repeats)
 
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values):.1f} ms"
@@ -153,6 +158,8 @@ def main() -> None:
         ("20-step chain, every step cached: the whole call", ms(cached), "<= 200 ms"),
         ("  the same, Kale's run modules imported before", ms(imported), ""),
         ("20-step chain, first run (for comparison)", ms(first), ""),
+        ("20-step chain resumed (--no-cache: all 20 from the run record)", ms(resumed),
+         "<= 200 ms"),
     ]
     width = max(len(row[0]) for row in rows)
     print(f"{'measure (median)':<{width}}  {'result':>10}  goal")
