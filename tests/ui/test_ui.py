@@ -103,6 +103,26 @@ def test_the_run_page_shows_the_dag_steps_metrics_and_artifacts(ui, runs):
     assert "= <code>{&#x27;rate&#x27;: 0.1}</code>" in page  # a small output's value
 
 
+def test_a_resumed_run_links_the_run_it_continues(tmp_path):
+    runner = ScriptRunner(tmp_path)
+    path = runner.write(SCRIPT)
+    for extra in ([], ["--resume", "--from", "publish"]):
+        done = subprocess.run([sys.executable, str(path), "0.1", *extra], capture_output=True,
+                              text=True, cwd=runner.root, env=runner.env())
+        assert done.returncode == 0, done.stderr
+    first, resumed = ids(runner)
+    server, url = serve_in_thread(runner.home)
+    try:
+        status, _, page = get(f"{url}run/{resumed}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 200
+    assert f"resumed run <a href='/run/{first}'>{first[:8]}</a>, from step publish on" in page
+    assert f"reused: outputs of run <a href='/run/{first}'>" in page
+    assert "accuracy" in page and ">0.8<" in page  # the reused step's metrics stay
+
+
 def test_artifacts_are_served_sandboxed_and_only_from_the_run(ui, runs):
     first = ids(runs)[0]
     status, headers, body = get(f"{ui}artifact/{first}/train/1/report")

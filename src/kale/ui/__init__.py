@@ -361,6 +361,13 @@ def run_page(run: dict[str, Any]) -> bytes:
                  f"{_e(step.get('status'))}'>{_e(step.get('status'))}</span></h3>"]
         if step.get("reason"):
             parts.append(f"<p class=muted>{_e(step['reason'])}</p>")
+        source = step.get("cached_from")
+        if step.get("status") == "cached" and isinstance(source, dict) and source.get("run"):
+            made = str(source["run"])
+            parts.append(f"<p class=muted>{'reused' if source.get('resumed') else 'cached'}: "
+                         f"outputs of run <a href='/run/{quote(made)}'>{_e(made[:8])}</a>"
+                         + (f" (task {_e(source['task'])})" if source.get("task") not in
+                            (None, task) else "") + "</p>")
         for output, stored in (step.get("outputs") or {}).items():
             value = _small(stored, run["folder"])
             parts.append(f"<p>output <b>{_e(output)}</b>: {_e(stored.get('type'))} "
@@ -389,6 +396,11 @@ def run_page(run: dict[str, Any]) -> bytes:
         parts.append("</section>")
         sections.append("".join(parts))
     reason = f"<p>{_e(run['reason'])}</p>" if run.get("reason") else ""
+    if run.get("resumed_from"):
+        resumed = str(run["resumed_from"])
+        reason += (f"<p class=resumed>resumed run <a href='/run/{quote(resumed)}'>"
+                   f"{_e(resumed[:8])}</a>" + (f", from step {_e(run['from_step'])} on"
+                                              if run.get("from_step") else "") + "</p>")
     body = (f"<h1>Run {_e(run_id[:8])} <span class='status {_e(run.get('status'))}'>"
             f"{_e(run.get('status'))}</span></h1>{reason}"
             f"<p class=muted>pipeline <a href='/?pipeline={quote(run.get('pipeline', ''))}'>"
