@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -39,7 +38,11 @@ class ScriptRunner:
                                 env=self.env())
 
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(path.read_text()) for path in (self.home / "runs").glob("*/run.json")]
+        """Every run's record as Kale's readers see it (the snapshot and the events after)."""
+        from kale.local.record import read_record
+
+        found = [read_record(path.parent) for path in (self.home / "runs").glob("*/run.json")]
+        return [record for record in found if record is not None]
 
     def record(self) -> dict[str, Any]:
         found = self.records()

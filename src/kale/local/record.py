@@ -4,12 +4,18 @@ Layout::
 
     <home>/runs/<run-id>/
         run.json                          status of the run and of every step and attempt
+        events.jsonl                      while it runs: each task's changes since run.json
         steps/<step>/attempt-<n>.log      what the attempt printed (stdout and stderr)
         steps/<step>/outputs/<name>.<ext> each value the step returned (.json, .npy, .pkl)
         steps/<step>/outputs/<name>.meta.json   how it was stored (backend, type, size)
 
-``run.json`` is rewritten atomically at every change of state, so after a crash, a kill or
-Ctrl-C it still says which steps finished and where their outputs are. It names the process that
+While the run is in flight, each change of a task's state is appended to ``events.jsonl`` as
+one line (the task's whole state, numbered), at once: a change costs the same in a 10-step run
+and a 10,000-step one, and after a crash, a kill or Ctrl-C the record still says which tasks
+finished and where their outputs are. ``run.json`` is a snapshot, rewritten atomically at the
+start, whenever the events since the last one outweigh it (the events file is then emptied),
+and at the end, when the events file goes; ``read_record`` is the snapshot with the events
+after it applied, which is what every reader uses. It names the process that
 runs it (pid, start time, boot and host), and ``<home>/running/<run-id>.json`` says the same
 while the run is in flight: a run whose process is gone without finishing the record (killed
 with SIGKILL, its machine stopped) is shown as ``interrupted (runner gone)``, and the next run
@@ -28,6 +34,11 @@ from kale.local.processes import remove_partial_writes
 from kale.marshal import atomic_write
 
 RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+#: A snapshot is written once the events since the last one are this many times its size (and
+#: at least _SNAPSHOT_FLOOR bytes): what a reader replays stays in proportion to the record.
+_SNAPSHOT_RATIO = 2
+_SNAPSHOT_FLOOR = 64 * 1024
 RUNNING = "running"  # <home>/running/<run-id>.json: runs in flight, and who runs them
 RUNNER_GONE = "runner gone"
 
@@ -121,11 +132,14 @@ def sweep_gone_runs(home: Path, current: str) -> None:
             remove_partial_writes(step)
             remove_partial_writes(step / "outputs")
         with contextlib.suppress(OSError, ValueError):
-            data = json.loads((folder / RUN_FILE).read_text())
-            if settle_gone_run(data):
+            data = read_record(folder)
+            if data is not None and settle_gone_run(data):
+                data.pop("folder", None)
                 text = json.dumps(data, default=str)
                 atomic_write(folder / RUN_FILE, lambda handle, text=text: handle.write(text),
                              mode="w")
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / EVENTS_FILE)
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
 
@@ -158,12 +172,65 @@ def kale_home(project_root: str | None = None) -> Path:
     return Path(project_root or os.getcwd()) / ".kale"
 
 
+def read_record(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A run's record as it stands: ``run.json`` with the events written after it applied (a
+    line cut short by a kill ends them), and ``folder`` set; None when there is no readable
+    ``run.json``."""
+    folder = Path(folder)
+    data = None
+    for _ in range(3):  # a snapshot written between the two reads: read both again
+        try:
+            data = json.loads((folder / RUN_FILE).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        try:
+            events = (folder / EVENTS_FILE).read_bytes()
+        except OSError:
+            break
+        if _apply_events(data, events):
+            break
+    assert data is not None
+    data["folder"] = str(folder)
+    return data
+
+
+def _apply_events(data: dict[str, Any], events: bytes) -> bool:
+    """Apply the events after the snapshot's own to it; False when some are missing (the
+    file was emptied by a newer snapshot than the one read)."""
+    seq = data.get("seq")
+    expected = (seq if isinstance(seq, int) else 0) + 1
+    steps = data.setdefault("steps", {})
+    for line in events.split(b"\n"):
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            break
+        number = event.get("seq") if isinstance(event, dict) else None
+        if not isinstance(number, int) or number < expected:
+            continue
+        if number != expected:
+            return False
+        expected += 1
+        if isinstance(event.get("task"), str) and isinstance(event.get("state"), dict):
+            steps[event["task"]] = event["state"]
+        data["seq"] = number
+    return True
+
+
 class RunRecord:
-    """The folder of one run and its ``run.json``."""
+    """The folder of one run: its ``run.json`` snapshot and, while it runs, its events."""
 
     def __init__(self, home: Path, run_id: str) -> None:
         self.folder = home / "runs" / run_id
         self.data: dict[str, Any] = {}
+        self.seq = 0  # the number of the last event written
+        self.since_snapshot = 0  # bytes of events since the last snapshot
+        self.snapshot_size = 0
+        self._events: int | None = None  # the events file, open for appending
 
     def step_folder(self, step: str) -> Path:
         return self.folder / "steps" / step
@@ -175,8 +242,43 @@ class RunRecord:
         return self.step_folder(step) / f"attempt-{attempt}.log"
 
     def save(self) -> None:
+        """Write the snapshot (``data``, numbered as the last event), then empty the events
+        file: every event in it is in the snapshot."""
+        self.data["seq"] = self.seq
         text = json.dumps(self.data, default=str)
         atomic_write(self.folder / RUN_FILE, lambda handle: handle.write(text), mode="w")
+        self.snapshot_size = len(text)
+        if self._events is not None and self.since_snapshot:
+            os.ftruncate(self._events, 0)
+        self.since_snapshot = 0
+
+    def append(self, tasks: dict[str, dict[str, Any]]) -> None:
+        """Append each task's new state as one numbered event, in one write."""
+        lines = []
+        for name, state in tasks.items():
+            self.seq += 1
+            lines.append(json.dumps({"seq": self.seq, "task": name, "state": state},
+                                    default=str))
+        data = ("\n".join(lines) + "\n").encode()
+        if self._events is None:
+            self._events = os.open(self.folder / EVENTS_FILE,
+                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._events, view):]
+        self.since_snapshot += len(data)
+
+    def snapshot_due(self) -> bool:
+        return self.since_snapshot > max(_SNAPSHOT_FLOOR, _SNAPSHOT_RATIO * self.snapshot_size)
+
+    def close_events(self) -> None:
+        """After the last snapshot: the events file is not needed any more."""
+        if self._events is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._events)
+            self._events = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.folder / EVENTS_FILE)
 
     def running_path(self) -> Path:
         return self.folder.parent.parent / RUNNING / f"{self.folder.name}.json"
@@ -194,11 +296,9 @@ def list_runs(home: Path) -> list[dict[str, Any]]:
     """Every readable run under ``home``, newest first."""
     runs = []
     for path in (home / "runs").glob(f"*/{RUN_FILE}"):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = read_record(path.parent)
+        if data is None or not isinstance(data.get("id"), str):
             continue
-        data["folder"] = str(path.parent)
         settle_gone_run(data)  # as shown, not written: the next run in this home does that
         runs.append(data)
     return sorted(runs, key=lambda run: run.get("started") or "", reverse=True)

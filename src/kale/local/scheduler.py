@@ -52,10 +52,6 @@ if TYPE_CHECKING:
     from kale.local.resume import Resume
 
 _POLL = 0.1  # how often logs are tailed while steps run
-#: Between two writes of run.json while steps run, at least this many times the time the last
-#: one took: a record of thousands of iterations takes milliseconds to write, and writing it at
-#: every change would make a long loop quadratic.
-_SAVE_SPACING = 10
 _BACKSTOP = 2.0  # seconds past a step's timeout and grace before Kale kills it from outside
 _TAIL_BYTES = 1 << 20
 #: Room kept on the record's disk, given back when it is full so that the final run.json fits.
@@ -108,6 +104,20 @@ class StepRun:
     def duration(self) -> float | None:
         spans = [a.duration for a in self.attempts if a.duration is not None]
         return sum(spans) if spans else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The task's state as the record holds it (in ``run.json``, and as one event)."""
+        return {
+            "status": self.status, "reason": self.reason, "outputs": self.outputs,
+            "attempts": [vars(attempt) for attempt in self.attempts],
+            **({"step": self.step} if self.step != self.name else {}),
+            **({"index": list(self.index)} if self.index else {}),
+            **({"by_condition": True} if self.by_condition else {}),
+            **({"reports": self.reports} if self.reports else {}),
+            **({"key": self.key} if self.key else {}),
+            **({"cached_from": self.cached_from} if self.cached_from else {}),
+            **({"metrics": self.metrics} if self.metrics else {}),
+        }
 
 
 @dataclass
@@ -208,20 +218,7 @@ class Run:
             **({"resumed_from": self.resumed_from} if self.resumed_from else {}),
             **({"command": self.command} if self.command else {}),
             **({"from_step": self.resumed_from_step} if self.resumed_from_step else {}),
-            "steps": {
-                name: {
-                    "status": step.status, "reason": step.reason, "outputs": step.outputs,
-                    "attempts": [vars(attempt) for attempt in step.attempts],
-                    **({"step": step.step} if step.step != name else {}),
-                    **({"index": list(step.index)} if step.index else {}),
-                    **({"by_condition": True} if step.by_condition else {}),
-                    **({"reports": step.reports} if step.reports else {}),
-                    **({"key": step.key} if step.key else {}),
-                    **({"cached_from": step.cached_from} if step.cached_from else {}),
-                    **({"metrics": step.metrics} if step.metrics else {}),
-                }
-                for name, step in self.steps.items()
-            },
+            "steps": {name: step.to_json() for name, step in self.steps.items()},
         }
 
 
@@ -350,9 +347,9 @@ class Scheduler:
         self.delayed: dict[str, float] = {}
         self.waits: dict[str, float] = {}
         self.running: dict[str, _Attempt] = {}
-        self.dirty = False
+        #: the tasks whose state changed since the record last had them (an ordered set)
+        self.changed: dict[str, None] = {}
         self.unsaved = False
-        self.next_save = 0.0  # monotonic: when run.json may be written again while steps run
         # Libraries the steps import, loaded once in the zygote: each `import numpy` is instant.
         self.preload = sorted({name for names in graph.step_modules.values() for name in names})
         self.zygote = Zygote.acquire(self.preload)
@@ -388,9 +385,8 @@ class Scheduler:
             self.reserve = None
 
     def save(self, stopped: bool = False) -> None:
-        """Write run.json. Once the steps are ``stopped``, a full disk gets the reserve back to
-        write the run's end; before, the steps that fill it would take it."""
-        began = time.monotonic()
+        """Write the snapshot, run.json. Once the steps are ``stopped``, a full disk gets the
+        reserve back to write the run's end; before, the steps that fill it would take it."""
         self.record.data = self.run_state.to_json()
         try:
             self.record.save()
@@ -404,12 +400,19 @@ class Scheduler:
                 if again.errno not in NO_SPACE:
                     raise
                 self.unsaved = True  # nothing more can be done: the summary says so
-        self.dirty = False
-        ended = time.monotonic()
-        self.next_save = ended + _SAVE_SPACING * (ended - began)
+        self.changed.clear()
+
+    def flush(self) -> None:
+        """Append the changed tasks' states to the record (each change costs the same however
+        many tasks the run has), and write a snapshot when the events outweigh the last one."""
+        steps = self.run_state.steps
+        self.record.append({name: steps[name].to_json() for name in self.changed})
+        self.changed.clear()
+        if self.record.snapshot_due():
+            self.save()
 
     def set_status(self, name: str, status: str, detail: str = "") -> None:
-        self.dirty = True
+        self.changed[name] = None
         self.run_state.steps[name].status = status
         if status in ("skipped", "cancelled"):
             self.run_state.steps[name].reason = detail
@@ -424,8 +427,8 @@ class Scheduler:
     def advance(self, changes: Changes) -> None:
         """Act on what the plan says after a change: new tasks, tasks to start or skip."""
         self.record_tasks(changes)
-        if changes.created:
-            self.dirty = True
+        for task in changes.created:
+            self.changed[task.key] = None
         for key, reason, by_condition in changes.skipped:
             state = self.run_state.steps.get(key)
             if state is None:  # stands for the iterations of a loop that never ran
@@ -486,6 +489,8 @@ class Scheduler:
                          for step in run.steps.values())
             run.status = "failed" if failed else "succeeded"
         self.save(stopped=True)
+        if not self.unsaved:  # else the events hold what the snapshot could not
+            self.record.close_events()
         self.record.mark_ended()
         self.release_reserve()
         self.cache.finish()
@@ -511,17 +516,14 @@ class Scheduler:
             elif timeout:
                 time.sleep(timeout)
             self.collect()
-            # At most once per turn of the loop, however many steps changed, and spaced out
-            # by the time a write takes.
-            if self.dirty and time.monotonic() >= self.next_save:
-                self.save()
+            # Once per turn of the loop, however many tasks changed.
+            if self.changed:
+                self.flush()
             self.progress.tick()
 
     def next_wakeup(self, now: float) -> float:
         moments = list(self.delayed.values())
         moments += [a.deadline for a in self.running.values() if a.deadline is not None]
-        if self.dirty:
-            moments.append(self.next_save)
         if self.deadline is not None:
             moments.append(self.deadline)
         timeout = max(0.0, min(moments) - now) if moments else None
@@ -773,7 +775,7 @@ class Scheduler:
         if checked is None or (checked[0] not in metrics and len(metrics) >= logs.MAX_ENTRIES):
             return
         metrics[checked[0]] = checked[1]
-        self.dirty = True
+        self.changed[attempt.task.key] = None
         self.progress.metric(attempt.task.key, *checked)
 
     def take_logged(self, task: Task, record: AttemptRecord,
@@ -884,7 +886,6 @@ class Scheduler:
         detail = self.show_reports(task, state, entry.reports, detail)
         if source.get("task") not in (None, task.key):
             detail += f" (`{source['task']}`)"
-        self.dirty = True
         self.set_status(task.key, "cached", detail)
         self.advance(self.plan.finished(task.key, "succeeded", entry.reports or None))
         return True

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from kale.local.progress import local_time, task_rows, took
-from kale.local.record import run_metrics, task_metrics
+from kale.local.record import EVENTS_FILE, RUN_FILE, read_record, run_metrics, task_metrics
 from kale.logs import metric_text
 
 STATIC = Path(__file__).parent / "static"
@@ -69,7 +69,7 @@ class Store:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._cache: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def runs(self) -> list[dict[str, Any]]:
@@ -82,22 +82,22 @@ class Store:
             return []
         with self._lock:
             for entry in entries:
-                path = os.path.join(entry.path, "run.json")
+                path = os.path.join(entry.path, RUN_FILE)
                 try:
                     stat = os.stat(path)
                 except OSError:
                     continue
-                key = (stat.st_mtime_ns, stat.st_size)
+                try:  # a run in flight: its changes since the snapshot
+                    events = os.stat(os.path.join(entry.path, EVENTS_FILE))
+                    since = (events.st_mtime_ns, events.st_size)
+                except OSError:
+                    since = None
+                key = (stat.st_mtime_ns, stat.st_size, since)
                 held = self._cache.get(path)
                 if held is None or held[0] != key:
-                    try:
-                        with open(path, "rb") as handle:
-                            data = json.loads(handle.read())
-                    except (OSError, ValueError):
+                    data = read_record(entry.path)
+                    if data is None or not isinstance(data.get("id"), str):
                         continue
-                    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-                        continue
-                    data["folder"] = entry.path
                     data["_metrics"] = run_metrics(data)
                     held = self._cache[path] = (key, data)
                 data = held[1]
@@ -108,16 +108,14 @@ class Store:
         return sorted(found, key=lambda run: run.get("started") or "", reverse=True)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        path = self.home / "runs" / run_id / "run.json"
+        path = self.home / "runs" / run_id / RUN_FILE
         if "/" in run_id or run_id.startswith(".") or not path.is_file():
             return None
         from kale.local.record import settle_gone_run
 
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = read_record(path.parent)
+        if data is None:
             return None
-        data["folder"] = str(path.parent)
         settle_gone_run(data)
         return data
 
