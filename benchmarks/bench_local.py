@@ -14,7 +14,10 @@
     (``sklearn.datasets``, ``sklearn.preprocessing``, ``sklearn.linear_model``,
     ``sklearn.metrics``), with the zygote preloading the full module names the steps import
     against preloading only their top-level names (``sklearn``, as before issue 19): the two
-    interleaved, min and median of ``--repeats`` (at least 5).
+    interleaved, min and median of ``--repeats`` (at least 5);
+(e) chains of 10, 100 and 1,000 ``x + 1`` steps: the cost per step must stay flat as the run
+    grows (goal: at most 4 ms per step), next to the limit measured in the same run: fork a
+    process that writes a small JSON result and renames it into place, wait for it.
 
 Each contender runs in a fresh interpreter; the time is that of the pipeline call itself
 (interpreter start-up and imports excluded), best of ``--repeats``. Kale is also timed warm: a
@@ -306,6 +309,45 @@ report(seconds=cold, warm=warm, result=first.outputs["score"])
 '''
 
 
+def long_chain(steps: int) -> str:
+    return TIMER + f'''
+import io
+from kale.sdk import pipeline, step
+from kale.local.progress import PlainProgress
+from kale.local import run_graph
+
+@step
+def inc(x):
+    return x + 1
+
+@pipeline(name="chain{steps}")
+def chain(x=0):
+''' + "".join("    x = inc(x)\n" for _ in range(steps)) + '''
+graph = chain.graph
+start = time.perf_counter()
+run = run_graph(graph, {"x": 0}, progress=PlainProgress(io.StringIO()))
+report(seconds=time.perf_counter() - start, result=len(run.steps))
+'''
+
+
+FORK_AND_WRITE = TIMER + '''
+import json, os
+folder = sys.argv[1]
+count = 200
+start = time.perf_counter()
+for number in range(count):
+    pid = os.fork()
+    if pid == 0:
+        path = os.path.join(folder, f"r{number}.json")
+        with open(path + ".tmp", "w") as handle:
+            json.dump({"status": "done", "outputs": {"x": number}}, handle)
+        os.rename(path + ".tmp", path)
+        os._exit(0)
+    os.waitpid(pid, 0)
+report(seconds=(time.perf_counter() - start) / count)
+'''
+
+
 def measure_all(code: str, folder: Path, *args: str) -> dict | str:
     """One run of ``code`` in a fresh interpreter: its report."""
     import json
@@ -418,6 +460,14 @@ def main() -> None:
                              f"median {statistics.median(values):.3f} s, "
                              f"{statistics.median(values) / 4 * 1000:.0f} ms/step"
                              if values else ""))
+        limit = measure(FORK_AND_WRITE, folder, args.repeats)
+        rows.append(("(e) the limit: fork, write a JSON result, rename", (
+            f"{limit['seconds'] * 1000:.2f} ms" if isinstance(limit, dict) else limit), "per step"))
+        for steps in (10, 100, 1000):
+            chain = measure(long_chain(steps), folder, args.repeats if steps < 1000 else 1)
+            rows.append((f"(e) chain of {steps} steps, first run", total(chain),
+                         f"{chain['seconds'] / steps * 1000:.1f} ms/step (goal <= 4)"
+                         if isinstance(chain, dict) else str(chain)))
     width = max(len(row[0]) for row in rows)
     print(f"{'scenario':<{width}}  {'time':>12}  overhead")
     print(f"{'-' * width}  {'-' * 12}  {'-' * 14}")
