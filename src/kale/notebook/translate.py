@@ -152,7 +152,7 @@ def plan(notebook: TaggedNotebook) -> Plan:
     binders: dict[str, list[str]] = {}
     for name in order:
         step = notebook.steps[name]
-        names = analyze(_combined(step.cells), functions.binds | module_names)
+        names = analyze(_combined(step.cells), functions.binds)
         for variable in names.binds:
             binders.setdefault(variable, []).append(name)
         planned[name] = PlannedStep(name, name, step.cells, names=names)
@@ -476,9 +476,12 @@ def generated_path(notebook_path: str) -> str:
     return os.path.join(folder, ".kale", "notebooks", f"{stem}.py")
 
 
-def translate(notebook_path: str) -> tuple[Plan, str]:
-    """Read, check and plan the notebook, write its module; returns the plan and the path."""
+def translate(notebook_path: str, overrides: dict[str, Any] | None = None
+              ) -> tuple[Plan, str]:
+    """Read, check and plan the notebook, write its module; returns the plan and the path.
+    ``overrides`` replace fields of its ``kubeflow_notebook`` metadata (``kale --nb``'s)."""
     notebook = read_notebook(notebook_path)
+    notebook.metadata.update(overrides or {})
     planned = plan(notebook)
     text = generate(planned)
     path = generated_path(notebook_path)
@@ -499,12 +502,13 @@ def _same(path: str, text: str) -> bool:
         return False
 
 
-def load_pipeline(notebook_path: str) -> tuple[Any, Plan]:
+def load_pipeline(notebook_path: str, overrides: dict[str, Any] | None = None
+                  ) -> tuple[Any, Plan]:
     """The notebook's ``PipelineFunction`` (and its plan), its graph parsed and checked.
 
     The module's top level runs without its ``imports`` cells: they run in the steps that use
     them, so the command that reads the notebook needs none of the steps' libraries."""
-    planned, path = translate(notebook_path)
+    planned, path = translate(notebook_path, overrides)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     tree = ast.parse(text, filename=path)
