@@ -175,8 +175,11 @@ def plan(notebook: TaggedNotebook) -> Plan:
                     pending.append(variable)
                 elif variable not in functions.binds:
                     reads.setdefault(variable, (None, notebook.functions, fn))  # type: ignore
+        in_functions = set().union(*functions.functions.values())
         for variable, node in functions.reads.items():
-            if variable not in functions.functions.get(variable, ()):
+            # What the functions cells read as they run (a decorator, a constant); what their
+            # functions read counts only for the steps that call them (above).
+            if variable not in in_functions:
                 reads.setdefault(variable, (node, notebook.functions, ""))
         ancestors = _ancestors(name, notebook)
         for variable, (node, cells, via) in sorted(reads.items()):
