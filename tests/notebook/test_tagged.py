@@ -161,7 +161,7 @@ def test_every_tag_and_metadata_field(tmp_path: Path) -> None:
                  "experiment": {"id": "", "name": "from-experiment"}, "docker_image": "img:1",
                  "steps_defaults": ["label:origin:notebook", "limit:cpu:1"], "timeout": 600,
                  "volumes": [], "katib_run": False, "autosnapshot": True})
-    function, planned = load_pipeline(str(path))
+    function, _ = load_pipeline(str(path))
     graph = function.graph
     assert graph.options.name == "tagged" and graph.options.experiment == "from-experiment"
     assert graph.options.description == "all of them" and graph.options.timeout == 600

@@ -78,10 +78,9 @@ def _bound_in(body: list[ast.stmt] | ast.AST) -> set[str]:
                 for alias in child.names:
                     if alias.name != "*":
                         names.add((alias.asname or alias.name).split(".")[0])
-            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(child.name)
-            elif isinstance(child, ast.ExceptHandler) and child.name:
-                names.add(child.name)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or (
+                    isinstance(child, ast.ExceptHandler) and child.name):
+                names.add(child.name)  # type: ignore[arg-type]
             elif type(child).__name__ in ("MatchAs", "MatchStar") and getattr(child, "name",
                                                                              None):
                 names.add(child.name)  # type: ignore[attr-defined]

@@ -25,7 +25,6 @@ from kale.notebook.names import BUILTINS, Names, analyze
 from kale.notebook.reader import (
     Cell,
     CellLocation,
-    NotebookError,
     TaggedNotebook,
     read_notebook,
 )
@@ -189,7 +188,7 @@ def plan(notebook: TaggedNotebook) -> Plan:
                 entry.parameters.append(variable)
             elif variable in module_names:
                 entry.modules.append(variable)
-            elif variable in _IPYTHON_NAMES and _IPYTHON_NAMES[variable]:
+            elif _IPYTHON_NAMES.get(variable):
                 entry.ipython.append(variable)
             else:
                 source = next((a for a in ancestors if variable in planned[a].names.binds  # type: ignore
