@@ -286,3 +286,28 @@ def test_compiled_notebook_runs_under_kfp_local(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     output = run_under_kfp_local(tmp_path / "package.yaml", tmp_path)
     assert "sum-result=" in output and "d1=5" in output
+
+
+def test_kale_nb_uploads_or_runs_against_a_kubeflow_api(tmp_path: Path) -> None:
+    from tests.kfp.fake_kfp import FakeKubeflow
+
+    folder = example(tmp_path, "base")
+    with FakeKubeflow() as kubeflow:
+        uploaded = kale(folder, "--nb", "candies_sharing.ipynb", "--upload_pipeline",
+                        "--kfp_host", kubeflow.host)
+        assert uploaded.returncode == 0, uploaded.stderr
+        assert ("POST", "/pipelines/upload") in kubeflow.calls()
+        assert ("POST", "/runs") not in kubeflow.calls()  # uploaded only
+        started = kale(folder, "--nb", "candies_sharing.ipynb", "--run_pipeline",
+                       "--kfp_host", kubeflow.host, "--experiment_name", "kids")
+        assert started.returncode == 0, started.stderr
+        assert ("POST", "/runs") in kubeflow.calls()
+        experiment = next(json.loads(r["body"]) for r in kubeflow.requests
+                          if r["path"].endswith("/experiments") and r["method"] == "POST")
+        assert experiment["display_name"] == "kids"
+        run = kale(folder, "run", "candies_sharing.ipynb", "--kfp", "--kfp-host",
+                   kubeflow.host, "-p", "CANDIES=7")
+        assert run.returncode == 0, run.stderr
+        posted = [json.loads(r["body"]) for r in kubeflow.requests
+                  if r["path"].endswith("/runs") and r["method"] == "POST"]
+        assert posted[-1]["runtime_config"]["parameters"] == {"CANDIES": 7}
