@@ -31,13 +31,67 @@ class KaleGroup(click.Group):
 install_excepthook()  # Kale's warnings as "warning: ..." in every command
 
 
-@click.group(cls=KaleGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=KaleGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.version_option(__version__, prog_name="kale")
-def main() -> None:
+# Open-source Kale's command line: `kale --nb NOTEBOOK.ipynb [--upload_pipeline] ...`.
+@click.option("--nb", metavar="NOTEBOOK", help="Open-source Kale's form: compile this tagged "
+              "notebook to a package in .kale/ beside it (see `kale run` to run one).")
+@click.option("--upload_pipeline", is_flag=True, help="With --nb: upload the package too.")
+@click.option("--run_pipeline", is_flag=True, help="With --nb: upload it and start a run.")
+@click.option("--kfp_host", metavar="URL", help="With --nb: the Kubeflow Pipelines endpoint.")
+@click.option("--experiment_name", metavar="NAME", help="With --nb: the run's experiment.")
+@click.option("--pipeline_name", metavar="NAME", help="With --nb: the pipeline's name.")
+@click.option("--pipeline_description", metavar="TEXT", help="With --nb: its description.")
+@click.option("--docker_image", metavar="IMAGE", help="With --nb: the steps' image.")
+@click.option("--debug", is_flag=True, hidden=True)  # open-source Kale's; tracebacks: KALE_DEBUG
+@click.pass_context
+def main(ctx: click.Context, nb: str | None, upload_pipeline: bool, run_pipeline: bool,
+         **overrides: Any) -> None:
     """Kale turns plain Python functions into Kubeflow Pipelines.
 
-    Run a pipeline script locally with `python script.py`; use these commands to inspect it.
+    Run a pipeline script locally with `python script.py`, a tagged notebook with `kale run
+    NOTEBOOK.ipynb`; use these commands to inspect them.
     """
+    overrides.pop("debug", None)
+    given = [f"--{name}" for name, value in overrides.items() if value] + \
+        [flag for flag, on in (("--upload_pipeline", upload_pipeline),
+                               ("--run_pipeline", run_pipeline)) if on]
+    if nb is None:
+        if given:
+            raise click.UsageError(f"{given[0]} is an option of --nb NOTEBOOK.ipynb")
+        if ctx.invoked_subcommand is None:
+            click.echo(ctx.get_help())
+        return
+    if ctx.invoked_subcommand is not None:
+        raise click.UsageError("--nb compiles a notebook; give it without a command")
+    from kale.notebook.commands import kale_nb
+
+    kale_nb(nb, upload_pipeline=upload_pipeline, run_pipeline=run_pipeline,
+            overrides=overrides)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def run(notebook: str, arguments: tuple[str, ...]) -> None:
+    """Run the pipeline of a tagged Jupyter NOTEBOOK (open-source Kale's tags), as `python
+    script.py` runs a script's: locally, or with --kfp on Kubeflow (every flag of a script:
+    --kfp --dry-run -o FILE, --kfp-host URL, --wait...). Parameters: -p NAME=VALUE.
+    """
+    from kale.notebook.commands import is_notebook, run_notebook
+
+    if notebook in ("-h", "--help"):
+        click.echo(click.get_current_context().get_help())
+        return
+    if not is_notebook(notebook):
+        from kale.loader import ScriptError
+
+        raise ScriptError(f"{notebook} is not a notebook (.ipynb)",
+                          fix=f"run a pipeline script with `python {notebook}`")
+    # A failed local run raises RunFailedError (shown by KaleGroup, status 1), as a script's.
+    run_notebook(notebook, list(arguments))
 
 
 def _pick_pipeline(module: Any, script: str, name: str | None) -> Any:
@@ -71,6 +125,17 @@ def _pick_pipeline(module: Any, script: str, name: str | None) -> Any:
                       fix=f"its pipelines are: {described}")
 
 
+def _load(script: str, pipeline_name: str | None) -> Any:
+    """The pipeline of a script, or of a tagged notebook (its one pipeline)."""
+    from kale.notebook.commands import is_notebook, notebook_pipeline
+
+    if is_notebook(script):
+        return notebook_pipeline(script)
+    from kale.loader import load_script
+
+    return _pick_pipeline(load_script(script), script, pipeline_name)
+
+
 @main.command()
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.option("-f", "--format", "output_format", default="text", show_default=True,
@@ -85,11 +150,8 @@ def graph(script: str, output_format: str, pipeline_name: str | None) -> None:
     or its steps is reported with file, line and fix.
     """
     from kale.graph.render import RENDERERS
-    from kale.loader import load_script
 
-    module = load_script(script)
-    chosen = _pick_pipeline(module, script, pipeline_name)
-    click.echo(RENDERERS[output_format](chosen.graph))
+    click.echo(RENDERERS[output_format](_load(script, pipeline_name).graph))
 
 
 @main.command(name="compile")
@@ -117,12 +179,10 @@ def compile_command(script: str, output: str | None, pipeline_name: str | None,
     from kale.kfp.compiler import compile_graph, describe
     from kale.kfp.server import NEWEST, Target, check_version_flag
     from kale.kfp.submit import package_path
-    from kale.loader import load_script
 
     target = NEWEST if not server_version else Target(
         check_version_flag(server_version), "--server-version", server_version)
-    module = load_script(script)
-    chosen = _pick_pipeline(module, script, pipeline_name)
+    chosen = _load(script, pipeline_name)
     path = package_path(chosen.graph, output)
     compiled = compile_graph(chosen.graph, path, image=image, requirements=requirements,
                              bundle_store=bundle_store, upload=bool(bundle_store),

@@ -92,7 +92,13 @@ def project_root_of(filename: str) -> str:
     # writes cells: the kernel's working directory is the project then too.
     if os.path.isfile(filename) and not os.path.basename(os.path.dirname(filename)).startswith(
             "ipykernel_"):
-        return os.path.dirname(os.path.realpath(filename))
+        folder = os.path.dirname(os.path.realpath(filename))
+        # A module Kale generated in a project's own folder (`.kale/notebooks/<notebook>.py`,
+        # kale.notebook) belongs to that project: the notebook's folder, with its data files.
+        head, tail = os.path.split(folder)
+        if tail == "notebooks" and os.path.basename(head) == ".kale":
+            return os.path.dirname(head)
+        return folder
     return os.getcwd()
 
 

@@ -165,7 +165,10 @@ def _bundled_path(filename: str, graph: Graph) -> str | None:
     path, root = os.path.realpath(filename), os.path.realpath(graph.project_root)
     if os.path.commonpath([path, root]) != root:
         return None
-    return os.path.relpath(path, root).replace(os.sep, "/")
+    relative = os.path.relpath(path, root).replace(os.sep, "/")
+    # Kale's own folder never travels in the bundle: code Kale generated there (a notebook's
+    # module, kale.notebook) travels in the component, as a notebook cell's does.
+    return None if relative.startswith(".kale/") else relative
 
 
 def _code_reference(filename: str, line: int, text: str, graph: Graph) -> list[Any]:

@@ -163,11 +163,13 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, server_version: str | None = None,
                     install: bool | None = None, schedule: Schedule | None = None,
-                    cache: bool | None = None) -> KfpRun | KfpRecurringRun:
+                    cache: bool | None = None, upload_only: bool = False
+                    ) -> KfpRun | KfpRecurringRun | tuple[str, str]:
     """Compile ``graph`` (into ``output`` when given, else a temporary file) for the server at
     ``host`` (its release read from its health endpoint; ``server_version`` when it does not
     say), upload it and start a run with ``values``; a big bundle goes to the bundle store.
-    ``cache`` as for ``compile_package``."""
+    ``cache`` as for ``compile_package``. ``upload_only`` uploads and starts nothing (open-source
+    Kale's ``--upload_pipeline``): it returns the pipeline's and the version's ids."""
     from kale.kfp.bundle import build_bundle
     from kale.kfp.delivery import check_placeable
     from kale.kfp.server import target_from_healthz
@@ -188,7 +190,8 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
             requirements=requirements, bundle_store=bundle_store, upload=True,
             target=target, bundle=bundle, install=install, cache=cache, values=values)
         return submit(graph, values, package, experiment=experiment,
-                      connected=(client, connection), schedule=schedule)
+                      connected=(client, connection), schedule=schedule,
+                      upload_only=upload_only)
 
 
 def check_run_id(graph: Graph, values: dict[str, Any], target: Target) -> None:
@@ -293,7 +296,7 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
            host: str | None = None, namespace: str | None = None,
            experiment: str | None = None,
            connected: tuple[Any, Connection] | None = None,
-           schedule: Schedule | None = None) -> Any:
+           schedule: Schedule | None = None, upload_only: bool = False) -> Any:
     """Upload the package at ``path`` and start a run with ``values`` in ``experiment`` (by
     default the pipeline's, else "Default"), or with ``schedule`` create a recurring run of the
     uploaded version; ``connected`` is a client already connected."""
@@ -325,6 +328,11 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
                 path, name=names.version(), display_name=f"{graph.name} {stamp}",
                 pipelineid=pipeline_id)
             version_id = version.pipeline_version_id
+        if upload_only:
+            print(f"kale: uploaded pipeline {graph.name} (pipeline {pipeline_id}, version "
+                  f"{version_id}) to {connection.host} ({connection.namespace_text})",
+                  file=sys.stderr)
+            return pipeline_id, version_id or ""
         action, kind = f"find or create experiment {experiment_name}", "experiment"
         created = client.create_experiment(name=experiment_name, namespace=connection.namespace)
         if schedule is not None:
