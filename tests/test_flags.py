@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kale.flags import _LONG, HELP, FlagError, Flags, take_flags
+from kale.flags import _LONG, HELP, FlagError, Flags, take_flags, without_resume
 
 
 def test_kale_flags_are_taken_out_and_the_scripts_own_stay():
@@ -383,3 +383,14 @@ def test_resume_mistakes_are_explained(argv, message):
     with pytest.raises(FlagError) as caught:
         take_flags(argv)
     assert message in caught.value.message and caught.value.fix
+
+
+@pytest.mark.parametrize(("args", "kept"), [
+    (["run", "nb.ipynb", "--resume"], ["run", "nb.ipynb"]),
+    (["--resume", "1a2b3c4d", "x", "--from", "train", "-p", "a=1"], ["x", "-p", "a=1"]),
+    (["--resume=1a2b", "--from=train", "--cache"], ["--cache"]),
+    (["--from", "train", "data.csv"], ["--from", "train", "data.csv"]),  # the script's --from
+    (["--resume", "data.csv", "--", "--resume"], ["data.csv", "--", "--resume"]),
+])
+def test_without_resume_keeps_the_rest(args, kept):
+    assert without_resume(args) == kept

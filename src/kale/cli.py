@@ -487,9 +487,15 @@ def resume(run_id: str, from_step: str | None, home: str | None) -> None:
     python = command.get("python")
     if not isinstance(python, str) or not Path(python).is_file():
         python = sys.executable
-    args = [str(arg) for arg in command.get("args") or []]
-    argv = [python, str(script), f"--resume={run['id']}",
-            *([f"--from={from_step}"] if from_step else []), *args]
+    from kale.flags import without_resume
+
+    # The run may itself have been resumed: its --resume and --from are not this one's.
+    args = without_resume([str(arg) for arg in command.get("args") or []])
+    # After the script's own arguments (`kale run NOTEBOOK` takes its subcommand first), before
+    # a `--` that would hand them to the script.
+    at = args.index("--") if "--" in args else len(args)
+    args[at:at] = [f"--resume={run['id']}", *([f"--from={from_step}"] if from_step else [])]
+    argv = [python, str(script), *args]
     cwd = command.get("cwd")
     environment = dict(os.environ)
     # The new run goes where RUN is, and finds it there, wherever this command was started.

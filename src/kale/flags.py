@@ -421,6 +421,30 @@ _SCHEDULE_OPTIONS = {"--max-concurrency": "max_concurrency", "--start": "start",
                      "--catchup": "catchup", "--no-catchup": "no_catchup"}
 
 
+def without_resume(args: list[str]) -> list[str]:
+    """``args`` without ``--resume [RUN]`` and ``--from STEP`` (as ``take_flags`` reads them):
+    what starts a run again as it was started, to be resumed from another run."""
+    kept: list[str] = []
+    resuming = any(argument.partition("=")[0] == "--resume" for argument in args)
+    index = 0
+    while index < len(args):
+        argument = args[index]
+        if argument == "--":
+            kept.extend(args[index:])
+            break
+        name, equals, _ = argument.partition("=")
+        if name == "--resume":
+            index += 1 if equals or not (index + 1 < len(args) and
+                                         _RUN_ID.fullmatch(args[index + 1])) else 2
+            continue
+        if name == "--from" and resuming:
+            index += 1 if equals else 2
+            continue
+        kept.append(argument)
+        index += 1
+    return kept
+
+
 def _check_schedule(flags: Flags) -> None:
     """--schedule's options need it, and its values must be valid, before anything is done."""
     given = [name for name, attribute in _SCHEDULE_OPTIONS.items()

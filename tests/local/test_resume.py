@@ -374,3 +374,33 @@ def test_run_options_are_checked(script):
     result = script.run(text, "clash")
     assert result.returncode == 2
     assert "`resume` is both an option of run() and a parameter" in result.stderr
+
+
+def test_a_notebooks_run_resumes_with_kale_resume(tmp_path):
+    """`kale run NOTEBOOK` leaves its own --resume in the command it records: resuming a
+    resumed run must not pass it twice."""
+    import shutil
+
+    assets = Path(__file__).parents[1] / "assets" / "kale_examples" / "base"
+    shutil.copytree(assets, tmp_path / "base")
+    folder = tmp_path / "base"
+    env = {**os.environ, "KALE_PROGRESS": "plain", "KALE_HOME": str(tmp_path / "home")}
+    env.pop("KALE_IN_STEP", None)
+
+    def kale(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(KALE), *args], capture_output=True, text=True, cwd=folder,
+                              env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    kale("run", "candies_sharing.ipynb")
+    kale("run", "candies_sharing.ipynb", "--resume")
+    from kale.local.record import list_runs
+
+    resumed = list_runs(tmp_path / "home")[0]
+    assert resumed["resumed_from"]
+    kale("resume", resumed["id"][:8], "--from", "kid1")
+    last = list_runs(tmp_path / "home")[0]
+    assert last["resumed_from"] == resumed["id"] and last["from_step"] == "kid1"
+    assert {name: step["status"] for name, step in last["steps"].items()} == {
+        "sack": "cached", "kid1": "succeeded", "kid2": "succeeded", "kid3": "succeeded"}
