@@ -92,7 +92,7 @@ def test_a_timeout_ends_the_command_and_everything_it_started(tmp_path):
     started = time.monotonic()
     with pytest.raises(CommandTimeoutError, match=r"timed out after 0.5s") as caught:
         cmdutils.run(["sh", "-c", script], timeout=0.5, kill_grace=0.5)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # ended, not waited for: the command sleeps 300 s
     assert isinstance(caught.value, TimeoutError) and caught.value.ext.status == "KILLED"
     children = [int(line) for line in pids.read_text().split()]
     assert len(children) == 2
@@ -106,7 +106,7 @@ def test_sigterm_then_sigkill_for_a_command_that_ignores_it(tmp_path):
     started = time.monotonic()
     with pytest.raises(CommandTimeoutError):
         cmdutils.run(["sh", "-c", "trap '' TERM; sleep 300"], timeout=0.2, kill_grace=0.3)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # ended, not waited for: the command sleeps 300 s
 
 
 def test_ctrl_c_ends_the_command_tree(tmp_path):
