@@ -25,6 +25,7 @@ to it: what Kale's process reads from a step must never run code there.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
@@ -435,6 +436,10 @@ class Zygote:
     """
 
     _idle: ClassVar[list[Zygote]] = []  # started, alive, and not serving a run
+    _lock = _thread.allocate_lock()  # the builtin module: the zygote imports this file, fast
+    #: How many idle zygotes are kept: one serves runs one after another; a study that runs
+    #: trials in parallel (``kale.tuning``) raises it so that no trial pays for a new one.
+    keep_idle: ClassVar[int] = 1
     # Modules whose import started Python threads (reported by a zygote): never preloaded
     # again, nor their submodules. Threads found without a module to blame: preload nothing.
     _thread_starters: ClassVar[set[str]] = set()
@@ -458,8 +463,11 @@ class Zygote:
             preload = []
         preload = [name for name in preload if not cls._starts_threads(name)]
         zygote = None
-        while cls._idle and zygote is None:
-            candidate = cls._idle.pop()
+        while zygote is None:
+            with cls._lock:  # runs in threads of one process (a study's trials) share the list
+                candidate = cls._idle.pop() if cls._idle else None
+            if candidate is None:
+                break
             if candidate.process.poll() is None:
                 zygote = candidate
             else:
@@ -481,10 +489,14 @@ class Zygote:
 
     @classmethod
     def release(cls, zygote: Zygote) -> None:
-        """A run is done with its zygote: keep one idle for the next run, close the rest."""
-        if zygote.process.poll() is None and not zygote.refused and not cls._idle:
-            cls._idle.append(zygote)
-        else:
+        """A run is done with its zygote: keep it idle for the next run (up to ``keep_idle``
+        of them: as many as runs that go on in parallel), close the rest."""
+        with cls._lock:
+            kept = zygote.process.poll() is None and not zygote.refused and \
+                len(cls._idle) < cls.keep_idle
+            if kept:
+                cls._idle.append(zygote)
+        if not kept:
             zygote.close()
 
     def __init__(self, preload: list[str]) -> None:

@@ -127,6 +127,8 @@ class Run:
     edges: tuple[tuple[str, str], ...] = ()
     #: --cache (True), --no-cache (False), or None: each step's own ``cache`` option
     cache: bool | None = None
+    #: for a trial of a study (``kale.tuning``): the study's id and the trial's number
+    study: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -194,6 +196,7 @@ class Run:
             "leaves": list(self.leaves), "runner": self.runner, "order": list(self.order),
             "edges": [list(edge) for edge in self.edges],
             "cache": self.cache,
+            **({"study": self.study} if self.study else {}),
             "steps": {
                 name: {
                     "status": step.status, "reason": step.reason, "outputs": step.outputs,
@@ -283,8 +286,12 @@ class Scheduler:
 
     def __init__(self, graph: Graph, values: dict[str, Any], *, parallelism: int,
                  home: Path, progress: PlainProgress | None = None,
-                 cache: bool | None = None) -> None:
+                 cache: bool | None = None, study: dict[str, Any] | None = None,
+                 stop: threading.Event | None = None) -> None:
         from kale.cache import RunCache
+
+        #: set from another thread to stop the run as Ctrl-C would (a study being stopped)
+        self.stop = stop
 
         self.graph = graph
         # First: a bad [tool.kale.cache] setting is an error before anything is written.
@@ -318,7 +325,7 @@ class Scheduler:
             runner=runner_identity(), order=tuple(step.name for step in graph.steps),
             edges=tuple((upstream, step.name) for step in graph.steps
                         for upstream in sorted(step.upstream)),
-            cache=cache,
+            cache=cache, study=study,
         )
         self.plan = Plan(graph, self.values)
         self.ready: deque[Task] = deque()
@@ -473,6 +480,10 @@ class Scheduler:
 
     def loop(self) -> None:
         while self.ready or self.delayed or self.running:
+            if self.stop is not None and self.stop.is_set():
+                # Only the main thread gets Ctrl-C: a run in another thread is told by its
+                # caller, and ends exactly as an interrupted run does.
+                raise KeyboardInterrupt
             now = time.monotonic()
             if self.deadline is not None and now >= self.deadline:
                 self.pipeline_timed_out()
