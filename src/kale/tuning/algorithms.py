@@ -106,6 +106,18 @@ def grid_size(space: Mapping[str, Space], location: SourceLocation) -> int:
     return size
 
 
+def grid_points(space: Mapping[str, Space], location: SourceLocation) -> list[dict[str, Any]]:
+    """Every point of the grid, as Optuna params (a ``Choice`` value as its position), the last
+    parameter varying fastest."""
+    import itertools
+
+    grid = grid_of(space, location)
+    names = list(grid)
+    axes = [range(len(space[name].values)) if isinstance(space[name], Choice) else grid[name]
+            for name in names]
+    return [dict(zip(names, point, strict=True)) for point in itertools.product(*axes)]
+
+
 def local_sampler(algorithm: str, space: Mapping[str, Space], seed: int | None,
                   location: SourceLocation) -> Any:
     """The Optuna sampler that plays ``algorithm`` here; ``TuningError`` for one without a local
@@ -131,12 +143,10 @@ def local_sampler(algorithm: str, space: Mapping[str, Space], seed: int | None,
     if algorithm == "random":
         return samplers.RandomSampler(seed=seed)
     if algorithm == "grid":
-        # Choice values go to Optuna as their positions (Optuna takes only scalars).
-        grid = {name: (list(range(len(entry.values))) if isinstance(entry, Choice) else values)
-                for (name, entry), values in zip(space.items(),
-                                                 grid_of(space, location).values(),
-                                                 strict=True)}
-        return samplers.GridSampler(grid, seed=seed)
+        # Optuna's GridSampler stops the study from inside tell() once the grid is done, which
+        # only its optimize() loop allows: the study enqueues the points itself (grid_points),
+        # in order, as Katib's grid walks them, and this sampler is never asked.
+        return samplers.RandomSampler(seed=seed)
     if algorithm in ("tpe", "multivariate-tpe"):
         return samplers.TPESampler(seed=seed, multivariate=algorithm == "multivariate-tpe")
     if algorithm == "cmaes":

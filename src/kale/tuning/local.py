@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from kale.local.progress import PlainProgress
-from kale.tuning.algorithms import decode, distributions, local_sampler
+from kale.tuning.algorithms import decode, distributions, grid_points, local_sampler
 from kale.tuning.study import Study, Trial, studies_folder, value_text
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ def run_study(graph: Graph, settings: Settings, bind: Callable[[dict[str, Any]],
     sampler = local_sampler(settings.algorithm, settings.space, settings.seed, settings.location)
     optimizer = optuna.create_study(direction=settings.goal, sampler=sampler)
     space = distributions(settings.space)
+    if settings.algorithm == "grid":
+        for point in grid_points(settings.space, settings.location)[:settings.max_trials]:
+            optimizer.enqueue_trial(point)
     study_id = str(uuid.uuid4())
     study = Study(study_id, graph.name, settings.objective, settings.goal, settings.algorithm,
                   settings.to_json(), started=time.time(),
