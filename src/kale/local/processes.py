@@ -452,6 +452,14 @@ class Zygote:
             cls._idle.append(cls([]))
 
     @classmethod
+    def warm(cls, preload: list[str], count: int) -> None:
+        """Have ``count`` zygotes idle, started from this thread (runs in other threads then
+        take them rather than start their own: see ``spawner``)."""
+        taken = [cls.acquire(preload) for _ in range(count)]
+        for zygote in taken:
+            cls.release(zygote)
+
+    @classmethod
     def acquire(cls, preload: list[str], safe: bool = False) -> Zygote:
         """A zygote for one run, with ``preload`` loaded: an idle one, or a new one. Runs in
         parallel (threads of one process) each get their own."""
@@ -468,7 +476,7 @@ class Zygote:
                 candidate = cls._idle.pop() if cls._idle else None
             if candidate is None:
                 break
-            if candidate.process.poll() is None:
+            if candidate.process.poll() is None and candidate.spawner.is_alive():
                 zygote = candidate
             else:
                 candidate.close()
@@ -502,7 +510,13 @@ class Zygote:
     def __init__(self, preload: list[str]) -> None:
         import subprocess
 
+        import threading
+
         self.preload = list(preload)
+        #: The thread that started it. The zygote asks the kernel for SIGTERM when its parent
+        #: dies (PR_SET_PDEATHSIG), and the kernel counts the thread that forked it as its
+        #: parent: a zygote started by a thread that has ended is stopping, never reused.
+        self.spawner = threading.current_thread()
         if not hasattr(os, "fork"):
             from kale.errors import KaleError
 

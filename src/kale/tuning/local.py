@@ -124,6 +124,10 @@ def run_study(graph: Graph, settings: Settings, bind: Callable[[dict[str, Any]],
     failures = 0
     previous_keep = Zygote.keep_idle
     Zygote.keep_idle = max(previous_keep, parallel)
+    # Started here, in the main thread: one started by a trial's thread would stop when that
+    # thread ends (see Zygote.spawner), and each trial would pay for a new one.
+    Zygote.warm(sorted({name for names in graph.step_modules.values() for name in names}),
+                parallel)
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="kale-trial")
     try:
         started = 0
@@ -159,6 +163,7 @@ def run_study(graph: Graph, settings: Settings, bind: Callable[[dict[str, Any]],
         for future, (trial, asked) in running.items():
             future.exception()  # waits for it; the trial says how it ended
             optimizer.tell(asked, state=optuna.trial.TrialState.FAIL)
+            print(_trial_line(study, trial), file=out)
         study.status = "interrupted"
         study.reason = "interrupted (Ctrl-C): the finished trials are kept"
     finally:
