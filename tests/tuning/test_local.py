@@ -32,7 +32,8 @@ def quadratic(project, monkeypatch, tmp_path):
 
 
 def records(tmp_path):
-    return [json.loads(path.read_text()) for path in (tmp_path / "home" / "runs").glob("*/run.json")]
+    return [json.loads(path.read_text())
+            for path in (tmp_path / "home" / "runs").glob("*/run.json")]
 
 
 def test_tpe_finds_the_minimum_of_a_quadratic(quadratic, tmp_path, capsys):

@@ -509,7 +509,6 @@ class Zygote:
 
     def __init__(self, preload: list[str]) -> None:
         import subprocess
-
         import threading
 
         self.preload = list(preload)

@@ -4,18 +4,18 @@ One name means one algorithm in both places. Katib's suggestion services (v1beta
 ``grid``, ``tpe``, ``multivariate-tpe`` (hyperopt and Optuna), ``cmaes``, ``sobol`` (goptuna),
 ``bayesianoptimization`` (scikit-optimize), ``hyperband``, ``enas``, ``darts``, ``pbt``. Locally:
 
-| name | Optuna |
-|---|---|
-| random | ``RandomSampler`` |
-| grid | ``GridSampler`` (every range needs a grid: a ``Float`` its ``step``) |
-| tpe | ``TPESampler`` |
-| multivariate-tpe | ``TPESampler(multivariate=True)`` |
-| cmaes | ``CmaEsSampler`` (needs the ``cmaes`` package) |
-| sobol | ``QMCSampler(qmc_type="sobol")`` (needs scipy) |
-| bayesianoptimization | ``GPSampler`` (a Gaussian process; needs scipy and torch) |
-| hyperband | none: it stops trials early from the metrics they report while they run, and a trial of a pipeline reports its metrics at its end |
-| enas, darts | none: neural architecture search trains a supernet, not a pipeline's parameters |
-| pbt | none: population-based training hands model checkpoints between running trials |
+- ``random``: ``RandomSampler``
+- ``grid``: every point in order, as Katib walks them (every range needs a grid: a ``Float``
+  its ``step``)
+- ``tpe``: ``TPESampler``; ``multivariate-tpe``: ``TPESampler(multivariate=True)``
+- ``cmaes``: ``CmaEsSampler`` (needs the ``cmaes`` package)
+- ``sobol``: ``QMCSampler(qmc_type="sobol")`` (needs scipy)
+- ``bayesianoptimization``: ``GPSampler``, a Gaussian process (needs scipy and torch)
+- ``hyperband``: none; it stops trials early from the metrics they report while they run, and
+  a pipeline's trial reports its metrics at its end
+- ``enas``, ``darts``: none; neural architecture search trains a supernet, not a pipeline's
+  parameters
+- ``pbt``: none; population-based training hands model checkpoints between running trials
 
 A name with no local equivalent is refused by a local study, with the nearest that runs, and
 kept for Katib.

@@ -145,7 +145,7 @@ def check_objective(graph: Graph, objective: Any, location: SourceLocation) -> s
             raise TuningError(f"tune(objective={objective!r}) names step {step_name!r}, which "
                               f"pipeline `{graph.name}` does not have", location=location,
                               fix=_logged_fix(names))
-        if metric in names and step_name in names[metric] or step_name in unknown:
+        if (metric in names and step_name in names[metric]) or step_name in unknown:
             return objective
     elif metric in names:
         if len(names[metric]) > 1:

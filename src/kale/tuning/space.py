@@ -92,7 +92,7 @@ class Float(Space):
     def grid(self) -> list[Any] | None:
         if self.step is None:
             return None
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
         return [round(self.low + index * self.step, 12) for index in range(count)]
 
 
@@ -235,7 +235,7 @@ def _checked(parameter: Parameter, given: Any, location: SourceLocation) -> Spac
                           location=location,
                           fix=fix + " (from kale.sdk.tuning import Float, Int, Choice)")
     if isinstance(given, Float) and kind != "float":
-        fix = (f"use Int({int(math.ceil(given.low))}, {int(math.floor(given.high))})"
+        fix = (f"use Int({math.ceil(given.low)}, {math.floor(given.high)})"
                if kind == "int" else "use Choice([...]) with values of its type")
         raise TuningError(f"parameter {name!r} is a {kind} {default}, and Float gives real "
                           "numbers", location=where, fix=fix + ", or change the parameter's "
@@ -253,12 +253,12 @@ def _checked(parameter: Parameter, given: Any, location: SourceLocation) -> Spac
                 raise TuningError(f"Choice(...) for parameter {name!r} holds {value!r}, which a "
                                   f"{kind} parameter {default} does not take: {reason}",
                                   location=where, fix=f"give values of type {kind}") from None
-            if coerced != value or type(coerced) is not type(value):
-                if not (kind == "float" and isinstance(value, int)):
-                    raise TuningError(f"Choice(...) for parameter {name!r} holds {value!r} "
-                                      f"({type(value).__name__}), and the parameter is a {kind} "
-                                      f"{default}", location=where,
-                                      fix=f"give values of type {kind}")
+            changed = coerced != value or type(coerced) is not type(value)
+            if changed and not (kind == "float" and isinstance(value, int)):
+                raise TuningError(f"Choice(...) for parameter {name!r} holds {value!r} "
+                                  f"({type(value).__name__}), and the parameter is a {kind} "
+                                  f"{default}", location=where,
+                                  fix=f"give values of type {kind}")
     return given
 
 
