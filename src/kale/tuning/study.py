@@ -152,6 +152,16 @@ def trials_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def space_text(entry: dict[str, Any]) -> str:
+    """One range of a study record's space as a person reads it."""
+    kind = entry.get("kind")
+    if kind == "choice":
+        return f"one of {entry.get('values')}"
+    extra = ", log scale" if entry.get("log") else \
+        f", step {entry['step']}" if entry.get("step") not in (None, 1) else ""
+    return f"{kind} from {entry.get('low')} to {entry.get('high')}{extra}"
+
+
 def studies_folder(home: Path) -> Path:
     return home / STUDIES
 
