@@ -9,7 +9,6 @@ here, so ``kale.sdk.tuning`` imports fast.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from typing import TYPE_CHECKING, Any
@@ -60,7 +59,7 @@ class Space:
         return type(other) is type(self) and other.to_json() == self.to_json()
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_json(), sort_keys=True))
+        return hash(repr(self.to_json()))
 
 
 class Float(Space):
@@ -134,6 +133,8 @@ class Choice(Space):
             raise TuningError(f"Choice({values!r}): Choice takes a list of the values to try",
                               location=self.location,
                               fix=f"write Choice([{values!r}, ...]) with two values or more")
+        import json  # here: kale.sdk.tuning is imported with the script, keep that quick
+
         values = list(values)
         if len(values) < 2:
             raise TuningError(f"Choice({values!r}) has {len(values)} value"
