@@ -361,6 +361,11 @@ def tune_on_kubeflow(graph: Graph, values: dict[str, Any], settings: Settings,
     (``--dry-run``: write both files, contact nothing); ``--wait`` follows the trials."""
     from kale.kfp.submit import compile_package, package_path, submit_pipeline
 
+    if getattr(flags, "schedule", None):
+        raise KaleError("--schedule creates a recurring run of a pipeline; tune() creates a "
+                        "Katib Experiment, which has no schedule",
+                        location=settings.location,
+                        fix="drop --schedule to tune, or call the pipeline itself to schedule it")
     out = sys.stderr
     image = trial_image(flags)
     install = not getattr(flags, "no_install", False)
