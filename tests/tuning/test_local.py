@@ -101,3 +101,31 @@ def test_every_trial_failing_leaves_no_best(quadratic):
                            max_failed_trials=5)
     assert study.best_trial is None and study.best_parameters is None
     assert study.best_value is None and study.status == "succeeded"
+
+
+def test_caching_applies_inside_trials(project, monkeypatch, tmp_path):
+    monkeypatch.setenv("KALE_HOME", str(tmp_path / "home"))
+    module = project.load('''
+        from kale.sdk import pipeline, step
+        from kale.sdk.logging import log_metric
+
+        @step(cache=True)
+        def prepare(size: int):
+            return list(range(size))
+
+        @step
+        def score(data, x: float):
+            log_metric("loss", (x - len(data)) ** 2)
+
+        @pipeline(name="cached")
+        def cached(size: int = 3, x: float = 0.0):
+            data = prepare(size)
+            score(data, x)
+    ''', prelude=False)
+    study = module.cached.tune(parameters={"x": Float(0, 6, step=1)}, objective="loss",
+                               goal="minimize", algorithm="grid")
+    assert study.best_parameters == {"x": 3.0}
+    runs = {run["id"]: run for run in records(tmp_path)}
+    states = [runs[trial.run_id]["steps"]["prepare"]["status"] for trial in study.trials]
+    # the step the tuned parameter does not reach is computed once and reused
+    assert states[0] == "succeeded" and set(states[1:]) == {"cached"}

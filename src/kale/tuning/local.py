@@ -72,7 +72,6 @@ def run_study(graph: Graph, settings: Settings, bind: Callable[[dict[str, Any]],
                   folder=studies_folder(home) / study_id)
     study.save()
     stop = threading.Event()
-    lock = threading.Lock()  # the study's trials list, read by the main thread, set by workers
     parallel = settings.parallel_trials
     print(f"kale: study {study_id[:8]}: tuning pipeline {graph.name} locally, "
           f"{settings.goal} {settings.objective} with {settings.algorithm}, "
@@ -136,8 +135,7 @@ def run_study(graph: Graph, settings: Settings, bind: Callable[[dict[str, Any]],
                     failures <= settings.max_failed_trials:
                 asked = optimizer.ask(space)
                 trial = Trial(started, decode(settings.space, asked.params))
-                with lock:
-                    study.trials.append(trial)
+                study.trials.append(trial)  # only this thread changes the list
                 running[pool.submit(one, trial)] = (trial, asked)
                 started += 1
             if not running:
