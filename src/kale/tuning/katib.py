@@ -137,8 +137,10 @@ def build_experiment(graph: Graph, settings: Settings, values: dict[str, Any], *
                     "annotations": {"sidecar.istio.io/inject": "false"}},
                 "spec": {
                     "restartPolicy": "Never",
-                    # A Kubeflow profile's editor account, which may start KFP runs there.
-                    "serviceAccountName": "default-editor",
+                    # A Kubeflow profile's editor account, which may start KFP runs there
+                    # (KALE_TRIAL_SERVICE_ACCOUNT names another where there is none).
+                    "serviceAccountName": os.environ.get("KALE_TRIAL_SERVICE_ACCOUNT") or
+                    "default-editor",
                     "containers": [{
                         "name": CONTAINER, "image": image, "command": command,
                         "env": [{"name": "KF_PIPELINES_SA_TOKEN_PATH",
