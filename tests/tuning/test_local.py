@@ -129,3 +129,29 @@ def test_caching_applies_inside_trials(project, monkeypatch, tmp_path):
     states = [runs[trial.run_id]["steps"]["prepare"]["status"] for trial in study.trials]
     # the step the tuned parameter does not reach is computed once and reused
     assert states[0] == "succeeded" and set(states[1:]) == {"cached"}
+
+
+def test_a_zygote_started_by_a_thread_that_ended_is_not_reused():
+    # The kernel sends the zygote SIGTERM when the *thread* that started it ends
+    # (PR_SET_PDEATHSIG): a run after a study's threads are gone must get a live one.
+    import threading
+
+    from kale.local.processes import Zygote
+
+    started = []
+
+    def in_thread():
+        zygote = Zygote.acquire([])
+        started.append(zygote)
+        Zygote.release(zygote)
+
+    previous, Zygote.keep_idle = Zygote.keep_idle, 8
+    try:
+        worker = threading.Thread(target=in_thread)
+        worker.start()
+        worker.join()
+        again = Zygote.acquire([])
+        assert again is not started[0] and again.spawner is threading.current_thread()
+        Zygote.release(again)
+    finally:
+        Zygote.keep_idle = previous
