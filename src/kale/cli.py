@@ -252,15 +252,22 @@ def _cell(value: Any, width: int = 24) -> str:
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
 @click.option("-p", "--pipeline", "pipeline_name", metavar="NAME",
               help="Only the runs of this pipeline.")
-def runs(home: str | None, limit: int, pipeline_name: str | None) -> None:
+@click.option("-s", "--study", "study_id", metavar="STUDY",
+              help="Only the trials of this study (its id or the start of it).")
+def runs(home: str | None, limit: int, pipeline_name: str | None,
+         study_id: str | None) -> None:
     """List local runs, newest first, with their parameters and metrics (when the runs listed
-    are of one pipeline: --pipeline NAME)."""
+    are of one pipeline: --pipeline NAME, or the trials of a study: --study ID)."""
     from kale.local.record import list_runs, run_metrics
 
     folder = _home(home)
     found = list_runs(folder)
     if pipeline_name is not None:
         found = [run for run in found if run.get("pipeline") == pipeline_name]
+    if study_id is not None:
+        study = _find_study(folder, study_id)
+        found = sorted((run for run in found if (run.get("study") or {}).get("id") ==
+                        study["id"]), key=lambda run: (run.get("study") or {}).get("trial", 0))
     if not found:
         click.echo(f"no runs of pipeline {pipeline_name!r} in {folder}" if pipeline_name
                    else f"no runs in {folder}")
@@ -277,12 +284,16 @@ def runs(home: str | None, limit: int, pipeline_name: str | None) -> None:
             parameters.extend(name for name in run.get("parameters") or {}
                               if name not in parameters)
             metrics.extend(name for name in logged if name not in metrics)
-    rows = [("run", "pipeline", "experiment", "status", "started", "duration",
-             *parameters, *metrics)]
+    trials = any(run.get("study") for run in shown)
+    rows = [("run", *(("trial",) if trials else ()), "pipeline", "experiment", "status",
+             "started", "duration", *parameters, *metrics)]
     for index, run in enumerate(shown):
         given = run.get("parameters") or {}
         logged = values[index] if values else {}
-        rows.append((run["id"][:8], run["pipeline"], run.get("experiment") or "-",
+        tag = run.get("study") or {}
+        trial = (f"{str(tag.get('id'))[:8]}#{tag.get('trial')}" if tag else "-",) if trials \
+            else ()
+        rows.append((run["id"][:8], *trial, run["pipeline"], run.get("experiment") or "-",
                      _status(run), local_time(run.get("started")), took(run.get("duration")),
                      *(_cell(given[name]) if name in given else "-" for name in parameters),
                      *(_cell(logged[name]) if name in logged else "-" for name in metrics)))
@@ -290,6 +301,43 @@ def runs(home: str | None, limit: int, pipeline_name: str | None) -> None:
     if len(pipelines) > 1:
         click.echo("\n(runs of several pipelines: `kale runs --pipeline NAME` shows one's "
                    "parameters and metrics)")
+
+
+def _find_study(folder: Any, study_id: str) -> dict[str, Any]:
+    from kale.loader import ScriptError
+    from kale.tuning.study import find_study
+
+    found = find_study(folder, study_id)
+    if isinstance(found, list):
+        raise ScriptError(f"no study {study_id!r} in {folder}" if not found else
+                          f"{study_id!r} matches {len(found)} studies: {', '.join(found)}",
+                          fix="give more of the study id" if found else
+                          "`kale show STUDY` shows one; studies are under .kale/studies/")
+    return found
+
+
+def _show_study(study: dict[str, Any]) -> None:
+    """``kale show STUDY``: its settings, the trials table and the best trial."""
+    from kale.tuning.study import space_text, trials_table, value_text
+
+    settings = study.get("settings") or {}
+    click.echo(f"study {study['id']}\npipeline {study.get('pipeline')}")
+    click.echo(f"status {study.get('status')}" + (f": {study['reason']}"
+                                                  if study.get("reason") else ""))
+    click.echo(f"{study.get('goal')} {study.get('objective')} with {study.get('algorithm')}, "
+               f"{settings.get('max_trials')} trials, {settings.get('parallel_trials')} at a "
+               f"time, at most {settings.get('max_failed_trials')} failed")
+    click.echo(f"started {local_time(study.get('started'))}\nrecord {study['folder']}")
+    click.echo("\nspace")
+    for name, entry in (settings.get("space") or {}).items():
+        click.echo(f"  {name}: {space_text(entry)}")
+    click.echo("\n" + trials_table(study))
+    best = study.get("best")
+    if best:
+        click.echo(f"\nbest: {study.get('objective')}={value_text(best['value'])} at trial "
+                   f"{best['trial']}: " + ", ".join(f"{k}={value_text(v)}" for k, v in
+                                                   best["parameters"].items()))
+    click.echo(f"\n(each trial's run: `kale runs --study {study['id'][:8]}`, `kale show RUN`)")
 
 
 def _find(folder: Any, run_id: str) -> dict[str, Any]:
@@ -364,13 +412,23 @@ def compare(run_ids: tuple[str, ...], home: str | None, only_differences: bool) 
 @_HOME_OPTION
 @click.option("--logs", is_flag=True, help="Print every attempt's log too.")
 def show(run_id: str, home: str | None, logs: bool) -> None:
-    """Show one local run (RUN: its id or the start of it): steps, parameters, outputs, logs."""
+    """Show one local run (RUN: its id or the start of it): steps, parameters, outputs, logs;
+    or a study (its id): its trials and the best."""
     from pathlib import Path
 
     from kale.local.progress import final_state, task_rows
-    from kale.local.record import task_artifacts, task_metrics
+    from kale.local.record import find_run, task_artifacts, task_metrics
 
-    run = _find(_home(home), run_id)
+    folder = _home(home)
+    if find_run(folder, run_id) == []:
+        from kale.tuning.study import find_study
+
+        study = find_study(folder, run_id)
+        if isinstance(study, dict):
+            _show_study(study)
+            return
+    run = _find(folder, run_id)
+    tag = run.get("study")
     click.echo(f"run {run['id']}\npipeline {run['pipeline']}"
                + (f" (experiment {run['experiment']})" if run.get("experiment") else ""))
     reason = run.get("reason") or ""
@@ -382,6 +440,8 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
     if run.get("resumed_from"):
         click.echo(f"resumed run {run['resumed_from']}"
                    + (f", from step {run['from_step']} on" if run.get("from_step") else ""))
+    if tag:
+        click.echo(f"trial {tag.get('trial')} of study {tag.get('id')}")
     if run.get("parameters"):
         click.echo("\nparameters")
         for name, value in run["parameters"].items():

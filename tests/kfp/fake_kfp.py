@@ -62,6 +62,9 @@ class FakeKubeflow:
         # tasks are {display name: state} or {display name: (state, error message)}.
         self.progress: list[tuple[str, dict[str, Any]]] = []
         self.final_tasks: dict[str, Any] = {}
+        # The outputs GETs of a run give each task, by display name ({output: {"artifact_ids":
+        # [...]}}), as KFP lists a task's output artifacts (their values are in ML Metadata).
+        self.task_outputs: dict[str, dict[str, Any]] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -238,7 +241,9 @@ class FakeKubeflow:
                     task_state, None)
                 details.append({"display_name": name, "state": task_state,
                                 **({"error": {"code": 2, "message": message}} if message
-                                   else {})})
+                                   else {}),
+                                **({"outputs": self.task_outputs[name]}
+                                   if name in self.task_outputs else {})})
             run["run_details"] = {"task_details": details}
             if state in ("SUCCEEDED", "FAILED", "CANCELED"):
                 run["finished_at"] = "2026-11-24T10:00:00Z"

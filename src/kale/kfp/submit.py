@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,13 +164,16 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
                     image: str | None = None, requirements: str | None = None,
                     bundle_store: str | None = None, server_version: str | None = None,
                     install: bool | None = None, schedule: Schedule | None = None,
-                    cache: bool | None = None, upload_only: bool = False
-                    ) -> KfpRun | KfpRecurringRun | tuple[str, str]:
+                    cache: bool | None = None, upload_only: bool = False,
+                    upload_experiment: bool = True
+                    ) -> KfpRun | KfpRecurringRun | Uploaded:
     """Compile ``graph`` (into ``output`` when given, else a temporary file) for the server at
     ``host`` (its release read from its health endpoint; ``server_version`` when it does not
     say), upload it and start a run with ``values``; a big bundle goes to the bundle store.
-    ``cache`` as for ``compile_package``. ``upload_only`` uploads and starts nothing (open-source
-    Kale's ``--upload_pipeline``): it returns the pipeline's and the version's ids."""
+    ``cache`` as for ``compile_package``. ``upload_only`` uploads (and, with
+    ``upload_experiment``, creates the experiment) without starting a run, and returns where
+    it went: a Katib study's trials start runs; open-source Kale's ``--upload_pipeline`` only
+    uploads."""
     from kale.kfp.bundle import build_bundle
     from kale.kfp.delivery import check_placeable
     from kale.kfp.server import target_from_healthz
@@ -191,7 +195,7 @@ def submit_pipeline(graph: Graph, values: dict[str, Any], *,
             target=target, bundle=bundle, install=install, cache=cache, values=values)
         return submit(graph, values, package, experiment=experiment,
                       connected=(client, connection), schedule=schedule,
-                      upload_only=upload_only)
+                      upload_only=upload_only, upload_experiment=upload_experiment)
 
 
 def check_run_id(graph: Graph, values: dict[str, Any], target: Target) -> None:
@@ -292,14 +296,31 @@ def check_run_values(graph: Graph, values: dict[str, Any]) -> None:
                 fix=f"pass it as a string and convert it in the step: {name}='{number}'")
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    """Where ``submit(upload_only=True)`` put the pipeline: its version, in which experiment
+    runs of it go, and the connection's host and namespace."""
+
+    pipeline_id: str
+    version_id: str
+    #: None when only the pipeline was uploaded (``upload_experiment=False``)
+    experiment: str | None
+    experiment_id: str | None
+    namespace: str | None
+    host: str
+
+
 def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *,
            host: str | None = None, namespace: str | None = None,
            experiment: str | None = None,
            connected: tuple[Any, Connection] | None = None,
-           schedule: Schedule | None = None, upload_only: bool = False) -> Any:
+           schedule: Schedule | None = None, upload_only: bool = False,
+           upload_experiment: bool = True) -> Any:
     """Upload the package at ``path`` and start a run with ``values`` in ``experiment`` (by
     default the pipeline's, else "Default"), or with ``schedule`` create a recurring run of the
-    uploaded version; ``connected`` is a client already connected."""
+    uploaded version; ``connected`` is a client already connected. ``upload_only``: start
+    nothing, return the ``Uploaded`` (its experiment created unless not ``upload_experiment``).
+    """
     from kale.kfp.run import KfpRecurringRun, KfpRun
 
     path = os.fspath(path)
@@ -328,13 +349,19 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
                 path, name=names.version(), display_name=f"{graph.name} {stamp}",
                 pipelineid=pipeline_id)
             version_id = version.pipeline_version_id
-        if upload_only:
+        if upload_only and not upload_experiment:
             print(f"kale: uploaded pipeline {graph.name} (pipeline {pipeline_id}, version "
                   f"{version_id}) to {connection.host} ({connection.namespace_text})",
                   file=sys.stderr)
-            return pipeline_id, version_id or ""
+            return Uploaded(pipeline_id, version_id or "", None, None, connection.namespace,
+                            connection.host)
         action, kind = f"find or create experiment {experiment_name}", "experiment"
         created = client.create_experiment(name=experiment_name, namespace=connection.namespace)
+        if upload_only:
+            print(f"kale: uploaded pipeline {graph.name} (version {version_id}), experiment "
+                  f"{experiment_name} ({connection.namespace_text})", file=sys.stderr)
+            return Uploaded(pipeline_id, version_id or "", experiment_name,
+                            created.experiment_id, connection.namespace, connection.host)
         if schedule is not None:
             action, kind = f"create a recurring run of pipeline {graph.name}", "run"
             recurring = client.create_recurring_run(

@@ -12,6 +12,7 @@ import os
 
 TYPE_CHECKING = False  # typing is not imported: the zygote imports this package, and starts fast
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
     from kale.graph.model import Graph
@@ -28,13 +29,16 @@ def default_parallelism() -> int:
 
 def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None = None,
               progress: PlainProgress | None = None, cache: bool | None = None,
-              resume: str | bool | None = None, from_step: str | None = None) -> Run:
+              resume: str | bool | None = None, from_step: str | None = None,
+              study: dict[str, Any] | None = None, stop: threading.Event | None = None) -> Run:
     """Run ``graph`` with these parameter values; raises ``RunFailedError`` if it fails.
 
     ``cache``: True caches every step, False none, None leaves it to each step's option.
     ``resume``: continue a run (its id, or its first characters; True or "" for this
     pipeline's last run), reusing what succeeded there unchanged (``kale.local.resume``);
-    ``from_step`` makes that step and every step after it run (and implies resuming)."""
+    ``from_step`` makes that step and every step after it run (and implies resuming).
+    ``study`` tags the run as a trial of a study (``{"id": ..., "trial": n}``, kept in its
+    record); ``stop``, when set from another thread, stops the run as Ctrl-C would."""
     inside = os.environ.get("KALE_IN_STEP")  # kale.runtime.IN_STEP, without importing it
     if inside:
         from kale.errors import KaleError
@@ -63,8 +67,7 @@ def run_graph(graph: Graph, values: dict[str, Any], *, parallelism: int | None =
         parallelism=parallelism or default_parallelism(),
         home=home,
         progress=progress or make_progress(),
-        cache=cache,
-        resume=resumed,
+        cache=cache, resume=resumed, study=study, stop=stop,
     )
     return scheduler.run()
 

@@ -25,6 +25,7 @@ to it: what Kale's process reads from a step must never run code there.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
@@ -435,6 +436,10 @@ class Zygote:
     """
 
     _idle: ClassVar[list[Zygote]] = []  # started, alive, and not serving a run
+    _lock = _thread.allocate_lock()  # the builtin module: the zygote imports this file, fast
+    #: How many idle zygotes are kept: one serves runs one after another; a study that runs
+    #: trials in parallel (``kale.tuning``) raises it so that no trial pays for a new one.
+    keep_idle: ClassVar[int] = 1
     # Modules whose import started Python threads (reported by a zygote): never preloaded
     # again, nor their submodules. Threads found without a module to blame: preload nothing.
     _thread_starters: ClassVar[set[str]] = set()
@@ -445,6 +450,14 @@ class Zygote:
         """Start a zygote for the run that is probably coming, if none is idle."""
         if not cls._idle:
             cls._idle.append(cls([]))
+
+    @classmethod
+    def warm(cls, preload: list[str], count: int) -> None:
+        """Have ``count`` zygotes idle, started from this thread (runs in other threads then
+        take them rather than start their own: see ``spawner``)."""
+        taken = [cls.acquire(preload) for _ in range(count)]
+        for zygote in taken:
+            cls.release(zygote)
 
     @classmethod
     def acquire(cls, preload: list[str], safe: bool = False) -> Zygote:
@@ -458,9 +471,12 @@ class Zygote:
             preload = []
         preload = [name for name in preload if not cls._starts_threads(name)]
         zygote = None
-        while cls._idle and zygote is None:
-            candidate = cls._idle.pop()
-            if candidate.process.poll() is None:
+        while zygote is None:
+            with cls._lock:  # runs in threads of one process (a study's trials) share the list
+                candidate = cls._idle.pop() if cls._idle else None
+            if candidate is None:
+                break
+            if candidate.process.poll() is None and candidate.spawner.is_alive():
                 zygote = candidate
             else:
                 candidate.close()
@@ -481,16 +497,25 @@ class Zygote:
 
     @classmethod
     def release(cls, zygote: Zygote) -> None:
-        """A run is done with its zygote: keep one idle for the next run, close the rest."""
-        if zygote.process.poll() is None and not zygote.refused and not cls._idle:
-            cls._idle.append(zygote)
-        else:
+        """A run is done with its zygote: keep it idle for the next run (up to ``keep_idle``
+        of them: as many as runs that go on in parallel), close the rest."""
+        with cls._lock:
+            kept = zygote.process.poll() is None and not zygote.refused and \
+                len(cls._idle) < cls.keep_idle
+            if kept:
+                cls._idle.append(zygote)
+        if not kept:
             zygote.close()
 
     def __init__(self, preload: list[str]) -> None:
         import subprocess
+        import threading
 
         self.preload = list(preload)
+        #: The thread that started it. The zygote asks the kernel for SIGTERM when its parent
+        #: dies (PR_SET_PDEATHSIG), and the kernel counts the thread that forked it as its
+        #: parent: a zygote started by a thread that has ended is stopping, never reused.
+        self.spawner = threading.current_thread()
         if not hasattr(os, "fork"):
             from kale.errors import KaleError
 

@@ -148,6 +148,8 @@ class Run:
     resumed_from_step: str | None = None
     #: how the run was started (``kale.local.record.launch_command``), for ``kale resume``
     command: dict[str, Any] | None = None
+    #: for a trial of a study (``kale.tuning``): the study's id and the trial's number
+    study: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -218,6 +220,7 @@ class Run:
             **({"resumed_from": self.resumed_from} if self.resumed_from else {}),
             **({"command": self.command} if self.command else {}),
             **({"from_step": self.resumed_from_step} if self.resumed_from_step else {}),
+            **({"study": self.study} if self.study else {}),
             "steps": {name: step.to_json() for name, step in self.steps.items()},
         }
 
@@ -295,8 +298,13 @@ class Scheduler:
 
     def __init__(self, graph: Graph, values: dict[str, Any], *, parallelism: int,
                  home: Path, progress: PlainProgress | None = None,
-                 cache: bool | None = None, resume: Resume | None = None) -> None:
+                 cache: bool | None = None, resume: Resume | None = None,
+                 study: dict[str, Any] | None = None,
+                 stop: threading.Event | None = None) -> None:
         from kale.cache import RunCache
+
+        #: set from another thread to stop the run as Ctrl-C would (a study being stopped)
+        self.stop = stop
 
         self.graph = graph
         # First: a bad [tool.kale.cache] setting is an error before anything is written.
@@ -333,7 +341,7 @@ class Scheduler:
             runner=runner_identity(), order=tuple(step.name for step in graph.steps),
             edges=tuple((upstream, step.name) for step in graph.steps
                         for upstream in sorted(step.upstream)),
-            cache=cache,
+            cache=cache, study=study,
             resumed_from=resume.run_id if resume is not None else None,
             resumed_from_step=resume.from_step if resume is not None else None,
             command=launch_command(),
@@ -501,6 +509,10 @@ class Scheduler:
 
     def loop(self) -> None:
         while self.ready or self.delayed or self.running:
+            if self.stop is not None and self.stop.is_set():
+                # Only the main thread gets Ctrl-C: a run in another thread is told by its
+                # caller, and ends exactly as an interrupted run does.
+                raise KeyboardInterrupt
             now = time.monotonic()
             if self.deadline is not None and now >= self.deadline:
                 self.pipeline_timed_out()

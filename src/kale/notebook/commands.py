@@ -113,4 +113,4 @@ def kale_nb(path: str, *, upload_pipeline: bool = False, run_pipeline: bool = Fa
         return compile_package(graph, package, image=image)
     values = function.bind_arguments()
     return submit_pipeline(graph, values, output=package, host=host, image=image,
-                           upload_only=not run_pipeline)
+                           upload_only=not run_pipeline, upload_experiment=False)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from kale.kfp.run import KfpRun
     from kale.kfp.submit import PipelinePackage
     from kale.local import Run
+    from kale.tuning.study import Study
 
 __all__ = ["KaleWarning", "PipelineFunction", "StepFunction", "artifact", "has_metrics",
            "pipeline", "step"]
@@ -505,6 +506,78 @@ class PipelineFunction(PipelineDefinition):
         if wait:
             run.wait(check=True)
         return run
+
+    def tune(self, *args: Any, parameters: Mapping[str, Any], objective: str,
+             goal: str = "maximize", algorithm: str = "tpe", max_trials: int = 10,
+             parallel_trials: int = 1, max_failed_trials: int = 3, seed: int | None = None,
+             kfp: bool | None = None, cache: bool | None = None, **params: Any) -> Study:
+        """Tune the pipeline's parameters: try ``max_trials`` points of the search space
+        ``parameters`` (``{"lr": Float(1e-4, 1e-1, log=True), "depth": Int(2, 10), "kernel":
+        Choice(["rbf", "linear"])}``, from ``kale.sdk.tuning``) and return the ``Study``
+        (``best_parameters``, ``best_value``, ``trials``).
+
+        ``objective`` is a metric a step logs with ``log_metric`` (``step.name`` when several
+        steps log that name), ``goal`` ``"maximize"`` or ``"minimize"``, ``algorithm`` one of
+        Katib's names (``random``, ``grid``, ``tpe``, ``multivariate-tpe``, ``cmaes``,
+        ``sobol``, ``bayesianoptimization``; ``hyperband``, ``enas``, ``darts`` and ``pbt`` on
+        Kubeflow only). ``parallel_trials`` run at once; more than ``max_failed_trials``
+        failures stop the study; ``seed`` makes the proposals repeatable. The pipeline's other
+        parameters keep the values of ``args``/``params``, else their defaults.
+
+        Locally (by default), each trial is a local run, proposed by Optuna; ``cache`` is
+        ``run()``'s. With ``kfp=True``, or ``--kfp`` on the script's command line when ``kfp``
+        is None, the pipeline is uploaded and a Katib Experiment created (``--dry-run`` writes
+        it beside the package as ``PKG.katib.yaml``; ``--wait`` follows its trials).
+        Everything is checked before the first trial.
+        """
+        location = _caller_location()
+        self._refuse_in_step("tuned with .tune()", location)
+        if _in_script():
+            _prepare_script()
+        graph, values = self._bind(args, params, location)
+        given = {"parameters": parameters, "objective": objective, "goal": goal,
+                 "algorithm": algorithm, "max_trials": max_trials,
+                 "parallel_trials": parallel_trials, "max_failed_trials": max_failed_trials,
+                 "seed": seed, "kfp": kfp, "cache": cache}
+        defaults = {"goal": "maximize", "algorithm": "tpe", "max_trials": 10,
+                    "parallel_trials": 1, "max_failed_trials": 3, "seed": None, "kfp": None,
+                    "cache": None}
+        positional = [p.name for p in graph.parameters][:len(args)]
+        for parameter in graph.parameters:
+            if parameter.name in given and parameter.name not in positional and \
+                    given[parameter.name] != defaults.get(parameter.name, object()):
+                raise _locate(PipelineArgumentError(
+                    f"`{parameter.name}` is both an option of tune() and a parameter of "
+                    f"pipeline `{self.__name__}`; tune() took it as its option",
+                    fix=f"pass the parameter `{parameter.name}` by position, or rename it"),
+                    location)
+        if kfp is not None and not isinstance(kfp, bool):
+            raise _locate(InvalidOptionError("kfp", kfp, "tune() takes True (Katib on "
+                                             "Kubeflow), False (locally) or None (as the "
+                                             "command line says: --kfp)"), location)
+        on_kubeflow = flags.FLAGS.kfp if kfp is None else kfp
+        from kale.tuning.settings import check_settings
+
+        settings = check_settings(graph, parameters=parameters, objective=objective, goal=goal,
+                                  algorithm=algorithm, max_trials=max_trials,
+                                  parallel_trials=parallel_trials,
+                                  max_failed_trials=max_failed_trials, seed=seed,
+                                  location=location, local=not on_kubeflow)
+        if on_kubeflow:
+            from kale.tuning.katib import tune_on_kubeflow
+
+            return tune_on_kubeflow(graph, values, settings, flags.FLAGS)
+        from kale.tuning.local import run_study
+
+        def bind(trial: dict[str, Any]) -> dict[str, Any]:
+            chosen = dict(values)
+            for name, value in trial.items():
+                parameter = next(p for p in graph.parameters if p.name == name)
+                chosen[name] = parameter.coerce(value)
+            return chosen
+
+        return run_study(graph, settings, bind, parallelism=flags.FLAGS.parallelism,
+                         cache=flags.FLAGS.cache if cache is None else cache)
 
     def _compile_options(self, options: dict[str, Any], method: str,
                          location: SourceLocation) -> dict[str, Any]:

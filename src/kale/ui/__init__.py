@@ -11,6 +11,8 @@ nothing is written. Pages:
   outputs, metrics and artifacts (HTML in a sandboxed frame, served with a ``sandbox``
   Content-Security-Policy; figures inline);
 - ``/charts?pipeline=NAME``: each metric across the runs of a pipeline;
+- ``/study/<id>``: a study (``kale.tuning``): its trials (sortable), the objective trial by
+  trial with the best so far, and each parameter against the objective;
 - ``/artifact/<id>/<task>/<attempt>/<name>``: an artifact's file, only from the run's folder.
 """
 
@@ -107,6 +109,25 @@ class Store:
                 found.append(data)
         return sorted(found, key=lambda run: run.get("started") or "", reverse=True)
 
+    def studies(self) -> list[dict[str, Any]]:
+        """The study records (``kale.tuning.study``), newest first; a few, read each time."""
+        from kale.tuning.study import list_studies
+
+        return list_studies(self.home)
+
+    def study(self, study_id: str) -> dict[str, Any] | None:
+        path = self.home / "studies" / study_id / "study.json"
+        if "/" in study_id or study_id.startswith(".") or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        data["folder"] = str(path.parent)
+        return data
+
     def run(self, run_id: str) -> dict[str, Any] | None:
         path = self.home / "runs" / run_id / RUN_FILE
         if "/" in run_id or run_id.startswith(".") or not path.is_file():
@@ -163,6 +184,17 @@ def runs_page(store: Store, pipeline: str | None) -> bytes:
                       f"{_e(name)}</option>" for name in pipelines)
     charts = f" · <a href='/charts?pipeline={quote(pipeline)}'>metric charts</a>" \
         if pipeline else ""
+    studies = store.studies()
+    if pipeline:
+        studies = [study for study in studies if study.get("pipeline") == pipeline]
+    listed = "".join(
+        f"<li><a href='/study/{quote(study['id'])}'>study {_e(study['id'][:8])}</a> "
+        f"<span class='status {_e(study.get('status'))}'>{_e(study.get('status'))}</span> "
+        f"{_e(study.get('pipeline'))}: {_e(study.get('goal'))} {_e(study.get('objective'))}, "
+        f"{len(study.get('trials') or [])} trials"
+        + (f", best {_e(_cell((study.get('best') or {}).get('value')))}"
+           if study.get("best") else "") + "</li>" for study in studies[:20])
+    studies_html = f"<h2>Studies</h2><ul class=studies>{listed}</ul>" if listed else ""
     body = (f"<h1>Runs</h1><p class=muted>{len(found)} run{'s' if len(found) != 1 else ''} in "
             f"{_e(store.home)}{charts}</p>"
             "<form class=filter method=get action='/'><label>pipeline <select name=pipeline "
@@ -171,7 +203,7 @@ def runs_page(store: Store, pipeline: str | None) -> bytes:
             "<form method=get action=/compare id=compare>"
             "<button type=submit id=compare-button disabled>compare selected</button>"
             f"<table class=sortable id=runs><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></form>")
+            f"<tbody>{''.join(rows)}</tbody></table></form>{studies_html}")
     return _page("Runs", body)
 
 
@@ -399,6 +431,10 @@ def run_page(run: dict[str, Any]) -> bytes:
         reason += (f"<p class=resumed>resumed run <a href='/run/{quote(resumed)}'>"
                    f"{_e(resumed[:8])}</a>" + (f", from step {_e(run['from_step'])} on"
                                               if run.get("from_step") else "") + "</p>")
+    tag = run.get("study")
+    if isinstance(tag, dict) and isinstance(tag.get("id"), str):
+        reason += (f"<p class=trial>trial {_e(tag.get('trial'))} of <a href='/study/"
+                   f"{quote(tag['id'])}'>study {_e(tag['id'][:8])}</a></p>")
     body = (f"<h1>Run {_e(run_id[:8])} <span class='status {_e(run.get('status'))}'>"
             f"{_e(run.get('status'))}</span></h1>{reason}"
             f"<p class=muted>pipeline <a href='/?pipeline={quote(run.get('pipeline', ''))}'>"
@@ -468,6 +504,128 @@ def compare_page(store: Store, ids: list[str]) -> bytes:
     return _page("Compare", body)
 
 
+def _scatter_chart(title: str, points: list[tuple[float, float, str]], x_label: str,
+                   y_label: str, ticks: list[str] | None = None) -> str:
+    """A small SVG scatter chart (``ticks``: names of the whole-number x values, for a
+    parameter whose values are choices)."""
+    width, height, pad = 420, 220, 40
+    if not points:
+        return ""
+    xs, ys = [x for x, _, _ in points], [y for _, y, _ in points]
+    low_x, high_x, low_y, high_y = min(xs), max(xs), min(ys), max(ys)
+    span_x, span_y = (high_x - low_x) or 1.0, (high_y - low_y) or 1.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (pad + (x - low_x) / span_x * (width - 2 * pad),
+                height - pad - (y - low_y) / span_y * (height - 2 * pad))
+
+    marks = "".join(f"<circle cx={at(x, y)[0]:.1f} cy={at(x, y)[1]:.1f} r=4><title>"
+                    f"{_e(label)}</title></circle>" for x, y, label in points)
+    if ticks:
+        axis = "".join(f"<text x={at(index, low_y)[0]:.1f} y={height - 24} class=tick "
+                       f"text-anchor=middle>{_e(name)}</text>" for index, name in
+                       enumerate(ticks))
+    else:
+        axis = (f"<text x={pad} y={height - 24} class=tick>{_e(metric_text(low_x))}</text>"
+                f"<text x={width - pad} y={height - 24} class=tick text-anchor=end>"
+                f"{_e(metric_text(high_x))}</text>")
+    return (f"<figure class=chart><figcaption>{_e(title)}</figcaption>"
+            f"<svg xmlns='http://www.w3.org/2000/svg' width={width} height={height} "
+            f"viewBox='0 0 {width} {height}' role=img aria-label='{_e(title)}'>"
+            f"<line class=axis x1={pad} y1={height - pad} x2={width - pad} y2={height - pad} />"
+            f"<line class=axis x1={pad} y1={pad} x2={pad} y2={height - pad} />{axis}"
+            f"<text x=4 y={height - pad} class=tick>{_e(metric_text(low_y))}</text>"
+            f"<text x=4 y={pad} class=tick>{_e(metric_text(high_y))}</text>"
+            f"<text x={width / 2} y={height - 2} class=label text-anchor=middle>"
+            f"{_e(x_label)}</text><text x=12 y=20 class=label>{_e(y_label)}</text>"
+            f"<g class=points>{marks}</g></svg></figure>")
+
+
+def study_page(study: dict[str, Any]) -> bytes:
+    """A study: its settings, the trials (sortable), the objective trial by trial with the best
+    so far, and each parameter against the objective."""
+    settings = study.get("settings") or {}
+    space = settings.get("space") or {}
+    objective = str(study.get("objective"))
+    trials = [t for t in study.get("trials") or [] if isinstance(t, dict)]
+    best = (study.get("best") or {}).get("trial")
+    head = "".join(f"<th data-type={kind}>{_e(label)}</th>" for label, kind in (
+        ("trial", "number"), ("status", "text"), (objective, "number"))) + \
+        "".join(f"<th data-type=mixed class=param>{_e(name)}</th>" for name in space) + \
+        "<th data-type=text>run</th><th data-type=number>duration</th>"
+    rows = []
+    for trial in trials:
+        value, given = trial.get("value"), trial.get("parameters") or {}
+        run = trial.get("run_id")
+        cells = [f"<td data-sort={_e(trial.get('number'))}>{_e(trial.get('number'))}"
+                 + (" ★" if trial.get("number") == best else "") + "</td>",
+                 f"<td class='status {_e(trial.get('status'))}'>{_e(trial.get('status'))}"
+                 + (f"<br><span class=muted>{_e(trial['error'])}</span>"
+                    if trial.get("error") else "") + "</td>",
+                 f"<td data-sort={_e(_sort_key(value) if value is not None else '')} "
+                 f"class=metric>{_e('-' if value is None else _cell(value))}</td>"]
+        cells += [f"<td data-sort={_e(_sort_key(given.get(name)))}>"
+                  f"{_e(_cell(given.get(name)))}</td>" for name in space]
+        cells.append(f"<td><a href=/run/{quote(run)}>{_e(run[:8])}</a></td>" if
+                     isinstance(run, str) else "<td>-</td>")
+        cells.append(f"<td data-sort={_e(trial.get('duration') or 0)}>"
+                     f"{_e(took(trial.get('duration')))}</td>")
+        rows.append(f"<tr{' class=best' if trial.get('number') == best else ''}>"
+                    + "".join(cells) + "</tr>")
+    done = [t for t in trials if isinstance(t.get("value"), (int, float))]
+    maximize = study.get("goal") == "maximize"
+    series, best_so_far, running = [], [], None
+    for trial in sorted(done, key=lambda t: t.get("number", 0)):
+        value = float(trial["value"])
+        running = value if running is None else (max if maximize else min)(running, value)
+        series.append((float(trial.get("number", 0)), value))
+        best_so_far.append((float(trial.get("number", 0)), running))
+    charts = _line_chart(f"{objective} by trial", series, "trial", objective,
+                         [f"trial {int(x)}" for x, _ in series])
+    charts += _line_chart(f"best {objective} so far", best_so_far, "trial", objective,
+                          [f"trial {int(x)}" for x, _ in best_so_far])
+    for name, entry in space.items():
+        choices = entry.get("values") if entry.get("kind") == "choice" else None
+        points = []
+        for trial in done:
+            given = (trial.get("parameters") or {}).get(name)
+            if choices is not None:
+                if given not in choices:
+                    continue
+                x = float(choices.index(given))
+            elif isinstance(given, (int, float)) and not isinstance(given, bool):
+                x = float(given)
+            else:
+                continue
+            points.append((x, float(trial["value"]), f"trial {trial.get('number')}: {name}="
+                           f"{_cell(given)}, {objective}={_cell(trial['value'])}"))
+        charts += _scatter_chart(f"{name} against {objective}", points, name, objective,
+                                 [_cell(c) for c in choices] if choices is not None else None)
+    from kale.tuning.study import space_text
+
+    described = "; ".join(f"{_e(name)}: {_e(space_text(entry))}" for name, entry in
+                          space.items())
+    best_text = ""
+    if study.get("best"):
+        chosen = study["best"]
+        best_text = (f"<p class=best>best {_e(objective)} = <b>{_e(_cell(chosen['value']))}"
+                     f"</b> at trial {_e(chosen['trial'])}: " + ", ".join(
+                         f"{_e(k)}={_e(_cell(v))}" for k, v in
+                         (chosen.get("parameters") or {}).items()) + "</p>")
+    body = (f"<h1>Study {_e(str(study.get('id'))[:8])} <span class='status "
+            f"{_e(study.get('status'))}'>{_e(study.get('status'))}</span></h1>"
+            + (f"<p>{_e(study['reason'])}</p>" if study.get("reason") else "") +
+            f"<p class=muted>pipeline <a href='/?pipeline={quote(str(study.get('pipeline')))}'>"
+            f"{_e(study.get('pipeline'))}</a> · {_e(study.get('goal'))} {_e(objective)} with "
+            f"{_e(study.get('algorithm'))} · {len(trials)} of {_e(settings.get('max_trials'))} "
+            f"trials · started {_e(local_time(study.get('started')))}</p>{best_text}"
+            f"<p class=muted>space: {described}</p>"
+            f"<h2>Trials</h2><table class=sortable id=trials><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+            f"<h2>Charts</h2><div class=charts>{charts or '<p>no trial succeeded</p>'}</div>")
+    return _page(f"Study {str(study.get('id'))[:8]}", body)
+
+
 def charts_page(store: Store, pipeline: str) -> bytes:
     found = sorted((run for run in store.runs() if run.get("pipeline") == pipeline),
                    key=lambda run: run.get("started") or "")
@@ -525,6 +683,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self.not_found(f"no run {parts[1]}")
                 else:
                     self.send(200, run_page(run))
+            elif parts[0] == "study" and len(parts) == 2:
+                study = self.store.study(parts[1])
+                if study is None:
+                    self.not_found(f"no study {parts[1]}")
+                else:
+                    self.send(200, study_page(study))
             elif parts[0] == "compare":
                 self.send(200, compare_page(self.store, query.get("run", [])))
             elif parts[0] == "charts":
