@@ -249,7 +249,6 @@ def test_every_mistake_is_reported_at_once_with_cell_and_line(tmp_path: Path) ->
      "pipeline parameter `x` is not given a plain value"),
     ([(["pipeline-metrics"], "print(x + 1)"), (["step:a"], "x = 1")], None,
      "holds only the names of variables"),
-    ([(["step:a"], "x = 1")], {"katib_run": True}, "tuning is not available in this Kale yet"),
     ([(["step:a"], "x = 1")], {"volumes": [{"name": "v", "mount_point": "/data"}]},
      "mounts volumes"),
     ([(["step:a", "image:gpu:1"], "x = 1")], None, "[tool.kale.steps.a] image"),
@@ -311,3 +310,88 @@ def test_kale_nb_uploads_or_runs_against_a_kubeflow_api(tmp_path: Path) -> None:
         posted = [json.loads(r["body"]) for r in kubeflow.requests
                   if r["path"].endswith("/runs") and r["method"] == "POST"]
         assert posted[-1]["runtime_config"]["parameters"] == {"CANDIES": 7}
+
+
+# -- katib_run: the notebook's Katib search as a study -----------------------------------------
+
+KATIB = {
+    "experiment_name": "quadratic",
+    "katib_run": True,
+    "katib_metadata": {
+        "parameters": [
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "4"}},
+            {"name": "y", "parameterType": "int",
+             "feasibleSpace": {"min": "0", "max": "2", "step": "1"}},
+            {"name": "shape", "parameterType": "categorical",
+             "feasibleSpace": {"list": ["flat", "bowl"]}},
+        ],
+        "objective": {"type": "minimize", "objectiveMetricName": "loss", "goal": 0.01,
+                      "additionalMetricNames": []},
+        "algorithm": {"algorithmName": "random"},
+        "maxTrialCount": 6, "parallelTrialCount": 2, "maxFailedTrialCount": 1,
+    },
+}
+
+QUADRATIC = [
+    (["pipeline-parameters"], "x = 1.0\ny = 1\nshape = 'bowl'"),
+    (["step:objective"], "loss = (x - 3) ** 2 + (y - 1) ** 2 + (0 if shape == 'bowl' else 1)"),
+    (["pipeline-metrics"], "loss"),
+]
+
+
+def test_katib_run_tunes_the_notebook_locally(tmp_path: Path) -> None:
+    write_notebook(tmp_path, QUADRATIC, metadata=KATIB)
+    result = kale(tmp_path, "run", "nb.ipynb")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert "katib_run is true in nb.ipynb's metadata: tuning x, y, shape for the minimize " \
+        "of `loss`" in out
+    assert "a local study runs all its trials" in out  # the goal has no local counterpart
+    studies = list((tmp_path / ".kale" / "studies").glob("*/study.json"))
+    assert len(studies) == 1
+    study = json.loads(studies[0].read_text())
+    assert len(study["trials"]) == 6
+    values = [trial["value"] for trial in study["trials"] if trial.get("value") is not None]
+    assert len(values) == 6 and all(value >= 0 for value in values)
+    # The list's strings are the parameter's type; x stays in its range.
+    for trial in study["trials"]:
+        assert trial["parameters"]["shape"] in ("flat", "bowl")
+        assert 0 <= trial["parameters"]["x"] <= 4 and trial["parameters"]["y"] in (0, 1, 2)
+
+
+def test_katib_run_with_kfp_dry_run_writes_the_experiment(tmp_path: Path) -> None:
+    write_notebook(tmp_path, QUADRATIC, metadata=KATIB)
+    result = kale(tmp_path, "run", "nb.ipynb", "--kfp", "--dry-run", "-o", "q.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    experiment = yaml.safe_load((tmp_path / "q.katib.yaml").read_text())
+    assert experiment["kind"] == "Experiment"
+    spec = experiment["spec"]
+    assert spec["objective"]["objectiveMetricName"] == "loss"
+    assert spec["objective"]["type"] == "minimize"
+    assert spec["algorithm"]["algorithmName"] == "random"
+    assert (spec["maxTrialCount"], spec["parallelTrialCount"]) == (6, 2)
+    assert {p["name"]: p["parameterType"] for p in spec["parameters"]} == {
+        "x": "double", "y": "int", "shape": "categorical"}
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda k: k["parameters"].append({"name": "z", "parameterType": "int",
+                                       "feasibleSpace": {"min": "0", "max": "1"}}),
+     "katib_metadata tunes `z`, which is not a pipeline parameter"),
+    (lambda k: k["parameters"][0]["feasibleSpace"].pop("max"),
+     "katib_metadata parameter `x` cannot be read: `max` is missing"),
+    (lambda k: k["objective"].pop("objectiveMetricName"), "has no objective metric"),
+    (lambda k: k.update(maxTrialCount="many"), "`maxTrialCount` is 'many', not a whole number"),
+    (lambda k: k["objective"].update(objectiveMetricName="accuracy"), "accuracy"),
+])
+def test_katib_metadata_mistakes_name_the_metadata(tmp_path: Path, change: Any,
+                                                   expected: str) -> None:
+    metadata = json.loads(json.dumps(KATIB))
+    change(metadata["katib_metadata"])
+    write_notebook(tmp_path, QUADRATIC, metadata=metadata)
+    result = kale(tmp_path, "run", "nb.ipynb")
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    assert "nb.ipynb, metadata kubeflow_notebook.katib_metadata" in result.stderr
+    assert "fix:" in result.stderr
+    assert not (tmp_path / ".kale" / "runs").exists()  # nothing ran

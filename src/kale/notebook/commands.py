@@ -92,7 +92,33 @@ def run_notebook(path: str, arguments: list[str]) -> Any:
         function.bind_arguments(**values)
     except KaleError as error:
         raise FlagError(error.message, fix=error.fix) from None
+    if metadata.get("katib_run"):
+        return _tune(function, planned.notebook, values)
     return function(**values)
+
+
+def _tune(function: Any, notebook: Any, values: dict[str, Any]) -> Any:
+    """``katib_run: true``: the notebook's Katib search as a study (``pipeline.tune``): local
+    trials, or with ``--kfp`` a Katib Experiment."""
+    from kale.notebook.katib import goal_note, tune_options
+    from kale.notebook.reader import CellLocation
+    from kale.sdk.tuning import TuningError
+
+    options = tune_options(notebook.metadata, function.graph, notebook.file_name)
+    print(f"kale: katib_run is true in {notebook.file_name}'s metadata: tuning "
+          f"{', '.join(options['parameters'])} for the {options['goal']} of "
+          f"`{options['objective']}` (set katib_run to false to run the pipeline once)",
+          file=sys.stderr)
+    note = goal_note(notebook.metadata)
+    if note:
+        print(note, file=sys.stderr)
+    try:
+        return function.tune(**options, **values)
+    except TuningError as error:
+        # Checked before any trial: what is wrong is in the metadata, not in Kale's call.
+        error.location = CellLocation(
+            f"{notebook.file_name}, metadata kubeflow_notebook.katib_metadata", 1)
+        raise
 
 
 def kale_nb(path: str, *, upload_pipeline: bool = False, run_pipeline: bool = False,
@@ -112,5 +138,9 @@ def kale_nb(path: str, *, upload_pipeline: bool = False, run_pipeline: bool = Fa
     if not (upload_pipeline or run_pipeline):
         return compile_package(graph, package, image=image)
     values = function.bind_arguments()
+    if metadata.get("katib_run"):
+        print("kale: katib_run is true: `kale --nb` runs the pipeline once; `kale run "
+              f"{os.path.basename(path)} --kfp` creates the Katib Experiment of its "
+              "katib_metadata", file=sys.stderr)
     return submit_pipeline(graph, values, output=package, host=host, image=image,
                            upload_only=not run_pipeline, upload_experiment=False)

@@ -341,9 +341,3 @@ def _check_metadata(notebook: TaggedNotebook) -> None:
                        "remove `volumes` from the kubeflow_notebook metadata: put the data the "
                        "steps read in the notebook's folder (it travels with the pipeline), or "
                        "have the steps read it from storage (a bucket, a URL)")
-    if metadata.get("katib_run"):
-        notebook.error("the notebook asks for a Katib hyperparameter search (`katib_run: "
-                       "true`), and tuning is not available in this Kale yet", at,
-                       "set `katib_run` to false in the kubeflow_notebook metadata to run the "
-                       "pipeline once with its parameters' values (tuning is being built: "
-                       "issue 14)")
