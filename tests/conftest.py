@@ -107,3 +107,16 @@ def line_of(path_or_text: Any, marker: str) -> int:
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.syspath_prepend(str(tmp_path))
     return Project(tmp_path)
+
+
+@pytest.fixture
+def prepared_image(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packages compiled in the test install nothing (``KALE_INSTALL=0``) and name an image of
+    their own, as a prepared image on an air-gapped cluster does: under kfp.local
+    (``use_venv=False``) their steps run in this environment, which holds kfp and their
+    packages, so each task's ``pip install`` (1-2 s, most of a kfp.local run) is left out.
+    A test of what steps install is marked ``installs`` and keeps it."""
+    if request.node.get_closest_marker("installs") is None:
+        monkeypatch.setenv("KALE_INSTALL", "0")
+        monkeypatch.setenv("KALE_IMAGE", "kale-tests:prepared")
+

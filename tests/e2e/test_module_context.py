@@ -41,7 +41,7 @@ def test_a_script_with_module_context_runs_locally_once(tmp_path):
     assert "CALLER Run" in output
 
 
-def test_the_same_script_compiled_runs_the_same_under_kfp_local(tmp_path):
+def test_the_same_script_compiled_runs_the_same_under_kfp_local(tmp_path, prepared_image):
     folder = copy_project(tmp_path)
     compiled = run(folder / "pipeline.py", "--kfp", "--dry-run", "-o", str(tmp_path / "p.yaml"),
                    cwd=tmp_path)

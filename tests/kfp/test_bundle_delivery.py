@@ -59,7 +59,8 @@ def kale(project: Path, *arguments: str, **env: str) -> subprocess.CompletedProc
                           env={**os.environ, "KALE_HOME": str(project.parent / "home"), **env})
 
 
-def test_a_big_bundle_is_uploaded_and_imported_by_the_pipeline(big_project, tmp_path):
+def test_a_big_bundle_is_uploaded_and_imported_by_the_pipeline(big_project, tmp_path,
+                                                              prepared_image):
     project, digest = big_project
     store = tmp_path / "store"
     result = kale(project, "-m", "kale.cli", "compile", "flow.py", "-o", "big.yaml",

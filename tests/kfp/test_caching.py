@@ -249,7 +249,8 @@ def run_cached(package: Path, folder: Path) -> list[str]:
     return counter.read_text().split()
 
 
-def test_under_kfp_local_an_edited_step_runs_again_with_what_follows_it(tmp_path):
+def test_under_kfp_local_an_edited_step_runs_again_with_what_follows_it(tmp_path,
+                                                                     prepared_image):
     root = project(tmp_path)
     compile_flow(root, tmp_path / "a.yaml")
     assert run_cached(tmp_path / "a.yaml", tmp_path) == ["load", "train", "report"]

@@ -14,6 +14,10 @@ pytest.importorskip("kfp")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
+# kfp.local runs the steps here, where kfp and their packages are: no pip install per task.
+pytestmark = pytest.mark.usefixtures("prepared_image")
+
+
 
 def run_under_kfp_local(package: Path, folder: Path, raise_on_error: bool = True,
                         **env: str) -> str:
@@ -266,6 +270,7 @@ def test_the_package_is_the_document_kfp_writes(tmp_path):
     assert ours.startswith("\n".join(header))
 
 
+@pytest.mark.installs
 def test_a_step_gets_its_own_image_and_packages(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[tool.kale]\nrequirements = ["pandas==2.2.3"]\n\n'

@@ -17,6 +17,10 @@ import yaml
 
 from tests.kfp.test_compiler import compile_script, run_compile, run_under_kfp_local
 
+# kfp.local runs the steps here, where kfp and their packages are: no pip install per task.
+pytestmark = pytest.mark.usefixtures("prepared_image")
+
+
 pytest.importorskip("kfp")
 
 
@@ -99,7 +103,9 @@ def expected_branches(n: int, flag: bool, word: str) -> list[str]:
 @pytest.fixture(scope="module")
 def branches(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("branches")
-    compiled = run_compile(folder, BRANCHES, "b.yaml")
+    # As prepared_image does for a test: this package is run under kfp.local three times.
+    compiled = run_compile(folder, BRANCHES, "b.yaml", KALE_INSTALL="0",
+                           KALE_IMAGE="kale-tests:prepared")
     assert compiled.returncode == 0, compiled.stderr
     return folder / "b.yaml", compiled
 

@@ -11,6 +11,10 @@ import yaml
 
 from tests.kfp.test_compiler import compile_script, run_under_kfp_local
 
+# kfp.local runs the steps here, where kfp and their packages are: no pip install per task.
+pytestmark = pytest.mark.usefixtures("prepared_image")
+
+
 pytest.importorskip("kfp")
 
 SCRIPT = '''

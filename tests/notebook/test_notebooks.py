@@ -164,7 +164,8 @@ def test_steps_use_imports_and_helpers_of_other_cells(kernels):
     assert stream_text(nb.cells[4]) == "succeeded 12.0\n"
 
 
-def test_a_notebook_pipeline_compiles_and_runs_under_kfp_local(kernels, tmp_path):
+def test_a_notebook_pipeline_compiles_and_runs_under_kfp_local(kernels, tmp_path,
+                                                              prepared_image):
     pytest.importorskip("kfp")
     from tests.kfp.test_compiler import run_under_kfp_local
 

@@ -276,7 +276,7 @@ def test_kale_run_reports_mistakes_before_anything_runs(tmp_path: Path) -> None:
 # -- kfp.local ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_compiled_notebook_runs_under_kfp_local(tmp_path: Path) -> None:
+def test_compiled_notebook_runs_under_kfp_local(tmp_path: Path, prepared_image: None) -> None:
     from tests.kfp.test_compiler import run_under_kfp_local
 
     folder = example(tmp_path, "parameters")

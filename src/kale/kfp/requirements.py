@@ -4,7 +4,7 @@
 For the whole pipeline Kale decides, most specific first:
 
 1. ``--image`` / ``--requirements FILE`` on the command line;
-2. ``KALE_IMAGE`` / ``KALE_REQUIREMENTS`` (a file) in the environment;
+2. ``KALE_IMAGE`` / ``KALE_REQUIREMENTS`` (a file) / ``KALE_INSTALL=0`` in the environment;
 3. ``[tool.kale]`` in the project's ``pyproject.toml``: ``image = "..."``,
    ``requirements = ["pandas==2.2.3", ...]``;
 4. the project's own declaration: ``requirements.txt`` in the project root, else
@@ -262,6 +262,23 @@ def _with_step_requirements(packages: tuple[str, ...], extra: list[str]) -> tupl
     return tuple(kept + list(extra))
 
 
+_SWITCH = {"0": False, "false": False, "no": False, "off": False,
+           "1": True, "true": True, "yes": True, "on": True}
+
+
+def _install_from_environment() -> bool | None:
+    """``KALE_INSTALL`` (``0``: as ``--no-install``; ``1``: install), None when unset; between
+    the flag and ``[tool.kale]``, as ``KALE_IMAGE`` is."""
+    given = os.environ.get("KALE_INSTALL")
+    if given is None or not given.strip():
+        return None
+    if given.strip().lower() not in _SWITCH:
+        raise KaleError(f"KALE_INSTALL is {given!r}, which is neither on nor off",
+                        fix="set KALE_INSTALL=0 for steps that install nothing (their image "
+                        "holds kfp and their packages), KALE_INSTALL=1 to install, or unset it")
+    return _SWITCH[given.strip().lower()]
+
+
 def resolve(graph: Graph, image: str | None = None, requirements: str | None = None,
             install: bool | None = None) -> Environments:
     """The image and packages for the pipeline's steps, by the precedence above. ``install``
@@ -271,12 +288,15 @@ def resolve(graph: Graph, image: str | None = None, requirements: str | None = N
     pyproject = Pyproject(root / "pyproject.toml")
     kale = read_settings(pyproject)
     tables = _step_tables(graph, kale, pyproject)
+    if install is None:
+        install = _install_from_environment()
     install = kale.get("install", True) if install is None else install
     given_image = image or os.environ.get("KALE_IMAGE") or kale.get("image")
     if not install and not given_image:
         default = f"python:{sys.version_info.major}.{sys.version_info.minor}"
         raise KaleError(
-            f"with --no-install (or install = false in [tool.kale]) the steps install nothing, "
+            f"with --no-install (or KALE_INSTALL=0, or install = false in [tool.kale]) the "
+            f"steps install nothing, "
             f"so their image must hold kfp and their packages; the default image {default} "
             "holds neither",
             location=pyproject.location("tool", "kale", "install"),
