@@ -140,6 +140,7 @@ class _Parser:
         self.step_functions: dict[int, Any] = {}
         self.step_function_of: dict[str, int] = {}  # step name -> id of its function
         self.spans: dict[int, FunctionSpan | None] = {}
+        self.signatures: dict[int, inspect.Signature] = {}  # a step called often: read once
         self.scopes: list[Scope] = []  # the blocks around the statement being read
         self.loops: list[Loop] = []
         self.conditions = 0
@@ -887,10 +888,11 @@ class _Parser:
             return self.container_step(func, node, positional, keywords, targets, unpacks)
         if id(func) not in self.spans:
             self.spans[id(func)] = function_span(func.func)
+            self.signatures[id(func)] = inspect.signature(func.func)
         span = self.spans[id(func)]
         label = f"`{func.__name__}`"
         try:
-            bound = inspect.signature(func.func).bind(*positional, **keywords)
+            bound = self.signatures[id(func)].bind(*positional, **keywords)
         except TypeError as reason:
             self.error(node, f"step {label} cannot be called like this: {reason}",
                        f"its signature is {func.__name__}{signature_text(func.func)}")
