@@ -160,6 +160,19 @@ def test_the_runtime_leaves_most_of_an_inline_bundle_to_the_project(tmp_path):
     assert build_bundle(tmp_path).size < INLINE_LIMIT * 2 // 3
 
 
+def test_the_runtime_kept_in_a_cache_inside_the_project_does_not_travel(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))  # a project in the home
+    (tmp_path / "flow.py").write_text("")
+    (tmp_path / ".cache" / "other").mkdir(parents=True)
+    (tmp_path / ".cache" / "other" / "kept.txt").write_text("a cache of something else")
+    # (what an earlier compile leaves there: this process may have its slimmed modules already)
+    (tmp_path / ".cache" / "kale" / "slim").mkdir(parents=True)
+    (tmp_path / ".cache" / "kale" / "slim" / "0123.py").write_text("x = 1\n")
+    files = build_bundle(tmp_path).files
+    assert "flow.py" in files and ".cache/other/kept.txt" in files
+    assert not any(name.startswith(".cache/kale") for name in files)
+
+
 FLOW = '''
     from kale.sdk import pipeline, step
 

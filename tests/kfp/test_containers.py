@@ -140,8 +140,12 @@ def test_the_kale_task_writes_files_and_text_as_the_container_takes_them(tmp_pat
     assert json.loads((out / "options").read_text()) == {"fast": True}
 
 
-def test_the_kale_task_fails_clearly_for_a_value_that_is_no_file(tmp_path):
+def test_the_kale_task_fails_clearly_for_a_value_that_is_no_file(tmp_path, monkeypatch):
     from kale.kfp.entry import container_inputs
+
+    # container_inputs moves into the project, as a Kubeflow task does: back after the test,
+    # or later tests of this process would take that folder for their working directory.
+    monkeypatch.chdir(tmp_path)
 
     root = tmp_path / "root"
     (root / "project").mkdir(parents=True)

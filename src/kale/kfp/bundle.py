@@ -501,9 +501,16 @@ def _relative_link(name: str, target: str) -> str:
 
 
 def _run_records() -> set[str]:
-    """Where local runs keep their records (``KALE_HOME``, wherever it is): never bundled."""
+    """Where local runs keep their records (``KALE_HOME``, wherever it is) and where Kale keeps
+    the runtime it bundles (``kale.kfp.slim``: the user's cache folder, inside the project when
+    the project is the home folder): never bundled."""
+    from kale.kfp.slim import cache_folder
+
+    found = {os.path.realpath(os.path.dirname(cache_folder()))}
     configured = os.environ.get("KALE_HOME")
-    return {os.path.realpath(os.path.expanduser(configured))} if configured else set()
+    if configured:
+        found.add(os.path.realpath(os.path.expanduser(configured)))
+    return found
 
 
 def _select(root: str | os.PathLike[str]) -> _Selection:
