@@ -11,7 +11,6 @@ location in a cell reads ``cell In[3], line 2`` as IPython's own tracebacks do.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import linecache
 import os
 import re
@@ -63,6 +62,19 @@ def name_cells(traceback_text: str) -> str:
     return _TRACEBACK_FILE.sub(named, traceback_text)
 
 
+# The positions of the code object read last: the decorators of a module's steps all run in
+# the module's code, whose positions would otherwise be walked again for each of them (a
+# 500-step module: a sixth of its whole compile).
+_last_positions: tuple[Any, list[Any]] = (None, [])
+
+
+def _positions(code: Any) -> list[Any]:
+    global _last_positions
+    if _last_positions[0] is not code:
+        _last_positions = (code, list(code.co_positions()))
+    return _last_positions[1]
+
+
 @dataclass(frozen=True)
 class SourceLocation:
     """A place in the user's source: 1-based line, 0-based column (as ``ast`` counts them)."""
@@ -88,10 +100,10 @@ class SourceLocation:
     def of_frame(cls, frame: FrameType) -> SourceLocation:
         """The location of the call being executed in ``frame`` (exact columns on 3.11+)."""
         code = frame.f_code
-        positions = getattr(code, "co_positions", None)
-        if positions is not None and frame.f_lasti >= 0:
-            # One entry per 2-byte code unit; islice skips to ours in C, not in a Python loop.
-            position = next(itertools.islice(positions(), frame.f_lasti // 2, None), None)
+        if hasattr(code, "co_positions") and frame.f_lasti >= 0:
+            positions = _positions(code)
+            index = frame.f_lasti // 2  # one entry per 2-byte code unit
+            position = positions[index] if index < len(positions) else None
             if position is not None and position[0] is not None:
                 line, end_line, column, end_column = position
                 return cls(code.co_filename, line, column or 0, end_line, end_column)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -372,7 +372,7 @@ class StepOptions:
             if option in own and option in defaults:
                 merged[option] = MappingProxyType({**defaults[option], **own[option]})
         merged.pop("name", None)
-        return replace(cls(), **merged)
+        return cls(**merged)  # (what replace(cls(), **merged) makes, with one object, not two)
 
     def retry_delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""

@@ -5,6 +5,7 @@ function steps' values into files and text, and function steps reading what a co
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ def package(tmp_path_factory) -> tuple[dict, dict]:
     path = compile_script(folder, text, "mixed.yaml")
     documents = list(yaml.safe_load_all(path.read_text()))
     return documents[0], documents[1] if len(documents) > 1 else {}
+
+
+
+@pytest.fixture(autouse=True)
+def working_directory_kept(monkeypatch):
+    """container_inputs moves into the project, as a Kubeflow task does: back after each test,
+    or later tests of this process would take that folder for their working directory."""
+    monkeypatch.chdir(os.getcwd())
 
 
 def test_a_container_step_is_a_container_component_with_its_placeholders(package):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import builtins
 import dis
+import functools
 import inspect
 import os
 import re
@@ -188,6 +189,7 @@ def check_steps(graph: Graph, steps: Iterable[tuple[StepFunction, FunctionSpan]]
     module context, by ``id`` of the function."""
     errors: list[KaleError] = []
     contexts: dict[int, StepContext] = {}
+    _placement_problem.cache_clear()  # files may have moved since the last pipeline was read
     for function, span in steps:
         found: list[KaleError] = []
         contexts[id(function)] = _check_step(function, span, graph, found)
@@ -260,7 +262,7 @@ def _check_step(function: StepFunction, span: FunctionSpan, graph: Graph,
     label = f"step `{func.__name__}`"
     def_location = SourceLocation(span.filename, span.def_line, span.indent)
 
-    where = _placement_problem(span.filename, graph)
+    where = _placement_problem(span.filename, graph.filename, graph.project_root)
     if where:
         errors.append(StepDefinitionError(
             f"{label} is defined {where}", location=def_location,
@@ -377,11 +379,14 @@ def _scope_problems(func: Any, span: FunctionSpan, uses: dict[str, list[ast.AST]
                     fix="return the value instead and pass it to the steps that need it"), name
 
 
-def _placement_problem(filename: str, graph: Graph) -> str | None:
+# Asked for every step, mostly of the same file: settled once per file (realpath walks the
+# path a component at a time).
+@functools.lru_cache(maxsize=4096)
+def _placement_problem(filename: str, pipeline_file: str, project_root: str) -> str | None:
     if not os.path.isfile(filename):
-        return None if not os.path.isfile(graph.filename) else "outside any file of the project"
+        return None if not os.path.isfile(pipeline_file) else "outside any file of the project"
     path = os.path.realpath(filename)
-    root = os.path.realpath(graph.project_root)
+    root = os.path.realpath(project_root)
     if os.path.commonpath([path, root]) != root:
         return f"in {path}, outside the project directory {root}"
     return None

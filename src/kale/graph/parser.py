@@ -130,6 +130,38 @@ def _namespace_of(func: Callable[..., Any]) -> Mapping[str, Any]:
     return namespace
 
 
+
+def _plain_binding(func: Any, positional: list[Any], keywords: dict[str, Any]
+                   ) -> dict[str, Any] | None:
+    """The arguments of a call of a plain function (no ``*args``, ``**kwargs`` or
+    positional-only parameters, nothing wrapped) that binds, by parameter in signature order,
+    as ``inspect.Signature.bind(...).arguments`` has them; None for any other function or a
+    call that does not bind (``inspect`` then says why). Reading a signature costs more than
+    the rest of a step's call, and a pipeline of distinct steps reads each once."""
+    code = getattr(func, "__code__", None)
+    if code is None or code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or \
+            code.co_posonlyargcount or hasattr(func, "__wrapped__") or \
+            hasattr(func, "__signature__") or not inspect.isfunction(func):
+        return None
+    names = code.co_varnames[: code.co_argcount]
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount +
+                                    code.co_kwonlyargcount]
+    if len(positional) > len(names):
+        return None
+    given = dict(zip(names, positional, strict=False))
+    for name in keywords:
+        if name in given or (name not in names and name not in keyword_only):
+            return None
+    defaults = len(func.__defaults__ or ())
+    optional_keywords = func.__kwdefaults__ or {}
+    if any(name not in given and name not in keywords
+           for name in names[: len(names) - defaults]) or \
+            any(name not in keywords and name not in optional_keywords for name in keyword_only):
+        return None
+    return {name: given[name] if name in given else keywords[name]
+            for name in (*names, *keyword_only) if name in given or name in keywords}
+
+
 class _Parser:
     def __init__(self, func: Callable[..., Any], filename: str, text: str, node: ast.AST,
                  options: PipelineOptions, namespace: Mapping[str, Any]) -> None:
@@ -146,6 +178,7 @@ class _Parser:
         self.step_functions: dict[int, Any] = {}
         self.step_function_of: dict[str, int] = {}  # step name -> id of its function
         self.spans: dict[int, FunctionSpan | None] = {}
+        self.signatures: dict[int, inspect.Signature] = {}  # read once, when needed
         self.scopes: list[Scope] = []  # the blocks around the statement being read
         self.loops: list[Loop] = []
         self.conditions = 0
@@ -895,12 +928,16 @@ class _Parser:
             self.spans[id(func)] = function_span(func.func)
         span = self.spans[id(func)]
         label = f"`{func.__name__}`"
-        try:
-            bound = inspect.signature(func.func).bind(*positional, **keywords)
-        except TypeError as reason:
-            self.error(node, f"step {label} cannot be called like this: {reason}",
-                       f"its signature is {func.__name__}{signature_text(func.func)}")
-            return None
+        given = _plain_binding(func.func, positional, keywords)
+        if given is None:
+            if id(func) not in self.signatures:
+                self.signatures[id(func)] = inspect.signature(func.func)
+            try:
+                given = self.signatures[id(func)].bind(*positional, **keywords).arguments
+            except TypeError as reason:
+                self.error(node, f"step {label} cannot be called like this: {reason}",
+                           f"its signature is {func.__name__}{signature_text(func.func)}")
+                return None
         if span is None:
             self.error(node, f"Kale cannot read the source of step {label}",
                        "define steps in .py files (or notebook cells), not with exec()")
@@ -921,7 +958,7 @@ class _Parser:
         argument_nodes = {kw.arg: kw for kw in node.keywords}
         positional_nodes = iter(node.args)
         arguments = []
-        for name, value in bound.arguments.items():
+        for name, value in given.items():
             if isinstance(value, (tuple, dict)):
                 continue  # *args/**kwargs in a step's signature are reported by the step checks
             at = argument_nodes.get(name) or next(positional_nodes)

@@ -18,7 +18,9 @@ A symbolic link to a path inside the project travels as a link (a relative one, 
 extracting the archive recreates) when its target travels; a link to something outside travels
 as a copy of it, each outside folder once. The files are streamed into the archive, which stops
 as soon as it is over its limit. Kale's runtime and cloudpickle travel with it under ``_kale/``,
-so an image needs only Python and the user's libraries.
+so an image needs only Python and the user's libraries: only the modules a step imports, without
+their comments and docstrings (``kale.kfp.slim``), so that most of an inline bundle's room is
+left to the project.
 """
 
 from __future__ import annotations
@@ -81,11 +83,15 @@ LIMIT_BYTES = 200 * 2**20
 # What of Kale runs inside a step (paths relative to the kale package): the runtime, and the
 # decorators, for project modules that define steps and that a step imports.
 # The placeholders of other Kales' APIs travel too, so that a step that imports one fails on
-# Kubeflow with the same advice as here.
+# Kubeflow with the same advice as here. kale.notebook.kernel is what Kale's errors read a
+# notebook cell's name with, and what they install when IPython is loaded (a notebook image
+# often is). What these modules import of the rest of Kale only off the cluster (a local run,
+# a compile) is listed in tests/kfp/test_bundle_runtime.py, which checks the list is whole.
 _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__init__.py",
                   "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
                   "source.py", "not_provided.py", "distributed.py", "types.py", "items.py",
-                  "logs.py", "cmdutils.py", "containers.py"]
+                  "logs.py", "cmdutils.py", "containers.py", "notebook/__init__.py",
+                  "notebook/kernel.py"]
 
 
 def carries_kale_module(module: str) -> bool:
@@ -495,9 +501,16 @@ def _relative_link(name: str, target: str) -> str:
 
 
 def _run_records() -> set[str]:
-    """Where local runs keep their records (``KALE_HOME``, wherever it is): never bundled."""
+    """Where local runs keep their records (``KALE_HOME``, wherever it is) and where Kale keeps
+    the runtime it bundles (``kale.kfp.slim``: the user's cache folder, inside the project when
+    the project is the home folder): never bundled."""
+    from kale.kfp.slim import cache_folder
+
+    found = {os.path.realpath(os.path.dirname(cache_folder()))}
     configured = os.environ.get("KALE_HOME")
-    return {os.path.realpath(os.path.expanduser(configured))} if configured else set()
+    if configured:
+        found.add(os.path.realpath(os.path.expanduser(configured)))
+    return found
 
 
 def _select(root: str | os.PathLike[str]) -> _Selection:
@@ -628,11 +641,28 @@ def _add(archive: tarfile.TarFile, source: Path, name: str, output: io.BytesIO,
                         fix="make it readable, or list it in a .kaleignore file") from None
 
 
+def _add_data(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    archive.addfile(info, io.BytesIO(data))
+
+
 def _add_link(archive: tarfile.TarFile, name: str, target: str) -> None:
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
     info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
     archive.addfile(info)
+
+
+def runtime_sources() -> list[tuple[str, bytes]]:
+    """What of Kale (and cloudpickle) travels in every bundle, as (name in the bundle, content):
+    each of ``runtime_files`` without its comments and docstrings (cloudpickle's modules keep
+    their module docstrings, which hold its license)."""
+    from kale.kfp.slim import slim_file
+
+    return [(name, slim_file(source, keep_module_docstring=name.startswith("_kale/cloudpickle/")))
+            for source, name in runtime_files()]
 
 
 def runtime_files() -> list[tuple[Path, str]]:
@@ -676,8 +706,8 @@ def build_bundle(root: str | os.PathLike[str], limit: int = LIMIT_BYTES) -> Bund
                 else:
                     # Stopped mid-file once over the limit: no need to read a huge file whole.
                     _add(archive, chosen.files[name], f"project/{name}", buffer, limit)
-            for source, name in runtime_files():
-                _add(archive, source, name, buffer)
+            for name, data in runtime_sources():
+                _add_data(archive, name, data)
         too_big = buffer.tell() > limit
     except _TooBig:
         too_big = True

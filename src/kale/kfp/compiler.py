@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import linecache
 import math
 import os
@@ -160,9 +161,16 @@ def _check_steps_travel(graph: Graph, bundle: Bundle) -> None:
 def _bundled_path(filename: str, graph: Graph) -> str | None:
     """A file's path in the bundled project, or None for code that is not in a file of the
     project (a notebook cell, an interactive definition)."""
+    return _project_path(filename, graph.project_root)
+
+
+# Asked for each step twice or more, mostly of the same few files: settled once per file in a
+# compile (compile_graph clears it first, as files may have moved since the last one).
+@functools.lru_cache(maxsize=4096)
+def _project_path(filename: str, project_root: str) -> str | None:
     if not os.path.isfile(filename):
         return None
-    path, root = os.path.realpath(filename), os.path.realpath(graph.project_root)
+    path, root = os.path.realpath(filename), os.path.realpath(project_root)
     if os.path.commonpath([path, root]) != root:
         return None
     relative = os.path.relpath(path, root).replace(os.sep, "/")
@@ -1018,6 +1026,7 @@ def compile_graph(graph: Graph, package_path: str, *, image: str | None = None,
     except ImportError as error:
         raise KaleError(f"compiling for Kubeflow needs the kfp SDK ({error})",
                         fix="pip install 'kfp>=2.17,<2.18'") from None
+    _project_path.cache_clear()
     bundle = bundle or build_bundle(graph.project_root)
     _check_steps_travel(graph, bundle)
     _check_kale_imports(graph)

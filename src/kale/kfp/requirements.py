@@ -168,20 +168,16 @@ class _Distributions:
         return tuple(sorted(pins, key=str.lower))
 
 
-def _ancestors(graph: Graph) -> dict[str, set[str]]:
-    """Every step upstream of each step, directly or not (the body order is topological)."""
-    found: dict[str, set[str]] = {}
-    for step in graph.steps:
-        found[step.name] = set(step.upstream).union(*(found[p] for p in step.upstream))
-    return found
-
-
 def _modules_needed(graph: Graph) -> dict[str, tuple[str, ...]]:
     """What each step imports, and what the steps upstream of it import: reading their outputs
     needs the libraries that made them (a DataFrame needs pandas, a model its library)."""
-    ancestors = _ancestors(graph)
-    return {step.name: tuple(sorted(set(graph.step_modules[step.name]).union(
-        *(graph.step_modules[a] for a in ancestors[step.name])))) for step in graph.steps}
+    # A step's upstream steps come before it in the body: what they need (their own ancestors'
+    # too) is known when the step is reached, so each step unions its direct upstream only.
+    needed: dict[str, set[str]] = {}
+    for step in graph.steps:
+        needed[step.name] = set(graph.step_modules[step.name]).union(
+            *(needed[name] for name in step.upstream))
+    return {name: tuple(sorted(modules)) for name, modules in needed.items()}
 
 
 def infer_packages(graph: Graph) -> tuple[str, ...]:

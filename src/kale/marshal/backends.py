@@ -108,7 +108,13 @@ class ArrowBackend(Backend):
     zones, nullable integers) and column names survive through Arrow's pandas metadata.
 
     Writing converts only what Arrow cannot take as it is (strings and other Python objects,
-    booleans, masks): numeric columns go from the frame's memory to the file.
+    booleans, masks): numeric columns go from the frame's memory to the file. Columns of Python
+    strings are converted ``STRING_SLICE_ROWS`` rows at a time when the frame is longer: whole,
+    their Arrow copy (and the builder's spare room while it grows) would add a third of a
+    typical mixed frame to the process's memory while it writes. Such a file holds two Arrow IPC
+    files one after the other (``"strings"`` in the metadata says where the second starts): the
+    other columns in one record batch, mapped by the reader as above, then the string columns
+    in slices, which the reader turns into Python strings anyway.
 
     Only frames Arrow gives back exactly are stored this way: a frame with columns of Python
     objects (dicts, lists, mixed types), labels that are not strings, or ``attrs`` goes to pickle,
@@ -154,8 +160,15 @@ class ArrowBackend(Backend):
                 extra["index_range"] = [index.start, index.stop, index.step]
                 extra["index_name"] = encode(_plain_label(index.name, "index name"))
         digest = _HashingWriter.new()
-        atomic_write(path, lambda handle: _write_ipc(value, digest.wrap(handle),
-                                                     "index_range" not in extra))
+        strings = _string_columns(value)
+        if strings:
+            def write(handle: Any) -> None:
+                extra["strings"] = _write_split(value, digest.wrap(handle),
+                                                "index_range" not in extra, strings)
+        else:
+            def write(handle: Any) -> None:
+                _write_ipc(value, digest.wrap(handle), "index_range" not in extra)
+        atomic_write(path, write)
         extra["hash"] = digest.hexdigest()
         return extra
 
@@ -174,12 +187,18 @@ class ArrowBackend(Backend):
         finally:
             os.close(descriptor)
         mapped = pyarrow.py_buffer(memory)
-        table = pyarrow.ipc.open_file(mapped).read_all()
+        split = meta.get("strings")
+        table = pyarrow.ipc.open_file(mapped if split is None else
+                                      mapped.slice(0, split["at"])).read_all()
         # One block per column: Arrow then hands over numeric columns without copying them.
         frame = table.to_pandas(split_blocks=True)
         del table
         _writable(frame, memory, mapped.address, mapped.size)
         import pandas
+
+        if split is not None:
+            frame = _with_strings(frame, pyarrow.ipc.open_file(mapped.slice(split["at"])),
+                                  split["columns"], "index_range" in meta)
 
         if "index_range" in meta:
             frame.index = pandas.RangeIndex(*meta["index_range"],
@@ -239,18 +258,94 @@ def _write_ipc(value: Any, handle: Any, preserve_index: bool = True) -> None:
     import pyarrow
 
     table = value if isinstance(value, pyarrow.Table) else _frame_table(value, preserve_index)
-    # One record batch (for columns of one chunk): each column is contiguous in the file, so
-    # the reader maps it as it is.
     with pyarrow.ipc.new_file(handle, table.schema) as writer:
-        if table.num_columns and all(column.num_chunks == 1 for column in table.columns):
-            # (write_table would skip an empty batch, and with it a categorical's categories)
+        _write_batch(writer, table)
+
+
+def _write_batch(writer: Any, table: Any) -> None:
+    """One record batch (for columns of one chunk): each column is contiguous in the file, so
+    the reader maps it as it is."""
+    import pyarrow
+
+    if table.num_columns and all(column.num_chunks == 1 for column in table.columns):
+        # (write_table would skip an empty batch, and with it a categorical's categories)
+        writer.write_batch(pyarrow.RecordBatch.from_arrays(
+            [column.chunk(0) for column in table.columns], schema=table.schema))
+    else:
+        writer.write_table(table)
+
+
+#: Rows of a column of Python strings converted to Arrow at a time (see ``ArrowBackend``): a
+#: slice of short strings takes a few tens of MB while it is written.
+STRING_SLICE_ROWS = 1 << 16
+
+
+def _string_columns(frame: Any) -> list[int]:
+    """The positions of the columns of Python strings (``_check_frame`` let no other objects
+    through) to be written in slices: none for a frame of one slice or less."""
+    if len(frame) <= STRING_SLICE_ROWS:
+        return []
+    dtypes = frame.dtypes
+    return [position for position in range(frame.shape[1])
+            if dtypes.iloc[position] == "object"]
+
+
+def _write_split(frame: Any, handle: Any, preserve_index: bool, strings: list[int]
+                 ) -> dict[str, Any]:
+    """Write the frame's other columns as one IPC file, then its string columns as a second
+    one, in slices; returns what the reader needs to find them."""
+    import pyarrow
+
+    names = list(frame.columns)
+    others = [name for position, name in enumerate(names) if position not in strings]
+    table = _frame_table(frame, preserve_index, others)
+    with pyarrow.ipc.new_file(handle, table.schema) as writer:
+        _write_batch(writer, table)
+    del table
+    start = handle.tell()
+    # large_string: a slice of long strings may hold more than the 2 GB of a string array. No
+    # pandas metadata: every one of these columns comes back as Python strings (None if null).
+    schema = pyarrow.schema([pyarrow.field(names[position], pyarrow.large_string())
+                             for position in strings])
+    with pyarrow.ipc.new_file(_Counted(handle), schema) as writer:
+        for begin in range(0, len(frame), STRING_SLICE_ROWS):
+            rows = slice(begin, begin + STRING_SLICE_ROWS)
             writer.write_batch(pyarrow.RecordBatch.from_arrays(
-                [column.chunk(0) for column in table.columns], schema=table.schema))
-        else:
-            writer.write_table(table)
+                [pyarrow.array(frame.iloc[rows, position].to_numpy(),
+                               type=pyarrow.large_string(), from_pandas=True)
+                 for position in strings], schema=schema))
+    return {"at": start, "columns": strings}
 
 
-def _frame_table(frame: Any, preserve_index: bool) -> Any:
+class _Counted:
+    """A file seen from where a second IPC file starts in it (Arrow asks where it is)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.start = handle, handle.tell()
+
+    def write(self, data: Any) -> int:
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.handle.tell() - self.start
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+def _with_strings(frame: Any, reader: Any, positions: list[int], ranged: bool) -> Any:
+    """The frame read from the first IPC file, with the string columns of the second put back
+    at their positions (Python strings; Arrow's nulls as None, as a frame read whole)."""
+    strings = reader.read_all().to_pandas()
+    if frame.shape[1] == 0 and ranged:
+        # Only string columns, and a RangeIndex (set by the caller): nothing else to keep.
+        return strings
+    for position, name in zip(positions, strings.columns, strict=True):
+        frame.insert(position, name, strings[name].to_numpy())
+    return frame
+
+
+def _frame_table(frame: Any, preserve_index: bool, columns: list[str] | None = None) -> Any:
     """The frame as an Arrow table that shares the memory of its numeric columns.
 
     ``Table.from_pandas`` takes int, float, datetime, timedelta and categorical codes without
@@ -260,9 +355,9 @@ def _frame_table(frame: Any, preserve_index: bool) -> Any:
     import numpy
     import pyarrow
 
-    table = pyarrow.Table.from_pandas(frame, preserve_index=preserve_index)
-    dtypes = frame.dtypes
-    for position in range(frame.shape[1]):  # index columns, if any, come after these
+    table = pyarrow.Table.from_pandas(frame, preserve_index=preserve_index, columns=columns)
+    dtypes = frame.dtypes if columns is None else frame.dtypes[columns]
+    for position in range(len(dtypes)):  # index columns, if any, come after these
         column = table.column(position)
         if column.null_count and isinstance(dtypes.iloc[position], numpy.dtype) and \
                 dtypes.iloc[position].kind == "f" and pyarrow.types.is_floating(column.type):
