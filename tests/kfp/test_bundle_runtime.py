@@ -28,6 +28,16 @@ OFF_CLUSTER = {
     ("kale.sdk", "kale.kfp.submit"): "compiling and submitting: refused inside a step",
     ("kale.sdk", "kale.local"): "a local run: refused inside a step",
     ("kale.sdk", "kale.local.processes"): "the zygote, started by a script only",
+    ("kale.sdk", "kale.local.resume"): "resuming a local run: refused inside a step",
+    # tune() is refused inside a step (a step cannot start a pipeline); a Katib trial's Job
+    # runs `python -m kale.tuning.trial` from an image with Kale installed, not from a bundle.
+    ("kale.sdk", "kale.tuning"): "tune(): refused inside a step",
+    ("kale.sdk", "kale.tuning.katib"): "tune() with --kfp: refused inside a step",
+    ("kale.sdk", "kale.tuning.local"): "a local study: refused inside a step",
+    ("kale.sdk", "kale.tuning.settings"): "tune()'s checks: refused inside a step",
+    ("kale.sdk", "kale.tuning.study"): "the Study tune() returns",
+    ("kale.tuning.space", "kale.graph"): "type hints only (TYPE_CHECKING)",
+    ("kale.tuning.space", "kale.graph.model"): "type hints only (TYPE_CHECKING)",
     ("kale.flags", "kale.kfp.schedule"): "--schedule, read by the script",
     ("kale.flags", "kale.kfp.server"): "--server-version, read by the script",
     ("kale.containers", "kale.local"): "a container step called outside a pipeline runs it here",

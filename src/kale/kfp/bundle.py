@@ -91,7 +91,9 @@ _RUNTIME_FILES = ["__init__.py", "runtime.py", "macros.py", "marshal", "kfp/__in
                   "kfp/entry.py", "sdk", "definitions.py", "errors.py", "flags.py", "options.py",
                   "source.py", "not_provided.py", "distributed.py", "types.py", "items.py",
                   "logs.py", "cmdutils.py", "containers.py", "notebook/__init__.py",
-                  "notebook/kernel.py"]
+                  "notebook/kernel.py",
+                  # kale.sdk.tuning's search spaces: light, and a step may import them
+                  "tuning/__init__.py", "tuning/space.py"]
 
 
 def carries_kale_module(module: str) -> bool:
