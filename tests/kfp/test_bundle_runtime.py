@@ -31,7 +31,6 @@ OFF_CLUSTER = {
     ("kale.sdk", "kale.local.resume"): "resuming a local run: refused inside a step",
     # tune() is refused inside a step (a step cannot start a pipeline); a Katib trial's Job
     # runs `python -m kale.tuning.trial` from an image with Kale installed, not from a bundle.
-    ("kale.sdk", "kale.tuning"): "tune(): refused inside a step",
     ("kale.sdk", "kale.tuning.katib"): "tune() with --kfp: refused inside a step",
     ("kale.sdk", "kale.tuning.local"): "a local study: refused inside a step",
     ("kale.sdk", "kale.tuning.settings"): "tune()'s checks: refused inside a step",
