@@ -329,6 +329,10 @@ def serve(preload: list[str]) -> None:
     import kale.marshal.backends
     import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
 
+    with contextlib.suppress(ImportError):
+        # Every stored output is hashed: without this each step imported it (2 ms a step).
+        import xxhash  # noqa: F401
+
     safe = _preload(preload, events)
     _freeze_heap()
     own = set(_adopted())  # helpers a preloaded library started, if any: not strays
