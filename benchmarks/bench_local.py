@@ -64,7 +64,9 @@ warm = time.perf_counter() - start
 report(seconds=cold, warm=warm, result=first.outputs["inc-10"])
 '''
 
-KALE_CHAIN = TIMER + '''
+def kale_chain(steps: int, timing: str) -> str:
+    """A chain of ``steps`` ``x + 1`` steps, then ``timing`` (the code that runs and reports)."""
+    return TIMER + '''
 import io
 from kale.sdk import pipeline, step
 from kale.local.progress import PlainProgress
@@ -76,7 +78,10 @@ def inc(x):
 
 @pipeline(name="chain")
 def chain(x=0):
-''' + "".join("    x = inc(x)\n" for _ in range(10)) + CHAIN_TIMING
+''' + "".join("    x = inc(x)\n" for _ in range(steps)) + timing
+
+
+KALE_CHAIN = kale_chain(10, CHAIN_TIMING)
 
 KALE_CONTEXT_CHAIN = TIMER + '''
 import io
@@ -310,24 +315,13 @@ report(seconds=cold, warm=warm, result=first.outputs["score"])
 
 
 def long_chain(steps: int) -> str:
-    return TIMER + f'''
-import io
-from kale.sdk import pipeline, step
-from kale.local.progress import PlainProgress
-from kale.local import run_graph
-
-@step
-def inc(x):
-    return x + 1
-
-@pipeline(name="chain{steps}")
-def chain(x=0):
-''' + "".join("    x = inc(x)\n" for _ in range(steps)) + '''
+    """A first run of a chain of ``steps`` steps, alone in its process."""
+    return kale_chain(steps, '''
 graph = chain.graph
 start = time.perf_counter()
 run = run_graph(graph, {"x": 0}, progress=PlainProgress(io.StringIO()))
 report(seconds=time.perf_counter() - start, result=len(run.steps))
-'''
+''')
 
 
 FORK_AND_WRITE = TIMER + '''

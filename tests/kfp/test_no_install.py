@@ -65,6 +65,28 @@ def test_no_install_needs_an_image_of_ones_own(tmp_path):
     assert "fix: name an image built with them: --image IMAGE" in result.stderr
 
 
+def test_kale_install_0_is_no_install_from_the_environment(tmp_path, monkeypatch):
+    (tmp_path / "dumps.py").write_text(FLOW)
+    monkeypatch.delenv("KALE_IMAGE", raising=False)
+    result = run_script(tmp_path, "--kfp", "--dry-run", "-o", "p.yaml", script="dumps.py",
+                        KALE_INSTALL="0", KALE_IMAGE="registry.local/team/steps:1")
+    assert result.returncode == 0, result.stderr
+    assert not any("pip install" in command for command in commands(tmp_path / "p.yaml").values())
+    # Without an image of one's own, the error names the variable too.
+    result = run_script(tmp_path, "--kfp", "--dry-run", script="dumps.py", KALE_INSTALL="off")
+    assert result.returncode == 1 and "KALE_INSTALL=0" in result.stderr
+    # KALE_INSTALL=1 over install = false in [tool.kale]; a value that is neither is an error.
+    (tmp_path / "pyproject.toml").write_text("[tool.kale]\ninstall = false\n")
+    result = run_script(tmp_path, "--kfp", "--dry-run", "-o", "q.yaml", script="dumps.py",
+                        KALE_INSTALL="1")
+    assert result.returncode == 0, result.stderr
+    assert "pip install" in commands(tmp_path / "q.yaml")["exec-dump"]
+    result = run_script(tmp_path, "--kfp", "--dry-run", script="dumps.py", KALE_INSTALL="maybe")
+    assert result.returncode == 1
+    assert "KALE_INSTALL is 'maybe', which is neither on nor off" in result.stderr
+    assert "fix: set KALE_INSTALL=0" in result.stderr
+
+
 def test_install_false_and_a_private_index_in_pyproject(tmp_path):
     (tmp_path / "dumps.py").write_text(FLOW)
     (tmp_path / "pyproject.toml").write_text(

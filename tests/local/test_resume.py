@@ -124,6 +124,8 @@ def test_a_failed_run_resumes_with_what_succeeded(project):
     project.flag("fail")
     out = project.run(expect=1)
     assert "total failed" in out
+    # Every step of the body counts, the loop's too (its tasks are made later).
+    assert "(run " in out and ", 4 steps, up to" in out
     assert project.ran() == ["load", "square1", "square2", "square3", "total"]
     failed = project.latest()
     project.flag("fail", False)
