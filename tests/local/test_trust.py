@@ -130,6 +130,39 @@ def test_a_step_that_writes_to_the_event_pipe_runs_no_code_in_kale(script):
     assert "RESULT {'forge': 1}" in result.stdout
 
 
+def test_a_step_that_says_it_is_done_before_it_is_gets_its_real_result(script):
+    # Kale takes a success as soon as the step's process says its result is written (before
+    # the process has exited): a step that sends that event early changes nothing.
+    script.write(PIPES_HELPER, name="pipes_helper.py")
+    result = script.run('''
+        @step
+        def early():
+            import json, os, time
+            from pipes_helper import write_to_every_pipe
+            log = os.readlink("/proc/self/fd/1")  # .../runs/<run>/steps/<step>/attempt-1.log
+            parts = log.split(os.sep)
+            key = f"{parts[-4]}/{parts[-2]}/1"
+            write_to_every_pipe(json.dumps(["done", key, None]).encode())
+            time.sleep(0.5)
+            return 41
+
+        @step
+        def after(x):
+            return x + 1
+
+        @pipeline
+        def told_early():
+            x = early()
+            after(x)
+
+        if __name__ == "__main__":
+            print("RESULT", told_early().outputs)
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "RESULT {'after': 42}" in result.stdout
+    assert script.record()["steps"]["early"]["status"] == "succeeded"
+
+
 def _can_mount_tmpfs(folder) -> bool:
     if not shutil.which("unshare") or not sys.platform.startswith("linux"):
         return False

@@ -287,6 +287,10 @@ class _Attempt:
     pending_text: bytes = b""
     #: the process could not write its result (a full disk): what it reported instead
     unwritten: dict[str, Any] | None = None
+    #: the process said its result is written (it may not have exited yet)
+    done: bool = False
+    #: the result, once read
+    outcome: dict[str, Any] | None = None
 
     @property
     def step(self) -> Step:
@@ -659,6 +663,8 @@ class Scheduler:
                     attempt.deadline = attempt.user_started + timeout + self.grace + _BACKSTOP
             elif event == "exited":
                 attempt.exit_code = value
+            elif event == "done":
+                attempt.done = True
             elif event == "unwritten" and isinstance(value, dict):
                 attempt.unwritten = value
             elif event == "metric":
@@ -689,6 +695,14 @@ class Scheduler:
                 self.zygote.kill(attempt.key)
         for name, attempt in list(self.running.items()):
             self.tail(attempt)
+            if attempt.exit_code is None and attempt.done and not attempt.stopped:
+                # A success is taken as soon as the process says its result is written, and
+                # the process is killed with whatever it left running, as at its exit. (A
+                # step can send this event itself; then the result decides, as at the exit.)
+                attempt.done = False
+                attempt.outcome = _read_result(attempt.record.log)
+                if attempt.outcome is not None and attempt.outcome.get("status") == "done":
+                    attempt.exit_code = 0
             if attempt.exit_code is not None:
                 self.zygote.kill(attempt.key)  # whatever the step left running dies with it
                 self.tail(attempt, final=True)
@@ -728,7 +742,8 @@ class Scheduler:
         task, record = attempt.task, attempt.record
         record.ended = time.time()
         record.duration = record.ended - record.started
-        outcome = self.take_logged(task, record, self.checked(task, _read_result(record.log)))
+        result = attempt.outcome if attempt.outcome is not None else _read_result(record.log)
+        outcome = self.take_logged(task, record, self.checked(task, result))
         if attempt.stopped.startswith("was lost"):
             record.status = "crashed"
             record.error = {"kind": "crash", "message": attempt.stopped}
