@@ -124,6 +124,39 @@ def test_module_context_runs_first_with_its_real_lines(task_for, tmp_path):
     assert "line 13, in s" in trace and "line 10, in broken" in trace
 
 
+def test_precompiled_code_runs_without_compiling_with_its_real_lines(task_for, tmp_path,
+                                                                     monkeypatch):
+    from kale import runtime
+
+    context = ((str(tmp_path / "steps.py"), 1, "SCALE = 3\n"),)
+    source = "def s(x):\n    return x * SCALE if x else 1 / x\n"
+    task = task_for(source, line=5, context=context, inputs={"x": ("value", 2)},
+                    outputs=("y",))
+    monkeypatch.setattr(runtime, "_COMPILED", {})
+    runtime.precompile(task)
+    assert len(runtime._COMPILED) == 2  # the context, then the step
+
+    def no_compile(*_args, **_kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(runtime, "compile", no_compile, raising=False)
+    assert marshal.load(run_step(task, lambda *_: None)["outputs"]["y"]) == 6
+    trace = failure(task_for(source, line=5, context=context, inputs={"x": ("value", 0)},
+                             outputs=("y",)))["traceback"]
+    assert "line 6, in s" in trace
+
+
+def test_code_that_does_not_compile_is_left_for_the_step_to_report(task_for, monkeypatch):
+    from kale import runtime
+
+    monkeypatch.setattr(runtime, "_COMPILED", {})
+    task = task_for("def s(:\n    return 1\n")
+    runtime.precompile(task)
+    assert runtime._COMPILED == {}
+    details = failure(task)
+    assert details["kind"] == "setup" and "SyntaxError" in details["message"]
+
+
 def test_module_level_code_that_fails_is_a_setup_failure(task_for, tmp_path):
     context = ((str(tmp_path / "steps.py"), 2, "LIMIT = int('x')\n"),)
     details = failure(task_for("def s():\n    return LIMIT\n", line=4, context=context))

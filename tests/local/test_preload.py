@@ -52,6 +52,67 @@ def test_submodules_the_steps_import_are_preloaded(script, tmp_path_factory):
     assert "OUT {'use': [42, True, True]}" in result.stdout
 
 
+def test_a_later_run_in_the_same_process_gets_its_modules_preloaded(script,
+                                                                     tmp_path_factory):
+    # The zygote forks each attempt's process ahead of its request; modules a later run asks
+    # the idle zygote to load must be in the processes forked after that, not only in new
+    # zygotes.
+    site = installed_package(tmp_path_factory.mktemp("installed"))
+    result = script.run('''
+        @step
+        def plain():
+            return 1
+
+        @step
+        def use():
+            import os
+            from pkg import fine
+            return fine.IMPORTED_IN != os.getpid()
+
+        @pipeline
+        def first():
+            plain()
+
+        @pipeline
+        def second():
+            use()
+
+        if __name__ == "__main__":
+            first()
+            print("OUT", second().outputs)
+    ''', PYTHONPATH=str(site), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "OUT {'use': True}" in result.stdout
+
+
+def test_threads_are_counted_without_importing_threading():
+    # Every Python thread counts, a thread started without `threading` too (which
+    # threading.active_count() misses): any of them can hold a lock a fork would copy.
+    import _thread
+    import threading
+
+    from kale.local.processes import _thread_count
+
+    before = _thread_count()
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    raw, running = threading.Event(), threading.Event()
+    _thread.start_new_thread(lambda: (running.set(), raw.wait()), ())
+    running.wait(30)
+    try:
+        assert _thread_count() == before + 2
+    finally:
+        release.set()
+        raw.set()
+        worker.join()
+    for _ in range(1000):
+        if _thread_count() == before:
+            break
+        threading.Event().wait(0.01)
+    assert _thread_count() == before
+
+
 def test_a_submodule_that_starts_threads_is_left_out_and_the_rest_preloaded(
         script, tmp_path_factory):
     site = installed_package(tmp_path_factory.mktemp("installed"))

@@ -4,7 +4,10 @@ Starting a fresh interpreter per step costs hundreds of milliseconds (kfp.local 
 ``multiprocessing``'s fork server re-imports the user's script in every child. Kale starts one small
 server process per run instead, with Kale's runtime and the libraries the steps import already
 loaded, and forks every attempt from it: a new, isolated process (its own memory and working
-directory, nothing of the user's script) in about a millisecond.
+directory, nothing of the user's script) in about a millisecond. The zygote forks each
+attempt's process before the attempt is asked for (a "spare" that waits for its one task), so
+a chain of steps does not wait for a fork at every step; it also compiles each step's code
+once, for the processes it forks later (``kale.runtime.precompile``).
 
 Each attempt leads its own process group, so a timeout or Ctrl-C kills the step and everything it
 started. On Linux the zygote and every attempt are child subreapers: a process a step started that
@@ -152,24 +155,31 @@ def _kill_group_or_process(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
-    """In the forked child: become a process group, send output to the log, run the step. The
-    runtime writes the result next to the log (``task.result_path``)."""
-    from kale.runtime import run_step, write_result
-
+def _prepare_child() -> None:
+    """In a forked child, before its task is known: become a process group, and have the
+    streams the step writes to (on descriptors 1 and 2, where its log goes once known)."""
     os.setpgid(0, 0)
     # Orphans of what the step starts (a daemon that forked twice) come to the attempt while it
     # runs, so its timeout's end_descendants finds them, and to the zygote when it ends.
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives until _exit
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
+    """In the forked child (``_prepare_child`` done): send output to the log, run the step. The
+    runtime writes the result next to the log (``task.result_path``)."""
+    from kale.runtime import run_step, write_result
+
     descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(descriptor, 1)
     os.dup2(descriptor, 2)
     os.close(descriptor)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives until _exit
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
     def report(event: str, details: dict[str, Any]) -> None:
+        if event == "started" and task.timeout is None:
+            return  # Kale's process uses it to time a backstop for the step's timeout only
         os.write(events, _event((event, key, details)))
 
     task.result_path = result_path(log_path)
@@ -318,8 +328,53 @@ def _send(events: int, message: Any) -> None:
         os.write(events, _event(message))
 
 
+def _read_frame(descriptor: int) -> bytes | None:
+    """One length-prefixed frame from a pipe, or None at its end."""
+    data = b""
+    size = None
+    while size is None or len(data) < _HEADER.size + size:
+        chunk = os.read(descriptor, 65536)
+        if not chunk:
+            return None
+        data += chunk
+        if size is None and len(data) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(data)
+    return data[_HEADER.size:]
+
+
+def _fork_spare(events: int, inherited: tuple[int, ...]) -> tuple[int, int]:
+    """Fork the process that runs the next attempt before the attempt is asked for: a fork,
+    and the pages a new process copies as it starts, cost about a millisecond and a half on a
+    small VM, which a chain of steps would otherwise wait for at every step. The spare is as
+    fresh as a process forked on request (nothing runs in it before its task arrives), and
+    takes exactly one task. Returns its pid and the pipe its task is written to."""
+    task_read, task_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            signal.set_wakeup_fd(-1)
+            for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, signal.SIG_DFL)
+            for descriptor in (*inherited, task_write):
+                os.close(descriptor)
+            _prepare_child()
+            frame = _read_frame(task_read)
+            if frame is not None:  # None: the zygote let it go (a preload, or its end)
+                key, log_path, invocation = pickle.loads(frame)
+                task = pickle.loads(invocation)
+                os.close(task_read)
+                _run_child(key, task, log_path, events)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(task_read)
+    return pid, task_write
+
+
 def serve(preload: list[str]) -> None:
-    """The zygote's main loop: fork a child per request, report forks and exits."""
+    """The zygote's main loop: hand each request to a forked child, report forks and exits."""
     requests, events = os.dup(0), os.dup(1)
     # Anything a preloaded library prints must not corrupt the event stream.
     os.dup2(2, 1)
@@ -339,7 +394,7 @@ def serve(preload: list[str]) -> None:
         stopping.append(True)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     import kale.marshal.backends
-    import kale.runtime  # noqa: F401 - loaded once here, shared by every fork
+    import kale.runtime  # loaded once here, shared by every fork
 
     with contextlib.suppress(ImportError):
         # Every stored output is hashed: without this each step imported it (2 ms a step).
@@ -354,9 +409,22 @@ def serve(preload: list[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_write)
     children: dict[int, tuple[str, tuple[str, ...]]] = {}
+    inherited = (requests, wake_read, wake_write, devnull)
+    spare: tuple[int, int] | None = None  # the next attempt's process, and its task pipe
+    compiled: set[int] = set()  # the code of the invocations seen (``Zygote.start``)
+
+    def let_spare_go() -> None:
+        nonlocal spare
+        if spare is not None:
+            os.close(spare[1])  # it reads the end of its pipe and exits
+            own.add(spare[0])  # reaped like a helper, not killed as a stray
+            spare = None
+
     buffer = bytearray()
     open_requests = True
     while open_requests or children:
+        if safe and open_requests and spare is None and not stopping:
+            spare = _fork_spare(events, inherited)
         readable, _, _ = select.select([requests, wake_read] if open_requests else [wake_read],
                                        [], [], 1.0)
         if wake_read in readable:
@@ -371,55 +439,63 @@ def serve(preload: list[str]) -> None:
             if pid == 0:
                 break
             own.discard(pid)
+            if spare is not None and pid == spare[0]:  # killed while it waited: fork another
+                os.close(spare[1])
+                spare = None
+                continue
             ended = children.pop(pid, None)
             reaped = reaped or ended is None
             if ended is not None:
                 # Killed and cleaned before the scheduler hears of the end, so a step that
                 # follows never races what this one left.
-                _kill_strays(own | set(children))
+                _kill_strays(own | set(children) | ({spare[0]} if spare else set()))
                 _ended(ended[1])
                 _send(events, ("exited", ended[0], os.waitstatus_to_exitcode(status)))
         if reaped:  # a stray: its children, if any, are the zygote's now
-            _kill_strays(own | set(children))
+            _kill_strays(own | set(children) | ({spare[0]} if spare else set()))
         if stopping and open_requests:
             readable, open_requests = [], False
+            let_spare_go()
             for pid in children:
                 _kill_group_or_process(pid)
         if requests in readable:
             chunk = os.read(requests, 65536)
             if not chunk:
                 open_requests = False
+                let_spare_go()
                 for pid in children:
                     _kill_group_or_process(pid)
                 continue
             buffer += chunk
             for kind, *payload in _unframe(buffer):
                 if kind == "preload":
+                    let_spare_go()  # it has not loaded these: the next one will have
                     safe = _preload(payload[0], events) and safe
                     _freeze_heap()
                     own |= set(_adopted()) - set(children)
                 if kind != "run":
                     continue
-                key, task, log_path = payload
+                key, log_path, output_dir, code, invocation = payload
                 if not safe:
+                    let_spare_go()
                     _send(events, ("refused", key, _thread_count()))
                     continue
-                pid = os.fork()
-                if pid == 0:
-                    code = 0
-                    try:
-                        signal.set_wakeup_fd(-1)
-                        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-                            signal.signal(number, signal.SIG_DFL)
-                        for descriptor in (requests, wake_read, wake_write, devnull):
-                            os.close(descriptor)
-                        _run_child(key, task, log_path, events)
-                    except BaseException:
-                        code = 70
-                    finally:
-                        os._exit(code)
-                children[pid] = (key, (task.output_dir, os.path.dirname(log_path)))
+                if spare is None:
+                    spare = _fork_spare(events, inherited)
+                pid, task_pipe = spare
+                spare = None
+                with contextlib.suppress(OSError):
+                    # (it died as it waited: its end is reported as this attempt's)
+                    os.write(task_pipe, _frame((key, log_path, invocation)))
+                os.close(task_pipe)
+                children[pid] = (key, (output_dir, os.path.dirname(log_path)))
                 _send(events, ("forked", key, pid))
+                if code not in compiled:
+                    # While it runs: the processes forked from now on have its code compiled.
+                    compiled.add(code)
+                    with contextlib.suppress(Exception):
+                        kale.runtime.precompile(pickle.loads(invocation))
+    let_spare_go()
     _reap_strays(own)
 
 
@@ -559,7 +635,11 @@ class Zygote:
         return self.events.fileno()
 
     def start(self, key: str, task: Any, log_path: str) -> None:
-        self.process.stdin.write(_frame(("run", key, task, log_path)))
+        # The invocation travels pickled inside the request: the zygote hands it to the step's
+        # process as it is, and unpickles it only to compile code it has not seen.
+        code = hash((task.filename, task.line, task.source, task.context, task.futures))
+        self.process.stdin.write(_frame(("run", key, log_path, task.output_dir, code,
+                                         pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))))
         self.process.stdin.flush()
 
     def read_events(self) -> list[tuple[str, str, Any]]:
