@@ -98,9 +98,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None],
     """Write a file through ``write(handle)`` so that it appears whole or not at all."""
     path = os.fspath(path)
     folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        descriptor = os.open(temporary, flags, 0o644)
+    except FileNotFoundError:  # the folder is made only when missing: a step writes several
+        os.makedirs(folder, exist_ok=True)
+        descriptor = os.open(temporary, flags, 0o644)
     try:
         with os.fdopen(descriptor, mode) as handle:
             write(handle)
@@ -220,8 +224,11 @@ def register(name: str, accepts: type | tuple[type, ...] | Callable[[Any], bool]
 
 
 def _builtin() -> list[Backend]:
-    from kale.marshal import backends
-
+    # Looked up rather than imported: `from package import module` runs importlib's Python
+    # code at every call, which a step's forked process pays for in copied pages.
+    backends = sys.modules.get("kale.marshal.backends")
+    if backends is None:
+        from kale.marshal import backends
     return backends.BUILTIN
 
 
@@ -237,8 +244,9 @@ def _library_version(library: str | None) -> str | None:
 def save(value: Any, folder: str | os.PathLike[str], name: str) -> StoredValue:
     """Write ``value`` as ``folder/name.<suffix>`` with the first backend that takes it."""
     from kale.marshal.backends import advice
+    from kale.marshal.codec import PLAIN_TYPES
 
-    if isinstance(value, io.IOBase):
+    if type(value) not in PLAIN_TYPES and isinstance(value, io.IOBase):
         # cloudpickle would snapshot a readable file's contents: surprising, and the file
         # itself does not exist where the next step runs.
         raise MarshalError("an open file cannot be passed to another step", advice(value))
@@ -278,7 +286,9 @@ def _save(value: Any, folder: str, name: str) -> StoredValue:
             continue
         if notes:
             extra["fallback"] = "; ".join(notes)
-        size = _size(path)
+        size = extra.pop("size", None)
+        if size is None:
+            size = _size(path)
         if getattr(backend, "module", None):
             extra["registered_in"] = backend.module
         stored = StoredValue(path, backend.name, type_name(value), size, {

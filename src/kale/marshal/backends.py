@@ -36,11 +36,11 @@ class JsonBackend(Backend):
     def save(self, value: Any, path: str) -> dict[str, Any]:
         data = json.dumps(encode(value), allow_nan=False).encode()
         atomic_write(path, lambda handle: handle.write(data))
-        return {"hash": _hash_bytes(data)}
+        return {"hash": _hash_bytes(data), "size": len(data)}
 
     def load(self, path: str, meta: dict[str, Any]) -> Any:
-        with open(path) as handle:
-            return decode(json.load(handle))
+        with open(path, "rb") as handle:
+            return decode(json.loads(handle.read()))
 
 
 # -- numpy ---------------------------------------------------------------------------------------
