@@ -635,13 +635,13 @@ class Scheduler:
         number = len(state.attempts) + 1
         log_path = self.record.log_path(name, number)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.touch()
+        # Made here, so that it is read from its start whenever the step's process opens it.
+        log = os.fdopen(os.open(log_path, os.O_RDONLY | os.O_CREAT, 0o644), "rb")
         record = AttemptRecord(number=number, started=time.time(), log=str(log_path),
                                waited=self.waits.pop(name, 0.0))
         state.attempts.append(record)
         key = f"{self.run_state.id}/{name}/{number}"
         self.zygote.start(key, self.task_for(task, number), str(log_path))
-        log = open(log_path, "rb")  # noqa: SIM115 - kept open to tail; closed in tail(final)
         self.running[name] = _Attempt(task, number, key, log, record)
         detail = f"attempt {number} of {step.options.retry_count + 1}" if number > 1 else ""
         self.set_status(name, "running", detail)
