@@ -143,3 +143,39 @@ def test_rok_common_is_kale_cmdutils():
 
     assert rok.run is cmdutils.run is run
     assert kale.cmdutils is cmdutils
+
+
+def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_path):
+    """A real pipeline: the command's output is the step's, and the step's timeout ends the
+    command with the child in its group and the one that left it (its own session)."""
+    import re
+
+    from tests.local.conftest import ScriptRunner, pid_alive
+
+    pids = tmp_path / "pids"
+    runner = ScriptRunner(tmp_path)
+    result = runner.run(f'''
+        @step(timeout=1)
+        def slow():
+            from rok_common import cmdutils
+            cmdutils.run(["sh", "-c", "echo started; sleep 300 & echo $! >> {pids}; "
+                          "setsid sleep 300 & echo $! >> {pids}; wait"])
+
+        @pipeline(name="slow")
+        def slow_pipeline():
+            slow()
+
+        if __name__ == "__main__":
+            slow_pipeline()
+    ''')
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"slow +│ started", result.stdout), result.stdout
+    attempt = runner.record()["steps"]["slow"]["attempts"][0]
+    assert attempt["error"]["kind"] == "timeout", attempt
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 2
+    deadline = time.monotonic() + 10  # a bound on the wait, not a timing goal
+    while any(pid_alive(pid) and _alive(pid) for pid in children) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in children)
