@@ -150,7 +150,7 @@ def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_pa
     command with the child in its group and the one that left it (its own session)."""
     import re
 
-    from tests.local.conftest import ScriptRunner, pid_alive
+    from tests.local.conftest import ScriptRunner
 
     pids = tmp_path / "pids"
     runner = ScriptRunner(tmp_path)
@@ -175,7 +175,46 @@ def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_pa
     children = [int(line) for line in pids.read_text().split()]
     assert len(children) == 2
     deadline = time.monotonic() + 10  # a bound on the wait, not a timing goal
-    while any(pid_alive(pid) and _alive(pid) for pid in children) and \
+    while any(_alive(pid) for pid in children) and \
             time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in children)
+
+
+def test_ctrl_c_on_a_pipeline_run_ends_a_steps_command_tree(tmp_path):
+    """Ctrl-C on `python pipeline.py` (SIGINT to the runner): the command a step runs ends with
+    its children, the one that left its session included; the run is interrupted."""
+    import signal
+
+    from tests.local.conftest import ScriptRunner
+
+    pids = tmp_path / "pids"
+    runner = ScriptRunner(tmp_path)
+    process = runner.start(f'''
+        @step
+        def slow():
+            from kale import cmdutils
+            cmdutils.run(["sh", "-c", "sleep 300 & echo $! >> {pids}; "
+                          "setsid sleep 300 & echo $! >> {pids}; wait"])
+
+        @pipeline(name="slow")
+        def slow_pipeline():
+            slow()
+
+        if __name__ == "__main__":
+            slow_pipeline()
+    ''')
+    deadline = time.monotonic() + 30  # bounds on waits, not timing goals
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 2
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert "interrupted" in out + err
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in children)
