@@ -218,3 +218,16 @@ def test_ctrl_c_on_a_pipeline_run_ends_a_steps_command_tree(tmp_path):
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in children)
+
+
+def test_a_command_that_leaves_a_process_running_returns(monkeypatch):
+    """`server &`: the command exits while a child it left holds its pipes; run returns with
+    what was written (after READ_AFTER_EXIT for both pipes together) and the child runs on."""
+    monkeypatch.setattr(cmdutils, "READ_AFTER_EXIT", 0.2)
+    ext = cmdutils.run(["sh", "-c", "sleep 300 & echo child=$!"])
+    assert ext.status == "FINISHED" and ext.returncode == 0
+    child = int(ext.out.strip().split("=")[1])
+    try:
+        assert _alive(child)
+    finally:
+        os.kill(child, 9)
