@@ -391,3 +391,19 @@ def test_unpacked_one_of_and_one_of_in_a_loop_are_as_in_python_and_locally(tmp_p
         capture_output=True, text=True, timeout=120)
     assert local.returncode == 0, local.stderr
     assert sorted(values(local.stdout)) == expected_one_of(flag), local.stdout
+
+
+@pytest.mark.slow
+def test_a_loop_over_a_parameter_whose_default_mixes_floats_and_ints_keeps_each_type(tmp_path):
+    """Kubeflow hands each item of a list parameter as a float; the default's first item
+    cannot say which were ints when it is a float (`[2.5, 1, 3]`): each item takes the type
+    of the default's item it equals."""
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef show(label, value):\n    print('VALUE', label, repr(value))\n\n"
+        "@pipeline(name='mixed')\ndef p(rates=[2.5, 1, 3], pairs=[[0.5, 2], [1, 1.5]]):\n"
+        "    for r in rates:\n        show('rate', r)\n"
+        "    for pair in pairs:\n        show('pair', pair)\n"), "m.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    assert sorted(values(output)) == sorted(
+        ["rate 2.5", "rate 1", "rate 3", "pair [0.5, 2]", "pair [1, 1.5]"]), output[-3000:]
