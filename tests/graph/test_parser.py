@@ -404,6 +404,22 @@ def test_await_in_an_async_pipeline_is_refused_too(project):
     assert error.location.line == line_of(Path(module.__file__), "await load()")
 
 
+def test_a_step_made_by_exec_is_refused_where_it_is_called(project):
+    module = project.load('''
+        exec("@step\\ndef made(x):\\n    return x\\n", globals())
+
+        @pipeline
+        def p(n=1):
+            made(n)
+    ''')
+    with pytest.raises(PipelineDefinitionError) as caught:
+        module.p.graph
+    error = caught.value
+    assert error.message == "Kale cannot read the source of step `made`"
+    assert "not with exec()" in error.fix
+    assert error.location.line == line_of(Path(module.__file__), "    made(n)")
+
+
 def test_error_messages_show_file_line_caret_and_fix(project):
     error = project.error('''
         @pipeline
