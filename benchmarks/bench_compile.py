@@ -110,7 +110,9 @@ def run(code: str, *args: str) -> float | str:
                                 text=True)
     finally:
         os.unlink(handle.name)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH ")]
+    # kfp.local sends what runs in its process to stderr: the probe's line may be there.
+    lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines()
+             if line.startswith("BENCH ")]
     if result.returncode != 0 or not lines:
         said = (result.stderr.strip() or result.stdout.strip()).splitlines() or ["?"]
         return f"failed: {said[-1][:70]}"

@@ -143,3 +143,91 @@ def test_rok_common_is_kale_cmdutils():
 
     assert rok.run is cmdutils.run is run
     assert kale.cmdutils is cmdutils
+
+
+def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_path):
+    """A real pipeline: the command's output is the step's, and the step's timeout ends the
+    command with the child in its group and the one that left it (its own session)."""
+    import re
+
+    from tests.local.conftest import ScriptRunner
+
+    pids = tmp_path / "pids"
+    runner = ScriptRunner(tmp_path)
+    result = runner.run(f'''
+        @step(timeout=1)
+        def slow():
+            from rok_common import cmdutils
+            cmdutils.run(["sh", "-c", "echo started; sleep 300 & echo $! >> {pids}; "
+                          "setsid sleep 300 & echo $! >> {pids}; wait"])
+
+        @pipeline(name="slow")
+        def slow_pipeline():
+            slow()
+
+        if __name__ == "__main__":
+            slow_pipeline()
+    ''')
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"slow +│ started", result.stdout), result.stdout
+    attempt = runner.record()["steps"]["slow"]["attempts"][0]
+    assert attempt["error"]["kind"] == "timeout", attempt
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 2
+    deadline = time.monotonic() + 10  # a bound on the wait, not a timing goal
+    while any(_alive(pid) for pid in children) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in children)
+
+
+def test_ctrl_c_on_a_pipeline_run_ends_a_steps_command_tree(tmp_path):
+    """Ctrl-C on `python pipeline.py` (SIGINT to the runner): the command a step runs ends with
+    its children, the one that left its session included; the run is interrupted."""
+    import signal
+
+    from tests.local.conftest import ScriptRunner
+
+    pids = tmp_path / "pids"
+    runner = ScriptRunner(tmp_path)
+    process = runner.start(f'''
+        @step
+        def slow():
+            from kale import cmdutils
+            cmdutils.run(["sh", "-c", "sleep 300 & echo $! >> {pids}; "
+                          "setsid sleep 300 & echo $! >> {pids}; wait"])
+
+        @pipeline(name="slow")
+        def slow_pipeline():
+            slow()
+
+        if __name__ == "__main__":
+            slow_pipeline()
+    ''')
+    deadline = time.monotonic() + 30  # bounds on waits, not timing goals
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(line) for line in pids.read_text().split()]
+    assert len(children) == 2
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert "interrupted" in out + err
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in children)
+
+
+def test_a_command_that_leaves_a_process_running_returns(monkeypatch):
+    """`server &`: the command exits while a child it left holds its pipes; run returns with
+    what was written (after READ_AFTER_EXIT for both pipes together) and the child runs on."""
+    monkeypatch.setattr(cmdutils, "READ_AFTER_EXIT", 0.2)
+    ext = cmdutils.run(["sh", "-c", "sleep 300 & echo child=$!"])
+    assert ext.status == "FINISHED" and ext.returncode == 0
+    child = int(ext.out.strip().split("=")[1])
+    try:
+        assert _alive(child)
+    finally:
+        os.kill(child, 9)

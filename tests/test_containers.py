@@ -67,6 +67,17 @@ _GOOD = {"image": '"busybox:1.36"', "command": '["cp", "{inputs.picture}", "{out
      "names an output that was never declared", "declare it: outputs={'other'"),
     ("command", {"command": '["cp", "{input.picture}", "{outputs.small}"]'},
      "unknown placeholder `{input.picture}`", "write `{inputs.picture}`"),
+    ("command", {"command": '["cp", "{{inputs.picture}}", "{outputs.small}"]'},
+     "`{{inputs.picture}}` in command is not a placeholder as Kale reads them",
+     "write `{inputs.picture}`"),
+    ("command", {"command": '["cp", "{ inputs.picture }", "{outputs.small}"]'},
+     "one pair of braces, no spaces inside", "write `{inputs.picture}`"),
+    ("command", {"command": '["cp", "{inputs}", "{inputs.picture}", "{outputs.small}"]'},
+     "`{inputs}` in command names no input", "write one of `{inputs.picture}`"),
+    ("command", {"command": '["cp", "{INPUTS.picture}", "{outputs.small}"]'},
+     "unknown placeholder `{INPUTS.picture}`", "write `{inputs.picture}`"),
+    ("command", {"command": '["cp", "{inputs.picture.path}", "{outputs.small}"]'},
+     "names an input that was never declared", "did you mean `{inputs.picture}`?"),
     ("outputs", {"command": '["cat", "{inputs.picture}"]'},
      "output `small` is declared but the command never names it",
      "write it at `{outputs.small}`"),
@@ -90,6 +101,19 @@ def test_a_bad_definition_is_an_error_at_its_keyword(project, keyword, changes, 
         assert fix in (error.fix or ""), error.fix
     assert error.location.file.endswith(".py")
     assert error.location.line == line_of(source, f"    {keyword}=")
+
+
+def test_braces_of_the_command_itself_are_left_alone():
+    from kale import ContainerStep
+    from kale.containers import render
+
+    command = ["sh", "-c", "awk '{print $1}' {inputs.x} > {outputs.y}; echo ${HOME} ${outputs}"
+               " '{\"a\": 1}' {args.x}"]
+    made = ContainerStep(name="t", image="busybox:1.36", command=command,
+                         inputs={"x": "file"}, outputs={"y": "value"})
+    paths = {("inputs", "x"): "/in/x", ("outputs", "y"): "/out/y"}
+    assert render(made.command[2], paths) == (
+        "awk '{print $1}' /in/x > /out/y; echo ${HOME} ${outputs} '{\"a\": 1}' {args.x}")
 
 
 def test_calls_in_the_body_like_any_step(project):

@@ -242,6 +242,11 @@ def test_pipeline_options_defaults_and_normalisation():
         ({"timeout": -1}, "more than zero"),
         ({"name": 5}, "must be a string"),
         ({"steps_defaults": [1]}, "a dict is expected"),
+        ({"loop_parallelism": 0}, "a whole number of at least 1"),
+        ({"loop_parallelism": -2}, "a whole number of at least 1"),
+        ({"loop_parallelism": 2.5}, "a whole number is expected"),
+        ({"loop_parallelism": True}, "a whole number is expected"),
+        ({"loop_parallelism": "4"}, "a whole number is expected"),
     ],
 )
 def test_pipeline_options_are_validated(options, fragment):

@@ -511,7 +511,11 @@ def show(run_id: str, home: str | None, logs: bool) -> None:
         if step.get("reason") and step["status"] not in ("succeeded", "cached"):
             details.insert(0, f"  {step['status']}: {step['reason']}")
         if step.get("reports", {}).get("branch") is not None:
-            details.insert(0, f"  chose branch {step['reports']['branch']}")
+            # The reason says what the branch is (`runs `elif x > 1``); older records hold
+            # the index alone.
+            chose = step.get("reason") if step["status"] in ("succeeded", "cached") else None
+            details.insert(0, f"  {chose}" if chose else
+                           f"  chose branch {step['reports']['branch']}")
         if details:
             click.echo(f"\n{name}")
             click.echo("\n".join(details))

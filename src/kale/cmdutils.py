@@ -38,6 +38,10 @@ __all__ = ["CommandExecutionError", "CommandTimeoutError", "ExtCommand", "run", 
 #: Lines of stderr an error message ends with.
 STDERR_TAIL_LINES = 20
 
+#: Seconds to wait, once a command exited, for what processes it left running still write
+#: to its pipes.
+READ_AFTER_EXIT = 5.0
+
 _ids = itertools.count(1)
 
 
@@ -285,12 +289,14 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
 
 def _finish(ext: ExtCommand, process: subprocess.Popen[Any], readers: list[threading.Thread],
             out: list[str], err: list[str]) -> None:
+    # A process the command left running (`server &`) may hold its pipes open after it
+    # exits: wait a little for the output still in them, 5 s for both pipes together (not 5 s
+    # each), then return; it keeps running, as it would after a shell's `&`.
+    deadline = time.monotonic() + READ_AFTER_EXIT
     for reader in readers:
         if reader.ident is None:  # interrupted before it started
             continue
-        # A daemon the command started may hold the pipe open after it exits: its tree was
-        # ended, but do not hang on something that escaped it.
-        reader.join(timeout=5)
+        reader.join(timeout=max(0.0, deadline - time.monotonic()))
     ext.returncode = process.poll()
     ext.ended = time.time()
     ext.out, ext.err = "".join(out), "".join(err)

@@ -54,6 +54,12 @@ INPUTS_FOLDER = "/kale/inputs"
 OUTPUTS_FOLDER = "/kale/outputs"
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\.([^{}\s]*)\}")
+# What a mistyped placeholder looks like: doubled braces (KFP's and Jinja's `{{...}}`), spaces
+# inside, no name (`{inputs}`). Only those whose first word is near `inputs` or `outputs` are
+# reported: other braces (`${HOME}`, `${outputs}`, awk's `{print $1}`, JSON) are the command's
+# own text.
+_NEAR_PLACEHOLDER = re.compile(
+    r"(?<!\$)\{+\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\.\s*([^{}\s]*)\s*)?\}+")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The reference grammar of the distribution spec (docker/distribution reference/regexp.go):
 # [domain[:port]/]path-component(/path-component)*[:tag][@digest], components lowercase.
@@ -345,11 +351,13 @@ class ContainerStep:
         used: set[tuple[str, str]] = set()
         for keyword in ("command", "args"):
             for text in getattr(self, keyword):
+                for match in _NEAR_PLACEHOLDER.finditer(text):
+                    self._check_written(keyword, match)
                 for match in _PLACEHOLDER.finditer(text):
                     kind, port = match.group(1), match.group(2)
                     if kind not in ("inputs", "outputs"):
-                        near = difflib.get_close_matches(kind, ("inputs", "outputs"), n=1,
-                                                         cutoff=0.6)
+                        near = difflib.get_close_matches(kind.lower(), ("inputs", "outputs"),
+                                                         n=1, cutoff=0.6)
                         if near:
                             self._fail(keyword, f"unknown placeholder `{match.group(0)}` in "
                                        f"{keyword}", f"write `{{{near[0]}.{port}}}`")
@@ -357,6 +365,8 @@ class ContainerStep:
                     declared = self.inputs if kind == "inputs" else self.outputs
                     if port not in declared:
                         close = difflib.get_close_matches(port, list(declared), n=1)
+                        if not close and port.split(".")[0] in declared:  # `{inputs.x.y}`
+                            close = [port.split(".")[0]]
                         other = self.outputs if kind == "inputs" else self.inputs
                         other_kind = "outputs" if kind == "inputs" else "inputs"
                         if close:
@@ -381,6 +391,28 @@ class ContainerStep:
                            "args), or remove the output")
                     self._fail(kind, f"{what} `{port}` is declared but the command never names "
                                f"it ({{{kind}.{port}}})", fix, port)
+
+    def _check_written(self, keyword: str, match: re.Match[str]) -> None:
+        """Refuse a placeholder written almost right (`{{inputs.x}}`, `{ inputs.x }`,
+        `{inputs}`): left as it is, it would reach the command as literal text."""
+        import difflib
+
+        kind, port = match.group(1), match.group(2)
+        near = difflib.get_close_matches(kind.lower(), ("inputs", "outputs"), n=1, cutoff=0.6)
+        if not near:
+            return
+        written = match.group(0)
+        if port is None or not port:
+            declared = self.inputs if near[0] == "inputs" else self.outputs
+            names = ", ".join(f"`{{{near[0]}.{name}}}`" for name in declared)
+            self._fail(keyword, f"`{written}` in {keyword} names no "
+                       f"{near[0][:-1]}", f"write one of {names}" if names else
+                       f"declare the {near[0][:-1]} in {near[0]}={{...}} and write "
+                       f"`{{{near[0]}.<name>}}`")
+        if written != f"{{{kind}.{port}}}":
+            self._fail(keyword, f"`{written}` in {keyword} is not a placeholder as Kale reads "
+                       "them (one pair of braces, no spaces inside), so the command would get "
+                       "it garbled", f"write `{{{near[0]}.{port}}}`")
 
     def _environment(self, env: Any) -> dict[str, str]:
         if env is None:

@@ -69,15 +69,16 @@ class StepInvocation:
 
     ``inputs`` maps argument names to ``(kind, payload)``: ``value`` and ``constant`` (as is),
     ``parameter`` (a pipeline parameter: macros such as ``[[RunUUID]]`` expanded here), ``json``
-    (Kale's tagged JSON text), ``shaped`` (a list/dict parameter as Kubeflow carried it, with the
-    default that gives its shape back), ``stored`` (a ``StoredValue`` as a dict), ``artifact``
-    (a folder ``kale.marshal`` wrote). ``context`` is ``(filename, first line, text)`` of the
-    module-level code to run before the ``def``; ``outputs`` are the names the pipeline binds
-    the result to (``()`` keeps a returned value as ``"return"``); ``unpacks`` says the result is
-    a tuple to split among them. ``store``, when set (a local run's folder), is the only place
-    ``stored`` inputs are read from. ``item`` is one item of a loop: ``(token, the list or
-    None)`` (``kale.items``), the list as an input of its own; ``collected`` a list of inputs,
-    one per iteration of a loop.
+    (Kale's tagged JSON text), ``shaped`` (a list/dict parameter as Kubeflow carried it, with
+    the default that gives its shape back), ``shaped_item`` (an item of a list parameter, with
+    the default's items, the one it equals giving its shape), ``stored`` (a ``StoredValue`` as a
+    dict), ``artifact`` (a folder ``kale.marshal`` wrote). ``context`` is ``(filename, first
+    line, text)`` of the module-level code to run before the ``def``; ``outputs`` are the names
+    the pipeline binds the result to (``()`` keeps a returned value as ``"return"``);
+    ``unpacks`` says the result is a tuple to split among them. ``store``, when set (a local
+    run's folder), is the only place ``stored`` inputs are read from. ``item`` is one item of a
+    loop: ``(token, the list or None)`` (``kale.items``), the list as an input of its own;
+    ``collected`` a list of inputs, one per iteration of a loop.
 
     ``item_outputs`` are the outputs a loop of the pipeline iterates: the result reports their
     items' tokens (``reports``, ``"items:<output>"``). A condition step (``branch``) returns the
@@ -247,7 +248,7 @@ def _load_function(task: StepInvocation) -> tuple[Callable[..., Any], dict[str, 
     return namespace[task.function_name], namespace
 
 
-def _shaped(value: Any, template: Any) -> Any:
+def shaped(value: Any, template: Any) -> Any:
     """A list or dict parameter as the step would have had it locally: Kubeflow carried it as a
     protobuf value, which makes every number a float, tuples lists, and sorts dict keys. The
     default (``template``) gives them back: a whole float becomes an int where the default had
@@ -278,6 +279,31 @@ def _shaped(value: Any, template: Any) -> Any:
 _NEW_KEY = object()  # no default to follow
 
 
+def _as_carried(value: Any) -> Any:
+    """``value`` with its tuples as lists, as Kubeflow carries it (its numbers compare equal
+    to the floats they become)."""
+    if isinstance(value, (list, tuple)):
+        return [_as_carried(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_carried(item) for key, item in value.items()}
+    return value
+
+
+def carried_back(value: Any, template: Any) -> bool:
+    """Whether ``shaped`` gives ``value`` back exactly (its types too) from what Kubeflow makes
+    of it (numbers floats, tuples lists), with ``template`` as the shape."""
+    def carried(item: Any) -> Any:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            return float(item)
+        if isinstance(item, (list, tuple)):
+            return [carried(part) for part in item]
+        if isinstance(item, dict):
+            return {key: carried(part) for key, part in sorted(item.items())}
+        return item
+
+    return repr(shaped(carried(value), template)) == repr(value)
+
+
 def read_inputs(task: StepInvocation) -> dict[str, Any]:
     """The values of a step's inputs, read as the step gets them (also for the Kale task before
     a container step on Kubeflow, ``kale.kfp.entry.container_inputs``)."""
@@ -293,7 +319,13 @@ def _read_input(kind: str, payload: Any, task: StepInvocation) -> Any:
     if kind == "parameter":
         return _expand(payload, task)
     if kind == "shaped":
-        return _shaped(*payload)
+        return shaped(*payload)
+    if kind == "shaped_item":
+        # An item of a list parameter whose first item cannot shape every item back: it takes
+        # the shape of the default's item it equals (as Kubeflow carried it), else the first.
+        value, defaults = payload
+        return shaped(value, next((item for item in defaults if _as_carried(item) == value),
+                                  defaults[0]))
     if kind == "json":
         import json
 

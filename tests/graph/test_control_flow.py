@@ -721,6 +721,22 @@ def test_async_for_in_an_async_pipeline_is_refused(project):
     assert error.location.line == line_of(Path(module.__file__), "async for r in rates:")
 
 
+def test_an_async_comprehension_in_an_async_pipeline_is_refused(project):
+    module = project.load('''
+        @pipeline
+        async def p(rates=[1]):
+            ms = [load(r) async for r in rates]
+            report(ms)
+    ''')
+    with pytest.raises(DefinitionError) as caught:
+        module.p.graph
+    error = next(e for e in errors_of(caught.value) if "`async for`" in e.message)
+    assert "use `[step(x) for x in items]`" in error.fix
+    assert error.location.line == line_of(Path(module.__file__), "ms = [load(r) async for")
+    # the refused comprehension leaves `ms` unusable without a second error
+    assert not any("`ms`" in e.message for e in errors_of(caught.value))
+
+
 # -- refused: comprehensions --------------------------------------------------------------------
 
 

@@ -291,6 +291,7 @@ def test_bad_parameters(project, signature, fragment):
         ("def f():\n        pass", "a function cannot be defined", "module level"),
         ("'text'", "a string in the middle", "comment"),
         ("del x", "`del x` is not allowed", "only call steps"),
+        ("y: int", "`y: int` declares a variable without a step call", "only call steps"),
         ("x = Model()", "`Model` is a class, not a step", "inside a step"),
         ("THRESHOLD()", "`THRESHOLD` is a float, not a step", "only call steps"),
         ("source()", "is pipeline parameter `source`, not a step", "@step functions only"),
@@ -387,6 +388,36 @@ def test_async_pipeline_is_rejected(project):
             load()
     ''', PipelineDefinitionError)
     assert "`async def`" in str(error)
+
+
+def test_await_in_an_async_pipeline_is_refused_too(project):
+    module = project.load('''
+        @pipeline
+        async def p():
+            await load()
+    ''')
+    with pytest.raises(DefinitionErrorGroup) as caught:
+        module.p.graph
+    error = next(e for e in caught.value.errors if "`await`" in e.message)
+    assert error.message == "`await` is not supported in a pipeline body"
+    assert "asyncio.run(...)" in error.fix
+    assert error.location.line == line_of(Path(module.__file__), "await load()")
+
+
+def test_a_step_made_by_exec_is_refused_where_it_is_called(project):
+    module = project.load('''
+        exec("@step\\ndef made(x):\\n    return x\\n", globals())
+
+        @pipeline
+        def p(n=1):
+            made(n)
+    ''')
+    with pytest.raises(PipelineDefinitionError) as caught:
+        module.p.graph
+    error = caught.value
+    assert error.message == "Kale cannot read the source of step `made`"
+    assert "not with exec()" in error.fix
+    assert error.location.line == line_of(Path(module.__file__), "    made(n)")
 
 
 def test_error_messages_show_file_line_caret_and_fix(project):

@@ -333,3 +333,77 @@ def test_collected_results_used_inside_a_block_the_loop_is_not_in(tmp_path):
     assert sorted(values(output)) == sorted([
         "in-if [9, 1, 4]", "in-if-param [9, 1, 4]", "in-for [9, 1, 4]", "in-for [9, 1, 4]",
         "nested [1, 4]"]), output[-3000:]
+
+
+ONE_OF = '''\
+from kale.sdk import pipeline, step
+
+
+@step
+def two(tag, n):
+    return tag, n * 2
+
+
+@step
+def show(label, value):
+    print('VALUE', label, repr(value))
+
+
+@pipeline(name='one-of')
+def p(flag=False, ns=[1, 4, 7]):
+    if not flag:
+        a, b = two('not-flag', 1)
+    else:
+        a, b = two('flag', 2)
+    show('a', a)
+    show('b', b)
+    for n in ns:
+        if n < 2 or n > 5:
+            c = two('edge', n)
+        elif 2 <= n <= 5:
+            c = two('middle', n)
+        else:
+            c = two('never', n)
+        show('per-item', c)
+'''
+
+
+def expected_one_of(flag: bool) -> list[str]:
+    """What the body gives in Python."""
+    tag, n = ("flag", 2) if flag else ("not-flag", 1)
+    seen = [f"a {tag!r}", f"b {n * 2!r}"]
+    for n in [1, 4, 7]:
+        tag = "edge" if n < 2 or n > 5 else "middle"
+        seen.append(f"per-item {(tag, n * 2)!r}")
+    return sorted(seen)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", [False, True])
+def test_unpacked_one_of_and_one_of_in_a_loop_are_as_in_python_and_locally(tmp_path, flag):
+    """`if not`, `or` and a chained comparison; unpacked outputs bound in every branch; an
+    if/elif/else chain per iteration: kfp.local, the local run and Python agree."""
+    package = compile_script(tmp_path, ONE_OF, "o.yaml")
+    output = run_with(package, tmp_path, {"flag": flag})
+    assert sorted(values(output)) == expected_one_of(flag), output[-3000:]
+    local = subprocess.run(
+        [sys.executable, "-c", f"import flow\nflow.p(flag={flag})"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120)
+    assert local.returncode == 0, local.stderr
+    assert sorted(values(local.stdout)) == expected_one_of(flag), local.stdout
+
+
+@pytest.mark.slow
+def test_a_loop_over_a_parameter_whose_default_mixes_floats_and_ints_keeps_each_type(tmp_path):
+    """Kubeflow hands each item of a list parameter as a float; the default's first item
+    cannot say which were ints when it is a float (`[2.5, 1, 3]`): each item takes the type
+    of the default's item it equals."""
+    package = compile_script(tmp_path, (
+        "from kale.sdk import pipeline, step\n\n"
+        "@step\ndef show(label, value):\n    print('VALUE', label, repr(value))\n\n"
+        "@pipeline(name='mixed')\ndef p(rates=[2.5, 1, 3], pairs=[[0.5, 2], [1, 1.5]]):\n"
+        "    for r in rates:\n        show('rate', r)\n"
+        "    for pair in pairs:\n        show('pair', pair)\n"), "m.yaml")
+    output = run_under_kfp_local(package, tmp_path)
+    assert sorted(values(output)) == sorted(
+        ["rate 2.5", "rate 1", "rate 3", "pair [0.5, 2]", "pair [1, 1.5]"]), output[-3000:]

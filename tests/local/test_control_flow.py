@@ -203,6 +203,51 @@ def test_a_failing_iteration_fails_its_task_and_skips_what_collects_the_loop(scr
     assert "ValueError: cannot work on 2" in result.stdout + result.stderr
 
 
+def test_the_summary_and_kale_show_tell_conditions_loops_and_iterations(script):
+    result = script.run('''
+        @step
+        def work(x):
+            if x == 3:
+                raise ValueError("three")
+            return x
+
+        @step
+        def total(values):
+            return sum(values)
+
+        @step
+        def big(y):
+            return y
+
+        @pipeline
+        def many(limit=10):
+            done = [work(x) for x in range(12)]
+            total(done)
+            for y in range(12):
+                if y > limit:
+                    big(y)
+
+        if __name__ == "__main__":
+            many()
+    ''')
+    assert result.returncode == 1, result.stdout + result.stderr
+    # More than 10 iterations of a step: one row per status; the failed one on its own.
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["work[0..11]", "11", "succeeded", "11"] in [row[:4] for row in rows]
+    assert ["work[3]", "failed", "1"] in [row[:3] for row in rows]
+    assert any(row[:4] == ["big[0..10]", "11", "skipped", "(condition)"] for row in rows)
+    assert "no branch runs: every test was false" in result.stdout
+    from tests.test_cli import kale
+
+    shown = kale("show", script.record()["id"][:8], "--home", str(script.home))
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "condition-1[11]\n  runs `if y > limit`" in text
+    assert "condition-1[0]\n  no branch runs: every test was false" in text
+    assert "big[0]\n  skipped: its condition `y > limit` was false" in text
+    assert "total\n  skipped: needs `work[3]`, which failed" in text
+
+
 def test_a_loop_whose_items_never_come_is_shown_as_skipped(script):
     result = script.run('''
         @step

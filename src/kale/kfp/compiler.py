@@ -51,7 +51,7 @@ from kale.kfp.requirements import Environments, resolve
 from kale.kfp.server import NEWEST, Target
 from kale.kfp.store import configured_store
 from kale.options import StepOptions, format_duration
-from kale.runtime import grace_seconds
+from kale.runtime import carried_back, grace_seconds
 from kale.source import parse_step_text
 
 _PARAMETER_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool",
@@ -456,7 +456,13 @@ def _input(argument: Any, local: str, graph: Graph) -> tuple[list[str], str]:
         parameter = graph.parameter(items.name)
         kind = _loop_item_type(parameter, graph.loop(source.loop))
         template = parameter.default[0]
-        return [f"{local}: {kind}"], f"('shaped', ({local}, {template!r}))"
+        if all(carried_back(item, template) for item in parameter.default):
+            return [f"{local}: {kind}"], f"('shaped', ({local}, {template!r}))"
+        # The first item cannot say which numbers were ints (`[2.5, 1, 3]`: 1 and 3 would
+        # stay 1.0 and 3.0): the step gets the default's items, and each item the shape of
+        # the one it equals.
+        return [f"{local}: {kind}"], \
+            f"('shaped_item', ({local}, {list(parameter.default)!r}))"
     if isinstance(source, CollectedRef):
         extra, order = _ordering(graph.loop(source.loop), local)
         return [f"{local}: Input[List[Artifact]]", *extra], \

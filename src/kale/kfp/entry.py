@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Kale's input kinds in the component, and the runtime's: a pipeline parameter ("value") has
 # its macros expanded by the runtime.
 _KINDS = {"artifact": "artifact", "json": "json", "shaped": "shaped", "constant": "constant",
-          "value": "parameter", "file": "file", "text": "text"}
+          "value": "parameter", "file": "file", "text": "text", "shaped_item": "shaped_item"}
 
 
 def _created(created: str) -> float | None:

@@ -846,8 +846,12 @@ class Scheduler:
             info = task.step.condition
             assert info is not None
             state.reports = {"branch": reports["branch"]}
-            detail += (f": runs `{info.describe(reports['branch'])}`"
-                       if reports["branch"] < info.branches else ": no branch runs")
+            chose = (f"runs `{info.describe(reports['branch'])}`"
+                     if reports["branch"] < info.branches else
+                     "no branch runs: every test was false")
+            # Kept in the record: `kale show` and the UI have the index only otherwise.
+            state.reason = chose
+            detail += ": " + chose
         for name, tokens in reports.items():
             if name.startswith("items:"):
                 state.reports[name] = len(tokens)
