@@ -532,6 +532,8 @@ class Scheduler:
             elif timeout:
                 time.sleep(timeout)
             self.collect()
+            if self.ready:  # what just ended made these ready: started before the record's write
+                self.launch_ready()
             # Once per turn of the loop, however many tasks changed.
             if self.changed:
                 self.flush()
