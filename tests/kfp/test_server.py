@@ -198,6 +198,22 @@ def test_a_multi_user_server_gets_the_pipeline_in_the_namespace_under_dns_names(
     assert all(lookup["namespace"] == "team-a" for lookup in lookups)
 
 
+def test_the_display_names_keep_the_pipelines_name_as_written(tmp_path):
+    """The DNS-1123 names are Kale's (`my-sums`); the KFP UI shows the name the user wrote."""
+    (tmp_path / "named.py").write_text(TIMED.replace('name="timed"', 'name="My Sums"'))
+    with FakeKubeflow(multi_user=True, require_namespace=True) as kubeflow:
+        for _ in range(2):
+            result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                                "team-a", script="named.py")
+            assert result.returncode == 0, result.stderr
+        pipeline, version = [r["query"] for r in kubeflow.requests
+                             if "/pipelines/upload" in r["path"]]
+    assert (pipeline["name"], pipeline["display_name"]) == ("my-sums", "My Sums")
+    assert re.fullmatch(r"my-sums-\d{8}-\d{6}-[0-9a-f]{4}", version["name"])
+    assert re.fullmatch(r"My Sums \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", version["display_name"])
+    assert version["pipelineid"] == "pipeline-1"  # found again by its display name
+
+
 def test_long_names_become_dns_labels_that_stay_apart():
     from kale.kfp.submit import ResourceNames, dns_label
 
