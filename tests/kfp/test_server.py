@@ -175,6 +175,35 @@ def test_run_id_needs_2_5(project):
                   target=Target((2, 5, 0), "--server-version", "2.5.0"))
 
 
+def test_run_id_in_a_value_of_the_run_needs_2_5_at_submission(tmp_path):
+    """The driver replaces the run-id placeholder from 2.5.0 (driver.go@2.5.0): a run value
+    holding [[RunUUID]] would reach the step as the placeholder's text before."""
+    (tmp_path / "tagged.py").write_text(textwrap.dedent('''
+        from kale.sdk import pipeline, step
+
+        @step
+        def tag(name):
+            return name
+
+        @pipeline(name="tagged")
+        def tagged(name="plain"):
+            tag(name)
+
+        if __name__ == "__main__":
+            tagged(name="run-[[RunUUID]]")
+    '''))
+    with FakeKubeflow(tag_name="2.4.1") as kubeflow:
+        old = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="tagged.py")
+        assert ("POST", "/pipelines/upload") not in kubeflow.calls()
+    assert old.returncode == 1
+    assert "[[RunUUID]] in a value of this run needs Kubeflow Pipelines 2.5.0 or later: the " \
+        "driver of Kubeflow Pipelines 2.4.1 (the server's tag_name) does not replace" in old.stderr
+    assert "fix: upgrade the server, or pass a value without [[RunUUID]]" in old.stderr
+    with FakeKubeflow(tag_name="2.5.0") as kubeflow:
+        new = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="tagged.py")
+    assert new.returncode == 0, new.stderr
+
+
 def test_a_multi_user_server_gets_the_pipeline_in_the_namespace_under_dns_names(tmp_path):
     """From 2.15 a multi-user server may require a namespace for pipelines, and its Kubernetes
     store requires DNS-1123 names; the fake does both (require_namespace)."""
