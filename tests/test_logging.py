@@ -105,8 +105,14 @@ def test_a_value_that_is_not_a_finite_number_is_refused_naming_the_step(active, 
 
 def test_bad_input_outside_a_pipeline_is_refused_too(monkeypatch):
     monkeypatch.delenv("KALE_IN_STEP", raising=False)
-    with pytest.raises(LoggingError, match="outside a pipeline: the value is not a finite"):
+    with pytest.raises(LoggingError) as caught:
         log_metric("loss", float("nan"))
+    # Said as a sentence: not "in outside a pipeline".
+    assert caught.value.message.startswith(
+        "log_metric('loss', nan) outside a pipeline: the value is not a finite number")
+    with pytest.raises(LoggingError) as caught:
+        log_metric("bad name", 1)
+    assert caught.value.message.startswith("log_metric() outside a pipeline: the name 'bad name'")
 
 
 def test_number_likes_are_numbers():

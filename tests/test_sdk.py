@@ -71,6 +71,19 @@ def test_option_errors_point_at_the_keyword_in_the_decorator():
     assert "retry_count=-1 is not valid: a whole number of at least 0 is expected" in str(error)
 
 
+def test_a_retry_factor_that_is_not_whole_is_refused_at_the_decorator():
+    # Argo reads backoff.factor as an int (argo-workflows util/intstr/parametrizable.go): a
+    # factor of 1.5 would fail the first retry on KFP 2.14+, so the decorator refuses it.
+    with pytest.raises(InvalidOptionError) as caught:
+        @step(retry_count=2, retry_factor=1.5)
+        def f():
+            pass
+    error = caught.value
+    assert error.option == "retry_factor" and error.location.file == __file__
+    assert error.location.column == error.location.source_line.index("retry_factor")
+    assert "take a whole number" in error.message and error.fix.startswith("use 1 or 2")
+
+
 def test_steps_defaults_errors_point_at_the_key():
     with pytest.raises(InvalidOptionError) as caught:
         @pipeline(steps_defaults={"timeout": 600,

@@ -164,9 +164,10 @@ def _error(message: str, fix: str) -> Exception:
 
 
 def where() -> str:
-    """``step `x``` in a step, ``outside a pipeline`` otherwise, for error messages."""
+    """``in step `x``` in a step, ``outside a pipeline`` otherwise, for error messages
+    (``log_metric('loss', ...) in step `train`: ...``)."""
     log = _active
-    return f"step `{log.step}`" if log is not None else "outside a pipeline"
+    return f"in step `{log.step}`" if log is not None else "outside a pipeline"
 
 
 # -- what the scheduler reads --------------------------------------------------------------------

@@ -112,3 +112,40 @@ def test_a_submission_refuses_a_folder_store_the_clusters_importer_cannot_read(b
         in result.stderr
     assert "fix: use --bundle-store minio://mlpipeline/kale" in result.stderr
     assert not store.exists()  # nothing was written there
+
+
+def test_on_a_multi_user_server_the_bundle_goes_where_the_namespace_can_read_it(big_project):
+    """From 2.15 a namespace's keys reach only some prefixes of the bucket (the profile
+    controller's policy, sync.py@2.15.0): a submission puts the bundle under private/<ns>/ and
+    the pipeline imports it from there."""
+    server_module = pytest.importorskip("moto.server")
+    from tests.kfp.test_server import uploaded
+
+    project, _ = big_project
+    moto = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        keys = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "minio",
+                "AWS_SECRET_ACCESS_KEY": "minio123", "AWS_DEFAULT_REGION": "us-east-1"}
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=keys["AWS_ENDPOINT_URL"],
+                              aws_access_key_id="minio", aws_secret_access_key="minio123",
+                              region_name="us-east-1")
+        client.create_bucket(Bucket="mlpipeline")
+        with FakeKubeflow(multi_user=True, require_namespace=True, tag_name="2.15.0") as kubeflow:
+            result = kale(project, "flow.py", "--kfp", "--kfp-host", kubeflow.host,
+                          "--namespace", "team-a", "--bundle-store", "minio://mlpipeline/kale",
+                          **keys)
+            assert result.returncode == 0, result.stderr
+            spec = uploaded(kubeflow)[0]
+        stored = [item["Key"] for item in
+                  client.list_objects_v2(Bucket="mlpipeline").get("Contents", [])]
+    finally:
+        moto.stop()
+    assert len(stored) == 1 and stored[0].startswith("private/team-a/kale/kale-bundle-")
+    importer = next(e for e in spec["deploymentSpec"]["executors"].values() if "importer" in e)
+    assert importer["importer"]["artifactUri"]["constant"] == f"minio://mlpipeline/{stored[0]}"
+    assert "the bundle goes to minio://mlpipeline/private/team-a/kale, not " \
+        "minio://mlpipeline/kale" in result.stderr

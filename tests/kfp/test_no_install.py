@@ -63,6 +63,10 @@ def test_no_install_needs_an_image_of_ones_own(tmp_path):
     assert result.returncode == 1
     assert "the default image python:" in result.stderr and "holds neither" in result.stderr
     assert "fix: name an image built with them: --image IMAGE" in result.stderr
+    from importlib import metadata
+
+    # The kfp to build the image with, by its version here (not a placeholder to fill in).
+    assert f"pip install kfp=={metadata.version('kfp')} and the steps' packages" in result.stderr
 
 
 def test_kale_install_0_is_no_install_from_the_environment(tmp_path, monkeypatch):

@@ -175,6 +175,35 @@ def test_run_id_needs_2_5(project):
                   target=Target((2, 5, 0), "--server-version", "2.5.0"))
 
 
+def test_run_id_in_a_value_of_the_run_needs_2_5_at_submission(tmp_path):
+    """The driver replaces the run-id placeholder from 2.5.0 (driver.go@2.5.0): a run value
+    holding [[RunUUID]] would reach the step as the placeholder's text before."""
+    (tmp_path / "tagged.py").write_text(textwrap.dedent('''
+        from kale.sdk import pipeline, step
+
+        @step
+        def tag(name):
+            return name
+
+        @pipeline(name="tagged")
+        def tagged(name="plain"):
+            tag(name)
+
+        if __name__ == "__main__":
+            tagged(name="run-[[RunUUID]]")
+    '''))
+    with FakeKubeflow(tag_name="2.4.1") as kubeflow:
+        old = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="tagged.py")
+        assert ("POST", "/pipelines/upload") not in kubeflow.calls()
+    assert old.returncode == 1
+    assert "[[RunUUID]] in a value of this run needs Kubeflow Pipelines 2.5.0 or later: the " \
+        "driver of Kubeflow Pipelines 2.4.1 (the server's tag_name) does not replace" in old.stderr
+    assert "fix: upgrade the server, or pass a value without [[RunUUID]]" in old.stderr
+    with FakeKubeflow(tag_name="2.5.0") as kubeflow:
+        new = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, script="tagged.py")
+    assert new.returncode == 0, new.stderr
+
+
 def test_a_multi_user_server_gets_the_pipeline_in_the_namespace_under_dns_names(tmp_path):
     """From 2.15 a multi-user server may require a namespace for pipelines, and its Kubernetes
     store requires DNS-1123 names; the fake does both (require_namespace)."""
@@ -196,6 +225,22 @@ def test_a_multi_user_server_gets_the_pipeline_in_the_namespace_under_dns_names(
     assert re.fullmatch(r"sums \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", version["display_name"])
     assert version["pipelineid"] == "pipeline-1"  # found in its namespace the second time
     assert all(lookup["namespace"] == "team-a" for lookup in lookups)
+
+
+def test_the_display_names_keep_the_pipelines_name_as_written(tmp_path):
+    """The DNS-1123 names are Kale's (`my-sums`); the KFP UI shows the name the user wrote."""
+    (tmp_path / "named.py").write_text(TIMED.replace('name="timed"', 'name="My Sums"'))
+    with FakeKubeflow(multi_user=True, require_namespace=True) as kubeflow:
+        for _ in range(2):
+            result = run_script(tmp_path, "--kfp", "--kfp-host", kubeflow.host, "--namespace",
+                                "team-a", script="named.py")
+            assert result.returncode == 0, result.stderr
+        pipeline, version = [r["query"] for r in kubeflow.requests
+                             if "/pipelines/upload" in r["path"]]
+    assert (pipeline["name"], pipeline["display_name"]) == ("my-sums", "My Sums")
+    assert re.fullmatch(r"my-sums-\d{8}-\d{6}-[0-9a-f]{4}", version["name"])
+    assert re.fullmatch(r"My Sums \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", version["display_name"])
+    assert version["pipelineid"] == "pipeline-1"  # found again by its display name
 
 
 def test_long_names_become_dns_labels_that_stay_apart():

@@ -143,6 +143,45 @@ def test_compare_and_charts(ui, runs):
     assert page.count("<circle") >= 4  # two runs, two metrics at least
 
 
+def test_a_figure_is_shown_inline_and_a_roc_curve_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    runner = ScriptRunner(tmp_path)
+    done = runner.run('''
+from kale.sdk.logging import log_figure, log_roc_curve
+
+@step
+def plot():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    figure, axes = pyplot.subplots()
+    axes.plot([0, 1], [1, 0])
+    log_figure("curve", figure)
+    log_roc_curve("quality", [0.0, 0.5, 1.0], [0.0, 0.8, 1.0], [1.5, 0.5, 0.1])
+
+@pipeline
+def plots():
+    plot()
+
+plots()
+''')
+    assert done.returncode == 0, done.stderr
+    (run_id,) = [run["id"] for run in runner.records()]
+    server, url = serve_in_thread(runner.home)
+    try:
+        status, _, page = get(f"{url}run/{run_id}")
+        figure = f"/artifact/{run_id}/plot/1/curve"
+        with urllib.request.urlopen(url + figure.lstrip("/"), timeout=10) as response:
+            kind, data = response.headers["Content-Type"], response.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 200
+    assert f"<img class=figure src='{figure}' alt='curve'>" in page  # inline, not a link
+    assert kind == "image/png" and data[:4] == b"\x89PNG"
+    assert "ROC curve" in page and "<svg" in page.split("quality", 1)[1]
+
+
 def test_kale_ui_prints_its_url_and_serves(runs):
     process = subprocess.Popen([sys.executable, "-m", "kale.cli", "ui", "--port", "0",
                                 "--home", str(runs.home)], stdout=subprocess.PIPE, text=True)

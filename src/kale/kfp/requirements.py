@@ -290,6 +290,12 @@ def resolve(graph: Graph, image: str | None = None, requirements: str | None = N
     given_image = image or os.environ.get("KALE_IMAGE") or kale.get("image")
     if not install and not given_image:
         default = f"python:{sys.version_info.major}.{sys.version_info.minor}"
+        from importlib import metadata
+
+        try:  # the kfp the package is compiled with: the executor in the image must match it
+            kfp_pin = f"kfp=={metadata.version('kfp')}"
+        except metadata.PackageNotFoundError:
+            kfp_pin = "kfp"
         raise KaleError(
             f"with --no-install (or KALE_INSTALL=0, or install = false in [tool.kale]) the "
             f"steps install nothing, "
@@ -297,8 +303,7 @@ def resolve(graph: Graph, image: str | None = None, requirements: str | None = N
             "holds neither",
             location=pyproject.location("tool", "kale", "install"),
             fix="name an image built with them: --image IMAGE, KALE_IMAGE, or image in "
-            "[tool.kale] (pip install kfp==<the kfp version here> and the steps' packages in "
-            "its Dockerfile)")
+            f"[tool.kale] (pip install {kfp_pin} and the steps' packages in its Dockerfile)")
     chosen_image = given_image or f"python:{sys.version_info.major}.{sys.version_info.minor}"
     requirements = requirements or os.environ.get("KALE_REQUIREMENTS")
     inferred_by_step: dict[str, tuple[str, ...]] | None = None

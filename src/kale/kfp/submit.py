@@ -237,13 +237,15 @@ class ResourceNames:
     pipeline store takes), beside their display names, which keep the pipeline's own name and
     the upload's date and time for the UI (servers from 2.14 show them)."""
 
-    def __init__(self, pipeline: str) -> None:
-        self.display = pipeline
+    def __init__(self, pipeline: str, display: str | None = None) -> None:
+        self.display = display or pipeline
         self.pipeline = dns_label(pipeline)
 
     @classmethod
-    def of(cls, pipeline: str) -> ResourceNames:
-        return cls(pipeline)
+    def of(cls, pipeline: str, display: str | None = None) -> ResourceNames:
+        """The names of pipeline ``pipeline`` (Kale's name for it), shown as ``display`` (the
+        name as the user wrote it, ``My Sums`` for ``my-sums``) when given."""
+        return cls(pipeline, display)
 
     def version(self) -> str:
         """``sums-20260101-100000-3fa2``: the pipeline, the time, and four random hex digits,
@@ -251,7 +253,7 @@ class ResourceNames:
         import secrets
 
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        return f"{dns_label(self.display, _LABEL_LIMIT - 21)}-{stamp}-{secrets.token_hex(2)}"
+        return f"{dns_label(self.pipeline, _LABEL_LIMIT - 21)}-{stamp}-{secrets.token_hex(2)}"
 
 
 def _find_pipeline(client: Any, names: ResourceNames, namespace: str | None) -> str | None:
@@ -331,7 +333,9 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
     # and its Kubernetes pipeline store always does ("A namespace is required",
     # backend/src/apiserver/storage/pipeline_store_kubernetes.go). A single-user one has none.
     home = connection.namespace if getattr(client, "multi_user", False) else None
-    names = ResourceNames.of(graph.name)
+    # The display names keep the name as written (`@pipeline(name="My Sums")`), the names the
+    # DNS label Kale made of it.
+    names = ResourceNames.of(graph.name, getattr(graph.options, "display_name", None))
     action, kind = f"look up pipeline {graph.name}", "pipeline"
     try:
         pipeline_id = _find_pipeline(client, names, home)
@@ -339,14 +343,14 @@ def submit(graph: Graph, values: dict[str, Any], path: str | os.PathLike[str], *
         action = f"upload pipeline {graph.name}"
         if pipeline_id is None:
             pipeline = client._upload_api.upload_pipeline(
-                path, name=names.pipeline, display_name=graph.name,
+                path, name=names.pipeline, display_name=names.display,
                 description=graph.options.description, namespace=home)
             pipeline_id = pipeline.pipeline_id
             versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
             version_id = versions[0].pipeline_version_id if versions else None
         else:
             version = client._upload_api.upload_pipeline_version(
-                path, name=names.version(), display_name=f"{graph.name} {stamp}",
+                path, name=names.version(), display_name=f"{names.display} {stamp}",
                 pipelineid=pipeline_id)
             version_id = version.pipeline_version_id
         if upload_only and not upload_experiment:

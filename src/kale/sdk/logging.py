@@ -37,7 +37,7 @@ def _fail(message: str, fix: str) -> Exception:
 def _name(caller: str, name: Any) -> None:
     why = logs.bad_name(name)
     if why is not None:
-        raise _fail(f"{caller}() in {logs.where()}: the name {name!r} {why}",
+        raise _fail(f"{caller}() {logs.where()}: the name {name!r} {why}",
                     f"name it with {logs.NAME_RULE}, such as \"accuracy\" or \"val-loss\"")
 
 
@@ -46,18 +46,18 @@ def _number(caller: str, name: str, value: Any, what: str = "value") -> int | fl
     if kind is float or kind is int:
         number = value
     elif kind is bool:
-        raise _fail(f"{caller}({name!r}, {value!r}) in {logs.where()}: the {what} is a bool, "
+        raise _fail(f"{caller}({name!r}, {value!r}) {logs.where()}: the {what} is a bool, "
                     "not a number", f"log it as a number: {caller}({name!r}, int({value!r}))")
     else:
         number = _convert(value)
         if number is None:
-            raise _fail(f"{caller}({name!r}, ...) in {logs.where()}: the {what} is a "
+            raise _fail(f"{caller}({name!r}, ...) {logs.where()}: the {what} is a "
                         f"{kind.__module__}.{kind.__qualname__}".replace("builtins.", "") +
                         ", not a number",
                         f"pass an int or a float (a numpy or torch scalar is fine too): "
                         f"{caller}({name!r}, float(...))")
     if not logs.is_number(number):
-        raise _fail(f"{caller}({name!r}, {number!r}) in {logs.where()}: the {what} is not a "
+        raise _fail(f"{caller}({name!r}, {number!r}) {logs.where()}: the {what} is not a "
                     "finite number", "log a finite number: check the computation for a "
                     "division by zero or a diverging value")
     return number
@@ -102,7 +102,7 @@ def log_metric(name: str, value: int | float) -> None:
 
 def _text(caller: str, name: str, text: Any, what: str) -> str:
     if not isinstance(text, str):
-        raise _fail(f"{caller}({name!r}, ...) in {logs.where()}: the {what} is a "
+        raise _fail(f"{caller}({name!r}, ...) {logs.where()}: the {what} is a "
                     f"{type(text).__name__}, not a string",
                     f"pass the {what} as a str")
     return text
@@ -135,7 +135,7 @@ def log_figure(name: str, figure: Any) -> None:
     """Keep a matplotlib figure (anything with ``savefig``) as PNG, artifact ``name``."""
     _name("log_figure", name)
     if not callable(getattr(figure, "savefig", None)):
-        raise _fail(f"log_figure({name!r}, ...) in {logs.where()}: a "
+        raise _fail(f"log_figure({name!r}, ...) {logs.where()}: a "
                     f"{type(figure).__name__} is not a figure (it has no savefig())",
                     "pass a matplotlib Figure: fig, ax = plt.subplots(); ...; "
                     f"log_figure({name!r}, fig)")
@@ -153,7 +153,7 @@ def _numbers(caller: str, name: str, values: Any, what: str) -> list[int | float
     if hasattr(values, "tolist"):
         values = values.tolist()
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise _fail(f"{caller}({name!r}, ...) in {logs.where()}: {what} is a "
+        raise _fail(f"{caller}({name!r}, ...) {logs.where()}: {what} is a "
                     f"{type(values).__name__}, not a list of numbers",
                     f"pass {what} as a list (or a numpy array) of numbers")
     return [_number(caller, name, value, f"{what} item") for value in values]
@@ -188,7 +188,7 @@ def log_confusion_matrix(name: str, categories: Sequence[str],
         categories = categories.tolist()
     categories = list(categories) if not isinstance(categories, str) else [categories]
     if not categories or not all(isinstance(category, str) for category in categories):
-        raise _fail(f"{caller}({name!r}, ...) in {logs.where()}: the categories must be a "
+        raise _fail(f"{caller}({name!r}, ...) {logs.where()}: the categories must be a "
                     "non-empty list of strings", "pass the class labels as strings: "
                     "[str(label) for label in labels]")
     if hasattr(matrix, "tolist"):
@@ -196,7 +196,7 @@ def log_confusion_matrix(name: str, categories: Sequence[str],
     rows = [_numbers(caller, name, row, "a row of the matrix") for row in matrix]
     size = len(categories)
     if len(rows) != size or any(len(row) != size for row in rows):
-        raise _fail(f"{caller}({name!r}, ...) in {logs.where()}: the matrix must be {size} by "
+        raise _fail(f"{caller}({name!r}, ...) {logs.where()}: the matrix must be {size} by "
                     f"{size}, one row and one column per category",
                     "pass the matrix sklearn.metrics.confusion_matrix(y_true, y_pred, "
                     "labels=...) gives for the same labels")
@@ -222,7 +222,7 @@ def log_roc_curve(name: str, fpr: Sequence[float], tpr: Sequence[float],
     lists = [_numbers(caller, name, values, what) for values, what in
              ((fpr, "fpr"), (tpr, "tpr"), (thresholds, "thresholds"))]
     if len({len(values) for values in lists}) != 1 or not lists[0]:
-        raise _fail(f"{caller}({name!r}, ...) in {logs.where()}: fpr, tpr and thresholds "
+        raise _fail(f"{caller}({name!r}, ...) {logs.where()}: fpr, tpr and thresholds "
                     "must be non-empty and of the same length",
                     "pass the three arrays sklearn.metrics.roc_curve returns")
     _merge_classification(caller, name, "roc_curve",
