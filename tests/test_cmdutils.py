@@ -136,6 +136,43 @@ def test_ctrl_c_ends_the_command_tree(tmp_path):
     assert not _alive(child)
 
 
+def test_ctrl_c_as_the_command_starts_still_ends_it(tmp_path):
+    """A Ctrl-C that lands inside subprocess.Popen, after the command has started (a loaded
+    machine: the command runs before Popen returns), still ends the command."""
+    pids = tmp_path / "pids"
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, subprocess
+        from kale import cmdutils
+
+        class StartedThenInterrupted(subprocess.Popen):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                open({str(pids)!r}, "w").write(str(self.pid))
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10000):  # the handler runs here, before Popen returns
+                    pass
+
+        subprocess.Popen = StartedThenInterrupted
+        try:
+            cmdutils.run(["sleep", "300"])
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)
+    assert "interrupted" in done.stdout and done.returncode != 0, done.stderr
+    child = int(pids.read_text())
+    deadline = time.monotonic() + 30  # a bound on the wait, not a timing goal
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, 9)
+    assert not alive
+
+
 def test_rok_common_is_kale_cmdutils():
     import kale
     from rok_common import cmdutils as rok

@@ -198,6 +198,33 @@ def _writer(name: str) -> Callable[[str], None]:
     return write
 
 
+def _hold_interrupts() -> Callable[[], None]:
+    """Hold Ctrl-C while a command starts, and return what lets it through. A KeyboardInterrupt
+    raised inside ``subprocess.Popen`` after the command has started would leave no handle on
+    it, and the command runs in a session of its own: it would outlive us. Held, it is raised
+    once the handle is kept, where the command's tree is ended. (Only the main thread gets
+    signals; elsewhere there is nothing to hold.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        return lambda: None
+    held: list[Any] = []
+    signal.signal(signal.SIGINT, lambda number, frame: held.append(frame))
+
+    def release() -> None:
+        if signal.getsignal(signal.SIGINT) is not previous:
+            signal.signal(signal.SIGINT, previous)
+        if held:
+            frame = held.pop()
+            if callable(previous):
+                previous(signal.SIGINT, frame)
+            else:  # the default action: end the process as Ctrl-C would have
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return release
+
+
 def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None = None,
         env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
         stdin: str | bytes | None = None, check: bool = True, stream: bool = True,
@@ -217,12 +244,16 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
     if env is not None:
         environment = dict(os.environ)
         environment.update({str(key): str(value) for key, value in env.items()})
+    release = _hold_interrupts()
     try:
         process = subprocess.Popen(
             ext.args[0] if shell else ext.args, shell=shell, cwd=cwd, env=environment,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    except OSError as error:
+    except BaseException as error:
+        release()  # nothing started: a held Ctrl-C is raised as it is
+        if not isinstance(error, OSError):
+            raise
         ext.status = ExtCommand.ERROR
         raise CommandExecutionError(
             f"command `{ext.cmd}` could not start: {error.strerror or error}"
@@ -236,6 +267,7 @@ def run(cmd: str | Sequence[str], *, shell: bool = False, timeout: float | None 
     try:
         # Everything after the command started is inside the guard: a Ctrl-C can land while a
         # reader thread starts, and the command's tree must not outlive us.
+        release()
         readers += [
             threading.Thread(target=_pump, args=(process.stdout, out,
                                                  _writer("stdout") if stream and echo_stdout
