@@ -17,7 +17,9 @@
     interleaved, min and median of ``--repeats`` (at least 5);
 (e) chains of 10, 100 and 1,000 ``x + 1`` steps: the cost per step must stay flat as the run
     grows (goal: at most 4 ms per step), next to the limit measured in the same run: fork a
-    process that writes a small JSON result and renames it into place, wait for it.
+    process that writes a small JSON result and renames it into place, wait for it; and the
+    cost of each added step (the slope from 10 to 100 and from 100 to 1,000 steps), apart
+    from what a first run pays once.
 
 Each contender runs in a fresh interpreter; the time is that of the pipeline call itself
 (interpreter start-up and imports excluded), best of ``--repeats``. Kale is also timed warm: a
@@ -457,11 +459,23 @@ def main() -> None:
         limit = measure(FORK_AND_WRITE, folder, args.repeats)
         rows.append(("(e) the limit: fork, write a JSON result, rename", (
             f"{limit['seconds'] * 1000:.2f} ms" if isinstance(limit, dict) else limit), "per step"))
+        chains = {}
         for steps in (10, 100, 1000):
-            chain = measure(long_chain(steps), folder, args.repeats if steps < 1000 else 1)
+            chain = chains[steps] = measure(long_chain(steps), folder,
+                                            args.repeats if steps < 1000 else 1)
             rows.append((f"(e) chain of {steps} steps, first run", total(chain),
                          f"{chain['seconds'] / steps * 1000:.1f} ms/step (goal <= 4)"
                          if isinstance(chain, dict) else str(chain)))
+        # What one more step costs, without what a first run pays once (importing Kale's
+        # local runner, the record's folder): the slope between two chain lengths.
+        for shorter, longer in ((10, 100), (100, 1000)):
+            if isinstance(chains[shorter], dict) and isinstance(chains[longer], dict):
+                slope = (chains[longer]["seconds"] - chains[shorter]["seconds"]) / \
+                    (longer - shorter)
+                once = chains[shorter]["seconds"] - slope * shorter
+                rows.append((f"(e) each step from {shorter} to {longer} steps", "",
+                             f"{slope * 1000:.1f} ms/step (goal <= 4); once per run: "
+                             f"{once * 1000:.0f} ms"))
     width = max(len(row[0]) for row in rows)
     print(f"{'scenario':<{width}}  {'time':>12}  overhead")
     print(f"{'-' * width}  {'-' * 12}  {'-' * 14}")
