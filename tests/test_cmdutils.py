@@ -182,19 +182,13 @@ def test_rok_common_is_kale_cmdutils():
     assert kale.cmdutils is cmdutils
 
 
-def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_path):
-    """A real pipeline: the command's output is the step's, and the step's timeout ends the
-    command with the child in its group and the one that left it (its own session)."""
-    import re
-
-    from tests.local.conftest import ScriptRunner
-
-    pids = tmp_path / "pids"
-    runner = ScriptRunner(tmp_path)
-    result = runner.run(f'''
-        @step(timeout=1)
+def tree_pipeline(pids, decorator: str, package: str) -> str:
+    """A pipeline whose one step runs a command that starts two children, one in the command's
+    group and one that leaves its session (setsid); their pids go to ``pids``."""
+    return f'''
+        {decorator}
         def slow():
-            from rok_common import cmdutils
+            from {package} import cmdutils
             cmdutils.run(["sh", "-c", "echo started; sleep 300 & echo $! >> {pids}; "
                           "setsid sleep 300 & echo $! >> {pids}; wait"])
 
@@ -204,7 +198,19 @@ def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_pa
 
         if __name__ == "__main__":
             slow_pipeline()
-    ''')
+    '''
+
+
+def test_in_a_step_the_output_streams_and_the_steps_timeout_ends_the_tree(tmp_path):
+    """A real pipeline: the command's output is the step's, and the step's timeout ends the
+    command with the child in its group and the one that left it (its own session)."""
+    import re
+
+    from tests.local.conftest import ScriptRunner
+
+    pids = tmp_path / "pids"
+    runner = ScriptRunner(tmp_path)
+    result = runner.run(tree_pipeline(pids, "@step(timeout=1)", "rok_common"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert re.search(r"slow +│ started", result.stdout), result.stdout
     attempt = runner.record()["steps"]["slow"]["attempts"][0]
@@ -227,20 +233,7 @@ def test_ctrl_c_on_a_pipeline_run_ends_a_steps_command_tree(tmp_path):
 
     pids = tmp_path / "pids"
     runner = ScriptRunner(tmp_path)
-    process = runner.start(f'''
-        @step
-        def slow():
-            from kale import cmdutils
-            cmdutils.run(["sh", "-c", "sleep 300 & echo $! >> {pids}; "
-                          "setsid sleep 300 & echo $! >> {pids}; wait"])
-
-        @pipeline(name="slow")
-        def slow_pipeline():
-            slow()
-
-        if __name__ == "__main__":
-            slow_pipeline()
-    ''')
+    process = runner.start(tree_pipeline(pids, "@step", "kale"))
     deadline = time.monotonic() + 30  # bounds on waits, not timing goals
     while (not pids.exists() or len(pids.read_text().split()) < 2) and \
             time.monotonic() < deadline:
