@@ -328,6 +328,15 @@ def _send(events: int, message: Any) -> None:
         os.write(events, _event(message))
 
 
+def _write_all(descriptor: int, data: bytes) -> None:
+    """Write all of ``data`` to a pipe. A write larger than the pipe holds blocks until the
+    reader takes some, and a signal then (SIGCHLD: another attempt ended) returns it short:
+    the rest would be lost, and the reader would see its frame cut."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
+
+
 def _read_frame(descriptor: int) -> bytes | None:
     """One length-prefixed frame from a pipe, or None at its end."""
     data = b""
@@ -486,7 +495,7 @@ def serve(preload: list[str]) -> None:
                 spare = None
                 with contextlib.suppress(OSError):
                     # (it died as it waited: its end is reported as this attempt's)
-                    os.write(task_pipe, _frame((key, log_path, invocation)))
+                    _write_all(task_pipe, _frame((key, log_path, invocation)))
                 os.close(task_pipe)
                 children[pid] = (key, (output_dir, os.path.dirname(log_path)))
                 _send(events, ("forked", key, pid))
