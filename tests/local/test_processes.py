@@ -5,7 +5,14 @@ its own process that a later one must not see."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+
 import pytest
+
+from tests.local.conftest import pid_alive
 
 
 @pytest.mark.parametrize("size", [100_000, 1_500_000])
@@ -39,3 +46,38 @@ def test_a_step_whose_source_is_larger_than_a_pipe_runs_while_others_end(script,
     record = script.record()
     assert all(state["status"] == "succeeded" for state in record["steps"].values())
     assert all(len(state["attempts"]) == 1 for state in record["steps"].values())
+
+
+def test_a_killed_zygote_leaves_no_process_of_its_steps_behind(script):
+    # The zygote is SIGKILLed while a step runs: the step dies with it (it asked the kernel
+    # for that), and what the step started in its process group must die too.
+    result = script.run('''
+        @step
+        def victim():
+            import os, signal, subprocess, time
+            child = subprocess.Popen(["sleep", "120"])
+            open("child.pid", "w").write(str(child.pid))
+            os.kill(os.getppid(), signal.SIGKILL)  # the zygote that forked this step
+            time.sleep(60)
+
+        @pipeline
+        def p():
+            victim()
+
+        if __name__ == "__main__":
+            p()
+    ''', timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "was lost: Kale's step-process server stopped" in result.stderr
+    pid = int((script.root / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    try:
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid), "a process the step started outlived its zygote"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    record = script.record()
+    assert record["status"] == "failed"
+    assert record["steps"]["victim"]["status"] == "failed"
