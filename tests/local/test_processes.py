@@ -81,3 +81,86 @@ def test_a_killed_zygote_leaves_no_process_of_its_steps_behind(script):
     record = script.record()
     assert record["status"] == "failed"
     assert record["steps"]["victim"]["status"] == "failed"
+
+
+def test_what_a_step_changes_in_its_process_no_later_step_sees(script):
+    # Every attempt is forked from the zygote, which compiled the step's code once
+    # (kale.runtime.precompile): what one attempt changes (its module's globals, a library's
+    # state, Kale's compiled code, the environment) is its own, for the next iteration and
+    # for a retry alike.
+    script.write("COUNT = 0\n", name="attempt_counter.py")
+    result = script.run('''
+        import json
+        SEEN = []
+
+        @step(retry_count=1, retry_interval=0)
+        def mark(i: int) -> str:
+            import os, attempt_counter
+            import kale.runtime as runtime
+            state = {"seen": list(SEEN), "counter": attempt_counter.COUNT,
+                     "env": os.environ.get("LEAKED"), "json": hasattr(json, "leaked"),
+                     "compiled": len(runtime._COMPILED) > 0}
+            SEEN.append(i)
+            attempt_counter.COUNT += 1
+            os.environ["LEAKED"] = "yes"
+            json.leaked = True
+            runtime._COMPILED.clear()
+            if i == 0 and not os.path.exists("failed-once"):
+                open("failed-once", "w").close()
+                raise RuntimeError("once")
+            return repr(state)
+
+        @pipeline
+        def p():
+            for i in range(4):
+                mark(i)
+
+        if __name__ == "__main__":
+            print("RESULT", p().outputs["mark"])
+    ''', "--parallelism", "1")
+    assert result.returncode == 0, result.stderr
+    fresh = "{'seen': [], 'counter': 0, 'env': None, 'json': False"
+    outputs = result.stdout.split("RESULT ", 1)[1]
+    assert outputs.count(fresh) == 4, outputs
+
+
+def test_ctrl_c_during_a_fan_out_stops_it_and_records_each_item(script):
+    process = script.start('''
+        @step
+        def item(i: int) -> int:
+            import os, subprocess, time
+            if i >= 3:
+                child = subprocess.Popen(["sleep", "120"])
+                open(f"child-{i}.pid", "w").write(str(child.pid))
+                time.sleep(120)
+            return i
+
+        @pipeline
+        def fan():
+            for i in range(6):
+                item(i)
+
+        if __name__ == "__main__":
+            fan()
+    ''', "--parallelism", "3")
+    deadline = time.monotonic() + 60
+    while len(list(script.root.glob("child-*.pid"))) < 3:
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err, err
+    for path in script.root.glob("child-*.pid"):
+        pid = int(path.read_text() or 0)
+        deadline = time.monotonic() + 5
+        while pid and pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid or not pid_alive(pid), f"{path.name} outlived the run"
+    steps = script.record()["steps"]
+    assert script.record()["status"] == "interrupted"
+    for i in range(3):
+        assert steps[f"item[{i}]"]["status"] == "succeeded"
+        assert os.path.exists(steps[f"item[{i}]"]["outputs"]["return"]["path"])
+    for i in range(3, 6):
+        assert steps[f"item[{i}]"]["status"] == "cancelled"
