@@ -164,3 +164,40 @@ def test_ctrl_c_during_a_fan_out_stops_it_and_records_each_item(script):
         assert os.path.exists(steps[f"item[{i}]"]["outputs"]["return"]["path"])
     for i in range(3, 6):
         assert steps[f"item[{i}]"]["status"] == "cancelled"
+
+
+def test_the_next_step_never_meets_what_the_one_before_left_running(script):
+    # A success is taken as soon as the step's process says its result is written: not when
+    # the step left a process running, which must be gone (its lock released) before the
+    # next step starts, as when the zygote reaps the step and kills what it left.
+    result = script.run('''
+        @step
+        def holder(i: int) -> int:
+            import subprocess, time
+            subprocess.Popen(["flock", f"lock-{i}", "sleep", "120"])
+            while not __import__("os").path.exists(f"lock-{i}"):
+                time.sleep(0.01)
+            time.sleep(0.05)
+            return i
+
+        @step
+        def taker(i: int) -> str:
+            import fcntl
+            handle = open(f"lock-{i}", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return "busy"
+            return "free"
+
+        @pipeline
+        def locks():
+            for i in range(30):
+                x = holder(i)
+                taker(x)
+
+        if __name__ == "__main__":
+            print("TAKERS", locks().outputs["taker"])
+    ''', "--parallelism", "2", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"TAKERS {['free'] * 30}" in result.stdout

@@ -197,9 +197,28 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     # The result and the log are complete: Kale's process can go on with what the step made
     # while this process exits and the zygote reaps it (an exit costs about a millisecond, and
     # a chain of steps would wait for each one). Only for a success: a failure is acted on
-    # once the zygote has reaped the attempt and removed what it left half written.
-    with contextlib.suppress(OSError):
-        os.write(events, _event(("done", key, None)))
+    # once the zygote has reaped the attempt and removed what it left half written. Not when
+    # the step left a process running: the zygote kills it before it reports the exit, so the
+    # next step never meets it (a lock it holds, a port it listens on).
+    if not _has_children():
+        with contextlib.suppress(OSError):
+            os.write(events, _event(("done", key, None)))
+
+
+def _has_children() -> bool:
+    """Whether this process has a child still running: the step's own, or an orphan of
+    them (a step's process is a subreaper, so every descendant left is one). False where
+    that cannot be told (no /proc): there no subreaper keeps them either."""
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for thread in threads:
+        with contextlib.suppress(OSError), \
+                open(f"/proc/self/task/{thread}/children", "rb") as handle:
+            if handle.read().strip():
+                return True
+    return False
 
 
 def _preload(modules: list[str], events: int | None = None) -> bool:
