@@ -148,7 +148,7 @@ def test_ctrl_c_during_a_fan_out_stops_it_and_records_each_item(script):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert "Traceback" not in err, err
     for path in script.root.glob("child-*.pid"):
