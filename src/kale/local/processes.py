@@ -197,9 +197,28 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     # The result and the log are complete: Kale's process can go on with what the step made
     # while this process exits and the zygote reaps it (an exit costs about a millisecond, and
     # a chain of steps would wait for each one). Only for a success: a failure is acted on
-    # once the zygote has reaped the attempt and removed what it left half written.
-    with contextlib.suppress(OSError):
-        os.write(events, _event(("done", key, None)))
+    # once the zygote has reaped the attempt and removed what it left half written. Not when
+    # the step left a process running: the zygote kills it before it reports the exit, so the
+    # next step never meets it (a lock it holds, a port it listens on).
+    if not _has_children():
+        with contextlib.suppress(OSError):
+            os.write(events, _event(("done", key, None)))
+
+
+def _has_children() -> bool:
+    """Whether this process has a child still running: the step's own, or an orphan of
+    them (a step's process is a subreaper, so every descendant left is one). False where
+    that cannot be told (no /proc): there no subreaper keeps them either."""
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for thread in threads:
+        with contextlib.suppress(OSError), \
+                open(f"/proc/self/task/{thread}/children", "rb") as handle:
+            if handle.read().strip():
+                return True
+    return False
 
 
 def _preload(modules: list[str], events: int | None = None) -> bool:
@@ -326,6 +345,15 @@ def _send(events: int, message: Any) -> None:
     # Kale's process may be gone (SIGKILLed): the zygote must go on to clean up, not die of it.
     with contextlib.suppress(OSError):
         os.write(events, _event(message))
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    """Write all of ``data`` to a pipe. A write larger than the pipe holds blocks until the
+    reader takes some, and a signal then (SIGCHLD: another attempt ended) returns it short:
+    the rest would be lost, and the reader would see its frame cut."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 def _read_frame(descriptor: int) -> bytes | None:
@@ -486,7 +514,7 @@ def serve(preload: list[str]) -> None:
                 spare = None
                 with contextlib.suppress(OSError):
                     # (it died as it waited: its end is reported as this attempt's)
-                    os.write(task_pipe, _frame((key, log_path, invocation)))
+                    _write_all(task_pipe, _frame((key, log_path, invocation)))
                 os.close(task_pipe)
                 children[pid] = (key, (output_dir, os.path.dirname(log_path)))
                 _send(events, ("forked", key, pid))

@@ -686,6 +686,9 @@ class Scheduler:
                     attempt.exit_code = -9
                     attempt.stopped = (f"was lost: Kale's step-process server stopped (exit "
                                        f"status {self.zygote.process.returncode})")
+                # The step died with the zygote, not what it started in its process group
+                # (a plain subprocess): killed here, as the zygote would have at its end.
+                self.zygote.kill(attempt.key)
             Zygote.release(self.zygote)
             self.zygote = Zygote.acquire(self.preload)
         now = time.monotonic()
