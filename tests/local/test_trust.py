@@ -96,12 +96,12 @@ import stat
 import struct
 
 
-def write_to_every_pipe(data):
+def write_to_every_pipe(data, framed=True):
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         try:
             if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
-                os.write(fd, struct.pack(">I", len(data)) + data)
+                os.write(fd, struct.pack(">I", len(data)) + data if framed else data)
         except OSError:
             pass
 '''
@@ -161,6 +161,41 @@ def test_a_step_that_says_it_is_done_before_it_is_gets_its_real_result(script):
     assert result.returncode == 0, result.stderr
     assert "RESULT {'after': 42}" in result.stdout
     assert script.record()["steps"]["early"]["status"] == "succeeded"
+
+
+def test_a_step_that_garbles_its_events_holds_up_no_other_step(script):
+    # A frame header promising 4,000 bytes that never come: on a pipe shared by every step
+    # and the zygote it would swallow the next steps' events and the reports of their exits,
+    # and the run would wait for ever. Each attempt reports on a pipe of its own.
+    script.write(PIPES_HELPER, name="pipes_helper.py")
+    result = script.run('''
+        @step
+        def garble():
+            import struct
+            from pipes_helper import write_to_every_pipe
+            write_to_every_pipe(struct.pack(">I", 4000), framed=False)
+            return 1
+
+        @step
+        def sibling():
+            return 2
+
+        @step
+        def after(a, b):
+            return a + b
+
+        @pipeline
+        def garbled():
+            a = garble()
+            b = sibling()
+            after(a, b)
+
+        if __name__ == "__main__":
+            print("RESULT", garbled().outputs)
+    ''', timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "RESULT {'after': 3}" in result.stdout
+    assert not list(script.home.rglob("*.events"))  # each attempt's pipe is gone with it
 
 
 def _can_mount_tmpfs(folder) -> bool:

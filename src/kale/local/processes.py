@@ -18,12 +18,15 @@ that a daemon could lose (an environment variable, a process group) is needed. A
 the zygote, and the zygote, when Kale's process goes away, kills every attempt and leftover
 before it exits, so a killed run leaves no orphans.
 
-Protocol: the scheduler writes requests to the zygote's stdin; the zygote and its children write
-events to its stdout. Every message is length-prefixed and small enough (< PIPE_BUF) for one
-atomic write, so messages from concurrent children never interleave; a step's result, which can
-be large, goes to a file next to its log. Requests are pickles (Kale's own objects, read by
-Kale's own zygote); events are JSON, since a step's process holds the event pipe and could write
-to it: what Kale's process reads from a step must never run code there.
+Protocol: the scheduler writes requests to the zygote's stdin; the zygote writes its events
+(forked, exited) to its stdout, and each attempt's process writes its own (started, metric,
+done) to a named pipe of its own next to its log (``AttemptChannel``), so that nothing a step
+writes can garble another's events or the zygote's. Every message is length-prefixed and small
+enough (< PIPE_BUF) for one atomic write, so messages from the processes a step started never
+interleave; a step's result, which can be large, goes to a file next to its log. Requests are
+pickles (Kale's own objects, read by Kale's own zygote); events are JSON, since a step's
+process could write anything to its channel: what Kale's process reads from a step must never
+run code there.
 """
 
 from __future__ import annotations
@@ -78,6 +81,70 @@ def _decode_event(data: bytes) -> Any:
             isinstance(message[1], str):
         return message
     return None
+
+
+def channel_path(log_path: str) -> str:
+    return log_path[: -len(".log")] + ".events" if log_path.endswith(".log") else \
+        log_path + ".events"
+
+
+#: The longest event a channel takes: each is written at once, under PIPE_BUF bytes.
+_MAX_EVENT = 65536
+
+
+class AttemptChannel:
+    """The pipe one attempt's process reports on (started, metric, unwritten, done): a named
+    pipe next to its log, made and read by Kale's process, written by the attempt's process
+    alone. What a step writes to it (a frame it never finishes, anything) garbles only its own
+    reports, never another attempt's nor the zygote's, whose reports of each exit always come
+    through. On a filesystem without named pipes there is none: the attempt's result and its
+    exit still tell how it ended."""
+
+    def __init__(self, log_path: str) -> None:
+        self.path = channel_path(log_path)
+        self.buffer = bytearray()
+        self.descriptor: int | None = None
+        try:
+            os.mkfifo(self.path, 0o600)
+            # Open for reading and writing: the pipe never reads as ended (before the step's
+            # process opens it, after it exits), and that process's open never waits.
+            self.descriptor = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def fileno(self) -> int:
+        return -1 if self.descriptor is None else self.descriptor
+
+    def read(self) -> list[tuple[str, str, Any]]:
+        """Every complete event that has arrived; never blocks. A frame that claims more than
+        an event can hold ends the channel: the step wrote it, not Kale."""
+        if self.descriptor is None:
+            return []
+        while True:
+            try:
+                chunk = os.read(self.descriptor, 65536)
+            except OSError:  # BlockingIOError: nothing more now
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+            if len(self.buffer) > 4 * _MAX_EVENT:
+                break  # the rest on the next turn: a chatty step cannot stall the loop
+        messages = [m for m in _unframe(self.buffer, _decode_event) if m is not None]
+        if len(self.buffer) >= _HEADER.size and _HEADER.unpack_from(self.buffer)[0] > _MAX_EVENT:
+            self.close()
+        return messages
+
+    def close(self) -> None:
+        """Stop reading, and remove the pipe."""
+        if self.descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.descriptor)
+            self.descriptor = None
+        self.buffer.clear()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
 def result_path(log_path: str) -> str:
@@ -167,19 +234,25 @@ def _prepare_child() -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
-def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
+def _run_child(key: str, task: Any, log_path: str) -> None:
     """In the forked child (``_prepare_child`` done): send output to the log, run the step. The
-    runtime writes the result next to the log (``task.result_path``)."""
+    runtime writes the result next to the log (``task.result_path``); events go to the
+    attempt's own channel (``AttemptChannel``)."""
     from kale.runtime import run_step, write_result
 
     descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(descriptor, 1)
     os.dup2(descriptor, 2)
     os.close(descriptor)
+    try:  # Kale's process holds it open for reading: the open never waits
+        events: int | None = os.open(channel_path(log_path), os.O_WRONLY | os.O_NONBLOCK)
+        os.set_blocking(events, True)
+    except OSError:  # no channel (a filesystem without named pipes): nothing reported live
+        events = None
 
     def report(event: str, details: dict[str, Any]) -> None:
-        if event == "started" and task.timeout is None:
-            return  # Kale's process uses it to time a backstop for the step's timeout only
+        if events is None or (event == "started" and task.timeout is None):
+            return  # "started" times a backstop for the step's timeout only
         os.write(events, _event((event, key, details)))
 
     task.result_path = result_path(log_path)
@@ -200,7 +273,7 @@ def _run_child(key: str, task: Any, log_path: str, events: int) -> None:
     # once the zygote has reaped the attempt and removed what it left half written. Not when
     # the step left a process running: the zygote kills it before it reports the exit, so the
     # next step never meets it (a lock it holds, a port it listens on).
-    if not _has_children():
+    if events is not None and not _has_children():
         with contextlib.suppress(OSError):
             os.write(events, _event(("done", key, None)))
 
@@ -368,7 +441,7 @@ def _read_frame(descriptor: int) -> bytes | None:
     return data[_HEADER.size:]
 
 
-def _fork_spare(events: int, inherited: tuple[int, ...]) -> tuple[int, int]:
+def _fork_spare(inherited: tuple[int, ...]) -> tuple[int, int]:
     """Fork the process that runs the next attempt before the attempt is asked for: a fork,
     and the pages a new process copies as it starts, cost about a millisecond and a half on a
     small VM, which a chain of steps would otherwise wait for at every step. The spare is as
@@ -390,7 +463,7 @@ def _fork_spare(events: int, inherited: tuple[int, ...]) -> tuple[int, int]:
                 key, log_path, invocation = pickle.loads(frame)
                 task = pickle.loads(invocation)
                 os.close(task_read)
-                _run_child(key, task, log_path, events)
+                _run_child(key, task, log_path)
         except BaseException:
             code = 70
         finally:
@@ -435,7 +508,9 @@ def serve(preload: list[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_write)
     children: dict[int, tuple[str, tuple[str, ...]]] = {}
-    inherited = (requests, wake_read, wake_write, devnull)
+    # What a step's process must not keep: the zygote's own pipes (a step reports on a channel
+    # of its own, so what it writes can never garble the zygote's reports of exits).
+    inherited = (requests, events, wake_read, wake_write, devnull)
     spare: tuple[int, int] | None = None  # the next attempt's process, and its task pipe
     compiled: set[int] = set()  # the code of the invocations seen (``Zygote.start``)
 
@@ -450,7 +525,7 @@ def serve(preload: list[str]) -> None:
     open_requests = True
     while open_requests or children:
         if safe and open_requests and spare is None and not stopping:
-            spare = _fork_spare(events, inherited)
+            spare = _fork_spare(inherited)
         readable, _, _ = select.select([requests, wake_read] if open_requests else [wake_read],
                                        [], [], 1.0)
         if wake_read in readable:
@@ -507,7 +582,7 @@ def serve(preload: list[str]) -> None:
                     _send(events, ("refused", key, _thread_count()))
                     continue
                 if spare is None:
-                    spare = _fork_spare(events, inherited)
+                    spare = _fork_spare(inherited)
                 pid, task_pipe = spare
                 spare = None
                 with contextlib.suppress(OSError):
@@ -681,8 +756,8 @@ class Zygote:
         messages = [m for m in _unframe(self.buffer, _decode_event) if m is not None]
         for kind, key, value in messages:
             if kind == "forked":
-                # Steps write to this pipe too: a "forked" naming a process that is not the
-                # zygote's child would make Kale kill a process of someone else's.
+                # (Steps do not hold this pipe; still, a "forked" naming a process that is not
+                # the zygote's child would make Kale kill a process of someone else's.)
                 if isinstance(value, int) and key not in self.pids and \
                         _parent_of(value) in (self.process.pid, None):
                     self.pids[key] = value

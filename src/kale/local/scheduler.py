@@ -41,7 +41,7 @@ from kale.graph.model import (
 )
 from kale.items import well_formed
 from kale.local.plan import Changes, Plan, Task
-from kale.local.processes import Zygote, result_path
+from kale.local.processes import AttemptChannel, Zygote, result_path
 from kale.local.progress import PlainProgress, final_state
 from kale.local.record import RunRecord, launch_command, runner_identity, sweep_gone_runs
 from kale.marshal import NO_SPACE, is_inside
@@ -280,6 +280,8 @@ class _Attempt:
     key: str
     log: IO[bytes]
     record: AttemptRecord
+    #: the pipe the attempt's process reports on (kale.local.processes.AttemptChannel)
+    channel: AttemptChannel
     user_started: float | None = None
     deadline: float | None = None
     exit_code: int | None = None
@@ -528,7 +530,7 @@ class Scheduler:
             self.launch_ready()
             timeout = self.next_wakeup(now)
             if self.running:
-                select.select([self.zygote], [], [], timeout)
+                select.select([self.zygote, *self.open_channels()], [], [], timeout)
             elif timeout:
                 time.sleep(timeout)
             self.collect()
@@ -538,6 +540,10 @@ class Scheduler:
             if self.changed:
                 self.flush()
             self.progress.tick()
+
+    def open_channels(self) -> list[AttemptChannel]:
+        return [attempt.channel for attempt in self.running.values()
+                if attempt.channel.descriptor is not None]
 
     def next_wakeup(self, now: float) -> float:
         moments = list(self.delayed.values())
@@ -643,8 +649,9 @@ class Scheduler:
                                waited=self.waits.pop(name, 0.0))
         state.attempts.append(record)
         key = f"{self.run_state.id}/{name}/{number}"
+        channel = AttemptChannel(str(log_path))
         self.zygote.start(key, self.task_for(task, number), str(log_path))
-        self.running[name] = _Attempt(task, number, key, log, record)
+        self.running[name] = _Attempt(task, number, key, log, record, channel=channel)
         detail = f"attempt {number} of {step.options.retry_count + 1}" if number > 1 else ""
         self.set_status(name, "running", detail)
 
@@ -655,27 +662,34 @@ class Scheduler:
             attempt = by_key.get(key)
             if attempt is None:
                 continue
-            if event == "started":
-                attempt.user_started = time.monotonic()
-                timeout = attempt.step.options.timeout
-                if timeout is not None:
-                    # The runtime enforces the timeout and its grace period itself, as on
-                    # Kubeflow; this is the backstop for a process that cannot be interrupted
-                    # (stuck in C code with signals blocked).
-                    attempt.deadline = attempt.user_started + timeout + self.grace + _BACKSTOP
-            elif event == "exited":
+            if event == "exited":
                 attempt.exit_code = value
-            elif event == "done":
-                attempt.done = True
-            elif event == "unwritten" and isinstance(value, dict):
-                attempt.unwritten = value
-            elif event == "metric":
-                self.live_metric(attempt, value)
             elif event == "refused":  # the zygote is not safe to fork: use a plain one
                 Zygote.release(self.zygote)
                 self.zygote = Zygote.acquire([], safe=True)
                 self.zygote.start(key, self.task_for(attempt.task, attempt.number),
                                   attempt.record.log)
+        for attempt in list(self.running.values()):
+            for event, key, value in attempt.channel.read():
+                if key == attempt.key:  # (a process of the step's may outlive a retry)
+                    self.attempt_event(attempt, event, value)
+
+    def attempt_event(self, attempt: _Attempt, event: str, value: Any) -> None:
+        """One event the attempt's process reported (untrusted: the step could write it)."""
+        if event == "started":
+            attempt.user_started = time.monotonic()
+            timeout = attempt.step.options.timeout
+            if timeout is not None:
+                # The runtime enforces the timeout and its grace period itself, as on
+                # Kubeflow; this is the backstop for a process that cannot be interrupted
+                # (stuck in C code with signals blocked).
+                attempt.deadline = attempt.user_started + timeout + self.grace + _BACKSTOP
+        elif event == "done":
+            attempt.done = True
+        elif event == "unwritten" and isinstance(value, dict):
+            attempt.unwritten = value
+        elif event == "metric":
+            self.live_metric(attempt, value)
 
     def collect(self) -> None:
         self.apply_events()
@@ -711,6 +725,7 @@ class Scheduler:
             if attempt.exit_code is not None:
                 self.zygote.kill(attempt.key)  # whatever the step left running dies with it
                 self.tail(attempt, final=True)
+                attempt.channel.close()
                 del self.running[name]
                 self.finished(attempt)
 
@@ -953,11 +968,12 @@ class Scheduler:
         deadline = time.monotonic() + 5
         while any(a.exit_code is None for a in self.running.values()) and \
                 time.monotonic() < deadline and self.zygote.process.poll() is None:
-            select.select([self.zygote], [], [], 0.1)
+            select.select([self.zygote, *self.open_channels()], [], [], 0.1)
             self.apply_events()
         stopped = "failed" if status == "failed" else "cancelled"
         for name, attempt in list(self.running.items()):
             self.tail(attempt, final=True)
+            attempt.channel.close()
             del self.running[name]
             record = attempt.record
             record.ended = time.time()
