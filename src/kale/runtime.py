@@ -216,10 +216,13 @@ def precompile(task: StepInvocation) -> None:
     and fifty copied pages, a step). What does not compile is left for the step to report."""
     for unit in _code_units(task):
         if unit not in _COMPILED and len(_COMPILED) < _COMPILED_LIMIT:
-            filename, text, flags = unit
             with contextlib.suppress(Exception):
-                _COMPILED[unit] = compile(text, filename, "exec", flags=flags,
-                                          dont_inherit=True)
+                _COMPILED[unit] = _compile(unit)
+
+
+def _compile(unit: tuple[str, str, int]) -> types.CodeType:
+    filename, text, flags = unit
+    return compile(text, filename, "exec", flags=flags, dont_inherit=True)
 
 
 def _load_function(task: StepInvocation) -> tuple[Callable[..., Any], dict[str, Any]]:
@@ -240,11 +243,7 @@ def _load_function(task: StepInvocation) -> tuple[Callable[..., Any], dict[str, 
 
         CLASS_HOMES[task.module] = namespace
     for unit in _code_units(task):
-        code = _COMPILED.get(unit)
-        if code is None:
-            filename, text, flags = unit
-            code = compile(text, filename, "exec", flags=flags, dont_inherit=True)
-        exec(code, namespace)
+        exec(_COMPILED.get(unit) or _compile(unit), namespace)
     return namespace[task.function_name], namespace
 
 

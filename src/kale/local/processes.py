@@ -83,9 +83,25 @@ def _decode_event(data: bytes) -> Any:
     return None
 
 
+def _beside_log(log_path: str, suffix: str) -> str:
+    """The file of an attempt named as its log is, with another suffix."""
+    return (log_path[: -len(".log")] if log_path.endswith(".log") else log_path) + suffix
+
+
 def channel_path(log_path: str) -> str:
-    return log_path[: -len(".log")] + ".events" if log_path.endswith(".log") else \
-        log_path + ".events"
+    return _beside_log(log_path, ".events")
+
+
+def _drain(descriptor: int, buffer: bytearray, limit: int | None = None) -> None:
+    """Add to ``buffer`` what a non-blocking pipe holds now (up to about ``limit`` bytes)."""
+    while limit is None or len(buffer) <= limit:
+        try:
+            chunk = os.read(descriptor, 65536)
+        except OSError:  # BlockingIOError: nothing more now
+            break
+        if not chunk:
+            break
+        buffer += chunk
 
 
 #: The longest event a channel takes: each is written at once, under PIPE_BUF bytes.
@@ -121,16 +137,8 @@ class AttemptChannel:
         an event can hold ends the channel: the step wrote it, not Kale."""
         if self.descriptor is None:
             return []
-        while True:
-            try:
-                chunk = os.read(self.descriptor, 65536)
-            except OSError:  # BlockingIOError: nothing more now
-                break
-            if not chunk:
-                break
-            self.buffer += chunk
-            if len(self.buffer) > 4 * _MAX_EVENT:
-                break  # the rest on the next turn: a chatty step cannot stall the loop
+        # Bounded: the rest on the next turn, so a chatty step cannot stall the loop.
+        _drain(self.descriptor, self.buffer, 4 * _MAX_EVENT)
         messages = [m for m in _unframe(self.buffer, _decode_event) if m is not None]
         if len(self.buffer) >= _HEADER.size and _HEADER.unpack_from(self.buffer)[0] > _MAX_EVENT:
             self.close()
@@ -148,8 +156,7 @@ class AttemptChannel:
 
 
 def result_path(log_path: str) -> str:
-    return log_path[: -len(".log")] + ".result" if log_path.endswith(".log") else \
-        log_path + ".result"
+    return _beside_log(log_path, ".result")
 
 
 # -- the zygote (runs in its own process) -------------------------------------------------------
@@ -428,17 +435,16 @@ def _write_all(descriptor: int, data: bytes) -> None:
 
 
 def _read_frame(descriptor: int) -> bytes | None:
-    """One length-prefixed frame from a pipe, or None at its end."""
-    data = b""
-    size = None
-    while size is None or len(data) < _HEADER.size + size:
+    """One length-prefixed frame from a (blocking) pipe, or None at its end."""
+    buffer = bytearray()
+    while True:
         chunk = os.read(descriptor, 65536)
         if not chunk:
             return None
-        data += chunk
-        if size is None and len(data) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(data)
-    return data[_HEADER.size:]
+        buffer += chunk
+        frames = _unframe(buffer, bytes)
+        if frames:
+            return frames[0]
 
 
 def _fork_spare(inherited: tuple[int, ...]) -> tuple[int, int]:
@@ -745,14 +751,7 @@ class Zygote:
 
     def read_events(self) -> list[tuple[str, str, Any]]:
         """Every complete event that has arrived; never blocks."""
-        while True:
-            try:
-                chunk = os.read(self.events.fileno(), 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            self.buffer += chunk
+        _drain(self.events.fileno(), self.buffer)
         messages = [m for m in _unframe(self.buffer, _decode_event) if m is not None]
         for kind, key, value in messages:
             if kind == "forked":
